@@ -1,0 +1,18 @@
+using PowaCluster.Collector.Configuration;
+
+namespace PowaCluster.Collector.Actors;
+
+/// <summary>Re-read powa_servers now (the periodic resync sends it to itself; RELOAD will too).</summary>
+public sealed record Resync
+{
+    public static readonly Resync Instance = new();
+}
+
+/// <summary>Asks the coordinator which servers it keeps alive.</summary>
+public sealed record GetFleet
+{
+    public static readonly GetFleet Instance = new();
+}
+
+/// <summary>The servers the coordinator keeps alive, and when it last read powa_servers successfully.</summary>
+public sealed record Fleet(IReadOnlyList<ServerConfig> Servers, DateTimeOffset? LastResync, string? LastError);

@@ -1,0 +1,45 @@
+using PowaCluster.Collector.Configuration;
+
+namespace PowaCluster.Collector.Actors;
+
+/// <summary>Every message routed to a ServerCollector entity carries its srvid (the entity id).</summary>
+public interface IServerMessage
+{
+    int SrvId { get; }
+}
+
+/// <summary>Idempotent: starts the entity, or pushes a changed config (a connection change reconnects). Also renews its lease.</summary>
+public sealed record EnsureCollecting(ServerConfig Config) : IServerMessage
+{
+    public int SrvId => Config.SrvId;
+}
+
+/// <summary>The server was removed or deactivated: finish any snapshot in flight, then stop.</summary>
+public sealed record StopCollecting(int SrvId) : IServerMessage;
+
+public sealed record GetServerStatus(int SrvId) : IServerMessage;
+
+public sealed record ServerStatus(
+    int SrvId,
+    string Status,
+    string? Node,
+    DateTimeOffset? LastSnapshot,
+    string? LastError,
+    long Snapshots,
+    long FailedSnapshots);
+
+/// <summary>The status strings powa-web shows (design brief, section 2).</summary>
+public static class CollectorStatus
+{
+    public const string Running = "running";
+    public const string NoRemote = "no connection to remote server";
+    public const string NoRepository = "no connection to repository server";
+    public const string Stopping = "stopping";
+    public const string Stopped = "stopped";
+}
+
+/// <summary>Sharding's stop message (passivation and hand-off): like StopCollecting, lets a snapshot finish.</summary>
+public sealed record StopEntity
+{
+    public static readonly StopEntity Instance = new();
+}

@@ -1,0 +1,57 @@
+using Akka.Actor;
+using Npgsql;
+using PowaCluster.Collector.Postgres;
+
+namespace PowaCluster.Collector.Actors;
+
+// ---- Asking the pool for a writer ----------------------------------------------------------
+
+/// <summary>Asks for one repository transaction for a snapshot; answered by SessionOpened or SessionFailed.</summary>
+public sealed record RequestSnapshotSession(int SrvId, string ServerName, IActorRef Requester);
+
+/// <summary>A short repository job (save versions, report an error, read the last snapshot time) in its own transaction.</summary>
+public sealed record RunRepositoryJob(int SrvId, string What, Func<NpgsqlConnection, CancellationToken, Task<object?>> Job, IActorRef ReplyTo);
+
+/// <summary>The result of a RunRepositoryJob: Result, or Error when it failed.</summary>
+public sealed record RepositoryJobResult(int SrvId, string What, object? Result, string? Error);
+
+public sealed record GetWriterPoolStats
+{
+    public static readonly GetWriterPoolStats Instance = new();
+}
+
+/// <summary>Queue statistics: how long snapshots wait for a writer.</summary>
+public sealed record WriterPoolStats(int Writers, int Busy, int Queued, long Dispatched, TimeSpan TotalWait, TimeSpan MaxWait);
+
+// ---- A snapshot session, between a ServerCollector and the writer it was given --------------
+
+public sealed record SessionOpened(int SrvId, IActorRef Writer, IReadOnlyList<Datasource> Datasources, TimeSpan QueueWait);
+public sealed record SessionFailed(int SrvId, string Error);
+
+/// <summary>The writer lost its repository connection in the middle of a session; the transaction is gone.</summary>
+public sealed record SessionLost(int SrvId, string Error);
+
+public sealed record BeginCopyIn(string QuerySource);
+public sealed record CopyInReady(string QuerySource);
+public sealed record CopyInFailed(string QuerySource, string Error);
+
+/// <summary>A bounded piece of remote COPY text output; the writer answers ChunkAck once it is written.</summary>
+public sealed record CopyChunk(string Data);
+public sealed record ChunkAck(string? Error);
+
+public sealed record EndCopyIn(bool Abort);
+public sealed record CopyInDone(string QuerySource, string? Error);
+
+/// <summary>Calls powa_take_snapshot, appends the collector's errors, commits.</summary>
+public sealed record FinishSnapshot(IReadOnlyList<string> Errors);
+public sealed record SnapshotCommitted(int SrvId, int TakeSnapshotErrors);
+
+public sealed record AbortSession
+{
+    public static readonly AbortSession Instance = new();
+}
+
+// ---- Between the pool and its writers -------------------------------------------------------
+
+internal sealed record AssignWork(object Work, DateTime EnqueuedAtUtc);
+internal sealed record WriterIdle(IActorRef Writer);

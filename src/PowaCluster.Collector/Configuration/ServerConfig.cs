@@ -1,0 +1,51 @@
+using System.Text;
+using Npgsql;
+
+namespace PowaCluster.Collector.Configuration;
+
+/// <summary>
+/// One row of powa_servers: what a ServerCollector needs to collect a remote server.
+/// Its ToString never shows the password (records print every member by default).
+/// </summary>
+public sealed record ServerConfig(
+    int SrvId,
+    string Hostname,
+    int Port,
+    string Username,
+    string? Password,
+    string DbName,
+    int Frequency,
+    string? Alias)
+{
+    /// <summary>host:port, the reference's name for a worker.</summary>
+    public string Name => $"{Hostname}:{Port}";
+
+    /// <summary>True when a change needs a new remote connection.</summary>
+    public bool ConnectionDiffers(ServerConfig other) =>
+        Hostname != other.Hostname || Port != other.Port || Username != other.Username ||
+        Password != other.Password || DbName != other.DbName;
+
+    /// <summary>The remote connection string. A NULL password lets Npgsql use the passfile, as libpq does.</summary>
+    public NpgsqlConnectionStringBuilder ToConnectionString(CollectorSettings settings) => new()
+    {
+        Host = Hostname,
+        Port = Port,
+        Username = Username,
+        Password = Password,
+        Database = DbName,
+        ApplicationName = $"PoWA collector - worker {Name}",
+        Timeout = Math.Max(1, (int)settings.ConnectTimeout.TotalSeconds),
+        CommandTimeout = Math.Max(1, (int)settings.RemoteTimeout.TotalSeconds),
+        Pooling = false,
+        // The remote's own settings (timezone, DateStyle) must not leak into the text COPY stream:
+        // Options pins what the repository will parse.
+        Options = "-c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3",
+    };
+
+    bool PrintMembers(StringBuilder sb)
+    {
+        sb.Append($"SrvId = {SrvId}, Hostname = {Hostname}, Port = {Port}, Username = {Username}, ");
+        sb.Append($"Password = {(Password is null ? "null" : "***")}, DbName = {DbName}, Frequency = {Frequency}, Alias = {Alias}");
+        return true;
+    }
+}

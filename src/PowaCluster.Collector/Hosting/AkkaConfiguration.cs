@@ -1,0 +1,88 @@
+using Akka.Actor;
+using Akka.Cluster;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Sharding;
+using Akka.Hosting;
+using Akka.Remote.Hosting;
+using PowaCluster.Collector.Actors;
+using PowaCluster.Collector.Sharding;
+
+namespace PowaCluster.Collector.Hosting;
+
+/// <summary>The node's Akka.NET set-up, one extension method per concern.</summary>
+public static class AkkaConfiguration
+{
+    public const string SystemName = "powa-cluster";
+
+    /// <summary>Akka's log goes through Microsoft.Extensions.Logging; --debug / "debug": true turns on debug.</summary>
+    public static AkkaConfigurationBuilder WithPowaLogging(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.ConfigureLoggers(l =>
+        {
+            l.LogLevel = rt.Settings.Debug ? Akka.Event.LogLevel.DebugLevel : Akka.Event.LogLevel.InfoLevel;
+            l.ClearLoggers();
+            l.AddLoggerFactory();
+        });
+
+    /// <summary>Akka.Remote endpoint of the node (port 0 picks a free one).</summary>
+    public static AkkaConfigurationBuilder WithPowaRemoting(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithRemoting(new RemoteOptions { HostName = rt.Settings.ClusterHost, Port = rt.Settings.ClusterPort });
+
+    /// <summary>
+    /// Cluster membership. With no seed the node forms a cluster of its own by joining itself;
+    /// with seeds it joins them.
+    /// </summary>
+    public static AkkaConfigurationBuilder WithPowaClustering(this AkkaConfigurationBuilder b, CollectorRuntime rt)
+    {
+        var seeds = rt.Settings.Seeds.Select(s => $"akka.tcp://{SystemName}@{s}").ToArray();
+        b.WithClustering(new ClusterOptions { SeedNodes = seeds, LogInfo = rt.Settings.Debug });
+        if (seeds.Length == 0)
+            b.AddStartup((system, _) =>
+            {
+                var cluster = Cluster.Get(system);
+                cluster.Join(cluster.SelfAddress);
+            });
+        return b;
+    }
+
+    /// <summary>The node-local pool of repository writers.</summary>
+    public static AkkaConfigurationBuilder WithSnapshotWriters(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithActors((system, registry) =>
+        {
+            var pool = system.ActorOf(SnapshotWriterPool.Props(rt.Settings, rt.Repository), "snapshot-writers");
+            registry.Register<SnapshotWriterPool>(pool);
+        });
+
+    /// <summary>
+    /// One ServerCollector entity per srvid, spread over the cluster. No remember-entities and no persistence:
+    /// the coordinator re-creates entities, and they restore their schedule from the repository.
+    /// </summary>
+    public static AkkaConfigurationBuilder WithServerCollectors(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithShardRegion<ServerCollector>(
+            "server-collector",
+            (_, registry, _) => _ => ServerCollector.Props(rt.Settings, rt.RepositoryPowa, registry.Get<SnapshotWriterPool>()),
+            new ServerMessageExtractor(rt.Settings.NumberOfShards),
+            new ShardOptions
+            {
+                RememberEntities = false,
+                StateStoreMode = StateStoreMode.DData,
+                ShouldPassivateIdleEntities = false,
+                HandOffStopMessage = StopEntity.Instance,
+            });
+
+    /// <summary>The FleetCoordinator singleton, with a proxy on every node.</summary>
+    public static AkkaConfigurationBuilder WithFleetCoordinator(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithSingleton<FleetCoordinator>(
+            "fleet-coordinator",
+            (_, registry, _) => FleetCoordinator.Props(rt.Settings, rt.Repository, registry.Get<ServerCollector>()),
+            new ClusterSingletonOptions(),
+            createProxyToo: true);
+
+    /// <summary>The whole collector node.</summary>
+    public static AkkaConfigurationBuilder WithPowaCollector(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithPowaLogging(rt)
+         .WithPowaRemoting(rt)
+         .WithPowaClustering(rt)
+         .WithSnapshotWriters(rt)
+         .WithServerCollectors(rt)
+         .WithFleetCoordinator(rt);
+}

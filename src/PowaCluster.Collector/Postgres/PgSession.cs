@@ -1,0 +1,78 @@
+using Npgsql;
+
+namespace PowaCluster.Collector.Postgres;
+
+/// <summary>The powa extension's version as installed in a database.</summary>
+public sealed record PowaVersion(int Major, int Minor, string Text)
+{
+    public bool SameMajorMinor(PowaVersion other) => Major == other.Major && Minor == other.Minor;
+    public override string ToString() => Text;
+
+    public static PowaVersion? Parse(string? text)
+    {
+        if (string.IsNullOrEmpty(text)) return null;
+        var parts = text.Split('.');
+        if (!int.TryParse(parts[0], out var major)) return null;
+        var minor = parts.Length > 1 && int.TryParse(parts[1], out var m) ? m : 0;
+        return new PowaVersion(major, minor, text);
+    }
+}
+
+/// <summary>Opening connections the way every collector connection must be opened.</summary>
+public static class PgSession
+{
+    /// <summary>
+    /// Opens a connection, then sets lock_timeout to 2 s when the server's is 0 (the reference's rule):
+    /// a collector must never wait forever on a lock.
+    /// </summary>
+    public static async Task<NpgsqlConnection> OpenAsync(NpgsqlConnectionStringBuilder csb, CancellationToken ct)
+    {
+        var conn = new NpgsqlConnection(csb.ConnectionString);
+        try
+        {
+            await conn.OpenAsync(ct);
+            await using var cmd = new NpgsqlCommand(
+                "SELECT pg_catalog.set_config(name, '2000', false) FROM pg_catalog.pg_settings " +
+                "WHERE name = 'lock_timeout' AND setting = '0'", conn);
+            await cmd.ExecuteNonQueryAsync(ct);
+            return conn;
+        }
+        catch
+        {
+            await conn.DisposeAsync();
+            throw;
+        }
+    }
+
+    public static async Task<PowaVersion?> GetPowaVersionAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(
+            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'powa'", conn);
+        return PowaVersion.Parse(await cmd.ExecuteScalarAsync(ct) as string);
+    }
+
+    public static async Task ExecAsync(NpgsqlConnection conn, string sql, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(sql, conn);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>A timeout token for one step; every remote call gets one.</summary>
+    public static CancellationTokenSource Timeout(TimeSpan t) => new(t);
+
+    /// <summary>An error message fit for logs and powa_snapshot_metas.errors: the PostgreSQL message, no stack.</summary>
+    public static string Describe(Exception e) => e switch
+    {
+        PostgresException pe => $"{pe.SqlState}: {pe.MessageText}{(pe.Detail is { Length: > 0 } d ? " (" + d + ")" : "")}",
+        OperationCanceledException => "timed out",
+        NpgsqlException { InnerException: TimeoutException } => "timed out",
+        NpgsqlException { InnerException: { } inner } ne when inner is not PostgresException =>
+            $"{ne.Message.TrimEnd('.')}: {inner.Message}",
+        _ => e.Message,
+    };
+
+    /// <summary>True when the connection can no longer be used and must be replaced.</summary>
+    public static bool IsBroken(NpgsqlConnection? conn) =>
+        conn is null || conn.FullState.HasFlag(System.Data.ConnectionState.Broken) ||
+        conn.FullState == System.Data.ConnectionState.Closed;
+}

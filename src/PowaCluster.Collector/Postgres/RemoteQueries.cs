@@ -1,0 +1,56 @@
+using Npgsql;
+
+namespace PowaCluster.Collector.Postgres;
+
+/// <summary>A remote server that cannot be collected as it is set up (no powa, wrong version).</summary>
+public sealed class RemoteSetupException(string message) : Exception(message);
+
+/// <summary>The SQL the collector runs on a monitored (remote) server.</summary>
+public static class RemoteQueries
+{
+    /// <summary>
+    /// powa must be installed on the remote, at version 4 or later and at the repository's major.minor.
+    /// PoWA 4.0 needs its library loaded for its GUCs.
+    /// </summary>
+    public static async Task<PowaVersion> CheckPowaAsync(NpgsqlConnection conn, PowaVersion repository, CancellationToken ct)
+    {
+        var v = await PgSession.GetPowaVersionAsync(conn, ct)
+            ?? throw new RemoteSetupException($"the powa extension is not installed in database \"{conn.Database}\" of the remote server");
+        if (v.Major < 4)
+            throw new RemoteSetupException($"the remote server has powa {v}, 4.0 or later is required");
+        if (!v.SameMajorMinor(repository))
+            throw new RemoteSetupException($"the remote server has powa {v} but the repository has powa {repository}: they must have the same major.minor version");
+        if (v is { Major: 4, Minor: 0 })
+            await PgSession.ExecAsync(conn, "LOAD 'powa'", ct);
+        return v;
+    }
+
+    public static async Task<RemoteVersions> ReadVersionsAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        await using var batch = new NpgsqlBatch(conn)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand("SELECT current_setting('server_version')"),
+                new NpgsqlBatchCommand("SELECT extname, extversion FROM pg_catalog.pg_extension"),
+                new NpgsqlBatchCommand("SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'hypopg'"),
+            },
+        };
+        await using var r = await batch.ExecuteReaderAsync(ct);
+        await r.ReadAsync(ct);
+        var serverVersion = r.GetString(0);
+        await r.NextResultAsync(ct);
+        var exts = new Dictionary<string, string>();
+        while (await r.ReadAsync(ct)) exts[r.GetString(0)] = r.GetString(1);
+        await r.NextResultAsync(ct);
+        string? hypopg = await r.ReadAsync(ct) && !r.IsDBNull(0) ? r.GetString(0) : null;
+        return new RemoteVersions(serverVersion, exts, hypopg);
+    }
+
+    /// <summary>COPY of one datasource, srvid first as the repository's *_src_tmp tables expect.</summary>
+    public static string ExportSql(int srvid, string querySource) =>
+        $"COPY (SELECT {srvid}, * FROM public.{RepositoryQueries.QuoteIdentifier(querySource)}(0)) TO STDOUT";
+
+    public static string ImportSql(string querySource) =>
+        $"COPY public.{RepositoryQueries.QuoteIdentifier(querySource + "_tmp")} FROM STDIN";
+}

@@ -1,0 +1,210 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+using Npgsql;
+
+namespace PowaCluster.Embedded;
+
+/// <summary>
+/// A throwaway PostgreSQL 15 instance: initdb into a temporary directory, a free loopback port, the PoWA
+/// stats extensions preloaded. It listens on 127.0.0.1 and on further loopback addresses (127.0.0.2, ...),
+/// so that one instance gives several distinct (hostname, port) pairs. initdb refuses root: as root it runs
+/// as the postgres OS user through runuser.
+/// </summary>
+public sealed class LocalPostgres : IAsyncDisposable
+{
+    public const string SuperUser = "postgres";
+    static readonly List<LocalPostgres> Running = [];
+    static int _exitHookInstalled;
+
+    public string Name { get; }
+    public int Port { get; }
+    public string Password { get; }
+    public string Directory { get; }
+    public int LoopbackAddresses { get; }
+    string DataPath => Path.Combine(Directory, "data");
+    public string LogFile => Path.Combine(Directory, "postgresql.log");
+    bool _stopped;
+
+    LocalPostgres(string name, int port, string password, string dir, int loopbackAddresses)
+    {
+        Name = name; Port = port; Password = password; Directory = dir; LoopbackAddresses = loopbackAddresses;
+    }
+
+    public static string BinDir =>
+        Environment.GetEnvironmentVariable("POWACLUSTER_PG_BIN") is { Length: > 0 } b ? b : "/usr/lib/postgresql/15/bin";
+
+    /// <summary>The i-th loopback address this instance listens on (1-based): 127.0.0.i.</summary>
+    public string Host(int i = 1)
+    {
+        if (i < 1 || i > LoopbackAddresses) throw new ArgumentOutOfRangeException(nameof(i));
+        return $"127.0.0.{i}";
+    }
+
+    public NpgsqlConnectionStringBuilder ConnectionString(string database = "postgres", int hostIndex = 1) => new()
+    {
+        Host = Host(hostIndex), Port = Port, Username = SuperUser, Password = Password, Database = database,
+        Pooling = false, Timeout = 10, CommandTimeout = 60,
+    };
+
+    public static async Task<LocalPostgres> StartAsync(string name, int loopbackAddresses = 8,
+        string? preload = "pg_stat_statements,pg_stat_kcache,pg_qualstats,pg_wait_sampling")
+    {
+        if (loopbackAddresses is < 1 or > 60) throw new ArgumentOutOfRangeException(nameof(loopbackAddresses));
+        if (!File.Exists(Path.Combine(BinDir, "initdb")))
+            throw new InvalidOperationException($"PostgreSQL 15 is not installed ({BinDir}/initdb not found): install postgresql-15");
+        InstallExitHook();
+        var dir = System.IO.Directory.CreateTempSubdirectory($"powa-cluster-{name}-").FullName;
+        var password = Convert.ToHexString(Guid.NewGuid().ToByteArray()).ToLowerInvariant();
+        try
+        {
+            var pwfile = Path.Combine(dir, "pwfile");
+            await File.WriteAllTextAsync(pwfile, password + "\n");
+            if (IsRoot) await Run("chown", $"-R postgres:postgres {dir}");
+            await RunPg("initdb", $"-D {DataDir(dir)} -U {SuperUser} --pwfile={pwfile} --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-sync --no-instructions");
+            File.Delete(pwfile);
+            var hba = Path.Combine(DataDir(dir), "pg_hba.conf");
+            await File.AppendAllTextAsync(hba, "host all all 127.0.0.0/8 scram-sha-256\n");
+            for (var attempt = 1; ; attempt++)
+            {
+                var port = FreePort();
+                var conf = new StringBuilder();
+                conf.AppendLine($"port = {port}");
+                conf.AppendLine($"listen_addresses = '{string.Join(",", Enumerable.Range(1, loopbackAddresses).Select(i => $"127.0.0.{i}"))}'");
+                conf.AppendLine($"unix_socket_directories = '{dir}'");
+                if (preload is not null) conf.AppendLine($"shared_preload_libraries = '{preload}'");
+                conf.AppendLine("max_connections = 300");
+                conf.AppendLine("fsync = off");
+                conf.AppendLine("synchronous_commit = off");
+                conf.AppendLine("full_page_writes = off");
+                conf.AppendLine("pg_stat_statements.track = all");
+                conf.AppendLine("pg_qualstats.sample_rate = 1");
+                conf.AppendLine("track_functions = 'all'");
+                conf.AppendLine("log_min_messages = warning");
+                await File.WriteAllTextAsync(Path.Combine(DataDir(dir), "postgresql.auto.conf"), conf.ToString());
+                if (IsRoot) await Run("chown", $"postgres:postgres {Path.Combine(DataDir(dir), "postgresql.auto.conf")}");
+                try
+                {
+                    await RunPg("pg_ctl", $"-D {DataDir(dir)} -l {Path.Combine(dir, "postgresql.log")} -w -t 60 start");
+                    var pg = new LocalPostgres(name, port, password, dir, loopbackAddresses);
+                    lock (Running) Running.Add(pg);
+                    return pg;
+                }
+                catch (InvalidOperationException) when (attempt < 3)
+                {
+                    // Another process took the port between our probe and the start: try another one.
+                }
+            }
+        }
+        catch
+        {
+            TryDelete(dir);
+            throw;
+        }
+    }
+
+    static string DataDir(string dir) => Path.Combine(dir, "data");
+
+    public async Task ExecAsync(string database, string sql)
+    {
+        await using var conn = new NpgsqlConnection(ConnectionString(database).ConnectionString);
+        await conn.OpenAsync();
+        await using var cmd = new NpgsqlCommand(sql, conn);
+        await cmd.ExecuteNonQueryAsync();
+    }
+
+    public async Task<T?> ScalarAsync<T>(string database, string sql)
+    {
+        await using var conn = new NpgsqlConnection(ConnectionString(database).ConnectionString);
+        await conn.OpenAsync();
+        await using var cmd = new NpgsqlCommand(sql, conn);
+        var v = await cmd.ExecuteScalarAsync();
+        return v is null or DBNull ? default : (T)Convert.ChangeType(v, typeof(T));
+    }
+
+    /// <summary>Stops the server (immediate mode) and deletes its directory.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        lock (Running) Running.Remove(this);
+        if (_stopped) return;
+        _stopped = true;
+        try { await RunPg("pg_ctl", $"-D {DataPath} -m immediate -w -t 30 stop"); }
+        catch (Exception) { /* already stopped */ }
+        TryDelete(Directory);
+    }
+
+    void StopNow()
+    {
+        if (_stopped) return;
+        _stopped = true;
+        try
+        {
+            using var p = Process.Start(StartInfo(Path.Combine(BinDir, "pg_ctl"), $"-D {DataPath} -m immediate -w -t 30 stop"));
+            p?.WaitForExit(30_000);
+        }
+        catch (Exception) { }
+        TryDelete(Directory);
+    }
+
+    /// <summary>Ctrl-C or a plain exit still stops every instance and removes its files.</summary>
+    static void InstallExitHook()
+    {
+        if (Interlocked.Exchange(ref _exitHookInstalled, 1) == 1) return;
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            LocalPostgres[] all;
+            lock (Running) all = Running.ToArray();
+            foreach (var pg in all) pg.StopNow();
+        };
+    }
+
+    static void TryDelete(string dir)
+    {
+        try { System.IO.Directory.Delete(dir, recursive: true); } catch (Exception) { }
+    }
+
+    static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        var port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    [DllImport("libc", EntryPoint = "geteuid")]
+    static extern uint GetEuid();
+
+    public static bool IsRoot => OperatingSystem.IsLinux() && GetEuid() == 0;
+
+    static Task RunPg(string tool, string args) =>
+        IsRoot ? Run("runuser", $"-u postgres -- {Path.Combine(BinDir, tool)} {args}") : Run(Path.Combine(BinDir, tool), args);
+
+    static ProcessStartInfo StartInfo(string file, string args)
+    {
+        var psi = IsRoot && !file.EndsWith("runuser") && !file.EndsWith("chown")
+            ? new ProcessStartInfo("runuser", $"-u postgres -- {file} {args}")
+            : new ProcessStartInfo(file, args);
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        psi.UseShellExecute = false;
+        psi.WorkingDirectory = "/tmp";
+        return psi;
+    }
+
+    static async Task Run(string file, string args)
+    {
+        var psi = new ProcessStartInfo(file, args)
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = "/tmp",
+        };
+        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        if (p.ExitCode != 0)
+            throw new InvalidOperationException($"{Path.GetFileName(file)} {args.Split(' ')[0]} failed (exit {p.ExitCode}): {(await stderr).Trim()} {(await stdout).Trim()}".Trim());
+    }
+}

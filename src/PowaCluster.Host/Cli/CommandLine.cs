@@ -1,0 +1,87 @@
+namespace PowaCluster.Host.Cli;
+
+/// <summary>A command line that cannot be understood; the message says what is wrong.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+public sealed record CommandLine(
+    string Command,
+    string? Repository,
+    string? ConfigFile,
+    bool Debug,
+    int? PoolSize,
+    string? ClusterHost,
+    int? ClusterPort,
+    IReadOnlyList<string> Seeds,
+    int? Seconds,
+    int Servers,
+    int Frequency,
+    int Remotes)
+{
+    public const string Usage = """
+        usage:
+          powa-cluster run  [--repository DSN] [--config FILE] [--debug] [--pool-size N]
+                            [--cluster-host HOST] [--cluster-port PORT] [--seed HOST:PORT ...]
+              Collects every server registered in the repository (powa_servers), until SIGTERM / Ctrl-C.
+              DSN: a libpq URI (postgresql://user:pass@host:5432/powa), libpq key=value pairs or an
+              Npgsql connection string. Without --repository: appsettings.json / PowaCluster__RepositoryDsn,
+              then powa-collector's JSON file (--config FILE, /etc/powa-collector.conf,
+              ~/.config/powa-collector.conf, ~/.powa-collector.conf, ./powa-collector.conf).
+          powa-cluster demo [--seconds N] [--servers N] [--frequency S] [--remotes N] [--pool-size N] [--debug]
+              Starts a throwaway repository and remote PostgreSQL instances on loopback, registers
+              servers, runs the collector and shows what it collected (until Ctrl-C, or for N seconds).
+          powa-cluster --version
+        """;
+
+    public static CommandLine Parse(IReadOnlyList<string> args)
+    {
+        if (args.Count == 0) throw new UsageException("no command given");
+        var command = args[0] switch
+        {
+            "run" or "demo" => args[0],
+            "--version" or "version" => "version",
+            "--help" or "-h" or "help" => "help",
+            var c => throw new UsageException($"unknown command \"{c}\""),
+        };
+        string? repository = null, config = null, clusterHost = null;
+        int? pool = null, clusterPort = null, seconds = null;
+        int servers = 6, frequency = 5, remotes = 2;
+        var debug = false;
+        var seeds = new List<string>();
+        for (var i = 1; i < args.Count; i++)
+        {
+            var a = args[i];
+            string Value()
+            {
+                if (i + 1 >= args.Count) throw new UsageException($"{a} needs a value");
+                return args[++i];
+            }
+            int Int(int min, int max)
+            {
+                var v = Value();
+                if (!int.TryParse(v, out var n) || n < min || n > max)
+                    throw new UsageException($"{a} must be a whole number from {min} to {max}, not \"{v}\"");
+                return n;
+            }
+            switch (a)
+            {
+                case "--repository": repository = Value(); break;
+                case "--config": config = Value(); break;
+                case "--debug": debug = true; break;
+                case "--pool-size": pool = Int(1, 256); break;
+                case "--cluster-host": clusterHost = Value(); break;
+                case "--cluster-port": clusterPort = Int(0, 65535); break;
+                case "--seed":
+                    var s = Value();
+                    if (!s.Contains(':')) throw new UsageException($"--seed takes HOST:PORT, not \"{s}\"");
+                    seeds.Add(s);
+                    break;
+                case "--seconds" when command == "demo": seconds = Int(1, 86400); break;
+                case "--servers" when command == "demo": servers = Int(1, 100); break;
+                case "--frequency" when command == "demo": frequency = Int(5, 3600); break;
+                case "--remotes" when command == "demo": remotes = Int(1, 8); break;
+                default: throw new UsageException($"unknown option \"{a}\" for {command}");
+            }
+        }
+        return new CommandLine(command, repository, config, debug, pool, clusterHost, clusterPort, seeds, seconds, servers, frequency, remotes);
+    }
+}

@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Hosting;
+using Npgsql;
+using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Hosting;
+using PowaCluster.Embedded;
+using PowaCluster.Host.Cli;
+using PowaCluster.Host.Startup;
+
+namespace PowaCluster.Host.Demo;
+
+/// <summary>
+/// powa-cluster demo: a throwaway repository and remotes on loopback, servers registered on them, the
+/// collector running, and what landed in the repository printed as it goes. Also the benchmark of the
+/// core issue: --servers 20 --frequency 5 --seconds 60.
+/// </summary>
+public static class DemoCommand
+{
+    public static async Task<int> RunAsync(CommandLine cli)
+    {
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+
+        Console.WriteLine($"demo: starting a throwaway repository and {cli.Remotes} remote PostgreSQL 15 instance(s) on loopback...");
+        var perRemote = (cli.Servers + cli.Remotes - 1) / cli.Remotes;
+        PowaLab lab;
+        try { lab = await PowaLab.StartAsync(cli.Remotes, Math.Max(2, perRemote)); }
+        catch (InvalidOperationException e)
+        {
+            throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}");
+        }
+        await using var _ = lab;
+        var ids = await lab.RegisterManyAsync(cli.Servers, cli.Frequency, "demo");
+        Console.WriteLine($"demo: repository on 127.0.0.1:{lab.Repository.Port}; {ids.Count} servers registered at frequency {cli.Frequency} s " +
+                          $"on {string.Join(", ", lab.Remotes.Select(r => $"127.0.0.1-{lab.Remotes[0].LoopbackAddresses}:{r.Port}"))}");
+
+        var builder = CollectorHost.CreateBuilder();
+        var repoDsn = lab.Repository.ConnectionString(PowaLab.Database);
+        var (settings, repository) = SettingsLoader.Load(cli with { Repository = repoDsn.ConnectionString, ConfigFile = null }, builder.Configuration);
+        var powa = await RepositoryCheck.VerifyAsync(repository, settings, stop.Token);
+        using var host = CollectorHost.Build(new CollectorRuntime(settings, repository, powa), builder);
+
+        var sw = Stopwatch.StartNew();
+        await host.StartAsync(stop.Token);
+        Console.WriteLine(cli.Seconds is { } secs ? $"demo: collecting for {secs} s" : "demo: collecting until Ctrl-C");
+        var maxConnections = 0;
+        var nextReport = TimeSpan.FromSeconds(Math.Max(10, cli.Frequency * 2));
+        var reportEvery = nextReport;
+        var nextWork = TimeSpan.Zero;
+        await using var monitor = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
+            { ApplicationName = "powa-cluster demo monitor" }.ConnectionString);
+        await monitor.OpenAsync();
+        try
+        {
+            while (!stop.IsCancellationRequested && (cli.Seconds is null || sw.Elapsed < TimeSpan.FromSeconds(cli.Seconds.Value)))
+            {
+                maxConnections = Math.Max(maxConnections, await CollectorConnectionsAsync(monitor));
+                if (sw.Elapsed >= nextWork)
+                {
+                    // A monitored server has activity: keep every datasource fed.
+                    foreach (var r in lab.Remotes) await PowaLab.WorkAsync(r);
+                    nextWork = sw.Elapsed + TimeSpan.FromSeconds(1);
+                }
+                if (sw.Elapsed >= nextReport)
+                {
+                    await PrintAsync(monitor, sw.Elapsed);
+                    nextReport += reportEvery;
+                }
+                await Task.Delay(200, stop.Token).ContinueWith(_ => { });
+            }
+        }
+        finally
+        {
+            await host.StopAsync(CancellationToken.None);
+        }
+        var elapsed = sw.Elapsed;
+        var rows = await PrintAsync(monitor, elapsed);
+        var snaps = rows.Select(r => r.Snapshots).DefaultIfEmpty(0).ToList();
+        Console.WriteLine($"demo summary: {rows.Count} servers at frequency {cli.Frequency} s for {elapsed.TotalSeconds:F0} s: " +
+                          $"snapshots per server min {snaps.Min()} max {snaps.Max()}; servers with errors {rows.Count(r => r.Errors.Length > 0)}; " +
+                          $"servers missing a datasource {rows.Count(r => r.MissingDatasource)}; " +
+                          $"repository connections held by the collector at most {maxConnections} (pool {settings.WriterPoolSize} + coordinator 1)");
+        return 0;
+    }
+
+    static async Task<int> CollectorConnectionsAsync(NpgsqlConnection monitor)
+    {
+        await using var cmd = new NpgsqlCommand(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'PoWA collector%'", monitor);
+        return Convert.ToInt32(await cmd.ExecuteScalarAsync());
+    }
+
+    sealed record Row(int SrvId, string Alias, string Server, long Snapshots, long Statements, long Kcache, long Qualstats,
+        long Waits, long Relations, long Functions, string[] Errors)
+    {
+        public bool MissingDatasource => Statements == 0 || Kcache == 0 || Qualstats == 0 || Waits == 0 || Relations == 0 || Functions == 0;
+    }
+
+    public const string CountsSql = """
+        SELECT s.id, coalesce(s.alias, ''), s.hostname || ':' || s.port,
+          (SELECT count(*) FROM powa_stat_bgwriter_history_current x WHERE x.srvid = s.id)
+            + (SELECT coalesce(sum(cardinality(records)), 0) FROM powa_stat_bgwriter_history x WHERE x.srvid = s.id),
+          (SELECT count(*) FROM powa_statements_history_current x WHERE x.srvid = s.id),
+          (SELECT count(*) FROM powa_kcache_metrics_current x WHERE x.srvid = s.id),
+          (SELECT count(*) FROM powa_qualstats_quals_history_current x WHERE x.srvid = s.id),
+          (SELECT count(*) FROM powa_wait_sampling_history_current x WHERE x.srvid = s.id),
+          (SELECT count(*) FROM powa_all_relations_history_current x WHERE x.srvid = s.id),
+          (SELECT count(*) FROM powa_user_functions_history_current x WHERE x.srvid = s.id),
+          coalesce(m.errors, '{}')
+        FROM powa_servers s JOIN powa_snapshot_metas m ON m.srvid = s.id
+        WHERE s.id > 0 ORDER BY s.id
+        """;
+
+    static async Task<List<Row>> PrintAsync(NpgsqlConnection monitor, TimeSpan elapsed)
+    {
+        var rows = new List<Row>();
+        await using (var cmd = new NpgsqlCommand(CountsSql, monitor))
+        await using (var r = await cmd.ExecuteReaderAsync())
+            while (await r.ReadAsync())
+                rows.Add(new Row(r.GetInt32(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4), r.GetInt64(5),
+                    r.GetInt64(6), r.GetInt64(7), r.GetInt64(8), r.GetInt64(9), r.GetFieldValue<string[]>(10)));
+        Console.WriteLine($"--- after {elapsed.TotalSeconds:F0} s: rows stored in the repository per server ---");
+        Console.WriteLine($"{"srvid",5} {"alias",-9} {"server",-17} {"snapshots",9} {"statements",10} {"kcache",7} {"quals",6} {"waits",6} {"relations",9} {"functions",9}  errors");
+        foreach (var x in rows)
+            Console.WriteLine($"{x.SrvId,5} {x.Alias,-9} {x.Server,-17} {x.Snapshots,9} {x.Statements,10} {x.Kcache,7} {x.Qualstats,6} {x.Waits,6} {x.Relations,9} {x.Functions,9}  {(x.Errors.Length == 0 ? "-" : string.Join(" | ", x.Errors))}");
+        return rows;
+    }
+}
