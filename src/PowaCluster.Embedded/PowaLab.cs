@@ -77,9 +77,10 @@ public sealed class PowaLab : IAsyncDisposable
 
     /// <summary>powa_register_server on the repository; returns the new srvid.</summary>
     public async Task<int> RegisterAsync(string hostname, int port, string alias, int frequency,
-        string? password, string[]? extensions = null, string username = LocalPostgres.SuperUser, string dbname = Database)
+        string? password, string[]? extensions = null, string username = LocalPostgres.SuperUser, string dbname = Database,
+        string repositoryDatabase = Database)
     {
-        await using var conn = new NpgsqlConnection(Repository.ConnectionString(Database).ConnectionString);
+        await using var conn = new NpgsqlConnection(Repository.ConnectionString(repositoryDatabase).ConnectionString);
         await conn.OpenAsync();
         await using (var cmd = new NpgsqlCommand(
             "SELECT powa_register_server(hostname => $1, port => $2, alias => $3, username => $4, password => $5, " +
@@ -101,14 +102,16 @@ public sealed class PowaLab : IAsyncDisposable
     }
 
     /// <summary>Registers n servers spread over the remotes and their loopback addresses: (127.0.0.k, port) pairs.</summary>
-    public async Task<IReadOnlyList<int>> RegisterManyAsync(int n, int frequency, string aliasPrefix = "lab")
+    public async Task<IReadOnlyList<int>> RegisterManyAsync(int n, int frequency, string aliasPrefix = "lab",
+        string repositoryDatabase = Database)
     {
         var ids = new List<int>();
         for (var i = 0; i < n; i++)
         {
             var remote = Remotes[i % Remotes.Count];
             var addr = i / Remotes.Count + 1;
-            ids.Add(await RegisterAsync(remote.Host(addr), remote.Port, $"{aliasPrefix}-{i + 1}", frequency, remote.Password));
+            ids.Add(await RegisterAsync(remote.Host(addr), remote.Port, $"{aliasPrefix}-{i + 1}", frequency, remote.Password,
+                repositoryDatabase: repositoryDatabase));
         }
         return ids;
     }

@@ -69,13 +69,13 @@ public static class AkkaConfiguration
                 HandOffStopMessage = StopEntity.Instance,
             });
 
-    /// <summary>The FleetCoordinator singleton, with a proxy on every node.</summary>
+    /// <summary>The FleetCoordinator singleton (on the oldest node).</summary>
     public static AkkaConfigurationBuilder WithFleetCoordinator(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithSingleton<FleetCoordinator>(
             "fleet-coordinator",
             (_, registry, _) => FleetCoordinator.Props(rt.Settings, rt.Repository, registry.Get<ServerCollector>()),
             new ClusterSingletonOptions(),
-            createProxyToo: true);
+            createProxyToo: false);
 
     /// <summary>The whole collector node.</summary>
     public static AkkaConfigurationBuilder WithPowaCollector(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>

@@ -1,0 +1,103 @@
+using PowaCluster.Embedded;
+using PowaCluster.Tests.Support;
+using Xunit;
+
+namespace PowaCluster.Tests.Integration;
+
+[Collection(LabCollection.Name)]
+public sealed class SnapshotTests(LabFixture fx)
+{
+    static readonly string[] HistoryTables =
+    [
+        "powa_statements_history_current", "powa_kcache_metrics_current", "powa_qualstats_quals_history_current",
+        "powa_wait_sampling_history_current", "powa_stat_bgwriter_history_current",
+    ];
+
+    [Fact]
+    public async Task Registered_server_is_snapshotted_at_its_frequency_into_every_history_table()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var remote = fx.Lab.Remotes[0];
+        var srvid = await repo.RegisterAsync(remote, 1, "freq");
+        await using (await CollectorNode.StartAsync(repo))
+        {
+            await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 4,
+                TimeSpan.FromSeconds(45), "4 snapshots of the server", () => PowaLab.WorkAsync(remote));
+        }
+
+        // Start to start at the configured 5 s: the reference drifts to about 15 s.
+        var times = await repo.SnapshotTimesAsync(srvid);
+        var gaps = times.Zip(times.Skip(1), (a, b) => (b - a).TotalSeconds).ToList();
+        Assert.All(gaps, g => Assert.InRange(g, 4.0, 6.5));
+
+        foreach (var table in HistoryTables)
+            Assert.True(await repo.CountAsync(table, srvid) > 0, $"{table} has no row for server {srvid}");
+        Assert.Empty(await repo.ErrorsAsync(srvid));
+        Assert.True(await repo.ScalarAsync<long>("SELECT count(*) FROM powa_databases WHERE srvid = $1", srvid) > 0);
+
+        // Versions saved from the remote.
+        var remoteVersion = await remote.ScalarAsync<string>(PowaLab.Database, "SHOW server_version");
+        Assert.Equal(remoteVersion, await repo.ScalarAsync<string>("SELECT version FROM powa_servers WHERE id = $1", srvid));
+        var kcache = await remote.ScalarAsync<string>(PowaLab.Database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_kcache'");
+        Assert.Equal(kcache, await repo.ScalarAsync<string>(
+            "SELECT version FROM powa_extensions WHERE srvid = $1 AND extname = 'pg_stat_kcache'", srvid));
+        Assert.Empty(await repo.ListAsync<string>(
+            "SELECT extname FROM powa_extensions WHERE srvid = $1 AND version IS NULL", srvid));
+    }
+
+    [Fact]
+    public async Task Remote_without_pg_qualstats_records_that_error_and_stores_the_other_datasources()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var remote = fx.Lab.Remotes[0];
+        var srvid = await repo.RegisterAsync(remote, 2, "noqual", dbname: LabFixture.NoQualstatsDb);
+        await using (await CollectorNode.StartAsync(repo))
+        {
+            await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 2,
+                TimeSpan.FromSeconds(30), "2 snapshots of the server without pg_qualstats");
+        }
+        var errors = await repo.ErrorsAsync(srvid);
+        Assert.Contains(errors, e => e.Contains("powa_qualstats_src"));
+        Assert.DoesNotContain(errors, e => e.Contains("powa_statements_src") || e.Contains("powa_kcache_src"));
+        Assert.True(await repo.CountAsync("powa_statements_history_current", srvid) > 0);
+        Assert.True(await repo.CountAsync("powa_kcache_metrics_current", srvid) > 0);
+        Assert.Equal(0, await repo.CountAsync("powa_qualstats_quals_history_current", srvid));
+    }
+
+    [Fact]
+    public async Task Unreachable_server_and_wrong_password_record_their_errors_while_another_server_keeps_its_schedule()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var remote = fx.Lab.Remotes[1];
+        var good = await repo.RegisterAsync(remote, 1, "good");
+        var closedPort = FreeLoopbackPort();
+        var unreachable = await repo.RegisterAsync(remote, 2, "unreachable", port: closedPort);
+        const string wrongPassword = "wrong-s3cret-Pa55";
+        var badPassword = await repo.RegisterAsync(remote, 3, "badpass", password: wrongPassword);
+        await using (await CollectorNode.StartAsync(repo))
+        {
+            await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(good)).Count >= 4,
+                TimeSpan.FromSeconds(45), "4 snapshots of the good server");
+        }
+        var times = await repo.SnapshotTimesAsync(good);
+        Assert.All(times.Zip(times.Skip(1), (a, b) => (b - a).TotalSeconds), g => Assert.InRange(g, 4.0, 6.5));
+        Assert.Empty(await repo.ErrorsAsync(good));
+
+        var unreachableErrors = await repo.ErrorsAsync(unreachable);
+        Assert.Contains(unreachableErrors, e => e.Contains($"cannot connect to 127.0.0.2:{closedPort}/powa"));
+        var passwordErrors = await repo.ErrorsAsync(badPassword);
+        Assert.Contains(passwordErrors, e => e.Contains("28P01") && e.Contains("127.0.0.3"));
+        Assert.DoesNotContain(passwordErrors.Concat(unreachableErrors), e => e.Contains(wrongPassword) || e.Contains(remote.Password));
+        Assert.Empty(await repo.SnapshotTimesAsync(unreachable));
+        Assert.Empty(await repo.SnapshotTimesAsync(badPassword));
+    }
+
+    static int FreeLoopbackPort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        var port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+}

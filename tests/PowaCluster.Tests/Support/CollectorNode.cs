@@ -1,0 +1,61 @@
+using Microsoft.Extensions.Hosting;
+using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Hosting;
+using PowaCluster.Collector.Postgres;
+using PowaCluster.Host.Startup;
+
+namespace PowaCluster.Tests.Support;
+
+/// <summary>A one-node collector cluster in the test process, on the same host set-up as powa-cluster run.</summary>
+public sealed class CollectorNode : IAsyncDisposable
+{
+    readonly IHost _host;
+    public CollectorSettings Settings { get; }
+
+    CollectorNode(IHost host, CollectorSettings settings) { _host = host; Settings = settings; }
+
+    public static CollectorSettings FastSettings() => new()
+    {
+        WriterPoolSize = 2,
+        ResyncInterval = TimeSpan.FromSeconds(1),
+        RetryMinDelay = TimeSpan.FromSeconds(1),
+        RetryMaxDelay = TimeSpan.FromSeconds(3),
+        ConnectTimeout = TimeSpan.FromSeconds(3),
+        RemoteTimeout = TimeSpan.FromSeconds(20),
+        RepositoryTimeout = TimeSpan.FromSeconds(30),
+        NumberOfShards = 10,
+    };
+
+    public static async Task<CollectorNode> StartAsync(TestRepository repo, CollectorSettings? settings = null)
+    {
+        settings ??= FastSettings();
+        var csb = repo.ConnectionString;
+        settings.RepositoryDsn = csb.ConnectionString;
+        var powa = await RepositoryCheck.VerifyAsync(csb, settings, CancellationToken.None);
+        var host = CollectorHost.Build(new CollectorRuntime(settings, csb, powa));
+        await host.StartAsync();
+        return new CollectorNode(host, settings);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _host.StopAsync(TimeSpan.FromSeconds(30));
+        _host.Dispose();
+    }
+}
+
+public static class Eventually
+{
+    /// <summary>Polls until the condition holds; fails with the message after the timeout.</summary>
+    public static async Task HoldsAsync(Func<Task<bool>> condition, TimeSpan timeout, string what, Func<Task>? between = null)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            if (await condition()) return;
+            if (DateTime.UtcNow > deadline) throw new Xunit.Sdk.XunitException($"timed out after {timeout.TotalSeconds:F0} s waiting for: {what}");
+            if (between is not null) await between();
+            await Task.Delay(500);
+        }
+    }
+}
