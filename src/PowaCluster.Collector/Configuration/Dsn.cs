@@ -21,18 +21,11 @@ public static class Dsn
         if (text.StartsWith("postgresql://", StringComparison.OrdinalIgnoreCase) ||
             text.StartsWith("postgres://", StringComparison.OrdinalIgnoreCase))
             return ParseUri(text);
-        if (text.Contains(';'))
+        // libpq keywords are lower case: "Host=h" or anything with ';' is an Npgsql connection string.
+        var firstKey = text.Split('=', 2)[0].Trim();
+        if (text.Contains(';') || firstKey.Any(char.IsUpper))
             return ParseNpgsql(text);
-        try
-        {
-            return FromLibpqPairs(ParseKeyValue(text));
-        }
-        catch (DsnException libpqError)
-        {
-            // "Host=h" without ';' is still a valid Npgsql connection string.
-            try { return ParseNpgsql(text); }
-            catch (DsnException) { throw libpqError; }
-        }
+        return FromLibpqPairs(ParseKeyValue(text));
     }
 
     /// <summary>host:port/dbname user=name, for logs and errors: never the password.</summary>

@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using PowaCluster.Tests.Support;
+using Xunit;
+
+namespace PowaCluster.Tests.Integration;
+
+/// <summary>powa-cluster run as a real process: bad start-up input gives one clear line and a non-zero exit.</summary>
+[Collection(LabCollection.Name)]
+public sealed class StartupErrorTests(LabFixture fx)
+{
+    static async Task<(int Code, string Stdout, string Stderr)> RunAsync(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+            WorkingDirectory = Path.GetTempPath(), // no ./powa-collector.conf there
+        };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "powa-cluster.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["HOME"] = Path.GetTempPath(); // no ~/.powa-collector.conf either
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await p.WaitForExitAsync(cts.Token);
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
+    static void AssertOneLine(string stderr, string expected)
+    {
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("powa-cluster: ", lines[0]);
+        Assert.Contains(expected, lines[0]);
+    }
+
+    [Fact]
+    public async Task Unreachable_repository()
+    {
+        var (code, _, err) = await RunAsync("run", "--repository", "postgresql://powa:Sekr3t-Word@127.0.0.1:1/powa");
+        Assert.Equal(1, code);
+        AssertOneLine(err, "cannot connect to the repository 127.0.0.1:1/powa user=powa");
+        Assert.DoesNotContain("Sekr3t-Word", err);
+    }
+
+    [Fact]
+    public async Task Repository_without_powa()
+    {
+        var repo = fx.Lab.Repository;
+        var (code, _, err) = await RunAsync("run", "--repository",
+            $"host=127.0.0.1 port={repo.Port} dbname=postgres user=postgres password={repo.Password}");
+        Assert.Equal(1, code);
+        AssertOneLine(err, $"the powa extension is not installed in the repository database 127.0.0.1:{repo.Port}/postgres");
+        Assert.DoesNotContain(repo.Password, err);
+    }
+
+    [Fact]
+    public async Task Invalid_config_file_and_no_config_at_all()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"powa-cluster-test-{Guid.NewGuid():N}.conf");
+        await File.WriteAllTextAsync(file, "{\"repository\": {\"dns\": \"oops\"}}");
+        try
+        {
+            var (code, _, err) = await RunAsync("run", "--config", file);
+            Assert.Equal(1, code);
+            AssertOneLine(err, $"configuration file {file} is invalid: it must contain a repository.dsn string");
+        }
+        finally { File.Delete(file); }
+
+        // Only when no reference file exists on this machine in /etc.
+        if (!File.Exists("/etc/powa-collector.conf"))
+        {
+            var (code2, _, err2) = await RunAsync("run");
+            Assert.Equal(1, code2);
+            AssertOneLine(err2, "no repository DSN");
+        }
+    }
+
+    [Fact]
+    public async Task Usage_errors_exit_2()
+    {
+        var (code, _, err) = await RunAsync("run", "--bogus");
+        Assert.Equal(2, code);
+        Assert.Contains("powa-cluster: unknown option \"--bogus\" for run", err);
+    }
+}

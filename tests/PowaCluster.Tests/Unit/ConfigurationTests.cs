@@ -1,0 +1,118 @@
+using Microsoft.Extensions.Configuration;
+using PowaCluster.Collector.Configuration;
+using PowaCluster.Host.Cli;
+using PowaCluster.Host.Startup;
+using Xunit;
+
+namespace PowaCluster.Tests.Unit;
+
+public sealed class ConfigurationTests : IDisposable
+{
+    readonly string _dir = Directory.CreateTempSubdirectory("powa-cluster-conf-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    string Write(string name, string text)
+    {
+        var p = Path.Combine(_dir, name);
+        File.WriteAllText(p, text);
+        return p;
+    }
+
+    static IConfiguration Config(params (string Key, string Value)[] values) =>
+        new ConfigurationBuilder().AddInMemoryCollection(values.Select(v => new KeyValuePair<string, string?>(v.Key, v.Value))).Build();
+
+    static CommandLine Run(params string[] args) => CommandLine.Parse(["run", .. args]);
+
+    [Fact]
+    public void Reference_file_as_powa_collector_writes_it_trailing_comma_included()
+    {
+        var p = Write("a.conf", "{\n \"repository\": {\n  \"dsn\": \"postgresql://powa_user@localhost:5432/powa\",\n },\n \"debug\": true\n}\n");
+        var c = ReferenceConfigFile.Load(p);
+        Assert.Equal("postgresql://powa_user@localhost:5432/powa", c.RepositoryDsn);
+        Assert.True(c.Debug);
+    }
+
+    [Theory]
+    [InlineData("{\"repository\": {}}", "must contain a repository.dsn")]
+    [InlineData("{\"debug\": false}", "must contain a repository.dsn")]
+    [InlineData("{\"repository\": {\"dsn\": 5}}", "must contain a repository.dsn")]
+    [InlineData("{\"repository\": {\"dsn\": \"x\"}, \"debug\": \"yes\"}", "\"debug\" must be true or false")]
+    [InlineData("{\"repository\": ", "is not valid JSON")]
+    [InlineData("[1, 2]", "must hold a JSON object")]
+    public void Invalid_reference_file_names_the_file_and_the_problem(string text, string expected)
+    {
+        var p = Write("bad.conf", text);
+        var e = Assert.Throws<ConfigFileException>(() => ReferenceConfigFile.Load(p));
+        Assert.Contains(p, e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void First_existing_location_wins()
+    {
+        var second = Write("second.conf", "{\"repository\": {\"dsn\": \"host=second\"}}");
+        var third = Write("third.conf", "{\"repository\": {\"dsn\": \"host=third\"}}");
+        var c = ReferenceConfigFile.FindAndLoad([Path.Combine(_dir, "missing.conf"), second, third]);
+        Assert.Equal("host=second", c!.RepositoryDsn);
+        Assert.Null(ReferenceConfigFile.FindAndLoad([Path.Combine(_dir, "missing.conf")]));
+    }
+
+    [Fact]
+    public void Repository_dsn_precedence_cli_then_config_file_then_settings_then_reference_locations()
+    {
+        var file = Write("explicit.conf", "{\"repository\": {\"dsn\": \"host=fromfile\"}, \"debug\": true}");
+        var refFile = Write("ref.conf", "{\"repository\": {\"dsn\": \"host=fromref\"}}");
+        var settings = Config(("PowaCluster:RepositoryDsn", "host=fromsettings"), ("PowaCluster:WriterPoolSize", "7"));
+
+        var (s1, r1) = SettingsLoader.Load(Run("--repository", "host=fromcli", "--config", file), settings, [refFile]);
+        Assert.Equal("fromcli", r1.Host);
+        Assert.Equal(7, s1.WriterPoolSize);
+
+        var (s2, r2) = SettingsLoader.Load(Run("--config", file), settings, [refFile]);
+        Assert.Equal("fromfile", r2.Host);
+        Assert.True(s2.Debug);
+        Assert.Equal(file, s2.RepositoryDsnSource);
+
+        var (_, r3) = SettingsLoader.Load(Run(), settings, [refFile]);
+        Assert.Equal("fromsettings", r3.Host);
+
+        var (_, r4) = SettingsLoader.Load(Run(), Config(), [refFile]);
+        Assert.Equal("fromref", r4.Host);
+    }
+
+    [Fact]
+    public void No_dsn_anywhere_lists_where_it_was_looked_for()
+    {
+        var missing = Path.Combine(_dir, "nowhere.conf");
+        var e = Assert.Throws<StartupException>(() => SettingsLoader.Load(Run(), Config(), [missing]));
+        Assert.Contains("no repository DSN", e.Message);
+        Assert.Contains(missing, e.Message);
+    }
+
+    [Fact]
+    public void Bad_inputs_become_one_clear_startup_error()
+    {
+        var e1 = Assert.Throws<StartupException>(() => SettingsLoader.Load(Run("--config", Path.Combine(_dir, "nope.conf")), Config(), []));
+        Assert.Contains("does not exist", e1.Message);
+        var e2 = Assert.Throws<StartupException>(() => SettingsLoader.Load(Run("--repository", "host=h password=Hush42 port=x"), Config(), []));
+        Assert.Contains("invalid repository DSN (from --repository)", e2.Message);
+        Assert.DoesNotContain("Hush42", e2.Message);
+        var e3 = Assert.Throws<StartupException>(() => SettingsLoader.Load(Run("--repository", "host=h"), Config(("PowaCluster:WriterPoolSize", "0")), []));
+        Assert.Contains("WriterPoolSize", e3.Message);
+    }
+
+    [Fact]
+    public void Command_line_options_and_their_errors()
+    {
+        var c = CommandLine.Parse(["run", "--repository", "host=h", "--pool-size", "8", "--seed", "a:1", "--seed", "b:2", "--debug"]);
+        Assert.Equal(8, c.PoolSize);
+        Assert.Equal(["a:1", "b:2"], c.Seeds);
+        Assert.True(c.Debug);
+        Assert.Contains("unknown command \"start\"", Assert.Throws<UsageException>(() => CommandLine.Parse(["start"])).Message);
+        Assert.Contains("--repository needs a value", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--repository"])).Message);
+        Assert.Contains("--pool-size must be a whole number", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--pool-size", "zero"])).Message);
+        Assert.Contains("unknown option \"--seconds\" for run", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--seconds", "3"])).Message);
+        Assert.Equal(20, CommandLine.Parse(["demo", "--servers", "20"]).Servers);
+    }
+}

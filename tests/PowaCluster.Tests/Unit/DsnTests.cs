@@ -1,0 +1,114 @@
+using Npgsql;
+using PowaCluster.Collector.Configuration;
+using Xunit;
+
+namespace PowaCluster.Tests.Unit;
+
+public sealed class DsnTests
+{
+    [Fact]
+    public void Libpq_uri_with_every_part()
+    {
+        var b = Dsn.Parse("postgresql://powa%40corp:p%3Ass@db.example:6432/powa_repo?sslmode=require&application_name=x&connect_timeout=7");
+        Assert.Equal("powa@corp", b.Username);
+        Assert.Equal("p:ss", b.Password);
+        Assert.Equal("db.example", b.Host);
+        Assert.Equal(6432, b.Port);
+        Assert.Equal("powa_repo", b.Database);
+        Assert.Equal(SslMode.Require, b.SslMode);
+        Assert.Equal("x", b.ApplicationName);
+        Assert.Equal(7, b.Timeout);
+    }
+
+    [Fact]
+    public void Short_uri_keeps_libpq_defaults_and_takes_ipv6()
+    {
+        var b = Dsn.Parse("postgres://[::1]/powa");
+        Assert.Equal("::1", b.Host);
+        Assert.Equal(5432, b.Port);
+        Assert.Equal("powa", b.Database);
+        Assert.Null(b.Password);
+    }
+
+    [Fact]
+    public void Uri_with_several_hosts()
+    {
+        var b = Dsn.Parse("postgresql://u@h1:5433,h2:5434/powa");
+        Assert.Equal("h1:5433,h2:5434", b.Host);
+    }
+
+    [Fact]
+    public void Libpq_key_value_with_quoting_and_escapes()
+    {
+        var b = Dsn.Parse("host=127.0.0.1 port = 5433 dbname=powa user=powa password='with spaces' sslmode=disable");
+        Assert.Equal("127.0.0.1", b.Host);
+        Assert.Equal(5433, b.Port);
+        Assert.Equal("powa", b.Database);
+        Assert.Equal("with spaces", b.Password);
+        Assert.Equal(SslMode.Disable, b.SslMode);
+        var c = Dsn.Parse(@"host=h password='a \'b\' c'");
+        Assert.Equal("a 'b' c", c.Password);
+    }
+
+    [Fact]
+    public void Key_value_without_host_uses_pghost_or_the_local_socket()
+    {
+        var b = Dsn.Parse("dbname=powa");
+        Assert.False(string.IsNullOrEmpty(b.Host));
+    }
+
+    [Fact]
+    public void Npgsql_connection_string()
+    {
+        var b = Dsn.Parse("Host=10.0.0.1;Port=5434;Database=powa;Username=u;Password=secret");
+        Assert.Equal("10.0.0.1", b.Host);
+        Assert.Equal(5434, b.Port);
+        Assert.Equal("u", b.Username);
+        Assert.Equal("secret", b.Password);
+        Assert.Equal("h", Dsn.Parse("Host=h").Host);
+    }
+
+    [Theory]
+    [InlineData("", "empty")]
+    [InlineData("host=h bogus=1", "unknown connection parameter \"bogus\"")]
+    [InlineData("host=h port=abc", "\"port\" must be a number")]
+    [InlineData("host=h password='unterminated", "unterminated quoted value for \"password\"")]
+    [InlineData("host h", "missing \"=\" after \"host\"")]
+    [InlineData("postgresql://u@h/db?sslmode=sometimes", "invalid sslmode \"sometimes\"")]
+    [InlineData("postgresql://u@h/db?novalue", "has no value")]
+    public void Invalid_dsn_says_what_is_wrong(string dsn, string expected)
+    {
+        var e = Assert.Throws<DsnException>(() => Dsn.Parse(dsn));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Errors_and_descriptions_never_contain_the_password()
+    {
+        var e = Assert.Throws<DsnException>(() => Dsn.Parse("host=h password=TopSecret99 port=notaport"));
+        Assert.DoesNotContain("TopSecret99", e.Message);
+        var e2 = Assert.Throws<DsnException>(() => Dsn.Parse("Host=h;Password=TopSecret99;Port=notaport"));
+        Assert.DoesNotContain("TopSecret99", e2.Message);
+        Assert.Equal("h:5432/powa user=u", Dsn.Describe(Dsn.Parse("postgresql://u:TopSecret99@h/powa")));
+    }
+
+    [Fact]
+    public void Server_config_prints_no_password()
+    {
+        var cfg = new ServerConfig(3, "127.0.0.1", 5432, "powa", "TopSecret99", "powa", 300, "a");
+        Assert.DoesNotContain("TopSecret99", cfg.ToString());
+        Assert.Contains("Password = ***", cfg.ToString());
+        Assert.DoesNotContain("TopSecret99", new PowaCluster.Collector.Actors.EnsureCollecting(cfg).ToString());
+        // A NULL password is left to the passfile, as libpq does.
+        Assert.Null((cfg with { Password = null }).ToConnectionString(new CollectorSettings()).Password);
+    }
+
+    [Fact]
+    public void Connection_changes_are_told_apart_from_frequency_changes()
+    {
+        var cfg = new ServerConfig(3, "127.0.0.1", 5432, "powa", null, "powa", 300, "a");
+        Assert.True(cfg.ConnectionDiffers(cfg with { Port = 5433 }));
+        Assert.True(cfg.ConnectionDiffers(cfg with { Password = "x" }));
+        Assert.False(cfg.ConnectionDiffers(cfg with { Frequency = 60, Alias = "b" }));
+    }
+}
