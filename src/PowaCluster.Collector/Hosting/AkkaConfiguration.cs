@@ -15,10 +15,18 @@ public static class AkkaConfiguration
     public const string SystemName = "powa-cluster";
 
     /// <summary>Akka's log goes through Microsoft.Extensions.Logging; --debug / "debug": true turns on debug.</summary>
-    public static AkkaConfigurationBuilder WithPowaLogging(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+    public static AkkaConfigurationBuilder WithPowaLogging(this AkkaConfigurationBuilder b, CollectorRuntime rt,
+        Microsoft.Extensions.Logging.LogLevel? minimumLevel = null) =>
         b.ConfigureLoggers(l =>
         {
-            l.LogLevel = rt.Settings.Debug ? Akka.Event.LogLevel.DebugLevel : Akka.Event.LogLevel.InfoLevel;
+            l.LogLevel = minimumLevel switch
+            {
+                null => rt.Settings.Debug ? Akka.Event.LogLevel.DebugLevel : Akka.Event.LogLevel.InfoLevel,
+                <= Microsoft.Extensions.Logging.LogLevel.Debug => Akka.Event.LogLevel.DebugLevel,
+                Microsoft.Extensions.Logging.LogLevel.Information => Akka.Event.LogLevel.InfoLevel,
+                Microsoft.Extensions.Logging.LogLevel.Warning => Akka.Event.LogLevel.WarningLevel,
+                _ => Akka.Event.LogLevel.ErrorLevel,
+            };
             l.ClearLoggers();
             l.AddLoggerFactory();
         });
@@ -78,8 +86,9 @@ public static class AkkaConfiguration
             createProxyToo: false);
 
     /// <summary>The whole collector node.</summary>
-    public static AkkaConfigurationBuilder WithPowaCollector(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
-        b.WithPowaLogging(rt)
+    public static AkkaConfigurationBuilder WithPowaCollector(this AkkaConfigurationBuilder b, CollectorRuntime rt,
+        Microsoft.Extensions.Logging.LogLevel? minimumLevel = null) =>
+        b.WithPowaLogging(rt, minimumLevel)
          .WithPowaRemoting(rt)
          .WithPowaClustering(rt)
          .WithSnapshotWriters(rt)

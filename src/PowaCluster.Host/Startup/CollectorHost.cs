@@ -9,7 +9,8 @@ namespace PowaCluster.Host.Startup;
 /// <summary>The generic host of one collector node: logging, then the Akka.NET actor system.</summary>
 public static class CollectorHost
 {
-    public static IHost Build(CollectorRuntime rt, HostApplicationBuilder? builder = null)
+    /// <param name="minimumLevel">overrides the level the settings give (tests keep the output to warnings)</param>
+    public static IHost Build(CollectorRuntime rt, HostApplicationBuilder? builder = null, LogLevel? minimumLevel = null)
     {
         builder ??= CreateBuilder();
         builder.Logging.ClearProviders();
@@ -19,10 +20,10 @@ public static class CollectorHost
             o.TimestampFormat = "yyyy-MM-dd HH:mm:ss.fff ";
             o.UseUtcTimestamp = true;
         });
-        builder.Logging.SetMinimumLevel(rt.Settings.Debug ? LogLevel.Debug : LogLevel.Information);
+        builder.Logging.SetMinimumLevel(minimumLevel ?? (rt.Settings.Debug ? LogLevel.Debug : LogLevel.Information));
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Services.AddSingleton(rt);
-        builder.Services.AddAkka(AkkaConfiguration.SystemName, (akka, _) => akka.WithPowaCollector(rt));
+        builder.Services.AddAkka(AkkaConfiguration.SystemName, (akka, _) => akka.WithPowaCollector(rt, minimumLevel));
         return builder.Build();
     }
 

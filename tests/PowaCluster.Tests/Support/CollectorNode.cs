@@ -32,7 +32,7 @@ public sealed class CollectorNode : IAsyncDisposable
         var csb = repo.ConnectionString;
         settings.RepositoryDsn = csb.ConnectionString;
         var powa = await RepositoryCheck.VerifyAsync(csb, settings, CancellationToken.None);
-        var host = CollectorHost.Build(new CollectorRuntime(settings, csb, powa));
+        var host = CollectorHost.Build(new CollectorRuntime(settings, csb, powa), minimumLevel: Microsoft.Extensions.Logging.LogLevel.Warning);
         await host.StartAsync();
         return new CollectorNode(host, settings);
     }
