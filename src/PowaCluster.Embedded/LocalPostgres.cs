@@ -13,7 +13,7 @@ namespace PowaCluster.Embedded;
 /// so that one instance gives several distinct (hostname, port) pairs. initdb refuses root: as root it runs
 /// as the postgres OS user through runuser.
 /// </summary>
-public sealed class LocalPostgres : IAsyncDisposable
+public sealed class LocalPostgres : IPostgresInstance
 {
     public const string SuperUser = "postgres";
     static readonly List<LocalPostgres> Running = [];
@@ -49,6 +49,9 @@ public sealed class LocalPostgres : IAsyncDisposable
         Pooling = false, Timeout = 10, CommandTimeout = 60,
     };
 
+    /// <summary>A factory for PowaLab.</summary>
+    public static readonly PostgresFactory Factory = async (name, n) => await StartAsync(name, n);
+
     public static async Task<LocalPostgres> StartAsync(string name, int loopbackAddresses = 8,
         string? preload = "pg_stat_statements,pg_stat_kcache,pg_qualstats,pg_wait_sampling")
     {
@@ -56,10 +59,12 @@ public sealed class LocalPostgres : IAsyncDisposable
         if (!File.Exists(Path.Combine(BinDir, "initdb")))
             throw new InvalidOperationException($"PostgreSQL 15 is not installed ({BinDir}/initdb not found): install postgresql-15");
         InstallExitHook();
-        var dir = System.IO.Directory.CreateTempSubdirectory($"powa-cluster-{name}-").FullName;
+        SweepOrphans();
+        var dir = System.IO.Directory.CreateTempSubdirectory($"{DirPrefix}{name}-").FullName;
         var password = Convert.ToHexString(Guid.NewGuid().ToByteArray()).ToLowerInvariant();
         try
         {
+            await File.WriteAllTextAsync(Path.Combine(dir, OwnerFile), Environment.ProcessId.ToString());
             var pwfile = Path.Combine(dir, "pwfile");
             await File.WriteAllTextAsync(pwfile, password + "\n");
             if (IsRoot) await Run("chown", $"-R postgres:postgres {dir}");
@@ -107,23 +112,6 @@ public sealed class LocalPostgres : IAsyncDisposable
 
     static string DataDir(string dir) => Path.Combine(dir, "data");
 
-    public async Task ExecAsync(string database, string sql)
-    {
-        await using var conn = new NpgsqlConnection(ConnectionString(database).ConnectionString);
-        await conn.OpenAsync();
-        await using var cmd = new NpgsqlCommand(sql, conn);
-        await cmd.ExecuteNonQueryAsync();
-    }
-
-    public async Task<T?> ScalarAsync<T>(string database, string sql)
-    {
-        await using var conn = new NpgsqlConnection(ConnectionString(database).ConnectionString);
-        await conn.OpenAsync();
-        await using var cmd = new NpgsqlCommand(sql, conn);
-        var v = await cmd.ExecuteScalarAsync();
-        return v is null or DBNull ? default : (T)Convert.ChangeType(v, typeof(T));
-    }
-
     /// <summary>Stops the server (immediate mode) and deletes its directory.</summary>
     public async ValueTask DisposeAsync()
     {
@@ -158,6 +146,44 @@ public sealed class LocalPostgres : IAsyncDisposable
             lock (Running) all = Running.ToArray();
             foreach (var pg in all) pg.StopNow();
         };
+    }
+
+    const string DirPrefix = "powa-cluster-";
+    const string OwnerFile = "owner.pid";
+    static int _swept;
+
+    /// <summary>
+    /// Stops and deletes the instances of processes that died without cleaning up (kill -9, a crashed test
+    /// host): each instance directory records the pid of the process that started it.
+    /// </summary>
+    static void SweepOrphans()
+    {
+        if (Interlocked.Exchange(ref _swept, 1) == 1) return;
+        foreach (var dir in System.IO.Directory.EnumerateDirectories(Path.GetTempPath(), DirPrefix + "*"))
+        {
+            var owner = Path.Combine(dir, OwnerFile);
+            if (!File.Exists(owner) || !int.TryParse(File.ReadAllText(owner).Trim(), out var pid)) continue;
+            if (pid == Environment.ProcessId || IsAlive(pid)) continue;
+            try
+            {
+                using var p = Process.Start(StartInfo(Path.Combine(BinDir, "pg_ctl"), $"-D {Path.Combine(dir, "data")} -m immediate -w -t 30 stop"));
+                p?.WaitForExit(30_000);
+            }
+            catch (Exception) { /* not running */ }
+            TryDelete(dir);
+        }
+    }
+
+    /// <summary>A killed process not yet reaped by its parent is a zombie: /proc has it, but it is dead.</summary>
+    static bool IsAlive(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var state = stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[0];
+            return state is not ("Z" or "X");
+        }
+        catch (IOException) { return false; }
     }
 
     static void TryDelete(string dir)

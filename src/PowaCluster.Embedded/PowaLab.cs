@@ -11,21 +11,23 @@ public sealed class PowaLab : IAsyncDisposable
     public const string Database = "powa";
     public static readonly string[] StatsExtensions = ["pg_stat_kcache", "pg_qualstats", "pg_wait_sampling"];
 
-    public LocalPostgres Repository { get; }
-    public IReadOnlyList<LocalPostgres> Remotes { get; }
+    public IPostgresInstance Repository { get; }
+    public IReadOnlyList<IPostgresInstance> Remotes { get; }
 
-    PowaLab(LocalPostgres repository, IReadOnlyList<LocalPostgres> remotes)
+    PowaLab(IPostgresInstance repository, IReadOnlyList<IPostgresInstance> remotes)
     {
         Repository = repository; Remotes = remotes;
     }
 
-    public static async Task<PowaLab> StartAsync(int remotes = 2, int loopbackAddresses = 16)
+    /// <param name="factory">how instances are started; throwaway local instances by default</param>
+    public static async Task<PowaLab> StartAsync(int remotes = 2, int loopbackAddresses = 16, PostgresFactory? factory = null)
     {
-        var started = new List<LocalPostgres>();
+        factory ??= LocalPostgres.Factory;
+        var started = new List<IPostgresInstance>();
         try
         {
-            var tasks = new List<Task<LocalPostgres>> { LocalPostgres.StartAsync("repository", 1) };
-            for (var i = 1; i <= remotes; i++) tasks.Add(LocalPostgres.StartAsync($"remote{i}", loopbackAddresses));
+            var tasks = new List<Task<IPostgresInstance>> { factory("repository", 1) };
+            for (var i = 1; i <= remotes; i++) tasks.Add(factory($"remote{i}", loopbackAddresses));
             foreach (var t in tasks)
             {
                 try { started.Add(await t); }
@@ -49,7 +51,7 @@ public sealed class PowaLab : IAsyncDisposable
     }
 
     /// <summary>CREATE DATABASE powa and the extensions PoWA needs in it.</summary>
-    public static async Task InstallPowaAsync(LocalPostgres pg, bool withStatsExtensions, string database = Database)
+    public static async Task InstallPowaAsync(IPostgresInstance pg, bool withStatsExtensions, string database = Database)
     {
         await pg.ExecAsync("postgres", $"CREATE DATABASE {database}");
         await pg.ExecAsync(database, "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION btree_gist; CREATE EXTENSION powa;");
@@ -59,7 +61,7 @@ public sealed class PowaLab : IAsyncDisposable
     }
 
     /// <summary>A few distinct statements, so that every datasource returns rows.</summary>
-    public static async Task MakeWorkloadAsync(LocalPostgres pg)
+    public static async Task MakeWorkloadAsync(IPostgresInstance pg)
     {
         await pg.ExecAsync(Database, "CREATE TABLE IF NOT EXISTS lab_t(id int primary key, v text)");
         await pg.ExecAsync(Database, "INSERT INTO lab_t SELECT g, md5(g::text) FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING");
@@ -71,7 +73,7 @@ public sealed class PowaLab : IAsyncDisposable
     }
 
     /// <summary>One round of activity on a remote: statements with quals, a table scan, a PL/pgSQL call.</summary>
-    public static Task WorkAsync(LocalPostgres pg) =>
+    public static Task WorkAsync(IPostgresInstance pg) =>
         pg.ExecAsync(Database, "SELECT count(*) FROM lab_t WHERE id > 500 AND v LIKE 'a%'; SELECT lab_f(1); " +
                                "UPDATE lab_t SET v = md5(v) WHERE id = (random() * 999)::int + 1");
 

@@ -15,7 +15,8 @@ public sealed record CommandLine(
     int? Seconds,
     int Servers,
     int Frequency,
-    int Remotes)
+    int Remotes,
+    bool Reference = false)
 {
     public const string Usage = """
         usage:
@@ -27,8 +28,10 @@ public sealed record CommandLine(
               then powa-collector's JSON file (--config FILE, /etc/powa-collector.conf,
               ~/.config/powa-collector.conf, ~/.powa-collector.conf, ./powa-collector.conf).
           powa-cluster demo [--seconds N] [--servers N] [--frequency S] [--remotes N] [--pool-size N] [--debug]
+                            [--reference]
               Starts a throwaway repository and remote PostgreSQL instances on loopback, registers
               servers, runs the collector and shows what it collected (until Ctrl-C, or for N seconds).
+              --reference runs Debian's powa-collector instead, measured the same way.
           powa-cluster --version
         """;
 
@@ -46,6 +49,7 @@ public sealed record CommandLine(
         int? pool = null, clusterPort = null, seconds = null;
         int servers = 6, frequency = 5, remotes = 2;
         var debug = false;
+        var reference = false;
         var seeds = new List<string>();
         for (var i = 1; i < args.Count; i++)
         {
@@ -79,9 +83,10 @@ public sealed record CommandLine(
                 case "--servers" when command == "demo": servers = Int(1, 100); break;
                 case "--frequency" when command == "demo": frequency = Int(5, 3600); break;
                 case "--remotes" when command == "demo": remotes = Int(1, 8); break;
+                case "--reference" when command == "demo": reference = true; break;
                 default: throw new UsageException($"unknown option \"{a}\" for {command}");
             }
         }
-        return new CommandLine(command, repository, config, debug, pool, clusterHost, clusterPort, seeds, seconds, servers, frequency, remotes);
+        return new CommandLine(command, repository, config, debug, pool, clusterHost, clusterPort, seeds, seconds, servers, frequency, remotes, reference);
     }
 }

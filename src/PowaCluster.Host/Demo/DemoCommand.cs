@@ -20,6 +20,9 @@ public static class DemoCommand
     {
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        // SIGTERM too: stop the collector, then the throwaway instances, then exit.
+        using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+            System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
 
         Console.WriteLine($"demo: starting a throwaway repository and {cli.Remotes} remote PostgreSQL 15 instance(s) on loopback...");
         var perRemote = (cli.Servers + cli.Remotes - 1) / cli.Remotes;
@@ -38,10 +41,10 @@ public static class DemoCommand
         var repoDsn = lab.Repository.ConnectionString(PowaLab.Database);
         var (settings, repository) = SettingsLoader.Load(cli with { Repository = repoDsn.ConnectionString, ConfigFile = null }, builder.Configuration);
         var powa = await RepositoryCheck.VerifyAsync(repository, settings, stop.Token);
-        using var host = CollectorHost.Build(new CollectorRuntime(settings, repository, powa), builder);
-
+        await using var collector = cli.Reference
+            ? await ReferenceCollector.StartAsync(repoDsn)
+            : await OurCollector.StartAsync(CollectorHost.Build(new CollectorRuntime(settings, repository, powa), builder), stop.Token);
         var sw = Stopwatch.StartNew();
-        await host.StartAsync(stop.Token);
         Console.WriteLine(cli.Seconds is { } secs ? $"demo: collecting for {secs} s" : "demo: collecting until Ctrl-C");
         var maxConnections = 0;
         var nextReport = TimeSpan.FromSeconds(Math.Max(10, cli.Frequency * 2));
@@ -72,18 +75,19 @@ public static class DemoCommand
         }
         finally
         {
-            await host.StopAsync(CancellationToken.None);
+            await collector.StopAsync();
         }
         var elapsed = sw.Elapsed;
         var rows = await PrintAsync(monitor, elapsed);
         var snaps = rows.Select(r => r.Snapshots).DefaultIfEmpty(0).ToList();
-        Console.WriteLine($"demo summary: {rows.Count} servers at frequency {cli.Frequency} s for {elapsed.TotalSeconds:F0} s: " +
+        Console.WriteLine($"demo summary ({collector.Name}): {rows.Count} servers at frequency {cli.Frequency} s for {elapsed.TotalSeconds:F0} s: " +
                           $"snapshots per server min {snaps.Min()} max {snaps.Max()}; servers with errors {rows.Count(r => r.Errors.Length > 0)}; " +
                           $"servers with rows: statements {rows.Count(r => r.Statements > 0)}, kcache {rows.Count(r => r.Kcache > 0)}, " +
                           $"qualstats {rows.Count(r => r.Qualstats > 0)}, wait_sampling {rows.Count(r => r.Waits > 0)}, " +
                           $"bgwriter {rows.Count(r => r.Snapshots > 0)}, all_relations {rows.Count(r => r.Relations > 0)}, " +
                           $"user_functions {rows.Count(r => r.Functions > 0)}; " +
-                          $"repository connections held by the collector at most {maxConnections} (pool {settings.WriterPoolSize} + coordinator 1)");
+                          $"repository connections held by the collector at most {maxConnections}" +
+                          (cli.Reference ? "" : $" (pool {settings.WriterPoolSize} + coordinator 1)"));
         return 0;
     }
 

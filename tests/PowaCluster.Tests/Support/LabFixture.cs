@@ -50,7 +50,7 @@ public sealed class TestRepository(PowaLab lab, string database)
     public string Database { get; } = database;
     public NpgsqlConnectionStringBuilder ConnectionString => lab.Repository.ConnectionString(Database);
 
-    public Task<int> RegisterAsync(LocalPostgres remote, int hostIndex, string alias, int frequency = 5,
+    public Task<int> RegisterAsync(IPostgresInstance remote, int hostIndex, string alias, int frequency = 5,
         string? password = null, string dbname = PowaLab.Database, int? port = null, string[]? extensions = null) =>
         lab.RegisterAsync(remote.Host(hostIndex), port ?? remote.Port, alias, frequency, password ?? remote.Password,
             extensions, dbname: dbname, repositoryDatabase: Database);
