@@ -32,13 +32,8 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
     {
         _settings = settings;
         _region = region;
-        _csb = new NpgsqlConnectionStringBuilder(repository.ConnectionString)
-        {
-            ApplicationName = $"PoWA collector - main thread (powa-cluster {Version})",
-            Timeout = Math.Max(1, (int)settings.ConnectTimeout.TotalSeconds),
-            CommandTimeout = Math.Max(1, (int)settings.RepositoryTimeout.TotalSeconds),
-            Pooling = false,
-        };
+        _csb = PgSession.ForRole(repository, $"PoWA collector - main thread (powa-cluster {Version})",
+            settings.ConnectTimeout, settings.RepositoryTimeout);
 
         Receive<Resync>(_ => StartResync());
         Receive<ServersLoaded>(OnLoaded);

@@ -31,6 +31,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     DateTime _lastEnsureUtc = DateTime.UtcNow;
 
     NpgsqlConnection? _remote;
+    Task _remoteTail = Task.CompletedTask; // calls on the remote connection run one after the other
     int _generation;            // bumps on every (re)connection: results of older tasks are ignored
     bool _connecting;
     bool _scheduled;            // the snapshot schedule has been restored for the current connection
@@ -249,8 +250,10 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         _connecting = false;
         _scheduled = false;
         Timers.Cancel("tick");
-        _remote?.Dispose();
+        try { _remote?.Dispose(); }
+        catch (Exception e) { _log.Debug("Closing the remote connection: {0}", e.Message); }
         _remote = null;
+        _remoteTail = Task.CompletedTask;
     }
 
     void OnJobResult(RepositoryJobResult m)
@@ -369,13 +372,23 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     void RunRemote<T>(StepKind kind, Func<NpgsqlConnection, CancellationToken, Task<T>> op)
     {
         var gen = _generation;
+        SerializedRemote(op).PipeTo(Self, success: v => new Step(gen, kind, v), failure: e => new StepFailed(gen, kind, e));
+    }
+
+    /// <summary>Queues a call on the remote connection behind the previous one, with its own timeout.</summary>
+    Task<object?> SerializedRemote<T>(Func<NpgsqlConnection, CancellationToken, Task<T>> op)
+    {
         var conn = _remote!;
         var timeout = _settings.RemoteTimeout;
-        Task.Run(async () =>
+        var previous = _remoteTail;
+        var task = Task.Run(async () =>
         {
+            try { await previous; } catch (Exception) { /* its own caller saw it */ }
             using var cts = PgSession.Timeout(timeout);
             return (object?)await op(conn, cts.Token);
-        }).PipeTo(Self, success: v => new Step(gen, kind, v), failure: e => new StepFailed(gen, kind, e));
+        });
+        _remoteTail = task;
+        return task;
     }
 
     void OnStep(Step s)
@@ -604,15 +617,10 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         }
         else if (_remote is not null)
         {
-            // Keep the remote connection; end its transaction (a no-op when none was begun).
-            var conn = _remote;
-            var gen = _generation;
-            Task.Run(async () =>
-            {
-                using var cts = PgSession.Timeout(_settings.RemoteTimeout);
-                await PgSession.ExecAsync(conn, "ROLLBACK", cts.Token);
-                return true;
-            }).PipeTo(Self, success: _ => IgnoredResult.Instance, failure: e => new StepFailed(gen, StepKind.Committed, e));
+            // Keep the remote connection; end its transaction now (a no-op when none was begun), so that it
+            // is not left idle in transaction until the next snapshot.
+            SerializedRemote(async (c, ct) => { await PgSession.ExecAsync(c, "ROLLBACK", ct); return true; })
+                .PipeTo(Self, success: _ => IgnoredResult.Instance, failure: _ => IgnoredResult.Instance);
             // The repository error itself cannot be written to the repository: the log has it.
         }
         AfterSnapshot();

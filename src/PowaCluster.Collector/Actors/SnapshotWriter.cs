@@ -34,13 +34,7 @@ public sealed class SnapshotWriter : ReceiveActor, IWithTimers
     public SnapshotWriter(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, int index)
     {
         _settings = settings;
-        _csb = new NpgsqlConnectionStringBuilder(repository.ConnectionString)
-        {
-            ApplicationName = $"PoWA collector - repo_conn {index}",
-            Timeout = Math.Max(1, (int)settings.ConnectTimeout.TotalSeconds),
-            CommandTimeout = Math.Max(1, (int)settings.RepositoryTimeout.TotalSeconds),
-            Pooling = false,
-        };
+        _csb = PgSession.ForRole(repository, $"PoWA collector - repo_conn {index}", settings.ConnectTimeout, settings.RepositoryTimeout);
         ReceiveAsync<AssignWork>(OnAssign);
         ReceiveAsync<BeginCopyIn>(m => InSession(() => OnBeginCopyIn(m)));
         ReceiveAsync<CopyChunk>(m => InSession(() => OnChunk(m)));

@@ -22,6 +22,20 @@ public sealed record PowaVersion(int Major, int Minor, string Text)
 public static class PgSession
 {
     /// <summary>
+    /// A copy of a connection string for one collector role: its application_name, the connect and command
+    /// timeouts, and no pooling (each actor owns its connection).
+    /// </summary>
+    public static NpgsqlConnectionStringBuilder ForRole(NpgsqlConnectionStringBuilder source, string applicationName,
+        TimeSpan connectTimeout, TimeSpan commandTimeout) =>
+        new(source.ConnectionString)
+        {
+            ApplicationName = applicationName,
+            Timeout = Math.Max(1, (int)connectTimeout.TotalSeconds),
+            CommandTimeout = Math.Max(1, (int)commandTimeout.TotalSeconds),
+            Pooling = false,
+        };
+
+    /// <summary>
     /// Opens a connection, then sets lock_timeout to 2 s when the server's is 0 (the reference's rule):
     /// a collector must never wait forever on a lock.
     /// </summary>

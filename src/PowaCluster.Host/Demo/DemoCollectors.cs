@@ -8,12 +8,14 @@ namespace PowaCluster.Host.Demo;
 interface IDemoCollector : IAsyncDisposable
 {
     string Name { get; }
+    TimeSpan CpuTime { get; }
     Task StopAsync();
 }
 
 sealed class OurCollector(IHost host) : IDemoCollector
 {
     public string Name => "powa-cluster";
+    public TimeSpan CpuTime => Process.GetCurrentProcess().TotalProcessorTime;
 
     public static async Task<IDemoCollector> StartAsync(IHost host, CancellationToken ct)
     {
@@ -37,6 +39,11 @@ sealed class OurCollector(IHost host) : IDemoCollector
 sealed class ReferenceCollector(Process process, string dir) : IDemoCollector
 {
     public string Name => "reference powa-collector";
+
+    public TimeSpan CpuTime
+    {
+        get { try { process.Refresh(); return process.TotalProcessorTime; } catch (InvalidOperationException) { return TimeSpan.Zero; } }
+    }
 
     public static async Task<IDemoCollector> StartAsync(NpgsqlConnectionStringBuilder repo)
     {

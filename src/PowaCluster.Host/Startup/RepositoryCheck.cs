@@ -9,12 +9,7 @@ public static class RepositoryCheck
 {
     public static async Task<PowaVersion> VerifyAsync(NpgsqlConnectionStringBuilder repository, CollectorSettings settings, CancellationToken ct)
     {
-        var csb = new NpgsqlConnectionStringBuilder(repository.ConnectionString)
-        {
-            ApplicationName = "PoWA collector - powa-cluster start-up check",
-            Timeout = Math.Max(1, (int)settings.ConnectTimeout.TotalSeconds),
-            Pooling = false,
-        };
+        var csb = PgSession.ForRole(repository, "powa-cluster start-up check", settings.ConnectTimeout, settings.ConnectTimeout);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(settings.ConnectTimeout + settings.ConnectTimeout);
         PowaVersion? v;
