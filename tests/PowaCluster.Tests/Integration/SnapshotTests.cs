@@ -65,7 +65,7 @@ public sealed class SnapshotTests(LabFixture fx)
     }
 
     [Fact]
-    public async Task Unreachable_server_and_wrong_password_record_their_errors_while_another_server_keeps_its_schedule()
+    public async Task Unreachable_server_wrong_password_and_missing_powa_record_their_errors_while_another_server_keeps_its_schedule()
     {
         var repo = await fx.NewRepositoryAsync();
         var remote = fx.Lab.Remotes[1];
@@ -74,6 +74,7 @@ public sealed class SnapshotTests(LabFixture fx)
         var unreachable = await repo.RegisterAsync(remote, 2, "unreachable", port: closedPort);
         const string wrongPassword = "wrong-s3cret-Pa55";
         var badPassword = await repo.RegisterAsync(remote, 3, "badpass", password: wrongPassword);
+        var noPowa = await repo.RegisterAsync(remote, 4, "nopowa", dbname: "postgres");
         await using (await CollectorNode.StartAsync(repo))
         {
             await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(good)).Count >= 4,
@@ -88,8 +89,10 @@ public sealed class SnapshotTests(LabFixture fx)
         var passwordErrors = await repo.ErrorsAsync(badPassword);
         Assert.Contains(passwordErrors, e => e.Contains("28P01") && e.Contains("127.0.0.3"));
         Assert.DoesNotContain(passwordErrors.Concat(unreachableErrors), e => e.Contains(wrongPassword) || e.Contains(remote.Password));
+        Assert.Contains(await repo.ErrorsAsync(noPowa), e => e.Contains("the powa extension is not installed in database \"postgres\""));
         Assert.Empty(await repo.SnapshotTimesAsync(unreachable));
         Assert.Empty(await repo.SnapshotTimesAsync(badPassword));
+        Assert.Empty(await repo.SnapshotTimesAsync(noPowa));
     }
 
     static int FreeLoopbackPort()
