@@ -73,9 +73,17 @@ public sealed class PowaLab : IAsyncDisposable
     }
 
     /// <summary>One round of activity on a remote: statements with quals, a table scan, a PL/pgSQL call.</summary>
-    public static Task WorkAsync(IPostgresInstance pg) =>
-        pg.ExecAsync(Database, "SELECT count(*) FROM lab_t WHERE id > 500 AND v LIKE 'a%'; SELECT lab_f(1); " +
-                               "UPDATE lab_t SET v = md5(v) WHERE id = (random() * 999)::int + 1");
+    public const string WorkloadSql = "SELECT count(*) FROM lab_t WHERE id > 500 AND v LIKE 'a%'; SELECT lab_f(1); " +
+                                      "UPDATE lab_t SET v = md5(v) WHERE id = (random() * 999)::int + 1";
+
+    public static Task WorkAsync(IPostgresInstance pg) => pg.ExecAsync(Database, WorkloadSql);
+
+    /// <summary>The same on a connection kept open (a workload loop should not pay a SCRAM login each round).</summary>
+    public static async Task WorkAsync(NpgsqlConnection conn)
+    {
+        await using var cmd = new NpgsqlCommand(WorkloadSql, conn);
+        await cmd.ExecuteNonQueryAsync();
+    }
 
     /// <summary>powa_register_server on the repository; returns the new srvid.</summary>
     public async Task<int> RegisterAsync(string hostname, int port, string alias, int frequency,

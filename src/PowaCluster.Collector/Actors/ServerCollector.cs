@@ -41,6 +41,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     ServerConfig? _pendingConfig;
 
     Snapshot? _snap;            // the snapshot in flight
+    char[]? _buffer;            // one chunk of COPY text, reused by every snapshot of this server
 
     sealed class Snapshot
     {
@@ -49,9 +50,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         public int Index = -1;
         public readonly List<string> Errors = [];
         public NpgsqlCopyTextReader? Reader;
-        public readonly char[] Buffer;
         public readonly DateTime StartedUtc = DateTime.UtcNow;
-        public Snapshot(int chunk) => Buffer = new char[chunk];
         public Datasource Current => Datasources[Index];
     }
 
@@ -330,7 +329,8 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
             Self.Tell(Connect.Instance);
             return;
         }
-        _snap = new Snapshot(_settings.CopyChunkChars);
+        _snap = new Snapshot();
+        _buffer ??= new char[_settings.CopyChunkChars];
         Timers.StartSingleTimer("watchdog", new SnapshotWatchdog(_generation, _snap.StartedUtc),
             _settings.RemoteTimeout + _settings.RepositoryTimeout + _settings.RepositoryTimeout);
         _writers.Tell(new RequestSnapshotSession(_config.SrvId, _config.Name, Self));
@@ -413,7 +413,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
                 var n = (int)s.Value!;
                 if (n > 0)
                 {
-                    _snap.Writer!.Tell(new CopyChunk(new string(_snap.Buffer, 0, n)));
+                    _snap.Writer!.Tell(new CopyChunk(new string(_buffer!, 0, n)));
                 }
                 else
                 {
@@ -505,7 +505,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     void ReadChunk()
     {
         var reader = _snap!.Reader!;
-        var buffer = _snap.Buffer;
+        var buffer = _buffer!;
         RunRemote(StepKind.ChunkRead, async (_, ct) =>
         {
             var n = await reader.ReadAsync(buffer.AsMemory(), ct);

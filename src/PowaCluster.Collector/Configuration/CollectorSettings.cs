@@ -25,8 +25,11 @@ public sealed class CollectorSettings
     /// <summary>An entity that hears nothing from the coordinator for this many resync intervals stops itself.</summary>
     public int EntityLeaseIntervals { get; set; } = 4;
 
-    /// <summary>Characters of remote COPY output per chunk sent to a writer.</summary>
-    public int CopyChunkChars { get; set; } = 64 * 1024;
+    /// <summary>
+    /// Characters of remote COPY output per chunk sent to a writer. 16 Ki characters keep each chunk (a
+    /// 32 KiB string) off the large object heap.
+    /// </summary>
+    public int CopyChunkChars { get; set; } = 16 * 1024;
 
     /// <summary>Connection timeout, remote and repository.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);

@@ -31,6 +31,13 @@ public static class AkkaConfiguration
             l.AddLoggerFactory();
         });
 
+    /// <summary>
+    /// The scheduler's wheel ticks every 50 ms instead of 10 ms: every timer here is a second or more, and
+    /// an idle collector should not wake up a hundred times a second.
+    /// </summary>
+    public static AkkaConfigurationBuilder WithPowaScheduler(this AkkaConfigurationBuilder b) =>
+        b.AddHocon("akka.scheduler.tick-duration = 50ms", HoconAddMode.Prepend);
+
     /// <summary>Akka.Remote endpoint of the node (port 0 picks a free one).</summary>
     public static AkkaConfigurationBuilder WithPowaRemoting(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithRemoting(new RemoteOptions { HostName = rt.Settings.ClusterHost, Port = rt.Settings.ClusterPort });
@@ -89,6 +96,7 @@ public static class AkkaConfiguration
     public static AkkaConfigurationBuilder WithPowaCollector(this AkkaConfigurationBuilder b, CollectorRuntime rt,
         Microsoft.Extensions.Logging.LogLevel? minimumLevel = null) =>
         b.WithPowaLogging(rt, minimumLevel)
+         .WithPowaScheduler()
          .WithPowaRemoting(rt)
          .WithPowaClustering(rt)
          .WithSnapshotWriters(rt)

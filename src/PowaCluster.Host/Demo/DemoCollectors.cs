@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Microsoft.Extensions.Hosting;
 using Npgsql;
 
 namespace PowaCluster.Host.Demo;
@@ -12,23 +11,53 @@ interface IDemoCollector : IAsyncDisposable
     Task StopAsync();
 }
 
-sealed class OurCollector(IHost host) : IDemoCollector
+/// <summary>
+/// powa-cluster run, as a child process of the demo. The repository DSN (it holds the password) goes through
+/// the environment, not the command line that every local user can read.
+/// </summary>
+sealed class OurCollector(Process process) : IDemoCollector
 {
     public string Name => "powa-cluster";
-    public TimeSpan CpuTime => Process.GetCurrentProcess().TotalProcessorTime;
 
-    public static async Task<IDemoCollector> StartAsync(IHost host, CancellationToken ct)
+    public TimeSpan CpuTime => ProcessCpu(process);
+
+    public static IDemoCollector Start(NpgsqlConnectionStringBuilder repo, int poolSize, bool debug)
     {
-        await host.StartAsync(ct);
-        return new OurCollector(host);
+        var self = Environment.ProcessPath!;
+        var psi = new ProcessStartInfo(self) { UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(self) == "dotnet")
+            psi.ArgumentList.Add(typeof(OurCollector).Assembly.Location); // started as "dotnet powa-cluster.dll"
+        psi.ArgumentList.Add("run");
+        if (debug) psi.ArgumentList.Add("--debug");
+        psi.Environment["PowaCluster__RepositoryDsn"] = repo.ConnectionString;
+        psi.Environment["PowaCluster__WriterPoolSize"] = poolSize.ToString();
+        var p = Process.Start(psi)!;
+        Console.WriteLine($"demo: started powa-cluster run (pid {p.Id})");
+        return new OurCollector(p);
     }
 
-    public Task StopAsync() => host.StopAsync(TimeSpan.FromSeconds(30));
+    public Task StopAsync() => Terminate(process);
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
-        host.Dispose();
-        return ValueTask.CompletedTask;
+        await StopAsync();
+        process.Dispose();
+    }
+
+    internal static TimeSpan ProcessCpu(Process p)
+    {
+        try { p.Refresh(); return p.HasExited ? TimeSpan.Zero : p.TotalProcessorTime; }
+        catch (InvalidOperationException) { return TimeSpan.Zero; }
+    }
+
+    /// <summary>SIGTERM, as a service manager would; SIGKILL if it has not exited after 30 s.</summary>
+    internal static async Task Terminate(Process p)
+    {
+        if (p.HasExited) return;
+        using (var kill = Process.Start("kill", $"-TERM {p.Id}")) kill?.WaitForExit();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try { await p.WaitForExitAsync(cts.Token); }
+        catch (OperationCanceledException) { p.Kill(entireProcessTree: true); }
     }
 }
 
@@ -40,10 +69,7 @@ sealed class ReferenceCollector(Process process, string dir) : IDemoCollector
 {
     public string Name => "reference powa-collector";
 
-    public TimeSpan CpuTime
-    {
-        get { try { process.Refresh(); return process.TotalProcessorTime; } catch (InvalidOperationException) { return TimeSpan.Zero; } }
-    }
+    public TimeSpan CpuTime => OurCollector.ProcessCpu(process);
 
     public static async Task<IDemoCollector> StartAsync(NpgsqlConnectionStringBuilder repo)
     {
@@ -73,14 +99,7 @@ sealed class ReferenceCollector(Process process, string dir) : IDemoCollector
         return new ReferenceCollector(p, dir);
     }
 
-    public async Task StopAsync()
-    {
-        if (process.HasExited) return;
-        Process.Start("kill", $"-TERM {process.Id}")?.WaitForExit();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        try { await process.WaitForExitAsync(cts.Token); }
-        catch (OperationCanceledException) { process.Kill(entireProcessTree: true); }
-    }
+    public Task StopAsync() => OurCollector.Terminate(process);
 
     public async ValueTask DisposeAsync()
     {
