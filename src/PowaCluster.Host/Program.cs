@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using Akka.Actor;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Hosting;
@@ -29,6 +32,7 @@ public static class Program
                 case "help": Console.WriteLine(CommandLine.Usage); return 0;
                 case "version": Console.WriteLine($"powa-cluster {FleetCoordinator.Version}"); return 0;
                 case "demo": return await DemoCommand.RunAsync(cli);
+                case "status" or "reload" or "snapshot": return await ControlCommands.RunAsync(cli);
                 default: return await RunAsync(cli);
             }
         }
@@ -46,7 +50,15 @@ public static class Program
         var (settings, repository) = SettingsLoader.Load(cli, builder.Configuration);
         var powa = await RepositoryCheck.VerifyAsync(repository, settings, CancellationToken.None);
         using var host = CollectorHost.Build(new CollectorRuntime(settings, repository, powa), builder);
-        await host.RunAsync();
+        await host.StartAsync();
+        var system = host.Services.GetRequiredService<ActorSystem>();
+        // SIGHUP reloads, as for powa-collector: the same path as powa-web's RELOAD.
+        using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, ctx =>
+        {
+            ctx.Cancel = true;
+            AkkaConfiguration.RequestReload(system);
+        });
+        await host.WaitForShutdownAsync();
         return 0;
     }
 }

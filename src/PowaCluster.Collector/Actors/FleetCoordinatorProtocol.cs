@@ -16,3 +16,12 @@ public sealed record GetFleet
 
 /// <summary>The servers the coordinator keeps alive, and when it last read powa_servers successfully.</summary>
 public sealed record Fleet(IReadOnlyList<ServerConfig> Servers, DateTimeOffset? LastResync, string? LastError);
+
+/// <summary>What the coordinator did with a control request; for tests and logs.</summary>
+public sealed record ControlHandled(string Command, string? Reply);
+
+/// <summary>SIGHUP on any node: the same path as RELOAD (re-read, refresh every server), without a reply.</summary>
+public sealed record Reload
+{
+    public static readonly Reload Instance = new();
+}

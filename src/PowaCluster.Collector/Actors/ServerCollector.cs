@@ -37,6 +37,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     bool _scheduled;            // the snapshot schedule has been restored for the current connection
     int _failures;              // consecutive connection failures, for the backoff
     DateTime _nextDueUtc;
+    DateTime _lastStartUtc = DateTime.MinValue;
     bool _stopRequested;
     ServerConfig? _pendingConfig;
 
@@ -68,6 +69,8 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         Receive<StopCollecting>(_ => RequestStop("the server was removed or deactivated"));
         Receive<StopEntity>(_ => RequestStop("hand-off or passivation"));
         Receive<GetServerStatus>(_ => Sender.Tell(CurrentStatus()));
+        Receive<ForceSnapshot>(_ => Sender.Tell(OnForce()));
+        Receive<VersionsRead>(OnVersionsRead);
 
         Receive<Connect>(_ => StartConnect());
         Receive<Connected>(OnConnected);
@@ -104,9 +107,57 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
             Self.Tell(Connect.Instance);
             return;
         }
-        if (cfg == _config) return;
-        if (_snap is not null) { _pendingConfig = cfg; return; } // applied once the snapshot in flight ends
-        ApplyConfig(cfg);
+        if (cfg != _config)
+        {
+            if (_snap is not null) _pendingConfig = cfg; // applied once the snapshot in flight ends
+            else ApplyConfig(cfg);
+        }
+        if (m.Refresh) Refresh();
+    }
+
+    /// <summary>RELOAD: a server waiting for its next connection attempt tries now; a connected one saves its versions again.</summary>
+    void Refresh()
+    {
+        if (_stopRequested || _config is null) return;
+        if (_remote is null)
+        {
+            if (_connecting) return;
+            Timers.Cancel("reconnect");
+            _failures = 0;
+            Self.Tell(Connect.Instance);
+            return;
+        }
+        if (_snap is not null) return;
+        var gen = _generation;
+        SerializedRemote((c, ct) => RemoteQueries.ReadVersionsAsync(c, ct))
+            .PipeTo(Self, success: v => new VersionsRead(gen, (RemoteVersions)v!), failure: _ => IgnoredResult.Instance);
+    }
+
+    void OnVersionsRead(VersionsRead m)
+    {
+        if (m.Generation != _generation || _config is null) return;
+        var srvid = _config.SrvId;
+        _writers.Tell(new RunRepositoryJob(srvid, "save-versions", async (conn, ct) =>
+        {
+            await RepositoryQueries.SaveVersionsAsync(conn, srvid, m.Versions, ct);
+            return null;
+        }, ActorRefs.Nobody));
+    }
+
+    /// <summary>FORCE_SNAPSHOT: now, unless a snapshot is running or one started less than 10 s ago.</summary>
+    ForceSnapshotResult OnForce()
+    {
+        var id = _config?.SrvId ?? 0;
+        if (_config is null || _stopRequested)
+            return new(id, false, $"server {id} is not being collected");
+        if (_snap is not null)
+            return new(id, false, $"a snapshot of server {id} is in progress");
+        if (DateTime.UtcNow - _lastStartUtc < TimeSpan.FromSeconds(10))
+            return new(id, false, $"the last snapshot of server {id} started less than 10 s ago");
+        if (_remote is null || !_scheduled || PgSession.IsBroken(_remote))
+            return new(id, false, $"server {id}: {_status}{(_lastError is null ? "" : " (" + _lastError + ")")}");
+        StartSnapshot();
+        return new(id, true, $"snapshot of server {id} started");
     }
 
     void ApplyConfig(ServerConfig cfg)
@@ -329,11 +380,17 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
             Self.Tell(Connect.Instance);
             return;
         }
+        StartSnapshot();
+    }
+
+    void StartSnapshot()
+    {
+        _lastStartUtc = DateTime.UtcNow;
         _snap = new Snapshot();
         _buffer ??= new char[_settings.CopyChunkChars];
         Timers.StartSingleTimer("watchdog", new SnapshotWatchdog(_generation, _snap.StartedUtc),
             _settings.RemoteTimeout + _settings.RepositoryTimeout + _settings.RepositoryTimeout);
-        _writers.Tell(new RequestSnapshotSession(_config.SrvId, _config.Name, Self));
+        _writers.Tell(new RequestSnapshotSession(_config!.SrvId, _config.Name, Self));
     }
 
     void OnWatchdog(SnapshotWatchdog w)
@@ -645,6 +702,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     sealed record LeaseCheck { public static readonly LeaseCheck Instance = new(); }
     sealed record SnapshotWatchdog(int Generation, DateTime StartedUtc);
     sealed record IgnoredResult { public static readonly IgnoredResult Instance = new(); }
+    sealed record VersionsRead(int Generation, RemoteVersions Versions);
 
     public static Props Props(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers) =>
         Akka.Actor.Props.Create(() => new ServerCollector(settings, repositoryPowa, writers));

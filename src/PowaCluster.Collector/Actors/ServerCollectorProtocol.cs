@@ -8,8 +8,12 @@ public interface IServerMessage
     int SrvId { get; }
 }
 
-/// <summary>Idempotent: starts the entity, or pushes a changed config (a connection change reconnects). Also renews its lease.</summary>
-public sealed record EnsureCollecting(ServerConfig Config) : IServerMessage
+/// <summary>
+/// Idempotent: starts the entity, or pushes a changed config (a connection change reconnects). Also renews its
+/// lease. With Refresh (RELOAD, SIGHUP): a server waiting to reconnect tries now, a connected one saves its
+/// versions again.
+/// </summary>
+public sealed record EnsureCollecting(ServerConfig Config, bool Refresh = false) : IServerMessage
 {
     public int SrvId => Config.SrvId;
 }
@@ -18,6 +22,11 @@ public sealed record EnsureCollecting(ServerConfig Config) : IServerMessage
 public sealed record StopCollecting(int SrvId) : IServerMessage;
 
 public sealed record GetServerStatus(int SrvId) : IServerMessage;
+
+/// <summary>Start a snapshot now, unless one is running or one started less than 10 s ago.</summary>
+public sealed record ForceSnapshot(int SrvId) : IServerMessage;
+
+public sealed record ForceSnapshotResult(int SrvId, bool Started, string Message);
 
 public sealed record ServerStatus(
     int SrvId,

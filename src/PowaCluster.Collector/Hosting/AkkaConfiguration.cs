@@ -92,6 +92,19 @@ public static class AkkaConfiguration
             new ClusterSingletonOptions(),
             createProxyToo: false);
 
+    /// <summary>Where the FleetCoordinator singleton lives on the node that hosts it.</summary>
+    public const string CoordinatorPath = "/user/fleet-coordinator/fleet-coordinator";
+
+    /// <summary>
+    /// SIGHUP: tells the coordinator, wherever it runs, to reload. Sent to every member's singleton path; only
+    /// the node that hosts it has an actor there.
+    /// </summary>
+    public static void RequestReload(ActorSystem system)
+    {
+        foreach (var member in Cluster.Get(system).State.Members)
+            system.ActorSelection(member.Address + CoordinatorPath).Tell(Reload.Instance);
+    }
+
     /// <summary>The whole collector node.</summary>
     public static AkkaConfigurationBuilder WithPowaCollector(this AkkaConfigurationBuilder b, CollectorRuntime rt,
         Microsoft.Extensions.Logging.LogLevel? minimumLevel = null) =>

@@ -16,7 +16,9 @@ public sealed record CommandLine(
     int Servers,
     int Frequency,
     int Remotes,
-    bool Reference = false)
+    bool Reference = false,
+    int? ServerId = null,
+    int Timeout = 5)
 {
     public const string Usage = """
         usage:
@@ -32,6 +34,14 @@ public sealed record CommandLine(
               Starts a throwaway repository and remote PostgreSQL instances on loopback, registers
               servers, runs the collector and shows what it collected (until Ctrl-C, or for N seconds).
               --reference runs Debian's powa-collector instead, measured the same way.
+          powa-cluster status [--server ID] [--timeout S] [--repository DSN] [--config FILE]
+              The servers, their collector node, status, last snapshot and last error, from a running cluster.
+          powa-cluster reload [--timeout S] [--repository DSN] [--config FILE]
+              Re-read powa_servers now (as powa-web's RELOAD, or SIGHUP on a node).
+          powa-cluster snapshot ID [--timeout S] [--repository DSN] [--config FILE]
+              Take a snapshot of server ID now (unless one is running or started less than 10 s ago).
+              These three talk to the cluster through the repository (LISTEN/NOTIFY, as powa-web does) and
+              exit with 1 when no collector answers within --timeout seconds (default 5).
           powa-cluster --version
         """;
 
@@ -40,7 +50,7 @@ public sealed record CommandLine(
         if (args.Count == 0) throw new UsageException("no command given");
         var command = args[0] switch
         {
-            "run" or "demo" => args[0],
+            "run" or "demo" or "status" or "reload" or "snapshot" => args[0],
             "--version" or "version" => "version",
             "--help" or "-h" or "help" => "help",
             var c => throw new UsageException($"unknown command \"{c}\""),
@@ -50,8 +60,18 @@ public sealed record CommandLine(
         int servers = 6, frequency = 5, remotes = 2;
         var debug = false;
         var reference = false;
+        int? serverId = null;
+        var timeout = 5;
+        var first = 1;
+        if (command == "snapshot")
+        {
+            if (args.Count < 2 || !int.TryParse(args[1], out var id) || id <= 0)
+                throw new UsageException("snapshot needs a server id (powa_servers.id)");
+            serverId = id;
+            first = 2;
+        }
         var seeds = new List<string>();
-        for (var i = 1; i < args.Count; i++)
+        for (var i = first; i < args.Count; i++)
         {
             var a = args[i];
             string Value()
@@ -84,9 +104,12 @@ public sealed record CommandLine(
                 case "--frequency" when command == "demo": frequency = Int(5, 3600); break;
                 case "--remotes" when command == "demo": remotes = Int(1, 8); break;
                 case "--reference" when command == "demo": reference = true; break;
+                case "--server" when command == "status": serverId = Int(1, int.MaxValue); break;
+                case "--timeout" when command is "status" or "reload" or "snapshot": timeout = Int(1, 600); break;
                 default: throw new UsageException($"unknown option \"{a}\" for {command}");
             }
         }
-        return new CommandLine(command, repository, config, debug, pool, clusterHost, clusterPort, seeds, seconds, servers, frequency, remotes, reference);
+        return new CommandLine(command, repository, config, debug, pool, clusterHost, clusterPort, seeds, seconds, servers, frequency,
+            remotes, reference, serverId, timeout);
     }
 }

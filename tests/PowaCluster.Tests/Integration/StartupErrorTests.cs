@@ -8,7 +8,7 @@ namespace PowaCluster.Tests.Integration;
 [Collection(LabCollection.Name)]
 public sealed class StartupErrorTests(LabFixture fx)
 {
-    static async Task<(int Code, string Stdout, string Stderr)> RunAsync(params string[] args)
+    internal static async Task<(int Code, string Stdout, string Stderr)> RunAsync(params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")
         {

@@ -6,7 +6,7 @@ namespace PowaCluster.Tests.Support;
 
 /// <summary>
 /// The one shared PostgreSQL fixture: a repository instance and two remote instances (each reachable on
-/// 16 loopback addresses), started once for the whole test run and always stopped and deleted at the end:
+/// 50 loopback addresses), started once for the whole test run and always stopped and deleted at the end:
 /// throwaway local instances, or containers where a Docker engine is reachable (ContainerPostgres).
 /// Each test takes a fresh repository database on the repository instance, so tests do not see each
 /// other's servers.
@@ -21,7 +21,7 @@ public sealed class LabFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Lab = await PowaLab.StartAsync(remotes: 2, loopbackAddresses: 16,
+        Lab = await PowaLab.StartAsync(remotes: 2, loopbackAddresses: 50,
             factory: ContainerPostgres.ShouldUse() ? ContainerPostgres.Factory : LocalPostgres.Factory);
         var r = Lab.Remotes[0];
         await r.ExecAsync("postgres", $"CREATE DATABASE {NoQualstatsDb}");

@@ -1,0 +1,95 @@
+using System.Text;
+
+namespace PowaCluster.Collector.Control;
+
+/// <summary>A request received on channel powa_collector: COMMAND RESPONSE_CHANNEL ARGS...</summary>
+public sealed record ControlRequest(string Command, string Channel, IReadOnlyList<string> Args)
+{
+    /// <summary>A channel of "-" (or none) means: do it, but do not answer.</summary>
+    public bool WantsReply => Channel != "-";
+}
+
+/// <summary>
+/// powa-web's NOTIFY protocol, as powa-collector speaks it (design brief, section 4). Pure functions:
+/// parsing and formatting only, no I/O.
+/// </summary>
+public static class CollectorProtocol
+{
+    public const string Channel = "powa_collector";
+
+    /// <summary>PostgreSQL's default limit is 8000 bytes for a NOTIFY payload.</summary>
+    public const int MaxPayloadBytes = 8000;
+
+    /// <summary>Space separated; powa-web sends a trailing space, and empty words are ignored.</summary>
+    public static ControlRequest Parse(string payload)
+    {
+        var words = payload.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var command = words.Length > 0 ? words[0] : "";
+        var channel = words.Length > 1 ? words[1] : "-";
+        return new ControlRequest(command, channel, words.Skip(2).ToArray());
+    }
+
+    /// <summary>
+    /// COMMAND STATUS DATA; a reply of 8000 bytes or more becomes COMMAND KO ANSWER TOO LONG; null when even
+    /// that does not fit (a command word of nearly 8000 bytes).
+    /// </summary>
+    public static string? Reply(string command, string status, string data)
+    {
+        var payload = $"{command} {status} {data}";
+        if (Encoding.UTF8.GetByteCount(payload) < MaxPayloadBytes) return payload;
+        var tooLong = $"{command} KO ANSWER TOO LONG";
+        return Encoding.UTF8.GetByteCount(tooLong) < MaxPayloadBytes ? tooLong : null;
+    }
+
+    /// <summary>{"1": "running", "2": "stopped"}: the layout of Python's json.dumps, which powa-web was written against.</summary>
+    public static string WorkersJson(IEnumerable<KeyValuePair<int, string>> statuses)
+    {
+        var sb = new StringBuilder("{");
+        var first = true;
+        foreach (var (srvid, status) in statuses.OrderBy(s => s.Key))
+        {
+            if (!first) sb.Append(", ");
+            first = false;
+            sb.Append('"').Append(srvid).Append("\": ").Append(JsonString(status));
+        }
+        return sb.Append('}').ToString();
+    }
+
+    /// <summary>
+    /// powa-cluster's own CLUSTER_STATUS answer, compact so that about 200 servers fit in a NOTIFY:
+    /// {"nodes": ["akka.tcp://...", ...], "servers": {"1": [0, "running"], ...}} (node index, status).
+    /// </summary>
+    public static string ClusterStatusJson(IEnumerable<(int SrvId, string Status, string? Node)> servers)
+    {
+        var list = servers.OrderBy(s => s.SrvId).ToList();
+        var nodes = list.Select(s => s.Node ?? "").Distinct().ToList();
+        var sb = new StringBuilder("{\"nodes\": [");
+        sb.AppendJoin(", ", nodes.Select(JsonString)).Append("], \"servers\": {");
+        sb.AppendJoin(", ", list.Select(s => $"\"{s.SrvId}\": [{nodes.IndexOf(s.Node ?? "")}, {JsonString(s.Status)}]"));
+        return sb.Append("}}").ToString();
+    }
+
+    /// <summary>A JSON string as json.dumps writes it by default: \" \\ \n..., and everything outside ASCII as \uXXXX.</summary>
+    static string JsonString(string s)
+    {
+        var sb = new StringBuilder("\"");
+        foreach (var c in s)
+        {
+            switch (c)
+            {
+                case '"': sb.Append("\\\""); break;
+                case '\\': sb.Append("\\\\"); break;
+                case '\n': sb.Append("\\n"); break;
+                case '\r': sb.Append("\\r"); break;
+                case '\t': sb.Append("\\t"); break;
+                case '\b': sb.Append("\\b"); break;
+                case '\f': sb.Append("\\f"); break;
+                default:
+                    if (c < 0x20 || c > 0x7f) sb.Append("\\u").Append(((int)c).ToString("x4"));
+                    else sb.Append(c);
+                    break;
+            }
+        }
+        return sb.Append('"').ToString();
+    }
+}

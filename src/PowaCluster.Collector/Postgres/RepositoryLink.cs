@@ -1,0 +1,38 @@
+using Npgsql;
+
+namespace PowaCluster.Collector.Postgres;
+
+/// <summary>
+/// One repository connection shared by the asynchronous work of one actor: calls run one after the other,
+/// each with its timeout, and a broken connection is replaced on the next call.
+/// </summary>
+public sealed class RepositoryLink(NpgsqlConnectionStringBuilder csb, TimeSpan timeout) : IDisposable
+{
+    NpgsqlConnection? _conn;
+    Task _tail = Task.CompletedTask;
+
+    public Task<T> RunAsync<T>(Func<NpgsqlConnection, CancellationToken, Task<T>> op)
+    {
+        var previous = _tail;
+        var task = Task.Run(async () =>
+        {
+            try { await previous; } catch (Exception) { /* its own caller saw it */ }
+            using var cts = PgSession.Timeout(timeout);
+            if (_conn is null || PgSession.IsBroken(_conn))
+            {
+                if (_conn is not null) await _conn.DisposeAsync();
+                _conn = null;
+                _conn = await PgSession.OpenAsync(csb, cts.Token);
+            }
+            return await op(_conn, cts.Token);
+        });
+        _tail = task;
+        return task;
+    }
+
+    public void Dispose()
+    {
+        _conn?.Dispose();
+        _conn = null;
+    }
+}

@@ -1,0 +1,188 @@
+using System.Diagnostics;
+using PowaCluster.Collector.Actors;
+using PowaCluster.Tests.Support;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace PowaCluster.Tests.Integration;
+
+/// <summary>powa-web's NOTIFY protocol against a running one-node collector, on a real repository.</summary>
+[Collection(LabCollection.Name)]
+public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
+{
+    /// <summary>Changes take effect through RELOAD only: the periodic resync is far away.</summary>
+    static Collector.Configuration.CollectorSettings ReloadOnly()
+    {
+        var s = CollectorNode.FastSettings();
+        s.ResyncInterval = TimeSpan.FromMinutes(10);
+        return s;
+    }
+
+    static async Task<string?> WaitForReplyAsync(PowaWebClient client, string command, string channel, string args, Func<string?, bool> done, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        string? last;
+        do
+        {
+            last = await client.AskAsync(command, channel, args);
+            if (done(last)) return last;
+            await Task.Delay(300);
+        } while (DateTime.UtcNow < deadline);
+        return last;
+    }
+
+    [Fact]
+    public async Task Replies_byte_for_byte_as_the_reference()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var remote = fx.Lab.Remotes[0];
+        var good = await repo.RegisterAsync(remote, 21, "ctl-good", frequency: 300);
+        var bad = await repo.RegisterAsync(remote, 22, "ctl-bad", port: 1);
+        // A fixed schedule: last snapshot 250 s ago at 300 s, so the next one is 50 s away.
+        await repo.ExecAsync("UPDATE powa_snapshot_metas SET snapts = now() - interval '250 s' WHERE srvid = $1", good);
+        await using var node = await CollectorNode.StartAsync(repo, ReloadOnly());
+        await using var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
+        await web.WaitForCollectorAsync();
+
+        var expected = $"WORKERS_STATUS OK {{\"{good}\": \"running\", \"{bad}\": \"no connection to remote server\"}}";
+        Assert.Equal(expected, await WaitForReplyAsync(web, "WORKERS_STATUS", "r1", "", r => r == expected, TimeSpan.FromSeconds(15)));
+        Assert.Equal($"WORKERS_STATUS OK {{\"{good}\": \"running\"}}", await web.AskAsync("WORKERS_STATUS", "r2", good.ToString()));
+        Assert.Equal("WORKERS_STATUS OK {}", await web.AskAsync("WORKERS_STATUS", "r3", "999"));
+        Assert.Equal("RELOAD OK OK", await web.AskAsync("RELOAD", "r4"));
+        Assert.Equal("BOGUS UNKNOWN ", await web.AskAsync("BOGUS", "r5"));
+
+        Assert.Empty(await repo.SnapshotTimesAsync(good));
+        var before = 0;
+        Assert.Equal($"FORCE_SNAPSHOT OK snapshot of server {good} started", await web.AskAsync("FORCE_SNAPSHOT", "r6", good.ToString()));
+        var again = await web.AskAsync("FORCE_SNAPSHOT", "r7", good.ToString());
+        Assert.True(again == $"FORCE_SNAPSHOT KO a snapshot of server {good} is in progress" ||
+                    again == $"FORCE_SNAPSHOT KO the last snapshot of server {good} started less than 10 s ago", again);
+        await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(good)).Count > before, TimeSpan.FromSeconds(5), "the forced snapshot");
+        Assert.Equal("FORCE_SNAPSHOT KO server 999 is not an active server", await web.AskAsync("FORCE_SNAPSHOT", "r8", "999"));
+        Assert.Equal("FORCE_SNAPSHOT KO invalid server id \"abc\"", await web.AskAsync("FORCE_SNAPSHOT", "r9", "abc"));
+        Assert.StartsWith($"FORCE_SNAPSHOT KO server {bad}: no connection to remote server", await web.AskAsync("FORCE_SNAPSHOT", "r10", bad.ToString()));
+
+        // A channel of "-": done, not answered.
+        await web.ListenAsync("r11");
+        await web.NotifyAsync("WORKERS_STATUS - ");
+        Assert.Null(await web.NextAsync(TimeSpan.FromSeconds(1.5)));
+    }
+
+    [Fact]
+    public async Task Hostile_requests_get_their_answer_and_execute_nothing()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var srvid = await repo.RegisterAsync(fx.Lab.Remotes[1], 21, "ctl-hostile");
+        await using var node = await CollectorNode.StartAsync(repo, ReloadOnly());
+        await using var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
+        await web.WaitForCollectorAsync();
+
+        // Quotes, a semicolon, unicode in the channel; no spaces (they separate the words).
+        const string channel = "r'\";DROP_TABLE_powa_servers;--é✓";
+        Assert.Equal("BOGUS UNKNOWN ", await web.AskAsync("BOGUS", channel));
+        Assert.Equal("RELOAD'; UNKNOWN ", await web.AskAsync("RELOAD';", channel));
+        // As the reference: an argument that is not a number means every server.
+        Assert.StartsWith($"WORKERS_STATUS OK {{\"{srvid}\": \"", await web.AskAsync("WORKERS_STATUS", channel, "0;SELECT"));
+        Assert.Equal("FORCE_SNAPSHOT KO invalid server id \"1);DROP\"", await web.AskAsync("FORCE_SNAPSHOT", channel, "1);DROP"));
+        var huge = new string('A', 7900);
+        Assert.Equal($"{huge} UNKNOWN ", await web.AskAsync(huge, "big"));
+        // A request that fits (7995 bytes) whose command is too long to be answered at all, even with
+        // KO ANSWER TOO LONG: no answer, and the collector goes on.
+        await web.ListenAsync("c");
+        await web.NotifyAsync(new string('B', 7992) + " c ");
+        Assert.Null(await web.NextAsync(TimeSpan.FromSeconds(1.5)));
+        Assert.Equal($"WORKERS_STATUS OK {{\"{srvid}\": \"running\"}}",
+            await WaitForReplyAsync(web, "WORKERS_STATUS", "after", "", r => r?.Contains("running") == true, TimeSpan.FromSeconds(10)));
+        Assert.Equal(1, await repo.ScalarAsync<long>("SELECT count(*) FROM powa_servers WHERE id = $1", srvid));
+    }
+
+    [Fact]
+    public async Task Senders_without_permission_are_refused()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var role = $"nobody_{Guid.NewGuid():N}"[..20];
+        var signaller = $"signal_{Guid.NewGuid():N}"[..20];
+        await repo.ExecAsync($"CREATE ROLE {role} LOGIN PASSWORD 'x{role}'");
+        await repo.ExecAsync($"CREATE ROLE {signaller} LOGIN PASSWORD 'x{signaller}' IN ROLE pg_signal_backend");
+        await using var node = await CollectorNode.StartAsync(repo, ReloadOnly());
+
+        var csb = repo.ConnectionString;
+        await using var nobody = await PowaWebClient.ConnectAsync(new(csb.ConnectionString) { Username = role, Password = "x" + role });
+        await using var allowed = await PowaWebClient.ConnectAsync(new(csb.ConnectionString) { Username = signaller, Password = "x" + signaller });
+        await allowed.WaitForCollectorAsync();
+        Assert.Equal("RELOAD OK OK", await allowed.AskAsync("RELOAD", "ok1"));
+        Assert.Equal("RELOAD ERROR Permission denied", await nobody.AskAsync("RELOAD", "no1"));
+        Assert.Equal("WORKERS_STATUS ERROR Permission denied", await nobody.AskAsync("WORKERS_STATUS", "no2"));
+        Assert.Equal("FORCE_SNAPSHOT ERROR Permission denied", await nobody.AskAsync("FORCE_SNAPSHOT", "no3", "1"));
+        Assert.Equal("WORKERS_STATUS OK {}", await allowed.AskAsync("WORKERS_STATUS", "ok2"));
+    }
+
+    [Fact]
+    public async Task Register_configure_deactivate_delete_then_RELOAD_take_effect_within_2_s()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var r1 = fx.Lab.Remotes[0];
+        var r2 = fx.Lab.Remotes[1];
+        var kept = await repo.RegisterAsync(r1, 23, "ctl-kept");
+        await using var node = await CollectorNode.StartAsync(repo, ReloadOnly());
+        await using var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
+        await web.WaitForCollectorAsync();
+
+        async Task<TimeSpan> ReloadAndWait(Func<Task<bool>> effect, string what)
+        {
+            var sw = Stopwatch.StartNew();
+            Assert.Equal("RELOAD OK OK", await web.AskAsync("RELOAD", "rl"));
+            await Eventually.HoldsAsync(effect, TimeSpan.FromSeconds(2), what);
+            output.WriteLine($"{what}: {sw.ElapsedMilliseconds} ms after RELOAD was sent");
+            return sw.Elapsed;
+        }
+
+        // Added.
+        var added = await repo.RegisterAsync(r1, 24, "ctl-added");
+        await ReloadAndWait(async () => (await web.AskAsync("WORKERS_STATUS", "s1", added.ToString()))!.Contains("\"running\""), "registered server running");
+
+        // Changed: new port (and that instance's password).
+        await repo.ExecAsync("SELECT powa_configure_server($1, json_build_object('port', $2::int, 'password', $3::text))", added, r2.Port, r2.Password);
+        await ReloadAndWait(async () => await r2.ScalarAsync<long>("postgres",
+            $"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'PoWA collector - worker 127.0.0.24:{r2.Port}'") == 1, "reconnected to the new port");
+
+        // Deactivated: gone from the status, and no snapshot after that.
+        await repo.ExecAsync("SELECT powa_deactivate_server($1)", added);
+        await ReloadAndWait(async () => (await web.AskAsync("WORKERS_STATUS", "s2", added.ToString())) == "WORKERS_STATUS OK {}", "deactivated server stopped");
+        var frozen = (await repo.SnapshotTimesAsync(added)).Count;
+
+        // Removed with its data.
+        var removed = await repo.RegisterAsync(r1, 25, "ctl-removed");
+        await ReloadAndWait(async () => (await web.AskAsync("WORKERS_STATUS", "s3", removed.ToString()))!.Contains("\"running\""), "second server running");
+        await repo.ExecAsync("SELECT powa_delete_and_purge_server($1)", removed);
+        await ReloadAndWait(async () => (await web.AskAsync("WORKERS_STATUS", "s4", removed.ToString())) == "WORKERS_STATUS OK {}", "removed server stopped");
+
+        await Task.Delay(TimeSpan.FromSeconds(7)); // more than one interval
+        Assert.Equal(frozen, (await repo.SnapshotTimesAsync(added)).Count);
+        Assert.Contains("\"running\"", await web.AskAsync("WORKERS_STATUS", "s5", kept.ToString()));
+    }
+
+    [Fact]
+    public async Task Workers_status_of_100_servers()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var ids = new List<int>();
+        for (var i = 0; i < 100; i++)
+            ids.Add(await repo.RegisterAsync(fx.Lab.Remotes[i % 2], 1 + i / 2, $"ctl-{i}", frequency: 300));
+        await using var node = await CollectorNode.StartAsync(repo, ReloadOnly());
+        await using var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
+        await web.WaitForCollectorAsync();
+        var all = await WaitForReplyAsync(web, "WORKERS_STATUS", "w", "", r => r is not null && r.Split("\"running\"").Length == 101, TimeSpan.FromSeconds(60));
+        Assert.NotNull(all);
+        foreach (var id in ids) Assert.Contains($"\"{id}\": \"running\"", all);
+        var times = new List<double>();
+        for (var i = 0; i < 5; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            Assert.StartsWith("WORKERS_STATUS OK {", await web.AskAsync("WORKERS_STATUS", $"t{i}"));
+            times.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        output.WriteLine($"WORKERS_STATUS for 100 servers, NOTIFY to reply: {string.Join(", ", times.Select(t => $"{t:F0} ms"))}");
+
+    }
+}
