@@ -98,7 +98,7 @@ public static class DemoCommand
                           $"bgwriter {rows.Count(r => r.Snapshots > 0)}, all_relations {rows.Count(r => r.Relations > 0)}, " +
                           $"user_functions {rows.Count(r => r.Functions > 0)}; " +
                           $"repository connections held by the collector at most {maxConnections}" +
-                          (cli.Reference ? "" : $" (pool {settings.WriterPoolSize} + coordinator 1)") +
+                          (cli.Reference ? "" : $" (bound: pool {settings.WriterPoolSize} + coordinator 1 + listener 1)") +
                           $"; collector process CPU {cpu.TotalMilliseconds / Math.Max(1, snaps.Sum()):F2} ms per snapshot " +
                           $"({cpu.TotalSeconds:F1} s in all, start-up included)");
         return 0;

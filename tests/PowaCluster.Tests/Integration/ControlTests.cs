@@ -163,6 +163,26 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_dropped_LISTEN_connection_is_replaced()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        await using var node = await CollectorNode.StartAsync(repo, ReloadOnly());
+        await using var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
+        await web.WaitForCollectorAsync();
+        const string listener = "PoWA collector - main thread (powa-cluster ";
+        Assert.Equal(1, await repo.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND starts_with(application_name, $2) AND query ILIKE 'LISTEN%'",
+            repo.Database, listener));
+        Assert.True(await repo.ScalarAsync<bool>(
+            "SELECT bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND starts_with(application_name, $2)",
+            repo.Database, listener));
+        var sw = Stopwatch.StartNew();
+        await web.WaitForCollectorAsync(TimeSpan.FromSeconds(20));
+        output.WriteLine($"answering again {sw.ElapsedMilliseconds} ms after its LISTEN connection was terminated");
+        Assert.Equal("RELOAD OK OK", await web.AskAsync("RELOAD", "after"));
+    }
+
+    [Fact]
     public async Task Workers_status_of_100_servers()
     {
         var repo = await fx.NewRepositoryAsync();

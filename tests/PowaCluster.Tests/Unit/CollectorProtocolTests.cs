@@ -33,6 +33,14 @@ public sealed class CollectorProtocolTests
     }
 
     [Fact]
+    public void Cluster_status_names_each_node_once()
+    {
+        Assert.Equal("{\"nodes\": [\"akka.tcp://powa-cluster@a:1\", \"\"], \"servers\": {\"1\": [0, \"running\"], \"2\": [1, \"no answer from its collector node\"], \"3\": [0, \"stopping\"]}}",
+            CollectorProtocol.ClusterStatusJson([(3, "stopping", "akka.tcp://powa-cluster@a:1"), (1, "running", "akka.tcp://powa-cluster@a:1"),
+                (2, "no answer from its collector node", null)]));
+    }
+
+    [Fact]
     public void Workers_json_is_laid_out_as_python_json_dumps()
     {
         Assert.Equal("{}", CollectorProtocol.WorkersJson([]));
