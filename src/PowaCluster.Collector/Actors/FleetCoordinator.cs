@@ -139,7 +139,7 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
     void OnNotification(ControlNotification n)
     {
         var request = CollectorProtocol.Parse(n.Payload);
-        _log.Debug("Received {0} (reply on {1}) from backend {2}", request.Command, request.Channel, n.SenderPid);
+        _log.Debug("Received {0} (reply on {1}) from backend {2}", ForLog(request.Command), ForLog(request.Channel), n.SenderPid);
         // Only senders allowed to signal backends (PostgreSQL 14+: pg_signal_backend) or, before 14, to write
         // powa's data may drive the collector.
         _link.RunAsync(async (c, ct) =>
@@ -159,8 +159,8 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
         var r = c.Request;
         if (!c.Allowed)
         {
-            if (c.Error is not null) _log.Warning("Cannot check who sent {0}: {1}", r.Command, c.Error);
-            else _log.Warning("Refused {0}: its sender may not drive the collector", r.Command);
+            if (c.Error is not null) _log.Warning("Cannot check who sent {0}: {1}", ForLog(r.Command), c.Error);
+            else _log.Warning("Refused {0}: its sender may not drive the collector", ForLog(r.Command));
             Answer(r, "ERROR", "Permission denied");
             return;
         }
@@ -240,6 +240,13 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
             return new ReplySent(command, msg);
         });
         Context.System.EventStream.Publish(new ControlHandled(r.Command, payload));
+    }
+
+    /// <summary>Anyone may NOTIFY powa_collector: what they send goes to the log short and on one line.</summary>
+    static string ForLog(string s)
+    {
+        var oneLine = new string(s.Select(ch => char.IsControl(ch) ? '?' : ch).ToArray());
+        return oneLine.Length <= 64 ? oneLine : oneLine[..61] + "...";
     }
 
     sealed record ServersLoaded(IReadOnlyList<ServerConfig> Servers, bool Refresh);

@@ -42,7 +42,13 @@ public sealed class SnapshotWriter : ReceiveActor, IWithTimers
         ReceiveAsync<FinishSnapshot>(m => InSession(() => OnFinish(m)));
         ReceiveAsync<AbortSession>(_ => Sender.Equals(_requester) ? EndSession("aborted by its collector") : Task.CompletedTask);
         ReceiveAsync<Terminated>(t => t.ActorRef.Equals(_requester) ? EndSession("its collector stopped") : Task.CompletedTask);
-        ReceiveAsync<ReceiveTimeout>(_ => _requester is null ? Task.CompletedTask : EndSession("idle for too long"));
+        ReceiveAsync<ReceiveTimeout>(_ =>
+        {
+            if (_requester is null) return Task.CompletedTask;
+            // Tell the collector now rather than let it find out through its own watchdog.
+            _requester.Tell(new SessionLost(_srvid, "the snapshot transaction was idle for too long and was rolled back"));
+            return EndSession("idle for too long");
+        });
     }
 
     protected override void PreStart() => Context.Parent.Tell(new WriterIdle(Self));

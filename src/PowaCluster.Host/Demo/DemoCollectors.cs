@@ -8,6 +8,10 @@ interface IDemoCollector : IAsyncDisposable
 {
     string Name { get; }
     TimeSpan CpuTime { get; }
+
+    /// <summary>The exit code when the collector process has ended on its own, else null.</summary>
+    int? ExitCode { get; }
+
     Task StopAsync();
 }
 
@@ -20,6 +24,7 @@ sealed class OurCollector(Process process) : IDemoCollector
     public string Name => "powa-cluster";
 
     public TimeSpan CpuTime => ProcessCpu(process);
+    public int? ExitCode => process.HasExited ? process.ExitCode : null;
 
     public static IDemoCollector Start(NpgsqlConnectionStringBuilder repo, int poolSize, bool debug)
     {
@@ -70,6 +75,7 @@ sealed class ReferenceCollector(Process process, string dir) : IDemoCollector
     public string Name => "reference powa-collector";
 
     public TimeSpan CpuTime => OurCollector.ProcessCpu(process);
+    public int? ExitCode => process.HasExited ? process.ExitCode : null;
 
     public static async Task<IDemoCollector> StartAsync(NpgsqlConnectionStringBuilder repo)
     {

@@ -66,6 +66,8 @@ public static class DemoCommand
         {
             while (!stop.IsCancellationRequested && (cli.Seconds is null || sw.Elapsed < TimeSpan.FromSeconds(cli.Seconds.Value)))
             {
+                if (collector.ExitCode is { } code)
+                    throw new StartupException($"the collector ({collector.Name}) exited with code {code}; its messages are above");
                 maxConnections = Math.Max(maxConnections, await CollectorConnectionsAsync(monitor));
                 if (sw.Elapsed >= nextWork)
                 {
