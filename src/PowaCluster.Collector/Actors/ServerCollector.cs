@@ -435,17 +435,25 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     /// <summary>Queues a call on the remote connection behind the previous one, with its own timeout.</summary>
     Task<object?> SerializedRemote<T>(Func<NpgsqlConnection, CancellationToken, Task<T>> op)
     {
-        var conn = _remote!;
-        var timeout = _settings.RemoteTimeout;
-        var previous = _remoteTail;
-        var task = Task.Run(async () =>
-        {
-            try { await previous; } catch (Exception) { /* its own caller saw it */ }
-            using var cts = PgSession.Timeout(timeout);
-            return (object?)await op(conn, cts.Token);
-        });
+        var task = RunAfter(_remoteTail, _remote!, _settings.RemoteTimeout, op);
         _remoteTail = task;
         return task;
+    }
+
+    /// <summary>
+    /// Starts on the caller's thread when the connection is free (no extra thread hop: on a busy node each
+    /// wake-up of a pool thread costs more CPU than the call itself), else after the previous call.
+    /// It touches no actor state.
+    /// </summary>
+    static async Task<object?> RunAfter<T>(Task previous, NpgsqlConnection conn, TimeSpan timeout,
+        Func<NpgsqlConnection, CancellationToken, Task<T>> op)
+    {
+        if (!previous.IsCompleted)
+        {
+            try { await previous.ConfigureAwait(false); } catch (Exception) { /* its own caller saw it */ }
+        }
+        using var cts = PgSession.Timeout(timeout);
+        return await op(conn, cts.Token).ConfigureAwait(false);
     }
 
     void OnStep(Step s)
@@ -467,17 +475,12 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
                 _snap.Writer!.Tell(new BeginCopyIn(_snap.Current.QuerySource!));
                 break;
             case StepKind.ChunkRead:
-                var n = (int)s.Value!;
+                var (n, ended) = ((int, bool))s.Value!;
+                if (ended) _snap.Reader = null; // the export completed and its reader is disposed
                 if (n > 0)
-                {
-                    _snap.Writer!.Tell(new CopyChunk(new string(_buffer!, 0, n)));
-                }
+                    _snap.Writer!.Tell(new CopyChunk(new string(_buffer!, 0, n), Last: ended));
                 else
-                {
-                    // End of this datasource: the export completed, let the writer complete its COPY.
-                    _snap.Reader = null;
-                    _snap.Writer!.Tell(new EndCopyIn(Abort: false));
-                }
+                    _snap.Writer!.Tell(new EndCopyIn(Abort: false)); // an empty export: let the writer complete its COPY
                 break;
             case StepKind.ExportRolledBack:
                 if (_snap.Writer is { } w && _snap.Reader is null && s.Value is true)
@@ -559,15 +562,28 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         });
     }
 
+    /// <summary>
+    /// Fills the buffer, or reads up to the end of the export: a datasource smaller than one chunk costs one
+    /// read and one message, and the end of the export travels with the last chunk.
+    /// </summary>
     void ReadChunk()
     {
         var reader = _snap!.Reader!;
         var buffer = _buffer!;
         RunRemote(StepKind.ChunkRead, async (_, ct) =>
         {
-            var n = await reader.ReadAsync(buffer.AsMemory(), ct);
-            if (n == 0) await reader.DisposeAsync(); // reads the end of the COPY
-            return n;
+            var total = 0;
+            while (total < buffer.Length)
+            {
+                var n = await reader.ReadAsync(buffer.AsMemory(total), ct);
+                if (n == 0)
+                {
+                    await reader.DisposeAsync(); // reads the end of the COPY
+                    return (total, true);
+                }
+                total += n;
+            }
+            return (total, false);
         });
     }
 

@@ -192,17 +192,22 @@ public sealed class SnapshotWriter : ReceiveActor, IWithTimers
         {
             using var cts = PgSession.Timeout(_settings.RepositoryTimeout);
             await _copy.WriteAsync(m.Data.AsMemory(), cts.Token);
-            Sender.Tell(new ChunkAck(null));
         }
         catch (Exception e) when (e is PostgresException || !PgSession.IsBroken(_conn))
         {
             // The server rejected the data early: remember it, the collector will end the COPY.
             _copyError = PgSession.Describe(e);
             Sender.Tell(new ChunkAck(_copyError));
+            return;
         }
+        if (m.Last) await CompleteCopy(abort: false); // saves the collector an EndCopyIn round trip
+        else Sender.Tell(new ChunkAck(null));
     }
 
-    async Task OnEndCopyIn(EndCopyIn m)
+    Task OnEndCopyIn(EndCopyIn m) => CompleteCopy(m.Abort);
+
+    /// <summary>Ends the COPY (completed, or cancelled on abort or error) and answers CopyInDone.</summary>
+    async Task CompleteCopy(bool abort)
     {
         var source = _copySource ?? "";
         var error = _copyError;
@@ -213,18 +218,20 @@ public sealed class SnapshotWriter : ReceiveActor, IWithTimers
             _copy = null;
             try
             {
-                if (m.Abort || error is not null) await copy.CancelAsync();
+                if (abort || error is not null) await copy.CancelAsync();
                 await copy.DisposeAsync(); // completes the COPY when it was not cancelled
             }
             catch (Exception e) when (!PgSession.IsBroken(_conn))
             {
-                if (!m.Abort) error ??= PgSession.Describe(e);
+                if (!abort) error ??= PgSession.Describe(e);
             }
         }
-        var failed = m.Abort || error is not null;
-        await PgSession.ExecAsync(_conn!, failed ? "ROLLBACK TO SAVEPOINT data" : "RELEASE SAVEPOINT data", cts.Token);
+        // As the reference does, a savepoint that served is not released (one round trip less per
+        // datasource); the next "SAVEPOINT data" shadows it and the commit ends them all.
+        if (abort || error is not null)
+            await PgSession.ExecAsync(_conn!, "ROLLBACK TO SAVEPOINT data", cts.Token);
         // On abort the collector already knows why; say nothing more.
-        Sender.Tell(new CopyInDone(source, m.Abort ? null : error));
+        Sender.Tell(new CopyInDone(source, abort ? null : error));
         _copySource = null;
         _copyError = null;
     }

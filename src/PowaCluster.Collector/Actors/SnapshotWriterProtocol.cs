@@ -35,8 +35,12 @@ public sealed record BeginCopyIn(string QuerySource);
 public sealed record CopyInReady(string QuerySource);
 public sealed record CopyInFailed(string QuerySource, string Error);
 
-/// <summary>A bounded piece of remote COPY text output; the writer answers ChunkAck once it is written.</summary>
-public sealed record CopyChunk(string Data);
+/// <summary>
+/// A bounded piece of remote COPY text output; the writer answers ChunkAck once it is written. The last one
+/// (the remote export has ended) also ends the COPY: the writer answers CopyInDone instead, or ChunkAck with
+/// the error when the data was refused.
+/// </summary>
+public sealed record CopyChunk(string Data, bool Last = false);
 public sealed record ChunkAck(string? Error);
 
 public sealed record EndCopyIn(bool Abort);
