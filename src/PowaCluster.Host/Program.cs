@@ -50,7 +50,16 @@ public static class Program
         var (settings, repository) = SettingsLoader.Load(cli, builder.Configuration);
         var powa = await RepositoryCheck.VerifyAsync(repository, settings, CancellationToken.None);
         using var host = CollectorHost.Build(new CollectorRuntime(settings, repository, powa), builder);
-        await host.StartAsync();
+        try
+        {
+            await host.StartAsync();
+        }
+        catch (Exception e)
+        {
+            var cause = e is AggregateException { InnerExceptions.Count: > 0 } a ? a.InnerExceptions[0] : e;
+            try { await host.StopAsync(CollectorHost.ShutdownTimeout(settings)); } catch (Exception) { /* already failing */ }
+            throw cause as StartupException ?? new StartupException($"cannot start: {cause.Message}");
+        }
         var system = host.Services.GetRequiredService<ActorSystem>();
         // SIGHUP reloads, as for powa-collector: the same path as powa-web's RELOAD.
         using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, ctx =>
@@ -59,6 +68,14 @@ public static class Program
             AkkaConfiguration.RequestReload(system);
         });
         await host.WaitForShutdownAsync();
+        // Stopped by a signal: 0. Downed by the cluster (split brain resolver, or the node was unreachable
+        // too long): 1, so that a service manager or Kubernetes sees a failure and starts it again.
+        if (CoordinatedShutdown.Get(system).ShutdownReason is CoordinatedShutdown.ClusterDowningReason)
+        {
+            Console.Error.WriteLine("powa-cluster: this node was downed by the cluster (unreachable from the majority); " +
+                                    "its servers are collected by the other nodes. Exiting: start it again to rejoin.");
+            return 1;
+        }
         return 0;
     }
 }

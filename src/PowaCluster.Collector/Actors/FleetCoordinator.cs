@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Cluster;
 using Akka.Event;
 using Npgsql;
 using PowaCluster.Collector.Configuration;
@@ -54,6 +55,10 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
         Receive<Checked>(OnChecked);
         Receive<StatusesGathered>(OnStatuses);
         Receive<Forced>(f => Answer(f.Request, f.Result.Started ? "OK" : "KO", f.Result.Message));
+        Receive<ServerHandedOff>(OnHandedOff);
+        Receive<ClusterEvent.MemberRemoved>(OnMemberRemoved);
+        Receive<ClusterEvent.CurrentClusterState>(_ => { });
+        Receive<ReEnsureTick>(r => ReEnsure(r.SrvId));
         Receive<ListenerState>(_ => { });
         Receive<ReplySent>(_ => { });
     }
@@ -64,9 +69,49 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
         Context.ActorOf(NotifyListener.Props(_settings, _csb), "notify-listener");
         Self.Tell(Resync.Instance);
         Timers.StartPeriodicTimer("resync", Resync.Instance, _settings.ResyncInterval);
+        try { Cluster.Get(Context.System).Subscribe(Self, typeof(ClusterEvent.MemberRemoved)); }
+        catch (Exception) { /* not in a cluster (actor unit tests) */ }
     }
 
-    protected override void PostStop() => _link.Dispose();
+    protected override void PostStop()
+    {
+        try { Cluster.Get(Context.System).Unsubscribe(Self); }
+        catch (Exception) { }
+        _link.Dispose();
+    }
+
+    // ---- membership and hand-off: servers go on at once on the nodes that remain ---------------
+
+    /// <summary>
+    /// A node left or was downed: its shards move, and sharding starts an entity only when a message comes for
+    /// it. Every server is ensured now, and twice more while the shard coordinator settles where the moved
+    /// shards go (a message that reaches a region before it knows is not lost for long).
+    /// </summary>
+    void OnMemberRemoved(ClusterEvent.MemberRemoved m)
+    {
+        _log.Info("Node {0} left the cluster ({1}): its servers go on on the other nodes", m.Member.Address, m.PreviousStatus);
+        ReEnsure(null);
+        Timers.StartSingleTimer("re-ensure-1", new ReEnsureTick(null), TimeSpan.FromSeconds(2));
+        Timers.StartSingleTimer("re-ensure-2", new ReEnsureTick(null), TimeSpan.FromSeconds(6));
+    }
+
+    void OnHandedOff(ServerHandedOff m)
+    {
+        if (!_known.ContainsKey(m.SrvId)) return; // removed or deactivated meanwhile: it stays stopped
+        _log.Debug("Server {0} was handed off: starting it on its new node", m.SrvId);
+        ReEnsure(m.SrvId);
+        Timers.StartSingleTimer($"re-ensure-{m.SrvId}", new ReEnsureTick(m.SrvId), TimeSpan.FromSeconds(2));
+    }
+
+    void ReEnsure(int? srvid)
+    {
+        if (srvid is { } id)
+        {
+            if (_known.TryGetValue(id, out var cfg)) _region.Tell(new EnsureCollecting(cfg));
+            return;
+        }
+        foreach (var cfg in _known.Values) _region.Tell(new EnsureCollecting(cfg));
+    }
 
     // ---- resync: periodic, and RELOAD / SIGHUP with refresh ---------------------------------
 
@@ -249,6 +294,7 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
         return oneLine.Length <= 64 ? oneLine : oneLine[..61] + "...";
     }
 
+    sealed record ReEnsureTick(int? SrvId);
     sealed record ServersLoaded(IReadOnlyList<ServerConfig> Servers, bool Refresh);
     sealed record LoadFailed(string Error);
     sealed record Checked(ControlRequest Request, bool Allowed, string? Error);

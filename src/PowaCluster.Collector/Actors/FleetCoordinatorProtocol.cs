@@ -25,3 +25,9 @@ public sealed record Reload
 {
     public static readonly Reload Instance = new();
 }
+
+/// <summary>
+/// From an entity that sharding stopped to move its shard (SIGTERM of its node, rebalance): the coordinator
+/// sends it EnsureCollecting again, which starts it on its shard's new node.
+/// </summary>
+public sealed record ServerHandedOff(int SrvId);

@@ -19,6 +19,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     readonly CollectorSettings _settings;
     readonly PowaVersion _repositoryPowa;
     readonly IActorRef _writers;
+    readonly IActorRef _coordinator;
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly string? _node;
     readonly Random _random = new();
@@ -39,6 +40,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     DateTime _nextDueUtc;
     DateTime _lastStartUtc = DateTime.MinValue;
     bool _stopRequested;
+    bool _handedOff;            // stopped by sharding (hand-off, rebalance): the server must go on elsewhere
     ServerConfig? _pendingConfig;
 
     Snapshot? _snap;            // the snapshot in flight
@@ -57,17 +59,22 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public ServerCollector(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers)
+    public ServerCollector(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, IActorRef? coordinator = null)
     {
         _settings = settings;
         _repositoryPowa = repositoryPowa;
         _writers = writers;
+        _coordinator = coordinator ?? ActorRefs.Nobody;
         try { _node = Cluster.Get(Context.System).SelfAddress.ToString(); }
         catch (Exception) { _node = null; } // not in a cluster (actor unit tests)
 
         Receive<EnsureCollecting>(OnEnsure);
         Receive<StopCollecting>(_ => RequestStop("the server was removed or deactivated"));
-        Receive<StopEntity>(_ => RequestStop("hand-off or passivation"));
+        Receive<StopEntity>(_ =>
+        {
+            _handedOff = true;
+            RequestStop("its shard is handed off to another node");
+        });
         Receive<GetServerStatus>(_ => Sender.Tell(CurrentStatus()));
         Receive<ForceSnapshot>(_ => Sender.Tell(OnForce()));
         Receive<VersionsRead>(OnVersionsRead);
@@ -199,10 +206,37 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
 
     protected override void PostStop()
     {
+        if (_handedOff && _config is not null) AskToGoOnElsewhere(_config);
         if (_snap?.Writer is { } w) w.Tell(AbortSession.Instance);
         _snap?.Reader?.Dispose();
         CloseRemote();
         _status = CollectorStatus.Stopped;
+    }
+
+    /// <summary>
+    /// Sharding starts an entity again only when a message comes for it. A handed-off server must not wait
+    /// for the coordinator's next resync, nor for the coordinator itself when it lives on the node that is
+    /// leaving: the server's EnsureCollecting goes to the shard region of another member, which routes it to
+    /// the shard's new home, and the coordinator is told too (both are idempotent).
+    /// </summary>
+    void AskToGoOnElsewhere(ServerConfig config)
+    {
+        try
+        {
+            var cluster = Cluster.Get(Context.System);
+            var others = cluster.State.Members
+                .Where(m => m.Status == MemberStatus.Up && !m.Address.Equals(cluster.SelfAddress)).ToList();
+            if (others.Count > 0)
+            {
+                var region = others[_random.Next(others.Count)].Address + Self.Path.Parent.Parent.ToStringWithoutAddress();
+                Context.ActorSelection(region).Tell(new EnsureCollecting(config));
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _log.Debug("Server {0}: no other member to hand over to: {1}", config.SrvId, e.Message);
+        }
+        _coordinator.Tell(new ServerHandedOff(config.SrvId));
     }
 
     ServerStatus CurrentStatus() => new(
@@ -230,7 +264,10 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         ServerConfig cfg, CollectorSettings settings, PowaVersion repoPowa)
     {
         using var cts = PgSession.Timeout(settings.ConnectTimeout + settings.RemoteTimeout);
-        var conn = await PgSession.OpenAsync(cfg.ToConnectionString(settings), cts.Token);
+        // The remote transaction waits while the repository stores the snapshot: a transaction left by a
+        // collector that died is ended after longer than that.
+        var conn = await PgSession.OpenAsync(cfg.ToConnectionString(settings), cts.Token,
+            PgSession.DeadPeerSettings(settings.RepositoryTimeout + settings.RepositoryTimeout + TimeSpan.FromSeconds(30)));
         try
         {
             await RemoteQueries.CheckPowaAsync(conn, repoPowa, cts.Token);
@@ -333,24 +370,37 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         if (_scheduled) return;
         _scheduled = true;
         _lastSnapshot ??= last.At;
-        var freq = TimeSpan.FromSeconds(_config!.Frequency);
-        var now = DateTime.UtcNow;
-        DateTime due;
-        if (last.At is null || now - last.At.Value.UtcDateTime > freq)
-        {
-            // Never snapshotted, or stale: a random phase within the interval, so that servers registered
-            // together, or a restart, do not fire every server at the same instant.
-            due = now + TimeSpan.FromMilliseconds(_random.NextDouble() * freq.TotalMilliseconds);
-            _log.Debug("Server {0}: first snapshot in {1:F1} s (random phase)", _config.SrvId, (due - now).TotalSeconds);
-        }
-        else
-        {
-            due = last.At.Value.UtcDateTime + freq;
-        }
+        var due = FirstDue(last.At?.UtcDateTime, TimeSpan.FromSeconds(_config!.Frequency), DateTime.UtcNow, _random.NextDouble());
+        _log.Debug("Server {0}: first snapshot in {1:F1} s", _config.SrvId, (due - DateTime.UtcNow).TotalSeconds);
         ScheduleAt(due);
     }
 
     // ---- schedule ------------------------------------------------------------------------
+
+    /// <summary>
+    /// When the first snapshot of a (re)started entity is due, from the last one stored in the repository:
+    /// - never snapshotted: at a random phase within the interval, so that servers registered together do not
+    ///   fire together;
+    /// - last one less than an interval ago: one interval after it, as if nothing had happened;
+    /// - taken over (hand-off, failover) within the second interval: at a random point before 1.8 intervals
+    ///   have passed since the last one, so that the gap stays under two intervals (connecting and the
+    ///   writer queue take some time too) and the servers of a node that went away are still spread;
+    /// - longer ago (taken over after a node died, a restart after an outage): at a random point in the first
+    ///   half of the interval: still spread, but soon, since the gap is already longer than two intervals.
+    /// </summary>
+    public static DateTime FirstDue(DateTime? lastUtc, TimeSpan frequency, DateTime nowUtc, double random)
+    {
+        if (lastUtc is not { } last) return nowUtc + frequency * random;
+        var since = nowUtc - last;
+        if (since <= frequency) return last + frequency;
+        // A little before two intervals: connecting, the writer queue and the remote's clock take some of it.
+        if (since < frequency * 2)
+        {
+            var deadline = last + frequency * 2 - frequency / 5;
+            return deadline > nowUtc ? nowUtc + (deadline - nowUtc) * random : nowUtc;
+        }
+        return nowUtc + frequency / 2 * random;
+    }
 
     void ScheduleAt(DateTime dueUtc)
     {
@@ -720,6 +770,6 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     sealed record IgnoredResult { public static readonly IgnoredResult Instance = new(); }
     sealed record VersionsRead(int Generation, RemoteVersions Versions);
 
-    public static Props Props(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers) =>
-        Akka.Actor.Props.Create(() => new ServerCollector(settings, repositoryPowa, writers));
+    public static Props Props(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, IActorRef? coordinator = null) =>
+        Akka.Actor.Props.Create(() => new ServerCollector(settings, repositoryPowa, writers, coordinator));
 }

@@ -69,9 +69,10 @@ public sealed class SnapshotWriter : ReceiveActor, IWithTimers
         try
         {
             using var cts = PgSession.Timeout(_settings.ConnectTimeout);
-            _conn = await PgSession.OpenAsync(_csb, cts.Token);
+            _conn = await PgSession.OpenAsync(_csb, cts.Token, RepositorySessionSettings(_settings));
             if (_lastConnectError is not null) _log.Info("Repository connection restored");
             _lastConnectError = null;
+            Context.Parent.Tell(new RepositoryOutcome(true, null));
             return _conn;
         }
         catch (Exception e) when (e is NpgsqlException or OperationCanceledException or System.Net.Sockets.SocketException)
@@ -79,6 +80,7 @@ public sealed class SnapshotWriter : ReceiveActor, IWithTimers
             _lastConnectError = $"no connection to repository server {Dsn.Describe(_csb)}: {PgSession.Describe(e)}";
             _lastConnectFailureUtc = DateTime.UtcNow;
             _log.Warning(_lastConnectError);
+            Context.Parent.Tell(new RepositoryOutcome(false, _lastConnectError));
             throw new RepositoryUnavailableException(_lastConnectError);
         }
     }
@@ -102,6 +104,7 @@ public sealed class SnapshotWriter : ReceiveActor, IWithTimers
             await using var tx = await conn.BeginTransactionAsync(cts.Token);
             var result = await job.Job(conn, cts.Token);
             await tx.CommitAsync(cts.Token);
+            Context.Parent.Tell(new RepositoryOutcome(true, null));
             job.ReplyTo.Tell(new RepositoryJobResult(job.SrvId, job.What, result, null));
         }
         catch (Exception e)
@@ -272,6 +275,7 @@ public sealed class SnapshotWriter : ReceiveActor, IWithTimers
         }
         await _tx!.CommitAsync(cts.Token);
         _tx = null;
+        Context.Parent.Tell(new RepositoryOutcome(true, null));
         _requester!.Tell(new SnapshotCommitted(_srvid, takeErrors));
         await EndSession(null);
     }
@@ -310,10 +314,19 @@ public sealed class SnapshotWriter : ReceiveActor, IWithTimers
     {
         if (_conn is not null && PgSession.IsBroken(_conn))
         {
+            Context.Parent.Tell(new RepositoryOutcome(false, $"lost the connection to the repository server {Dsn.Describe(_csb)}"));
             await _conn.DisposeAsync();
             _conn = null;
         }
     }
+
+    /// <summary>
+    /// A transaction left open by a collector that died without closing its connection (a host that lost
+    /// power) must not hold powa_snapshot_metas locks until TCP notices: the repository ends it after longer
+    /// than the longest wait between two steps of a snapshot, and probes the connection every 30 s.
+    /// </summary>
+    internal static IReadOnlyDictionary<string, string> RepositorySessionSettings(CollectorSettings s) =>
+        PgSession.DeadPeerSettings(s.RemoteTimeout + s.RemoteTimeout + TimeSpan.FromSeconds(30));
 
     public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, int index) =>
         Akka.Actor.Props.Create(() => new SnapshotWriter(settings, repository, index));

@@ -18,10 +18,14 @@ public sealed class SnapshotWriterPool : ReceiveActor
     readonly int _size;
     long _dispatched;
     TimeSpan _totalWait, _maxWait;
+    RepositoryHealth? _health;              // the writers' latest word on the repository
+    readonly List<IActorRef> _healthWaiting = [];
+    readonly TimeSpan _healthFreshFor;     // how long the writers' latest word answers /ready without a check
 
     public SnapshotWriterPool(CollectorSettings settings, NpgsqlConnectionStringBuilder repository)
     {
         _size = settings.WriterPoolSize;
+        _healthFreshFor = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(15).Ticks, settings.ResyncInterval.Ticks / 2));
         for (var i = 1; i <= _size; i++)
             Context.ActorOf(SnapshotWriter.Props(settings, repository, i), $"writer-{i}");
 
@@ -33,8 +37,40 @@ public sealed class SnapshotWriterPool : ReceiveActor
             if (!_idle.Contains(m.Writer)) _idle.AddLast(m.Writer);
             Dispatch();
         });
+        Receive<RepositoryOutcome>(m => _health = new RepositoryHealth(m.Ok, m.Error, DateTime.UtcNow));
+        Receive<GetRepositoryHealth>(_ => OnHealthRequest());
+        Receive<RepositoryJobResult>(OnHealthChecked);
         Receive<GetWriterPoolStats>(_ => Sender.Tell(
             new WriterPoolStats(_size, _busy.Count, _pending.Count, _dispatched, _totalWait, _maxWait)));
+    }
+
+    /// <summary>
+    /// Answers from the writers' latest word when it is recent; otherwise a check (SELECT 1) goes through the
+    /// queue like any repository work, on a writer's connection: no connection of its own.
+    /// </summary>
+    void OnHealthRequest()
+    {
+        if (_health is { } h && DateTime.UtcNow - h.CheckedAtUtc < _healthFreshFor)
+        {
+            Sender.Tell(h);
+            return;
+        }
+        _healthWaiting.Add(Sender);
+        if (_healthWaiting.Count > 1) return; // a check is already on its way
+        Enqueue(new RunRepositoryJob(0, "health-check", async (c, ct) =>
+        {
+            await using var cmd = new NpgsqlCommand("SELECT 1", c);
+            await cmd.ExecuteScalarAsync(ct);
+            return null;
+        }, Self));
+    }
+
+    void OnHealthChecked(RepositoryJobResult r)
+    {
+        if (r.What != "health-check") return;
+        _health = new RepositoryHealth(r.Error is null, r.Error, DateTime.UtcNow);
+        foreach (var w in _healthWaiting) w.Tell(_health);
+        _healthWaiting.Clear();
     }
 
     void Enqueue(object work)

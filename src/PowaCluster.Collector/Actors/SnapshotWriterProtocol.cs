@@ -58,4 +58,18 @@ public sealed record AbortSession
 // ---- Between the pool and its writers -------------------------------------------------------
 
 internal sealed record AssignWork(object Work, DateTime EnqueuedAtUtc);
+
+/// <summary>A writer's latest word on its repository connection: opened (or a snapshot committed), or failed and why.</summary>
+internal sealed record RepositoryOutcome(bool Ok, string? Error);
+
+// ---- Node health (the /ready endpoint) -------------------------------------------------------
+
+/// <summary>Is the repository reachable from this node? Answered with RepositoryHealth.</summary>
+public sealed record GetRepositoryHealth
+{
+    public static readonly GetRepositoryHealth Instance = new();
+}
+
+/// <summary>Reachable: a writer of this node has a working repository connection; otherwise Error says why.</summary>
+public sealed record RepositoryHealth(bool Reachable, string? Error, DateTime CheckedAtUtc);
 internal sealed record WriterIdle(IActorRef Writer);

@@ -44,13 +44,44 @@ public sealed class CollectorSettings
     public TimeSpan RetryMinDelay { get; set; } = TimeSpan.FromSeconds(2);
     public TimeSpan RetryMaxDelay { get; set; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Fixed for the life of a cluster: about ten per node of the largest cluster expected.</summary>
-    public int NumberOfShards { get; set; } = 50;
+    /// <summary>
+    /// Fixed for the life of a cluster: about ten per node of the largest cluster expected. A server's shard
+    /// is its srvid modulo this number, so consecutive ids spread evenly.
+    /// </summary>
+    public int NumberOfShards { get; set; } = 100;
 
-    /// <summary>Akka.Remote endpoint of this node. Port 0 picks a free port (one-node cluster).</summary>
+    /// <summary>How nodes find each other: "seeds" (static seed nodes; none = a one-node cluster) or "kubernetes".</summary>
+    public string Discovery { get; set; } = DiscoveryModes.Seeds;
+
+    /// <summary>Akka.Remote endpoint of this node: the address it binds. Port 0 picks a free port (one-node cluster).</summary>
     public string ClusterHost { get; set; } = "127.0.0.1";
     public int ClusterPort { get; set; }
+
+    /// <summary>The address other nodes use to reach this one, when not ClusterHost (behind NAT; in Kubernetes, the pod IP).</summary>
+    public string? ClusterPublicHost { get; set; }
+
+    /// <summary>host:port of the seed nodes, the same list on every node; empty = a one-node cluster.</summary>
     public string[] Seeds { get; set; } = [];
+
+    /// <summary>
+    /// Split brain resolver (keep-majority): how long membership must stay unchanged, with a node unreachable,
+    /// before the side in minority is downed. A dead node's servers move after about this plus failure detection.
+    /// </summary>
+    public TimeSpan StableAfter { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>On SIGTERM, how long a snapshot in flight may take to commit before the node's shards are handed off anyway.</summary>
+    public TimeSpan HandOffTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>HTTP port of /healthz and /ready; null = no HTTP endpoint.</summary>
+    public int? HttpPort { get; set; }
+
+    /// <summary>Address the HTTP endpoint binds (0.0.0.0: every interface, as probes and load balancers need).</summary>
+    public string HttpHost { get; set; } = "0.0.0.0";
+
+    public KubernetesSettings Kubernetes { get; set; } = new();
+
+    /// <summary>The settings of a node that is itself a whole cluster: no seed, no discovery.</summary>
+    public bool IsOneNode => Discovery == DiscoveryModes.Seeds && Seeds.Length == 0;
 
     public void Validate()
     {
@@ -59,5 +90,63 @@ public sealed class CollectorSettings
         if (CopyChunkChars < 1024) throw new ArgumentException("CopyChunkChars must be at least 1024");
         if (NumberOfShards < 1) throw new ArgumentException("NumberOfShards must be at least 1");
         if (EntityLeaseIntervals < 2) throw new ArgumentException("EntityLeaseIntervals must be at least 2");
+        Discovery = (Discovery ?? "").Trim().ToLowerInvariant();
+        if (Discovery is not (DiscoveryModes.Seeds or DiscoveryModes.Kubernetes))
+            throw new ArgumentException($"Discovery must be \"{DiscoveryModes.Seeds}\" or \"{DiscoveryModes.Kubernetes}\", not \"{Discovery}\"");
+        if (ClusterPort is < 0 or > 65535) throw new ArgumentException("ClusterPort must be from 0 to 65535");
+        if (HttpPort is < 1 or > 65535) throw new ArgumentException("HttpPort must be from 1 to 65535");
+        if (StableAfter < TimeSpan.FromSeconds(1)) throw new ArgumentException("StableAfter must be at least 1 second");
+        if (HandOffTimeout < TimeSpan.FromSeconds(1)) throw new ArgumentException("HandOffTimeout must be at least 1 second");
+        foreach (var seed in Seeds)
+        {
+            var colon = seed.LastIndexOf(':');
+            if (colon <= 0 || !int.TryParse(seed[(colon + 1)..], out var port) || port is < 1 or > 65535)
+                throw new ArgumentException($"a seed is host:port, not \"{seed}\"");
+        }
+        if (ClusterHost is "0.0.0.0" or "::" && string.IsNullOrWhiteSpace(ClusterPublicHost) && !IsOneNode)
+            throw new ArgumentException($"ClusterHost {ClusterHost} binds every interface: set ClusterPublicHost to the address the other nodes reach this one on");
+        if (Discovery == DiscoveryModes.Kubernetes)
+        {
+            if (Seeds.Length > 0) throw new ArgumentException("Seeds and Kubernetes discovery exclude each other");
+            Kubernetes.Validate();
+        }
+    }
+}
+
+public static class DiscoveryModes
+{
+    public const string Seeds = "seeds";
+    public const string Kubernetes = "kubernetes";
+}
+
+/// <summary>
+/// Cluster bootstrap in Kubernetes (Akka.Management + Akka.Discovery.KubernetesApi). The defaults match
+/// k8s/: pods labelled app=powa-cluster, a container port named "management".
+/// </summary>
+public sealed class KubernetesSettings
+{
+    /// <summary>The name bootstrap looks up; "{0}" in PodLabelSelector is replaced by it.</summary>
+    public string ServiceName { get; set; } = "powa-cluster";
+
+    /// <summary>Label selector of the collector's pods.</summary>
+    public string PodLabelSelector { get; set; } = "app={0}";
+
+    /// <summary>Namespace of the pods; empty: the pod's own (from its service account).</summary>
+    public string? Namespace { get; set; }
+
+    /// <summary>Akka.Management's HTTP port, probed by the other pods during bootstrap; also the container port named PortName.</summary>
+    public int ManagementPort { get; set; } = 8558;
+
+    /// <summary>Name of the container port that bootstrap probes.</summary>
+    public string PortName { get; set; } = "management";
+
+    /// <summary>Pods that must be found before a new cluster is formed (a StatefulSet of 3: 2 is a majority).</summary>
+    public int RequiredContactPoints { get; set; } = 2;
+
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(ServiceName)) throw new ArgumentException("Kubernetes:ServiceName must be set");
+        if (ManagementPort is < 1 or > 65535) throw new ArgumentException("Kubernetes:ManagementPort must be from 1 to 65535");
+        if (RequiredContactPoints < 1) throw new ArgumentException("Kubernetes:RequiredContactPoints must be at least 1");
     }
 }

@@ -3,7 +3,11 @@ using Akka.Cluster;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Sharding;
 using Akka.Hosting;
+using Akka.Discovery.KubernetesApi;
+using Akka.Management;
+using Akka.Management.Cluster.Bootstrap;
 using Akka.Remote.Hosting;
+using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Sharding;
 
@@ -38,19 +42,30 @@ public static class AkkaConfiguration
     public static AkkaConfigurationBuilder WithPowaScheduler(this AkkaConfigurationBuilder b) =>
         b.AddHocon("akka.scheduler.tick-duration = 50ms", HoconAddMode.Prepend);
 
-    /// <summary>Akka.Remote endpoint of the node (port 0 picks a free one).</summary>
+    /// <summary>
+    /// Akka.Remote endpoint of the node (port 0 picks a free one). It binds ClusterHost and tells the other
+    /// nodes ClusterPublicHost when set (behind NAT; in Kubernetes, the pod IP).
+    /// </summary>
     public static AkkaConfigurationBuilder WithPowaRemoting(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
-        b.WithRemoting(new RemoteOptions { HostName = rt.Settings.ClusterHost, Port = rt.Settings.ClusterPort });
+        b.WithRemoting(new RemoteOptions
+        {
+            HostName = rt.Settings.ClusterHost,
+            PublicHostName = string.IsNullOrWhiteSpace(rt.Settings.ClusterPublicHost) ? null : rt.Settings.ClusterPublicHost,
+            Port = rt.Settings.ClusterPort,
+        });
 
     /// <summary>
-    /// Cluster membership. With no seed the node forms a cluster of its own by joining itself;
-    /// with seeds it joins them.
+    /// Cluster membership: with no seed and no discovery the node forms a cluster of its own by joining
+    /// itself; with seeds it joins them; in Kubernetes, cluster bootstrap finds the other pods
+    /// (WithKubernetesBootstrap). Split brain resolver keep-majority after StableAfter.
     /// </summary>
     public static AkkaConfigurationBuilder WithPowaClustering(this AkkaConfigurationBuilder b, CollectorRuntime rt)
     {
-        var seeds = rt.Settings.Seeds.Select(s => $"akka.tcp://{SystemName}@{s}").ToArray();
-        b.WithClustering(new ClusterOptions { SeedNodes = seeds, LogInfo = rt.Settings.Debug });
-        if (seeds.Length == 0)
+        var s = rt.Settings;
+        var seeds = s.Discovery == DiscoveryModes.Seeds ? s.Seeds.Select(x => $"akka.tcp://{SystemName}@{x}").ToArray() : [];
+        b.WithClustering(new ClusterOptions { SeedNodes = seeds, LogInfo = s.Debug });
+        b.AddHocon(SplitBrainHocon(s), HoconAddMode.Prepend);
+        if (s.IsOneNode)
             b.AddStartup((system, _) =>
             {
                 var cluster = Cluster.Get(system);
@@ -58,6 +73,83 @@ public static class AkkaConfiguration
             });
         return b;
     }
+
+    /// <summary>
+    /// keep-majority: when nodes become unreachable and membership stays so for stable-after, the side with
+    /// more than half of the nodes downs the others, and a side in minority downs itself (its process
+    /// exits, so that Kubernetes or the service manager restarts it).
+    /// </summary>
+    public static string SplitBrainHocon(CollectorSettings s) => $$"""
+        akka.cluster {
+          downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
+          split-brain-resolver {
+            active-strategy = keep-majority
+            stable-after = {{(int)s.StableAfter.TotalMilliseconds}}ms
+            down-all-when-unstable = on
+          }
+          run-coordinated-shutdown-when-down = on
+          # How long after a node is downed its shards and singletons start elsewhere (by default, with SBR,
+          # stable-after again). The minority side of a partition downs itself after the same stable-after,
+          # and its entities stop as soon as their snapshot in flight ends: a few seconds are enough, and a
+          # dead node's servers are not kept waiting.
+          down-removal-margin = {{(int)DownRemovalMargin(s).TotalMilliseconds}}ms
+        }
+        """;
+
+    public static TimeSpan DownRemovalMargin(CollectorSettings s) =>
+        s.StableAfter < TimeSpan.FromSeconds(3) ? s.StableAfter : TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// Kubernetes: Akka.Management's HTTP endpoint (probed by the other pods) and cluster bootstrap through
+    /// the Kubernetes API (pods found by label). A new cluster forms once RequiredContactPoints pods see each
+    /// other; a pod that finds an existing cluster joins it.
+    /// </summary>
+    public static AkkaConfigurationBuilder WithKubernetesBootstrap(this AkkaConfigurationBuilder b, CollectorRuntime rt)
+    {
+        var k = rt.Settings.Kubernetes;
+        if (rt.Settings.Discovery != DiscoveryModes.Kubernetes) return b;
+        b.WithAkkaManagement(o =>
+        {
+            o.HostName = string.IsNullOrWhiteSpace(rt.Settings.ClusterPublicHost) ? rt.Settings.ClusterHost : rt.Settings.ClusterPublicHost;
+            o.Port = k.ManagementPort;
+            o.BindHostName = "0.0.0.0";
+            o.BindPort = k.ManagementPort;
+        });
+        b.WithClusterBootstrap(o =>
+        {
+            o.ContactPointDiscovery.ServiceName = k.ServiceName;
+            o.ContactPointDiscovery.PortName = k.PortName;
+            o.ContactPointDiscovery.DiscoveryMethod = "kubernetes-api";
+            o.ContactPointDiscovery.RequiredContactPointsNr = k.RequiredContactPoints;
+            o.ContactPointDiscovery.StableMargin = TimeSpan.FromSeconds(5);
+            o.ContactPointDiscovery.ContactWithAllContactPoints = true;
+        });
+        b.WithKubernetesDiscovery(o =>
+        {
+            o.PodLabelSelector = k.PodLabelSelector;
+            if (!string.IsNullOrWhiteSpace(k.Namespace)) o.PodNamespace = k.Namespace;
+        });
+        return b;
+    }
+
+    /// <summary>
+    /// Shards and hand-off: least-shard allocation with the rebalance algorithm that reaches balance in one or
+    /// two rounds; on SIGTERM a shard's entities get HandOffTimeout to finish their snapshot in flight.
+    /// </summary>
+    public static AkkaConfigurationBuilder WithPowaSharding(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.AddHocon(ShardingHocon(rt.Settings), HoconAddMode.Prepend);
+
+    public static string ShardingHocon(CollectorSettings s) => $$"""
+        akka.cluster.sharding {
+          least-shard-allocation-strategy {
+            rebalance-absolute-limit = 20
+            rebalance-relative-limit = 0.2
+          }
+          rebalance-interval = 10s
+          handoff-timeout = {{(int)s.HandOffTimeout.TotalMilliseconds}}ms
+        }
+        akka.coordinated-shutdown.phases.cluster-sharding-shutdown-region.timeout = {{(int)(s.HandOffTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds}}ms
+        """;
 
     /// <summary>The node-local pool of repository writers.</summary>
     public static AkkaConfigurationBuilder WithSnapshotWriters(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
@@ -74,7 +166,8 @@ public static class AkkaConfiguration
     public static AkkaConfigurationBuilder WithServerCollectors(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithShardRegion<ServerCollector>(
             "server-collector",
-            (_, registry, _) => _ => ServerCollector.Props(rt.Settings, rt.RepositoryPowa, registry.Get<SnapshotWriterPool>()),
+            (_, registry, _) => _ => ServerCollector.Props(rt.Settings, rt.RepositoryPowa, registry.Get<SnapshotWriterPool>(),
+                registry.Get<FleetCoordinator>()),
             new ServerMessageExtractor(rt.Settings.NumberOfShards),
             new ShardOptions
             {
@@ -84,13 +177,16 @@ public static class AkkaConfiguration
                 HandOffStopMessage = StopEntity.Instance,
             });
 
-    /// <summary>The FleetCoordinator singleton (on the oldest node).</summary>
+    /// <summary>
+    /// The FleetCoordinator singleton (on the oldest node), and a proxy to it on every node: the registry's
+    /// FleetCoordinator entry is that proxy (entities tell it when they are handed off).
+    /// </summary>
     public static AkkaConfigurationBuilder WithFleetCoordinator(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithSingleton<FleetCoordinator>(
             "fleet-coordinator",
             (_, registry, _) => FleetCoordinator.Props(rt.Settings, rt.Repository, registry.Get<ServerCollector>()),
             new ClusterSingletonOptions(),
-            createProxyToo: false);
+            createProxyToo: true);
 
     /// <summary>Where the FleetCoordinator singleton lives on the node that hosts it.</summary>
     public const string CoordinatorPath = "/user/fleet-coordinator/fleet-coordinator";
@@ -112,6 +208,8 @@ public static class AkkaConfiguration
          .WithPowaScheduler()
          .WithPowaRemoting(rt)
          .WithPowaClustering(rt)
+         .WithKubernetesBootstrap(rt)
+         .WithPowaSharding(rt)
          .WithSnapshotWriters(rt)
          .WithServerCollectors(rt)
          .WithFleetCoordinator(rt);

@@ -39,7 +39,8 @@ public static class PgSession
     /// Opens a connection, then sets lock_timeout to 2 s when the server's is 0 (the reference's rule):
     /// a collector must never wait forever on a lock.
     /// </summary>
-    public static async Task<NpgsqlConnection> OpenAsync(NpgsqlConnectionStringBuilder csb, CancellationToken ct)
+    public static async Task<NpgsqlConnection> OpenAsync(NpgsqlConnectionStringBuilder csb, CancellationToken ct,
+        IReadOnlyDictionary<string, string>? sessionSettings = null)
     {
         var conn = new NpgsqlConnection(csb.ConnectionString);
         try
@@ -48,6 +49,13 @@ public static class PgSession
             await using var cmd = new NpgsqlCommand(
                 "SELECT pg_catalog.set_config(name, '2000', false) FROM pg_catalog.pg_settings " +
                 "WHERE name = 'lock_timeout' AND setting = '0'", conn);
+            if (sessionSettings is { Count: > 0 })
+            {
+                // One round trip: the settings travel as parameters, never as SQL text.
+                cmd.CommandText += " UNION ALL SELECT pg_catalog.set_config(k, v, false) FROM unnest($1::text[], $2::text[]) AS s(k, v)";
+                cmd.Parameters.Add(new NpgsqlParameter { Value = sessionSettings.Keys.ToArray() });
+                cmd.Parameters.Add(new NpgsqlParameter { Value = sessionSettings.Values.ToArray() });
+            }
             await cmd.ExecuteNonQueryAsync(ct);
             return conn;
         }
@@ -57,6 +65,19 @@ public static class PgSession
             throw;
         }
     }
+
+    /// <summary>
+    /// Session settings that bound what a dead peer costs a server: a transaction left idle ends after
+    /// <paramref name="idleInTransaction"/>, and the server probes the connection with TCP keepalives (every
+    /// 30 s, given up after three unanswered probes) instead of waiting hours for the kernel's defaults.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> DeadPeerSettings(TimeSpan idleInTransaction) => new Dictionary<string, string>
+    {
+        ["idle_in_transaction_session_timeout"] = ((long)idleInTransaction.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["tcp_keepalives_idle"] = "30",
+        ["tcp_keepalives_interval"] = "10",
+        ["tcp_keepalives_count"] = "3",
+    };
 
     public static async Task<PowaVersion?> GetPowaVersionAsync(NpgsqlConnection conn, CancellationToken ct)
     {

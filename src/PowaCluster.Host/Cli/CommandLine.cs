@@ -18,22 +18,31 @@ public sealed record CommandLine(
     int Remotes,
     bool Reference = false,
     int? ServerId = null,
-    int Timeout = 5)
+    int Timeout = 5,
+    int? HttpPort = null,
+    int Nodes = 1,
+    bool Failover = false)
 {
     public const string Usage = """
         usage:
           powa-cluster run  [--repository DSN] [--config FILE] [--debug] [--pool-size N]
-                            [--cluster-host HOST] [--cluster-port PORT] [--seed HOST:PORT ...]
+                            [--cluster-host HOST] [--cluster-port PORT] [--seed HOST:PORT ...] [--http-port PORT]
               Collects every server registered in the repository (powa_servers), until SIGTERM / Ctrl-C.
+              Without --seed the node is a cluster of its own; with seeds (the same list on every node)
+              it joins them and shares the servers with the other nodes. --http-port serves /healthz
+              and /ready.
               DSN: a libpq URI (postgresql://user:pass@host:5432/powa), libpq key=value pairs or an
               Npgsql connection string. Without --repository: appsettings.json / PowaCluster__RepositoryDsn,
               then powa-collector's JSON file (--config FILE, /etc/powa-collector.conf,
               ~/.config/powa-collector.conf, ~/.powa-collector.conf, ./powa-collector.conf).
           powa-cluster demo [--seconds N] [--servers N] [--frequency S] [--remotes N] [--pool-size N] [--debug]
-                            [--reference]
+                            [--reference] [--nodes N [--failover]]
               Starts a throwaway repository and remote PostgreSQL instances on loopback, registers
               servers, runs the collector and shows what it collected (until Ctrl-C, or for N seconds).
               --reference runs Debian's powa-collector instead, measured the same way.
+              --nodes N runs N collector processes as one cluster (static seeds on loopback);
+              --failover then kills one with SIGKILL and stops another with SIGTERM, and measures
+              from the repository how their servers were taken over.
           powa-cluster status [--server ID] [--timeout S] [--repository DSN] [--config FILE]
               The servers, their collector node, status, last snapshot and last error, from a running cluster.
           powa-cluster reload [--timeout S] [--repository DSN] [--config FILE]
@@ -62,6 +71,9 @@ public sealed record CommandLine(
         var reference = false;
         int? serverId = null;
         var timeout = 5;
+        int? httpPort = null;
+        var nodes = 1;
+        var failover = false;
         var first = 1;
         if (command == "snapshot")
         {
@@ -94,6 +106,9 @@ public sealed record CommandLine(
                 case "--pool-size": pool = Int(1, 256); break;
                 case "--cluster-host": clusterHost = Value(); break;
                 case "--cluster-port": clusterPort = Int(0, 65535); break;
+                case "--http-port" when command == "run": httpPort = Int(1, 65535); break;
+                case "--nodes" when command == "demo": nodes = Int(1, 9); break;
+                case "--failover" when command == "demo": failover = true; break;
                 case "--seed":
                     var s = Value();
                     if (!s.Contains(':')) throw new UsageException($"--seed takes HOST:PORT, not \"{s}\"");
@@ -109,7 +124,9 @@ public sealed record CommandLine(
                 default: throw new UsageException($"unknown option \"{a}\" for {command}");
             }
         }
+        if (failover && nodes < 3)
+            throw new UsageException("--failover needs --nodes 3 or more: it stops two nodes and the cluster must keep a majority");
         return new CommandLine(command, repository, config, debug, pool, clusterHost, clusterPort, seeds, seconds, servers, frequency,
-            remotes, reference, serverId, timeout);
+            remotes, reference, serverId, timeout, httpPort, nodes, failover);
     }
 }

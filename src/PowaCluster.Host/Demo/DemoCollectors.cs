@@ -19,26 +19,61 @@ interface IDemoCollector : IAsyncDisposable
 /// powa-cluster run, as a child process of the demo. The repository DSN (it holds the password) goes through
 /// the environment, not the command line that every local user can read.
 /// </summary>
-sealed class OurCollector(Process process) : IDemoCollector
+sealed class OurCollector(Process process, string name = "powa-cluster") : IDemoCollector
 {
-    public string Name => "powa-cluster";
+    public string Name => name;
+    public int Pid => process.Id;
 
     public TimeSpan CpuTime => ProcessCpu(process);
     public int? ExitCode => process.HasExited ? process.ExitCode : null;
 
-    public static IDemoCollector Start(NpgsqlConnectionStringBuilder repo, int poolSize, bool debug)
+    public static IDemoCollector Start(NpgsqlConnectionStringBuilder repo, int poolSize, bool debug) =>
+        StartRun(repo, poolSize, debug, [], new Dictionary<string, string>(), "powa-cluster", logFile: null);
+
+    /// <summary>
+    /// powa-cluster run with more options and settings (a cluster node), named in the demo's messages; its
+    /// output goes to logFile when given, else to the demo's own.
+    /// </summary>
+    public static OurCollector StartRun(NpgsqlConnectionStringBuilder repo, int poolSize, bool debug,
+        IReadOnlyList<string> args, IReadOnlyDictionary<string, string> env, string name, string? logFile)
     {
         var self = Environment.ProcessPath!;
         var psi = new ProcessStartInfo(self) { UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(self) == "dotnet")
-            psi.ArgumentList.Add(typeof(OurCollector).Assembly.Location); // started as "dotnet powa-cluster.dll"
+        if (Path.GetFileNameWithoutExtension(self) != "powa-cluster")
+            psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, ArgumentList = { typeof(OurCollector).Assembly.Location } };
         psi.ArgumentList.Add("run");
         if (debug) psi.ArgumentList.Add("--debug");
+        foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["PowaCluster__RepositoryDsn"] = repo.ConnectionString;
         psi.Environment["PowaCluster__WriterPoolSize"] = poolSize.ToString();
+        foreach (var (k, v) in env) psi.Environment[k] = v;
+        psi.RedirectStandardOutput = psi.RedirectStandardError = logFile is not null;
         var p = Process.Start(psi)!;
-        Console.WriteLine($"demo: started powa-cluster run (pid {p.Id})");
-        return new OurCollector(p);
+        if (logFile is not null)
+        {
+            var writer = new StreamWriter(logFile) { AutoFlush = true };
+            p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (writer) writer.WriteLine(e.Data); };
+            p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (writer) writer.WriteLine(e.Data); };
+            p.Exited += (_, _) => { lock (writer) writer.Flush(); };
+            p.BeginOutputReadLine();
+            p.BeginErrorReadLine();
+        }
+        Console.WriteLine($"demo: started {name}: powa-cluster run {string.Join(' ', args)} (pid {p.Id}" +
+                          (logFile is null ? ")" : $", log {logFile})"));
+        return new OurCollector(p, name);
+    }
+
+    /// <summary>SIGKILL: the process dies at once, as on a crash; nothing it holds is released by itself.</summary>
+    public void Kill() => process.Kill();
+
+    /// <summary>SIGTERM, then waits for the exit (SIGKILL after the timeout); the exit code, null when it had to be killed.</summary>
+    public async Task<int?> TerminateAsync(TimeSpan timeout)
+    {
+        if (process.HasExited) return process.ExitCode;
+        using (var kill = Process.Start("kill", $"-TERM {process.Id}")) kill?.WaitForExit();
+        using var cts = new CancellationTokenSource(timeout);
+        try { await process.WaitForExitAsync(cts.Token); return process.ExitCode; }
+        catch (OperationCanceledException) { process.Kill(entireProcessTree: true); return null; }
     }
 
     public Task StopAsync() => Terminate(process);

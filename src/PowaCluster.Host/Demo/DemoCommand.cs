@@ -4,6 +4,7 @@ using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Embedded;
 using PowaCluster.Host.Cli;
+using PowaCluster.Collector.Configuration;
 using PowaCluster.Host.Startup;
 
 namespace PowaCluster.Host.Demo;
@@ -39,6 +40,7 @@ public static class DemoCommand
         var repoDsn = lab.Repository.ConnectionString(PowaLab.Database);
         var (settings, _) = SettingsLoader.Load(cli with { Repository = repoDsn.ConnectionString, ConfigFile = null },
             CollectorHost.CreateBuilder().Configuration);
+        if (cli.Nodes > 1) return await RunClusterAsync(cli, lab, ids, repoDsn, settings, stop.Token);
         // The collector runs in a process of its own, as in production, so that its CPU time is its own.
         await using var collector = cli.Reference
             ? await ReferenceCollector.StartAsync(repoDsn)
@@ -110,6 +112,52 @@ public static class DemoCommand
                           (warm is { } w && snaps.Sum() > w.Snapshots
                               ? $", {(cpu - w.Cpu).TotalMilliseconds / (snaps.Sum() - w.Snapshots):F2} ms per snapshot after the first report"
                               : ""));
+        return 0;
+    }
+
+    /// <summary>
+    /// --nodes N: N powa-cluster run processes as one cluster. With --failover, the failover scenario and its
+    /// figures; otherwise the usual report, with the servers held by each node.
+    /// </summary>
+    static async Task<int> RunClusterAsync(CommandLine cli, PowaLab lab, IReadOnlyList<int> ids,
+        NpgsqlConnectionStringBuilder repoDsn, Collector.Configuration.CollectorSettings settings, CancellationToken stop)
+    {
+        if (cli.Reference) throw new StartupException("--reference runs one reference collector: leave --nodes out");
+        await using var nodes = ClusterNodes.Start(repoDsn, cli.Nodes, settings.WriterPoolSize, settings.Debug);
+        Console.WriteLine($"demo: waiting for the {cli.Nodes} nodes to form a cluster (GET /ready on each)...");
+        try { await nodes.WaitReadyAsync(TimeSpan.FromSeconds(90)); }
+        catch (Exception e) when (e is TimeoutException or InvalidOperationException) { throw new StartupException(e.Message); }
+        if (cli.Failover)
+        {
+            var scenario = new FailoverScenario(repoDsn, lab.Remotes.Select(r => r.ConnectionString("postgres")).ToList(), nodes, ids,
+                cli.Frequency, settings.StableAfter, m => Console.WriteLine($"demo: {m}"));
+            FailoverReport report;
+            try { report = await scenario.RunAsync(stop); }
+            catch (TimeoutException e) { throw new StartupException($"{e.Message}; the nodes' logs: {string.Join(", ", nodes.Nodes.Select(n => n.LogFile))}"); }
+            foreach (var e in report.Errors.Take(10)) Console.WriteLine($"demo: error recorded: {e}");
+            Console.WriteLine(report.Summary());
+            return 0;
+        }
+        await using var monitor = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
+            { ApplicationName = "powa-cluster demo monitor" }.ConnectionString);
+        await monitor.OpenAsync(stop);
+        var sw = Stopwatch.StartNew();
+        var every = TimeSpan.FromSeconds(Math.Max(10, cli.Frequency * 2));
+        while (!stop.IsCancellationRequested && (cli.Seconds is null || sw.Elapsed < TimeSpan.FromSeconds(cli.Seconds.Value)))
+        {
+            await Task.Delay(every, stop).ContinueWith(_ => { });
+            var rows = await PrintAsync(monitor, sw.Elapsed);
+            try
+            {
+                var statuses = await ControlClient.ClusterStatusAsync(monitor, repoDsn, ids, TimeSpan.FromSeconds(3));
+                Console.WriteLine("servers per node: " + string.Join(", ", statuses.Values.GroupBy(v => v.Node).OrderBy(g => g.Key)
+                    .Select(g => $"{g.Key} {g.Count()}")));
+            }
+            catch (StartupException e) { Console.WriteLine($"servers per node: unknown ({e.Message})"); }
+            if (nodes.Nodes.FirstOrDefault(n => n.ExitCode is not null) is { } gone)
+                throw new StartupException($"{gone.Name} exited with code {gone.ExitCode}; see {gone.LogFile}");
+            _ = rows;
+        }
         return 0;
     }
 

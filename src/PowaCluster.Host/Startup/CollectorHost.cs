@@ -2,6 +2,7 @@ using Akka.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Hosting;
 
 namespace PowaCluster.Host.Startup;
@@ -10,7 +11,9 @@ namespace PowaCluster.Host.Startup;
 public static class CollectorHost
 {
     /// <param name="minimumLevel">overrides the level the settings give (tests keep the output to warnings)</param>
-    public static IHost Build(CollectorRuntime rt, HostApplicationBuilder? builder = null, LogLevel? minimumLevel = null)
+    /// <param name="configure">more Akka.NET set-up after the collector's (tests)</param>
+    public static IHost Build(CollectorRuntime rt, HostApplicationBuilder? builder = null, LogLevel? minimumLevel = null,
+        Action<AkkaConfigurationBuilder>? configure = null)
     {
         builder ??= CreateBuilder();
         builder.Logging.ClearProviders();
@@ -23,9 +26,23 @@ public static class CollectorHost
         builder.Logging.SetMinimumLevel(minimumLevel ?? (rt.Settings.Debug ? LogLevel.Debug : LogLevel.Information));
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Services.AddSingleton(rt);
-        builder.Services.AddAkka(AkkaConfiguration.SystemName, (akka, _) => akka.WithPowaCollector(rt, minimumLevel));
+        builder.Services.AddAkka(AkkaConfiguration.SystemName, (akka, _) =>
+        {
+            akka.WithPowaCollector(rt, minimumLevel);
+            configure?.Invoke(akka);
+        });
+        // After Akka: CoordinatedShutdown hands off the node's shards (HandOffTimeout) and leaves the cluster
+        // before the host gives up.
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ShutdownTimeout(rt.Settings));
+        builder.Services.AddHostedService<HealthEndpoint>();
         return builder.Build();
     }
+
+    /// <summary>
+    /// How long SIGTERM may take: the hand-off of the shards (a snapshot in flight may commit), then leaving
+    /// the cluster. Kubernetes' terminationGracePeriodSeconds must be longer.
+    /// </summary>
+    public static TimeSpan ShutdownTimeout(CollectorSettings s) => s.HandOffTimeout + TimeSpan.FromSeconds(30);
 
     /// <summary>appsettings.json beside the executable, then environment variables.</summary>
     public static HostApplicationBuilder CreateBuilder() => Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(

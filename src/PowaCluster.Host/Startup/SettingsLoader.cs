@@ -32,6 +32,7 @@ public static class SettingsLoader
         if (cli.ClusterHost is { } h) s.ClusterHost = h;
         if (cli.ClusterPort is { } cp) s.ClusterPort = cp;
         if (cli.Seeds.Count > 0) s.Seeds = cli.Seeds.ToArray();
+        if (cli.HttpPort is { } hp) s.HttpPort = hp;
         try { s.Validate(); }
         catch (ArgumentException e) { throw new StartupException($"invalid setting: {e.Message}"); }
 

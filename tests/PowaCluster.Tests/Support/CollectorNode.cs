@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Hosting;
@@ -11,6 +12,8 @@ public sealed class CollectorNode : IAsyncDisposable
 {
     readonly IHost _host;
     public CollectorSettings Settings { get; }
+    public Akka.Actor.ActorSystem System => _host.Services.GetRequiredService<Akka.Actor.ActorSystem>();
+    public IServiceProvider Services => _host.Services;
 
     CollectorNode(IHost host, CollectorSettings settings) { _host = host; Settings = settings; }
 
@@ -26,13 +29,16 @@ public sealed class CollectorNode : IAsyncDisposable
         NumberOfShards = 10,
     };
 
-    public static async Task<CollectorNode> StartAsync(TestRepository repo, CollectorSettings? settings = null)
+    public static async Task<CollectorNode> StartAsync(TestRepository repo, CollectorSettings? settings = null,
+        Action<Akka.Hosting.AkkaConfigurationBuilder>? configure = null)
     {
         settings ??= FastSettings();
         var csb = repo.ConnectionString;
         settings.RepositoryDsn = csb.ConnectionString;
         var powa = await RepositoryCheck.VerifyAsync(csb, settings, CancellationToken.None);
-        var host = CollectorHost.Build(new CollectorRuntime(settings, csb, powa), minimumLevel: Microsoft.Extensions.Logging.LogLevel.Warning);
+        settings.Validate();
+        var host = CollectorHost.Build(new CollectorRuntime(settings, csb, powa), minimumLevel: Microsoft.Extensions.Logging.LogLevel.Warning,
+            configure: configure);
         await host.StartAsync();
         return new CollectorNode(host, settings);
     }

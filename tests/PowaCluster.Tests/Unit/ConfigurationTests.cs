@@ -115,4 +115,61 @@ public sealed class ConfigurationTests : IDisposable
         Assert.Contains("unknown option \"--seconds\" for run", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--seconds", "3"])).Message);
         Assert.Equal(20, CommandLine.Parse(["demo", "--servers", "20"]).Servers);
     }
+
+    [Fact]
+    public void Cluster_options_on_the_command_line_and_in_settings()
+    {
+        var (s, _) = SettingsLoader.Load(Run("--repository", "host=h", "--cluster-host", "10.0.0.11", "--cluster-port", "4053",
+            "--seed", "10.0.0.11:4053", "--seed", "10.0.0.12:4053", "--http-port", "8080"), Config(), []);
+        Assert.Equal(("10.0.0.11", 4053, 8080), (s.ClusterHost, s.ClusterPort, s.HttpPort));
+        Assert.Equal(["10.0.0.11:4053", "10.0.0.12:4053"], s.Seeds);
+        Assert.False(s.IsOneNode);
+
+        // The same from appsettings / environment variables (PowaCluster__Seeds__0, ...).
+        var (e, _) = SettingsLoader.Load(Run("--repository", "host=h"), Config(
+            ("PowaCluster:Seeds:0", "a:1"), ("PowaCluster:Seeds:1", "b:2"), ("PowaCluster:ClusterPort", "4053"),
+            ("PowaCluster:HttpPort", "9090"), ("PowaCluster:StableAfter", "00:00:20"), ("PowaCluster:Discovery", "Seeds")), []);
+        Assert.Equal(["a:1", "b:2"], e.Seeds);
+        Assert.Equal((4053, 9090, TimeSpan.FromSeconds(20), "seeds"), (e.ClusterPort, e.HttpPort, e.StableAfter, e.Discovery));
+
+        var k = new CollectorSettings { Discovery = "Kubernetes", ClusterHost = "0.0.0.0", ClusterPublicHost = "10.1.2.3" };
+        k.Validate();
+        Assert.Equal(DiscoveryModes.Kubernetes, k.Discovery);
+        Assert.False(k.IsOneNode);
+        Assert.True(new CollectorSettings().IsOneNode);
+    }
+
+    [Theory]
+    [InlineData("PowaCluster:Discovery", "dns", "Discovery must be \"seeds\" or \"kubernetes\"")]
+    [InlineData("PowaCluster:Seeds:0", "nocolon", "a seed is host:port, not \"nocolon\"")]
+    [InlineData("PowaCluster:Seeds:0", "h:99999", "a seed is host:port")]
+    [InlineData("PowaCluster:HttpPort", "0", "HttpPort must be from 1 to 65535")]
+    [InlineData("PowaCluster:StableAfter", "00:00:00.5", "StableAfter must be at least 1 second")]
+    [InlineData("PowaCluster:ClusterHost", "0.0.0.0", "set ClusterPublicHost")]
+    public void Invalid_cluster_settings_are_one_clear_error(string key, string value, string expected)
+    {
+        var values = new List<(string, string)> { (key, value) };
+        if (key == "PowaCluster:ClusterHost") values.Add(("PowaCluster:Seeds:0", "a:1"));
+        var e = Assert.Throws<StartupException>(() => SettingsLoader.Load(Run("--repository", "host=h"), Config(values.ToArray()), []));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Kubernetes_discovery_excludes_seeds_and_needs_its_settings()
+    {
+        var both = new CollectorSettings { Discovery = "kubernetes", Seeds = ["a:1"] };
+        Assert.Contains("exclude each other", Assert.Throws<ArgumentException>(both.Validate).Message);
+        var noName = new CollectorSettings { Discovery = "kubernetes", Kubernetes = { ServiceName = " " } };
+        Assert.Contains("Kubernetes:ServiceName", Assert.Throws<ArgumentException>(noName.Validate).Message);
+    }
+
+    [Fact]
+    public void Demo_cluster_options()
+    {
+        var c = CommandLine.Parse(["demo", "--nodes", "3", "--failover", "--servers", "60"]);
+        Assert.Equal((3, true, 60), (c.Nodes, c.Failover, c.Servers));
+        Assert.Contains("--failover needs --nodes 3 or more", Assert.Throws<UsageException>(() => CommandLine.Parse(["demo", "--failover"])).Message);
+        Assert.Contains("unknown option \"--nodes\" for run", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--nodes", "3"])).Message);
+        Assert.Equal(8080, CommandLine.Parse(["run", "--http-port", "8080"]).HttpPort);
+    }
 }

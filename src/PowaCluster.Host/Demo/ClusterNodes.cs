@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Npgsql;
+
+namespace PowaCluster.Host.Demo;
+
+/// <summary>
+/// N powa-cluster run processes on loopback forming one cluster with static seeds (the first two nodes),
+/// each with its HTTP endpoint; their output goes to a log file each. Used by the demo and the tests.
+/// </summary>
+public sealed class ClusterNodes : IAsyncDisposable
+{
+    public sealed record Node(int Index, string Address, int HttpPort, string LogFile)
+    {
+        internal OurCollector Process { get; init; } = null!;
+        public string Name => $"node {Index} ({Address})";
+        public int? ExitCode => Process.ExitCode;
+        public TimeSpan CpuTime => Process.CpuTime;
+    }
+
+    static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
+    readonly List<Node> _nodes = [];
+    public IReadOnlyList<Node> Nodes => _nodes;
+
+    /// <summary>Starts the nodes; settings go to every node's environment (PowaCluster__Name=value).</summary>
+    public static ClusterNodes Start(NpgsqlConnectionStringBuilder repo, int count, int poolSize, bool debug,
+        IReadOnlyDictionary<string, string>? settings = null, string? logDirectory = null)
+    {
+        var ports = FreePorts(count * 2);
+        var seeds = ports.Take(Math.Min(2, count)).Select(p => $"127.0.0.1:{p}").ToList();
+        var dir = logDirectory ?? Path.GetTempPath();
+        var env = (settings ?? new Dictionary<string, string>()).ToDictionary(kv => $"PowaCluster__{kv.Key}", kv => kv.Value);
+        var nodes = new ClusterNodes();
+        for (var i = 0; i < count; i++)
+        {
+            var log = Path.Combine(dir, $"powa-cluster-{Environment.ProcessId}-node{i + 1}.log");
+            var args = new List<string> { "--cluster-host", "127.0.0.1", "--cluster-port", ports[i].ToString(), "--http-port", ports[count + i].ToString() };
+            foreach (var s in seeds) { args.Add("--seed"); args.Add(s); }
+            var p = OurCollector.StartRun(repo, poolSize, debug, args, env, $"node {i + 1}", log);
+            nodes._nodes.Add(new Node(i + 1, $"127.0.0.1:{ports[i]}", ports[count + i], log) { Process = p });
+        }
+        return nodes;
+    }
+
+    /// <summary>Distinct free loopback ports, held open together while they are picked.</summary>
+    static List<int> FreePorts(int n)
+    {
+        var listeners = Enumerable.Range(0, n).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+        foreach (var l in listeners) l.Start();
+        var ports = listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToList();
+        foreach (var l in listeners) l.Stop();
+        return ports;
+    }
+
+    /// <summary>GET /ready of a node: (HTTP status, body); (0, error) when nothing answers.</summary>
+    public static async Task<(int Status, string Body)> ReadyAsync(Node n, string path = "/ready")
+    {
+        try
+        {
+            using var r = await Http.GetAsync($"http://127.0.0.1:{n.HttpPort}{path}");
+            return ((int)r.StatusCode, await r.Content.ReadAsStringAsync());
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+        {
+            return (0, e.Message);
+        }
+    }
+
+    /// <summary>Waits until every node that runs answers 200 on /ready.</summary>
+    public async Task WaitReadyAsync(TimeSpan timeout)
+    {
+        var sw = Stopwatch.StartNew();
+        foreach (var n in _nodes.Where(n => n.ExitCode is null))
+        {
+            while (true)
+            {
+                if (n.ExitCode is { } code)
+                    throw new InvalidOperationException($"{n.Name} exited with code {code} before it was ready; see {n.LogFile}");
+                var (status, body) = await ReadyAsync(n);
+                if (status == 200) break;
+                if (sw.Elapsed > timeout)
+                    throw new TimeoutException($"{n.Name} not ready after {timeout.TotalSeconds:F0} s: {body.ReplaceLineEndings(" ")}; see {n.LogFile}");
+                await Task.Delay(300);
+            }
+        }
+    }
+
+    public TimeSpan CpuTime => _nodes.Aggregate(TimeSpan.Zero, (t, n) => t + n.CpuTime);
+
+    public void Kill(Node n) => n.Process.Kill();
+
+    public Task<int?> TerminateAsync(Node n, TimeSpan timeout) => n.Process.TerminateAsync(timeout);
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var n in _nodes) await n.Process.DisposeAsync();
+    }
+}

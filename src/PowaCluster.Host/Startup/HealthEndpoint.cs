@@ -1,0 +1,93 @@
+using System.Net;
+using Akka.Actor;
+using Akka.Cluster;
+using Akka.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using PowaCluster.Collector.Actors;
+using PowaCluster.Collector.Hosting;
+
+namespace PowaCluster.Host.Startup;
+
+/// <summary>
+/// HTTP on --http-port: GET /healthz answers 200 while the process and its actor system live (a liveness
+/// probe); GET /ready answers 200 when this node is an Up member of the cluster and reaches the repository,
+/// 503 and why otherwise (a readiness probe). Nothing else is served.
+/// </summary>
+public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILogger<HealthEndpoint> log) : IHostedService
+{
+    static readonly TimeSpan RepositoryCheckTimeout = TimeSpan.FromSeconds(3);
+    WebApplication? _app;
+
+    public async Task StartAsync(CancellationToken ct)
+    {
+        if (rt.Settings.HttpPort is not { } port) return;
+        var host = rt.Settings.HttpHost;
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseKestrel(k =>
+        {
+            if (host is "0.0.0.0" or "*" or "") k.ListenAnyIP(port);
+            else if (IPAddress.TryParse(host, out var ip)) k.Listen(ip, port);
+            else if (host == "localhost") k.ListenLocalhost(port);
+            else throw new InvalidOperationException($"HttpHost must be an IP address, localhost or 0.0.0.0, not \"{host}\"");
+        });
+        var app = builder.Build();
+        app.MapGet("/healthz", () => system.WhenTerminated.IsCompleted
+            ? Results.Text("actor system terminated\n", statusCode: StatusCodes.Status503ServiceUnavailable)
+            : Results.Text("ok\n"));
+        app.MapGet("/ready", async () =>
+        {
+            var (ready, text) = await ReadinessAsync();
+            return Results.Text(text, statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
+        });
+        try
+        {
+            await app.StartAsync(ct);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+        {
+            await app.DisposeAsync();
+            throw new StartupException($"cannot serve /healthz and /ready on {host}:{port}: {e.Message}");
+        }
+        _app = app;
+        log.LogInformation("Serving /healthz and /ready on {Host}:{Port}", host, port);
+    }
+
+    /// <summary>Ready: an Up member, and the repository answers through this node's writer pool.</summary>
+    public async Task<(bool Ready, string Text)> ReadinessAsync()
+    {
+        if (system.WhenTerminated.IsCompleted) return (false, "actor system terminated\n");
+        var status = Cluster.Get(system).SelfMember.Status;
+        var member = status == MemberStatus.Up;
+        string repository;
+        var reachable = false;
+        if (!ActorRegistry.For(system).TryGet<SnapshotWriterPool>(out var pool))
+            repository = "not started";
+        else
+        {
+            try
+            {
+                var h = await pool.Ask<RepositoryHealth>(GetRepositoryHealth.Instance, RepositoryCheckTimeout);
+                reachable = h.Reachable;
+                repository = h.Reachable ? "reachable" : $"unreachable: {h.Error}";
+            }
+            catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+            {
+                repository = $"no answer within {RepositoryCheckTimeout.TotalSeconds:F0} s";
+            }
+        }
+        var ready = member && reachable;
+        return (ready, $"{(ready ? "ready" : "not ready")}\nmember: {status}\nrepository: {repository}\n");
+    }
+
+    public async Task StopAsync(CancellationToken ct)
+    {
+        if (_app is null) return;
+        await _app.StopAsync(ct);
+        await _app.DisposeAsync();
+    }
+}

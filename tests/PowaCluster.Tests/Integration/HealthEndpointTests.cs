@@ -1,0 +1,54 @@
+using PowaCluster.Tests.Support;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace PowaCluster.Tests.Integration;
+
+/// <summary>/healthz and /ready of a node (--http-port), and /ready following the repository.</summary>
+[Collection(LabCollection.Name)]
+public sealed class HealthEndpointTests(LabFixture fx, ITestOutputHelper output)
+{
+    static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(10) };
+
+    static async Task<(int Status, string Body)> GetAsync(int port, string path)
+    {
+        using var r = await Http.GetAsync($"http://127.0.0.1:{port}{path}");
+        return ((int)r.StatusCode, await r.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Ready_follows_the_repository_and_healthz_the_process()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var port = ClusterTests.FreePorts(1)[0];
+        var s = CollectorNode.FastSettings();
+        s.HttpPort = port;
+        s.HttpHost = "127.0.0.1";
+        await using var node = await CollectorNode.StartAsync(repo, s);
+
+        await Eventually.HoldsAsync(async () => (await GetAsync(port, "/ready")).Status == 200, TimeSpan.FromSeconds(20), "/ready answers 200");
+        Assert.Equal((200, "ready\nmember: Up\nrepository: reachable\n"), await GetAsync(port, "/ready"));
+        Assert.Equal((200, "ok\n"), await GetAsync(port, "/healthz"));
+
+        // The repository refuses this node: its writers' connections are terminated and no new one is allowed.
+        await fx.Lab.Repository.ExecAsync("postgres", $"ALTER DATABASE {repo.Database} ALLOW_CONNECTIONS false");
+        try
+        {
+            await fx.Lab.Repository.ExecAsync("postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity " +
+                $"WHERE datname = '{repo.Database}' AND application_name LIKE 'PoWA collector%'");
+            (int Status, string Body) ready = default;
+            await Eventually.HoldsAsync(async () => (ready = await GetAsync(port, "/ready")).Status == 503, TimeSpan.FromSeconds(40), "/ready answers 503");
+            output.WriteLine(ready.Body);
+            Assert.StartsWith("not ready\nmember: Up\nrepository: unreachable: ", ready.Body);
+            Assert.Contains(repo.Database, ready.Body);
+            Assert.DoesNotContain(repo.ConnectionString.Password!, ready.Body);
+            // Alive all the same: a liveness probe must not restart a node because the repository is down.
+            Assert.Equal((200, "ok\n"), await GetAsync(port, "/healthz"));
+        }
+        finally
+        {
+            await fx.Lab.Repository.ExecAsync("postgres", $"ALTER DATABASE {repo.Database} ALLOW_CONNECTIONS true");
+        }
+        await Eventually.HoldsAsync(async () => (await GetAsync(port, "/ready")).Status == 200, TimeSpan.FromSeconds(40), "/ready answers 200 again");
+    }
+}

@@ -1,0 +1,165 @@
+using Microsoft.Extensions.Configuration;
+using PowaCluster.Collector.Configuration;
+using PowaCluster.Host.Startup;
+using Xunit;
+using YamlDotNet.Core;
+using YamlDotNet.Serialization;
+
+namespace PowaCluster.Tests.Unit;
+
+/// <summary>
+/// The deployment files against the code: every manifest of k8s/ parses and carries what cluster bootstrap
+/// depends on (labels, port names and numbers, service name, RBAC, the Secret), and every settings file of
+/// cluster-config/ gives settings the collector accepts.
+/// </summary>
+public sealed class DeploymentConfigTests
+{
+    static readonly string Root = FindRoot();
+
+    static string FindRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "PowaCluster.sln"))) return d.FullName;
+        throw new InvalidOperationException("PowaCluster.sln not found above " + AppContext.BaseDirectory);
+    }
+
+    sealed record Doc(string File, Dictionary<object, object> Root)
+    {
+        public string Kind => (string)Root["kind"];
+        public string Name => (string)Map(Root["metadata"])["name"];
+    }
+
+    static Dictionary<object, object> Map(object o) => Assert.IsType<Dictionary<object, object>>(o);
+    static List<object> List(object o) => Assert.IsType<List<object>>(o);
+    static Dictionary<object, object> At(object o, params string[] path) => Map(path.Aggregate(o, (cur, k) => Map(cur)[k]));
+    static string Str(object o, params string[] path) => (string)Map(path[..^1].Aggregate(o, (cur, k) => Map(cur)[k]))[path[^1]];
+
+    static List<Doc> Manifests()
+    {
+        var yaml = new DeserializerBuilder().Build();
+        var docs = new List<Doc>();
+        foreach (var file in Directory.GetFiles(Path.Combine(Root, "k8s"), "*.yaml").Order())
+        {
+            using var reader = new StringReader(File.ReadAllText(file));
+            var parser = new YamlDotNet.Core.Parser(reader);
+            parser.Consume<YamlDotNet.Core.Events.StreamStart>();
+            while (parser.Accept<YamlDotNet.Core.Events.DocumentStart>(out _))
+            {
+                var o = yaml.Deserialize<object>(parser);
+                if (o is Dictionary<object, object> d) docs.Add(new Doc(Path.GetFileName(file), d));
+            }
+        }
+        return docs;
+    }
+
+    [Fact]
+    public void Kubernetes_manifests_match_what_cluster_bootstrap_expects()
+    {
+        var docs = Manifests();
+        Assert.Contains(docs, d => d.File == "kustomization.yaml");
+        var kustomized = List(docs.Single(d => d.File == "kustomization.yaml").Root["resources"]).Cast<string>().ToList();
+        foreach (var f in Directory.GetFiles(Path.Combine(Root, "k8s"), "*.yaml").Select(Path.GetFileName).Where(f => f != "kustomization.yaml"))
+            Assert.Contains(f, kustomized);
+
+        var sts = docs.Single(d => d.Kind == "StatefulSet");
+        var spec = At(sts.Root, "spec");
+        Assert.Equal("Parallel", spec["podManagementPolicy"]);
+        var podLabels = At(spec, "template", "metadata", "labels");
+        Assert.Equal(At(spec, "selector", "matchLabels"), podLabels);
+
+        // The settings the pods run with: the container's environment, as the collector binds it.
+        var container = Map(Assert.Single(List(At(spec, "template", "spec")["containers"])));
+        var env = List(container["env"]).Select(Map).ToList();
+        var plain = env.Where(e => e.ContainsKey("value")).ToDictionary(e => (string)e["name"], e => (string)e["value"]);
+        var config = new ConfigurationBuilder().AddInMemoryCollection(plain
+            .Where(kv => kv.Key.StartsWith("PowaCluster__"))
+            .Select(kv => KeyValuePair.Create(kv.Key.Replace("__", ":"), (string?)kv.Value.Replace("$(POD_IP)", "10.1.2.3")))).Build();
+        var settings = new CollectorSettings();
+        config.GetSection(CollectorSettings.SectionName).Bind(settings);
+        settings.Validate();
+        Assert.Equal(DiscoveryModes.Kubernetes, settings.Discovery);
+        Assert.Equal("$(POD_IP)", plain["PowaCluster__ClusterPublicHost"]);
+        var podIp = env.Single(e => (string)e["name"] == "POD_IP");
+        Assert.Equal("status.podIP", Str(podIp, "valueFrom", "fieldRef", "fieldPath"));
+        Assert.True(env.IndexOf(podIp) < env.FindIndex(e => (string)e["name"] == "PowaCluster__ClusterPublicHost"),
+            "POD_IP must come before the variable that uses it");
+
+        // Bootstrap lists the pods with PodLabelSelector, ServiceName in place of {0}.
+        var selector = string.Format(settings.Kubernetes.PodLabelSelector, settings.Kubernetes.ServiceName).Split('=');
+        Assert.Equal(selector[1], podLabels[selector[0]]);
+        // ...and probes the container port named PortName, which must be Akka.Management's port.
+        var ports = List(container["ports"]).Select(Map).ToDictionary(p => (string)p["name"], p => int.Parse(p["containerPort"].ToString()!));
+        Assert.Equal(settings.Kubernetes.ManagementPort, ports[settings.Kubernetes.PortName]);
+        Assert.Equal(settings.ClusterPort, ports["remoting"]);
+        Assert.Equal(settings.HttpPort, ports["http"]);
+
+        // Probes on the HTTP endpoints; a startup probe long enough for bootstrap; a grace period longer than
+        // the shutdown (hand-off, then leaving).
+        foreach (var (probe, path) in new[] { ("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/ready") })
+        {
+            var get = At(container, probe, "httpGet");
+            Assert.Equal(path, get["path"]);
+            Assert.Equal("http", get["port"]);
+        }
+        var startup = At(container, "startupProbe");
+        Assert.True(int.Parse((string)startup["periodSeconds"]) * int.Parse((string)startup["failureThreshold"]) >= 120);
+        var grace = int.Parse((string)At(spec, "template", "spec")["terminationGracePeriodSeconds"]);
+        Assert.True(grace > CollectorHost.ShutdownTimeout(settings).TotalSeconds, $"terminationGracePeriodSeconds {grace}");
+
+        // The repository DSN from a Secret that the manifests define, with that key.
+        var dsn = env.Single(e => (string)e["name"] == "PowaCluster__RepositoryDsn");
+        var secretRef = At(dsn, "valueFrom", "secretKeyRef");
+        var secret = docs.Single(d => d.Kind == "Secret" && d.Name == (string)secretRef["name"]);
+        Assert.True(At(secret.Root, "stringData").ContainsKey(secretRef["key"]));
+
+        // The headless service: the StatefulSet's, selecting its pods, with the management port.
+        var svc = docs.Single(d => d.Kind == "Service");
+        Assert.Equal(svc.Name, spec["serviceName"]);
+        Assert.Equal("None", At(svc.Root, "spec")["clusterIP"]);
+        Assert.Equal(podLabels, At(svc.Root, "spec", "selector"));
+        Assert.Contains(List(At(svc.Root, "spec")["ports"]).Select(Map), p => (string)p["targetPort"] == settings.Kubernetes.PortName);
+
+        // RBAC: the pods' service account may list pods.
+        var account = (string)At(spec, "template", "spec")["serviceAccountName"];
+        Assert.Contains(docs, d => d.Kind == "ServiceAccount" && d.Name == account);
+        var binding = docs.Single(d => d.Kind == "RoleBinding");
+        Assert.Contains(List(binding.Root["subjects"]).Select(Map), s => (string)s["kind"] == "ServiceAccount" && (string)s["name"] == account);
+        var role = docs.Single(d => d.Kind == "Role" && d.Name == Str(binding.Root, "roleRef", "name"));
+        var rule = List(role.Root["rules"]).Select(Map).Single(r => List(r["resources"]).Contains("pods"));
+        Assert.Subset(List(rule["verbs"]).Cast<string>().ToHashSet(), new HashSet<string> { "get", "list", "watch" });
+
+        // The disruption budget selects the same pods and lets one go at a time.
+        var pdb = docs.Single(d => d.Kind == "PodDisruptionBudget");
+        Assert.Equal(podLabels, At(pdb.Root, "spec", "selector", "matchLabels"));
+        Assert.Equal("1", At(pdb.Root, "spec")["maxUnavailable"]);
+    }
+
+    [Fact]
+    public void Dockerfile_builds_the_host_and_runs_powa_cluster()
+    {
+        var text = File.ReadAllText(Path.Combine(Root, "k8s", "Dockerfile"));
+        Assert.Contains("src/PowaCluster.Host/PowaCluster.Host.csproj", text);
+        Assert.Contains("ENTRYPOINT [\"/app/powa-cluster\"]", text);
+        Assert.Contains("aspnet:10.0", text); // Kestrel serves /healthz and /ready
+        Assert.Contains("EXPOSE 4053 8558 8080", text);
+    }
+
+    [Theory]
+    [InlineData("one-node.appsettings.json", DiscoveryModes.Seeds, 0)]
+    [InlineData("on-prem.appsettings.json", DiscoveryModes.Seeds, 2)]
+    [InlineData("kubernetes.appsettings.json", DiscoveryModes.Kubernetes, 0)]
+    public void Cluster_config_files_give_valid_settings(string file, string discovery, int seeds)
+    {
+        var config = new ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(Root, "cluster-config", file))
+            // In Kubernetes the pod's IP comes from the environment.
+            .AddInMemoryCollection([KeyValuePair.Create("PowaCluster:ClusterPublicHost", (string?)(discovery == DiscoveryModes.Kubernetes ? "10.1.2.3" : null))])
+            .Build();
+        var s = new CollectorSettings();
+        config.GetSection(CollectorSettings.SectionName).Bind(s);
+        s.Validate();
+        Assert.Equal(discovery, s.Discovery);
+        Assert.Equal(seeds, s.Seeds.Length);
+        Assert.Equal(100, s.NumberOfShards);
+    }
+}
