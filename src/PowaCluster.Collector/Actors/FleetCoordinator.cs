@@ -98,6 +98,9 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
     void OnHandedOff(ServerHandedOff m)
     {
         if (!_known.ContainsKey(m.SrvId)) return; // removed or deactivated meanwhile: it stays stopped
+        // This node is shutting down, and this coordinator with it: its successor ensures every server when it
+        // starts. Re-ensuring from here would only feed messages to a shard region that is stopping.
+        if (CoordinatedShutdown.Get(Context.System).ShutdownReason is not null) return;
         _log.Debug("Server {0} was handed off: starting it on its new node", m.SrvId);
         ReEnsure(m.SrvId);
         Timers.StartSingleTimer($"re-ensure-{m.SrvId}", new ReEnsureTick(m.SrvId), TimeSpan.FromSeconds(2));

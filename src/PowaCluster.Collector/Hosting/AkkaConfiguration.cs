@@ -182,7 +182,12 @@ public static class AkkaConfiguration
     /// FleetCoordinator entry is that proxy (entities tell it when they are handed off).
     /// </summary>
     public static AkkaConfigurationBuilder WithFleetCoordinator(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
-        b.WithSingleton<FleetCoordinator>(
+        // Akka.NET 1.5.73's proxy logs "failed to find an associated singleton ... after 30 seconds" the moment
+        // it starts looking (its timer has no initial delay), on every node, every time the singleton moves:
+        // a false alarm for an operator. The proxy only carries hand-off notices; the FleetCoordinator logs
+        // where it runs.
+        b.AddHocon("akka.cluster.singleton-proxy.log-singleton-identification-failure = off", HoconAddMode.Prepend)
+         .WithSingleton<FleetCoordinator>(
             "fleet-coordinator",
             (_, registry, _) => FleetCoordinator.Props(rt.Settings, rt.Repository, registry.Get<ServerCollector>()),
             new ClusterSingletonOptions(),
