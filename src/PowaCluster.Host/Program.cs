@@ -70,11 +70,15 @@ public static class Program
         await host.WaitForShutdownAsync();
         // Stopped by a signal: 0. Downed by the cluster (split brain resolver, or the node was unreachable
         // too long): 1, so that a service manager or Kubernetes sees a failure and starts it again.
-        if (CoordinatedShutdown.Get(system).ShutdownReason is CoordinatedShutdown.ClusterDowningReason)
+        switch (CoordinatedShutdown.Get(system).ShutdownReason)
         {
-            Console.Error.WriteLine("powa-cluster: this node was downed by the cluster (unreachable from the majority); " +
-                                    "its servers are collected by the other nodes. Exiting: start it again to rejoin.");
-            return 1;
+            case CoordinatedShutdown.ClusterDowningReason:
+                Console.Error.WriteLine("powa-cluster: this node was downed by the cluster (unreachable from the majority); " +
+                                        "its servers are collected by the other nodes. Exiting: start it again to rejoin.");
+                return 1;
+            case JoinFailedReason:
+                Console.Error.WriteLine("powa-cluster: could not join the cluster in time (its log says why). Exiting: start it again.");
+                return 1;
         }
         return 0;
     }

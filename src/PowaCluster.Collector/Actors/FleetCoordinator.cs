@@ -98,16 +98,21 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
     void OnHandedOff(ServerHandedOff m)
     {
         if (!_known.ContainsKey(m.SrvId)) return; // removed or deactivated meanwhile: it stays stopped
-        // This node is shutting down, and this coordinator with it: its successor ensures every server when it
-        // starts. Re-ensuring from here would only feed messages to a shard region that is stopping.
-        if (CoordinatedShutdown.Get(Context.System).ShutdownReason is not null) return;
+        if (ShuttingDown) return;
         _log.Debug("Server {0} was handed off: starting it on its new node", m.SrvId);
         ReEnsure(m.SrvId);
         Timers.StartSingleTimer($"re-ensure-{m.SrvId}", new ReEnsureTick(m.SrvId), TimeSpan.FromSeconds(2));
     }
 
+    /// <summary>
+    /// This node is shutting down, and this coordinator with it: its successor ensures every server when it
+    /// starts. Ensuring from here would only feed messages to a shard region that is stopping.
+    /// </summary>
+    bool ShuttingDown => CoordinatedShutdown.Get(Context.System).ShutdownReason is not null;
+
     void ReEnsure(int? srvid)
     {
+        if (ShuttingDown) return;
         if (srvid is { } id)
         {
             if (_known.TryGetValue(id, out var cfg)) _region.Tell(new EnsureCollecting(cfg));
@@ -141,18 +146,19 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
         _lastError = null;
         _lastResync = DateTimeOffset.UtcNow;
         var current = m.Servers.ToDictionary(s => s.SrvId);
+        var send = !ShuttingDown;
         foreach (var cfg in m.Servers)
         {
             if (!_known.TryGetValue(cfg.SrvId, out var old))
                 _log.Info("Server {0} ({1}, alias {2}) is active: collecting it every {3} s", cfg.SrvId, cfg.Name, cfg.Alias ?? "-", cfg.Frequency);
             else if (old != cfg)
                 _log.Info("Server {0} ({1}) changed: pushing its new configuration", cfg.SrvId, cfg.Name);
-            _region.Tell(new EnsureCollecting(cfg, m.Refresh));
+            if (send) _region.Tell(new EnsureCollecting(cfg, m.Refresh));
         }
         foreach (var gone in _known.Keys.Where(id => !current.ContainsKey(id)))
         {
             _log.Info("Server {0} was removed or deactivated: stopping its collection", gone);
-            _region.Tell(new StopCollecting(gone));
+            if (send) _region.Tell(new StopCollecting(gone));
         }
         _known = current;
         AfterLoad(null);
@@ -164,7 +170,7 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
         _lastError = m.Error;
         _log.Error(m.Error);
         // Keep the entities we know alive: a repository outage must not stop the fleet.
-        foreach (var cfg in _known.Values) _region.Tell(new EnsureCollecting(cfg));
+        ReEnsure(null);
         AfterLoad(m.Error);
     }
 

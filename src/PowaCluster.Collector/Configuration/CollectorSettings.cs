@@ -120,12 +120,13 @@ public static class DiscoveryModes
 }
 
 /// <summary>
-/// Cluster bootstrap in Kubernetes (Akka.Management + Akka.Discovery.KubernetesApi). The defaults match
-/// k8s/: pods labelled app=powa-cluster, a container port named "management".
+/// Joining the cluster in Kubernetes: the collector's pods are listed through the Kubernetes API and become
+/// the seed nodes (KubernetesJoiner). The defaults match k8s/: pods labelled app=powa-cluster, a container
+/// port named "remoting", the API and credentials Kubernetes gives every pod.
 /// </summary>
 public sealed class KubernetesSettings
 {
-    /// <summary>The name bootstrap looks up; "{0}" in PodLabelSelector is replaced by it.</summary>
+    /// <summary>Replaces "{0}" in PodLabelSelector.</summary>
     public string ServiceName { get; set; } = "powa-cluster";
 
     /// <summary>Label selector of the collector's pods.</summary>
@@ -134,19 +135,29 @@ public sealed class KubernetesSettings
     /// <summary>Namespace of the pods; empty: the pod's own (from its service account).</summary>
     public string? Namespace { get; set; }
 
-    /// <summary>Akka.Management's HTTP port, probed by the other pods during bootstrap; also the container port named PortName.</summary>
-    public int ManagementPort { get; set; } = 8558;
+    /// <summary>The API server's URL; empty: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, as in a pod.</summary>
+    public string? ApiServer { get; set; }
 
-    /// <summary>Name of the container port that bootstrap probes.</summary>
-    public string PortName { get; set; } = "management";
+    /// <summary>The service account's token, ca.crt and namespace files.</summary>
+    public string ServiceAccountPath { get; set; } = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-    /// <summary>Pods that must be found before a new cluster is formed (a StatefulSet of 3: 2 is a majority).</summary>
+    /// <summary>Name of the container port of Akka.Remote (its number must be ClusterPort).</summary>
+    public string RemotingPortName { get; set; } = "remoting";
+
+    /// <summary>Pods that must be listed before a new cluster is formed (a StatefulSet of 3: 2 is a majority).</summary>
     public int RequiredContactPoints { get; set; } = 2;
+
+    /// <summary>How long the pod list must stay the same before the pods are used as seed nodes.</summary>
+    public TimeSpan StableMargin { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A pod that is not a member after this long exits (code 1), to be started again.</summary>
+    public TimeSpan JoinTimeout { get; set; } = TimeSpan.FromMinutes(2);
 
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(ServiceName)) throw new ArgumentException("Kubernetes:ServiceName must be set");
-        if (ManagementPort is < 1 or > 65535) throw new ArgumentException("Kubernetes:ManagementPort must be from 1 to 65535");
+        if (string.IsNullOrWhiteSpace(RemotingPortName)) throw new ArgumentException("Kubernetes:RemotingPortName must be set");
         if (RequiredContactPoints < 1) throw new ArgumentException("Kubernetes:RequiredContactPoints must be at least 1");
+        if (JoinTimeout <= StableMargin) throw new ArgumentException("Kubernetes:JoinTimeout must be longer than Kubernetes:StableMargin");
     }
 }

@@ -3,9 +3,6 @@ using Akka.Cluster;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Sharding;
 using Akka.Hosting;
-using Akka.Discovery.KubernetesApi;
-using Akka.Management;
-using Akka.Management.Cluster.Bootstrap;
 using Akka.Remote.Hosting;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Actors;
@@ -56,8 +53,8 @@ public static class AkkaConfiguration
 
     /// <summary>
     /// Cluster membership: with no seed and no discovery the node forms a cluster of its own by joining
-    /// itself; with seeds it joins them; in Kubernetes, cluster bootstrap finds the other pods
-    /// (WithKubernetesBootstrap). Split brain resolver keep-majority after StableAfter.
+    /// itself; with seeds it joins them; in Kubernetes, the pods listed through the Kubernetes API are the
+    /// seeds (WithKubernetesJoin). Split brain resolver keep-majority after StableAfter.
     /// </summary>
     public static AkkaConfigurationBuilder WithPowaClustering(this AkkaConfigurationBuilder b, CollectorRuntime rt)
     {
@@ -100,37 +97,12 @@ public static class AkkaConfiguration
         s.StableAfter < TimeSpan.FromSeconds(3) ? s.StableAfter : TimeSpan.FromSeconds(3);
 
     /// <summary>
-    /// Kubernetes: Akka.Management's HTTP endpoint (probed by the other pods) and cluster bootstrap through
-    /// the Kubernetes API (pods found by label). A new cluster forms once RequiredContactPoints pods see each
-    /// other; a pod that finds an existing cluster joins it.
+    /// Kubernetes: the pods are listed through the Kubernetes API and become the seed nodes (KubernetesJoiner).
     /// </summary>
-    public static AkkaConfigurationBuilder WithKubernetesBootstrap(this AkkaConfigurationBuilder b, CollectorRuntime rt)
-    {
-        var k = rt.Settings.Kubernetes;
-        if (rt.Settings.Discovery != DiscoveryModes.Kubernetes) return b;
-        b.WithAkkaManagement(o =>
-        {
-            o.HostName = string.IsNullOrWhiteSpace(rt.Settings.ClusterPublicHost) ? rt.Settings.ClusterHost : rt.Settings.ClusterPublicHost;
-            o.Port = k.ManagementPort;
-            o.BindHostName = "0.0.0.0";
-            o.BindPort = k.ManagementPort;
-        });
-        b.WithClusterBootstrap(o =>
-        {
-            o.ContactPointDiscovery.ServiceName = k.ServiceName;
-            o.ContactPointDiscovery.PortName = k.PortName;
-            o.ContactPointDiscovery.DiscoveryMethod = "kubernetes-api";
-            o.ContactPointDiscovery.RequiredContactPointsNr = k.RequiredContactPoints;
-            o.ContactPointDiscovery.StableMargin = TimeSpan.FromSeconds(5);
-            o.ContactPointDiscovery.ContactWithAllContactPoints = true;
-        });
-        b.WithKubernetesDiscovery(o =>
-        {
-            o.PodLabelSelector = k.PodLabelSelector;
-            if (!string.IsNullOrWhiteSpace(k.Namespace)) o.PodNamespace = k.Namespace;
-        });
-        return b;
-    }
+    public static AkkaConfigurationBuilder WithKubernetesJoin(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        rt.Settings.Discovery != DiscoveryModes.Kubernetes
+            ? b
+            : b.WithActors((system, _) => system.ActorOf(KubernetesJoiner.Props(rt.Settings.Kubernetes), "kubernetes-joiner"));
 
     /// <summary>
     /// Shards and hand-off: least-shard allocation with the rebalance algorithm that reaches balance in one or
@@ -213,7 +185,7 @@ public static class AkkaConfiguration
          .WithPowaScheduler()
          .WithPowaRemoting(rt)
          .WithPowaClustering(rt)
-         .WithKubernetesBootstrap(rt)
+         .WithKubernetesJoin(rt)
          .WithPowaSharding(rt)
          .WithSnapshotWriters(rt)
          .WithServerCollectors(rt)

@@ -8,7 +8,7 @@ using YamlDotNet.Serialization;
 namespace PowaCluster.Tests.Unit;
 
 /// <summary>
-/// The deployment files against the code: every manifest of k8s/ parses and carries what cluster bootstrap
+/// The deployment files against the code: every manifest of k8s/ parses and carries what joining the cluster
 /// depends on (labels, port names and numbers, service name, RBAC, the Secret), and every settings file of
 /// cluster-config/ gives settings the collector accepts.
 /// </summary>
@@ -53,7 +53,7 @@ public sealed class DeploymentConfigTests
     }
 
     [Fact]
-    public void Kubernetes_manifests_match_what_cluster_bootstrap_expects()
+    public void Kubernetes_manifests_match_what_joining_the_cluster_expects()
     {
         var docs = Manifests();
         Assert.Contains(docs, d => d.File == "kustomization.yaml");
@@ -84,17 +84,16 @@ public sealed class DeploymentConfigTests
         Assert.True(env.IndexOf(podIp) < env.FindIndex(e => (string)e["name"] == "PowaCluster__ClusterPublicHost"),
             "POD_IP must come before the variable that uses it");
 
-        // Bootstrap lists the pods with PodLabelSelector, ServiceName in place of {0}.
+        // The pods are listed with PodLabelSelector, ServiceName in place of {0}...
         var selector = string.Format(settings.Kubernetes.PodLabelSelector, settings.Kubernetes.ServiceName).Split('=');
         Assert.Equal(selector[1], podLabels[selector[0]]);
-        // ...and probes the container port named PortName, which must be Akka.Management's port.
+        // ...and joins them on their container port named RemotingPortName, which must be Akka.Remote's port.
         var ports = List(container["ports"]).Select(Map).ToDictionary(p => (string)p["name"], p => int.Parse(p["containerPort"].ToString()!));
-        Assert.Equal(settings.Kubernetes.ManagementPort, ports[settings.Kubernetes.PortName]);
-        Assert.Equal(settings.ClusterPort, ports["remoting"]);
+        Assert.Equal(settings.ClusterPort, ports[settings.Kubernetes.RemotingPortName]);
         Assert.Equal(settings.HttpPort, ports["http"]);
 
-        // Probes on the HTTP endpoints; a startup probe long enough for bootstrap; a grace period longer than
-        // the shutdown (hand-off, then leaving).
+        // Probes on the HTTP endpoints; a startup probe that outlasts the join timeout (a pod that cannot join
+        // exits by itself); a grace period longer than the shutdown (hand-off, then leaving).
         foreach (var (probe, path) in new[] { ("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/ready") })
         {
             var get = At(container, probe, "httpGet");
@@ -102,7 +101,7 @@ public sealed class DeploymentConfigTests
             Assert.Equal("http", get["port"]);
         }
         var startup = At(container, "startupProbe");
-        Assert.True(int.Parse((string)startup["periodSeconds"]) * int.Parse((string)startup["failureThreshold"]) >= 120);
+        Assert.True(int.Parse((string)startup["periodSeconds"]) * int.Parse((string)startup["failureThreshold"]) > settings.Kubernetes.JoinTimeout.TotalSeconds);
         var grace = int.Parse((string)At(spec, "template", "spec")["terminationGracePeriodSeconds"]);
         Assert.True(grace > CollectorHost.ShutdownTimeout(settings).TotalSeconds, $"terminationGracePeriodSeconds {grace}");
 
@@ -112,12 +111,12 @@ public sealed class DeploymentConfigTests
         var secret = docs.Single(d => d.Kind == "Secret" && d.Name == (string)secretRef["name"]);
         Assert.True(At(secret.Root, "stringData").ContainsKey(secretRef["key"]));
 
-        // The headless service: the StatefulSet's, selecting its pods, with the management port.
+        // The headless service: the StatefulSet's, selecting its pods, with the remoting port.
         var svc = docs.Single(d => d.Kind == "Service");
         Assert.Equal(svc.Name, spec["serviceName"]);
         Assert.Equal("None", At(svc.Root, "spec")["clusterIP"]);
         Assert.Equal(podLabels, At(svc.Root, "spec", "selector"));
-        Assert.Contains(List(At(svc.Root, "spec")["ports"]).Select(Map), p => (string)p["targetPort"] == settings.Kubernetes.PortName);
+        Assert.Contains(List(At(svc.Root, "spec")["ports"]).Select(Map), p => (string)p["targetPort"] == settings.Kubernetes.RemotingPortName);
 
         // RBAC: the pods' service account may list pods.
         var account = (string)At(spec, "template", "spec")["serviceAccountName"];
@@ -141,7 +140,7 @@ public sealed class DeploymentConfigTests
         Assert.Contains("src/PowaCluster.Host/PowaCluster.Host.csproj", text);
         Assert.Contains("ENTRYPOINT [\"/app/powa-cluster\"]", text);
         Assert.Contains("aspnet:10.0", text); // Kestrel serves /healthz and /ready
-        Assert.Contains("EXPOSE 4053 8558 8080", text);
+        Assert.Contains("EXPOSE 4053 8080", text);
     }
 
     [Theory]
