@@ -44,7 +44,7 @@ public sealed class ClusterNodes : IAsyncDisposable
     }
 
     /// <summary>Distinct free loopback ports, held open together while they are picked.</summary>
-    static List<int> FreePorts(int n)
+    public static List<int> FreePorts(int n)
     {
         var listeners = Enumerable.Range(0, n).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
         foreach (var l in listeners) l.Start();

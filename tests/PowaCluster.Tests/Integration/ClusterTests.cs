@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Akka.Cluster;
 using Akka.Hosting;
 using Npgsql;
@@ -18,14 +16,7 @@ namespace PowaCluster.Tests.Integration;
 [Collection(LabCollection.Name)]
 public sealed class ClusterTests(LabFixture fx, ITestOutputHelper output)
 {
-    internal static List<int> FreePorts(int n)
-    {
-        var listeners = Enumerable.Range(0, n).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
-        foreach (var l in listeners) l.Start();
-        var ports = listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToList();
-        foreach (var l in listeners) l.Stop();
-        return ports;
-    }
+    internal static List<int> FreePorts(int n) => Host.Demo.ClusterNodes.FreePorts(n);
 
     [Fact]
     public async Task Three_nodes_share_the_servers_and_the_servers_of_a_node_that_dies_go_on_on_the_others()
