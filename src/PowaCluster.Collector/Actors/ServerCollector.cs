@@ -382,9 +382,10 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     /// - never snapshotted: at a random phase within the interval, so that servers registered together do not
     ///   fire together;
     /// - last one less than an interval ago: one interval after it, as if nothing had happened;
-    /// - taken over (hand-off, failover) within the second interval: at a random point before 1.8 intervals
-    ///   have passed since the last one, so that the gap stays under two intervals (connecting and the
-    ///   writer queue take some time too) and the servers of a node that went away are still spread;
+    /// - taken over (hand-off, failover) within the second interval: it is overdue, so soon: at a random point
+    ///   within a fifth of an interval, and before 1.8 intervals have passed since the last one, so that the
+    ///   gap stays under two intervals (connecting and the writer queue take some time too) and servers that
+    ///   move together still do not all fire at the same instant;
     /// - longer ago (taken over after a node died, a restart after an outage): at a random point in the first
     ///   half of the interval: still spread, but soon, since the gap is already longer than two intervals.
     /// </summary>
@@ -397,7 +398,9 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         if (since < frequency * 2)
         {
             var deadline = last + frequency * 2 - frequency / 5;
-            return deadline > nowUtc ? nowUtc + (deadline - nowUtc) * random : nowUtc;
+            if (deadline <= nowUtc) return nowUtc;
+            var window = deadline - nowUtc < frequency / 5 ? deadline - nowUtc : frequency / 5;
+            return nowUtc + window * random;
         }
         return nowUtc + frequency / 2 * random;
     }

@@ -54,9 +54,12 @@ public sealed class ShardingTests
         Assert.InRange(due, Now, Now + F);
         // Snapshotted 4 s ago (a hand-off): on schedule, 6 s from now, whatever the random draw.
         Assert.Equal(Now + TimeSpan.FromSeconds(6), ServerCollector.FirstDue(Now - TimeSpan.FromSeconds(4), F, Now, random));
-        // Taken over 13 s after the last one: before 18 s (1.8 intervals) have passed since it.
+        // Taken over 13 s after the last one: overdue, so within a fifth of an interval.
         due = ServerCollector.FirstDue(Now - TimeSpan.FromSeconds(13), F, Now, random);
-        Assert.InRange(due, Now, Now + TimeSpan.FromSeconds(5));
+        Assert.InRange(due, Now, Now + TimeSpan.FromSeconds(2));
+        // 17 s after: before 18 s (1.8 intervals) have passed since the last one.
+        due = ServerCollector.FirstDue(Now - TimeSpan.FromSeconds(17), F, Now, random);
+        Assert.InRange(due, Now, Now + TimeSpan.FromSeconds(1));
         // 19 s after: at once, the gap is already near two intervals.
         Assert.Equal(Now, ServerCollector.FirstDue(Now - TimeSpan.FromSeconds(19), F, Now, random));
         // Long ago (an outage): soon, spread over half an interval.
