@@ -89,6 +89,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
 
         Receive<SessionOpened>(OnSessionOpened);
         Receive<SessionFailed>(m => FailSnapshot(CollectorStatus.NoRepository, m.Error, remoteBroken: false));
+        Receive<SessionSkipped>(OnSessionSkipped);
         Receive<SessionLost>(m => { if (_snap?.Writer is not null) _snap.Writer = null; FailSnapshot(CollectorStatus.NoRepository, m.Error, remoteBroken: false); });
         Receive<Step>(OnStep);
         Receive<StepFailed>(OnStepFailed);
@@ -381,28 +382,21 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     /// When the first snapshot of a (re)started entity is due, from the last one stored in the repository:
     /// - never snapshotted: at a random phase within the interval, so that servers registered together do not
     ///   fire together;
-    /// - last one less than an interval ago: one interval after it, as if nothing had happened;
-    /// - taken over (hand-off, failover) within the second interval: it is overdue, so soon: at a random point
-    ///   within a fifth of an interval, and before 1.8 intervals have passed since the last one, so that the
-    ///   gap stays under two intervals (connecting and the writer queue take some time too) and servers that
-    ///   move together still do not all fire at the same instant;
-    /// - longer ago (taken over after a node died, a restart after an outage): at a random point in the first
-    ///   half of the interval: still spread, but soon, since the gap is already longer than two intervals.
+    /// - last one less than an interval ago (a hand-off): one interval after it, as if nothing had happened;
+    /// - overdue (taken over from a node that died, a restart after an outage): soon, at a random point within
+    ///   a fifth of an interval, so that servers that move together do not all fire at the same instant; and
+    ///   while the gap can still stay under two intervals, before 1.8 intervals have passed since the last
+    ///   one (connecting and the writer queue take some time too).
     /// </summary>
     public static DateTime FirstDue(DateTime? lastUtc, TimeSpan frequency, DateTime nowUtc, double random)
     {
         if (lastUtc is not { } last) return nowUtc + frequency * random;
-        var since = nowUtc - last;
-        if (since <= frequency) return last + frequency;
-        // A little before two intervals: connecting, the writer queue and the remote's clock take some of it.
-        if (since < frequency * 2)
-        {
-            var deadline = last + frequency * 2 - frequency / 5;
-            if (deadline <= nowUtc) return nowUtc;
-            var window = deadline - nowUtc < frequency / 5 ? deadline - nowUtc : frequency / 5;
-            return nowUtc + window * random;
-        }
-        return nowUtc + frequency / 2 * random;
+        if (nowUtc - last <= frequency) return last + frequency;
+        var window = frequency / 5;
+        var deadline = last + frequency * 2 - frequency / 5;
+        if (nowUtc - last < frequency * 2)
+            window = deadline <= nowUtc ? TimeSpan.Zero : deadline - nowUtc < window ? deadline - nowUtc : window;
+        return nowUtc + window * random;
     }
 
     void ScheduleAt(DateTime dueUtc)
@@ -468,6 +462,20 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         if (m.Datasources.Count == 0)
             _log.Info("No datasource configured for server {0}", _config!.SrvId);
         RunRemote(StepKind.Began, (c, ct) => PgSession.ExecAsync(c, "BEGIN", ct));
+    }
+
+    /// <summary>
+    /// Another collector holds this server's snapshot right now (the cluster moved it, or this node was cut
+    /// off): nothing was done on either side; the next tick tries again. Not an error of the server: the log
+    /// says it, powa_snapshot_metas does not.
+    /// </summary>
+    void OnSessionSkipped(SessionSkipped m)
+    {
+        if (_snap is null || _snap.Writer is not null) return;
+        _snap = null;
+        Timers.Cancel("watchdog");
+        _log.Warning("Server {0}: snapshot skipped: {1}", m.SrvId, m.Reason);
+        AfterSnapshot();
     }
 
     enum StepKind { Began, ExportStarted, ChunkRead, ExportRolledBack, CleanupDone, Committed }

@@ -131,6 +131,12 @@ public sealed class SnapshotWriter : ReceiveActor, IWithTimers
             SetReceiveTimeout(_settings.RemoteTimeout + _settings.RemoteTimeout);
             s.Requester.Tell(new SessionOpened(s.SrvId, Self, datasources, waited));
         }
+        catch (SnapshotInProgressException e)
+        {
+            s.Requester.Tell(new SessionSkipped(s.SrvId, e.Message));
+            await ResetSession();
+            Context.Parent.Tell(new WriterIdle(Self));
+        }
         catch (Exception e)
         {
             var msg = e is RepositoryUnavailableException ? e.Message : $"cannot start a snapshot transaction: {PgSession.Describe(e)}";

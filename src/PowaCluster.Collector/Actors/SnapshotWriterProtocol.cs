@@ -28,6 +28,9 @@ public sealed record WriterPoolStats(int Writers, int Busy, int Queued, long Dis
 public sealed record SessionOpened(int SrvId, IActorRef Writer, IReadOnlyList<Datasource> Datasources, TimeSpan QueueWait);
 public sealed record SessionFailed(int SrvId, string Error);
 
+/// <summary>Another collector is snapshotting this server right now: this snapshot is skipped, nothing was written.</summary>
+public sealed record SessionSkipped(int SrvId, string Reason);
+
 /// <summary>The writer lost its repository connection in the middle of a session; the transaction is gone.</summary>
 public sealed record SessionLost(int SrvId, string Error);
 

@@ -1,4 +1,6 @@
+using Akka;
 using Akka.Actor;
+using Akka.Event;
 using Akka.Cluster;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Sharding;
@@ -123,6 +125,27 @@ public static class AkkaConfiguration
         akka.coordinated-shutdown.phases.cluster-sharding-shutdown-region.timeout = {{(int)(s.HandOffTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds}}ms
         """;
 
+    /// <summary>
+    /// A node that is downed (the minority side of a partition, or one the others found unreachable) stops its
+    /// servers at once, first thing in its CoordinatedShutdown: the majority starts them elsewhere after
+    /// down-removal-margin, and the graceful hand-off would wait for a shard coordinator that is on the other
+    /// side, collecting meanwhile. A snapshot in flight is rolled back.
+    /// </summary>
+    public static AkkaConfigurationBuilder WithStopWhenDowned(this AkkaConfigurationBuilder b) =>
+        b.AddStartup((system, _) =>
+        {
+            var cs = CoordinatedShutdown.Get(system);
+            cs.AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "stop-servers-when-downed", async () =>
+            {
+                if (cs.ShutdownReason is not CoordinatedShutdown.ClusterDowningReason) return Done.Instance;
+                if (!ActorRegistry.For(system).TryGet<ServerCollector>(out var region)) return Done.Instance;
+                system.Log.Warning("This node was downed: stopping its servers now; the other nodes take them over");
+                try { await region.GracefulStop(TimeSpan.FromSeconds(5)); }
+                catch (TaskCanceledException) { /* stopped anyway when the actor system terminates */ }
+                return Done.Instance;
+            });
+        });
+
     /// <summary>The node-local pool of repository writers.</summary>
     public static AkkaConfigurationBuilder WithSnapshotWriters(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithActors((system, registry) =>
@@ -189,5 +212,6 @@ public static class AkkaConfiguration
          .WithPowaSharding(rt)
          .WithSnapshotWriters(rt)
          .WithServerCollectors(rt)
+         .WithStopWhenDowned()
          .WithFleetCoordinator(rt);
 }

@@ -34,9 +34,13 @@ public static class RepositoryQueries
     }
 
     /// <summary>
-    /// Names the transaction after the server (application_name, local to the transaction) and reads the
-    /// server's enabled datasources, in one round trip.
+    /// Locks the server's powa_snapshot_metas row (NOWAIT), names the transaction after the server
+    /// (application_name, local to the transaction) and reads the server's enabled datasources, in one round
+    /// trip. The lock is the one powa_take_snapshot takes to refuse concurrent snapshots, taken here at the
+    /// start: whatever the cluster believes (a partition, a node frozen and woken), two collectors never
+    /// snapshot one server at the same time, and the second one knows before it copies anything.
     /// </summary>
+    /// <exception cref="SnapshotInProgressException">another transaction holds the server's row</exception>
     public static async Task<IReadOnlyList<Datasource>> BeginSnapshotAsync(
         NpgsqlConnection conn, int srvid, string serverName, CancellationToken ct)
     {
@@ -44,6 +48,8 @@ public static class RepositoryQueries
         {
             BatchCommands =
             {
+                new NpgsqlBatchCommand("SELECT 1 FROM public.powa_snapshot_metas WHERE srvid = $1 FOR UPDATE NOWAIT")
+                    { Parameters = { new() { Value = srvid } } },
                 new NpgsqlBatchCommand("SELECT pg_catalog.set_config('application_name', $1, true)")
                     { Parameters = { new() { Value = $"PoWA collector - repo_conn for worker {serverName}" } } },
                 new NpgsqlBatchCommand(
@@ -52,7 +58,17 @@ public static class RepositoryQueries
                     { Parameters = { new() { Value = srvid } } },
             },
         };
-        await using var r = await batch.ExecuteReaderAsync(ct);
+        NpgsqlDataReader r;
+        try
+        {
+            r = await batch.ExecuteReaderAsync(ct);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        {
+            throw new SnapshotInProgressException(srvid);
+        }
+        await using var _ = r;
+        await r.NextResultAsync(ct);
         await r.NextResultAsync(ct);
         var list = new List<Datasource>();
         while (await r.ReadAsync(ct))
@@ -143,3 +159,7 @@ public static class RepositoryQueries
         return "\"" + name + "\"";
     }
 }
+
+/// <summary>Another transaction (a collector on another node) is taking a snapshot of this server right now.</summary>
+public sealed class SnapshotInProgressException(int srvid)
+    : Exception($"another collector is taking a snapshot of server {srvid} right now (its powa_snapshot_metas row is locked)");
