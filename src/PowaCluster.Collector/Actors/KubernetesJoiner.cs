@@ -114,7 +114,7 @@ public sealed class KubernetesJoiner : ReceiveActor, IWithTimers
 
     void Problem(string error)
     {
-        if (error != _lastProblem) _log.Warning("Cluster bootstrap: {0}; trying again", error);
+        if (error != _lastProblem) _log.Warning("Joining the cluster: {0}; trying again", error);
         _lastProblem = error;
         Timers.StartSingleTimer("lookup", LookUp.Instance, LookupInterval);
     }

@@ -88,9 +88,10 @@ public static class AkkaConfiguration
           }
           run-coordinated-shutdown-when-down = on
           # How long after a node is downed its shards and singletons start elsewhere (by default, with SBR,
-          # stable-after again). The minority side of a partition downs itself after the same stable-after,
-          # and its entities stop as soon as their snapshot in flight ends: a few seconds are enough, and a
-          # dead node's servers are not kept waiting.
+          # stable-after again). The minority side of a partition downs itself after the same stable-after
+          # and stops its servers at once (WithStopWhenDowned), and the repository refuses two snapshots of
+          # one server at the same time anyway: a few seconds are enough, and a dead node's servers are not
+          # kept waiting.
           down-removal-margin = {{(int)DownRemovalMargin(s).TotalMilliseconds}}ms
         }
         """;
