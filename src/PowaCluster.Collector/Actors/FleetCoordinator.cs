@@ -98,7 +98,6 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
     void OnHandedOff(ServerHandedOff m)
     {
         if (!_known.ContainsKey(m.SrvId)) return; // removed or deactivated meanwhile: it stays stopped
-        if (ShuttingDown) return;
         _log.Debug("Server {0} was handed off: starting it on its new node", m.SrvId);
         ReEnsure(m.SrvId);
         Timers.StartSingleTimer($"re-ensure-{m.SrvId}", new ReEnsureTick(m.SrvId), TimeSpan.FromSeconds(2));

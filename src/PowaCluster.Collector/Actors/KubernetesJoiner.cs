@@ -103,11 +103,7 @@ public sealed class KubernetesJoiner : ReceiveActor, IWithTimers
             return;
         }
         _joining = true;
-        var seeds = m.Endpoints.Select(e =>
-        {
-            var colon = e.LastIndexOf(':');
-            return new Address("akka.tcp", Context.System.Name, e[..colon], int.Parse(e[(colon + 1)..]));
-        }).ToList();
+        var seeds = m.Endpoints.Select(e => new Address("akka.tcp", Context.System.Name, e.Ip, e.Port)).ToList();
         _log.Info("Joining the cluster through {0}", string.Join(", ", seeds));
         _cluster.JoinSeedNodes(seeds);
     }
@@ -129,7 +125,7 @@ public sealed class KubernetesJoiner : ReceiveActor, IWithTimers
     }
 
     sealed record LookUp { public static readonly LookUp Instance = new(); }
-    sealed record PodsListed(IReadOnlyList<string> Endpoints);
+    sealed record PodsListed(IReadOnlyList<PodEndpoint> Endpoints);
     sealed record LookupFailed(string Error);
     sealed record CheckUp { public static readonly CheckUp Instance = new(); }
 

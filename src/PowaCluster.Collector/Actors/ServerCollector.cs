@@ -391,11 +391,14 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     public static DateTime FirstDue(DateTime? lastUtc, TimeSpan frequency, DateTime nowUtc, double random)
     {
         if (lastUtc is not { } last) return nowUtc + frequency * random;
-        if (nowUtc - last <= frequency) return last + frequency;
+        var since = nowUtc - last;
+        if (since <= frequency) return last + frequency;
         var window = frequency / 5;
-        var deadline = last + frequency * 2 - frequency / 5;
-        if (nowUtc - last < frequency * 2)
-            window = deadline <= nowUtc ? TimeSpan.Zero : deadline - nowUtc < window ? deadline - nowUtc : window;
+        if (since < frequency * 2)
+        {
+            var beforeGapLimit = frequency * 9 / 5 - since; // time left until 1.8 intervals since the last one
+            window = TimeSpan.FromTicks(Math.Clamp(beforeGapLimit.Ticks, 0, window.Ticks));
+        }
         return nowUtc + window * random;
     }
 

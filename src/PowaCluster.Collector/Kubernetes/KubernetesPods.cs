@@ -9,7 +9,7 @@ namespace PowaCluster.Collector.Kubernetes;
 /// <summary>
 /// Lists the collector's pods through the Kubernetes API, as a pod's service account allows (RBAC: list pods
 /// in its namespace): GET /api/v1/namespaces/NS/pods?labelSelector=..., over HTTPS checked against the
-/// service account's CA, with its token (read at each call: bound tokens rotate). Returns the "ip:port" of
+/// service account's CA, with its token (read at each call: bound tokens rotate). Returns the IP and port of
 /// every running pod on its container port named RemotingPortName. One small REST call, so it is done here
 /// rather than through Akka.Discovery.KubernetesApi, which does not run with any KubernetesClient there is to
 /// build with (see docs/architecture.md).
@@ -66,8 +66,8 @@ public sealed class KubernetesPods : IDisposable
 
     public string LabelSelector => string.Format(_settings.PodLabelSelector, _settings.ServiceName);
 
-    /// <summary>"ip:port" of each running pod, sorted; errors name what failed (never the token).</summary>
-    public async Task<IReadOnlyList<string>> ListAsync(CancellationToken ct)
+    /// <summary>Each running pod's IP and remoting port, sorted; errors name what failed (never the token).</summary>
+    public async Task<IReadOnlyList<PodEndpoint>> ListAsync(CancellationToken ct)
     {
         var ns = Namespace();
         var url = new Uri(_api, $"/api/v1/namespaces/{Uri.EscapeDataString(ns)}/pods?labelSelector={Uri.EscapeDataString(LabelSelector)}");
@@ -93,9 +93,9 @@ public sealed class KubernetesPods : IDisposable
     }
 
     /// <summary>From a PodList: running pods that are not being deleted, with an IP and the named port.</summary>
-    public static IReadOnlyList<string> Endpoints(JsonElement podList, string portName)
+    public static IReadOnlyList<PodEndpoint> Endpoints(JsonElement podList, string portName)
     {
-        var found = new List<string>();
+        var found = new List<PodEndpoint>();
         if (!podList.TryGetProperty("items", out var items) || items.ValueKind != JsonValueKind.Array) return found;
         foreach (var pod in items.EnumerateArray())
         {
@@ -110,11 +110,17 @@ public sealed class KubernetesPods : IDisposable
                 if (!c.TryGetProperty("ports", out var ports)) continue;
                 foreach (var p in ports.EnumerateArray())
                     if (p.TryGetProperty("name", out var name) && name.GetString() == portName && p.TryGetProperty("containerPort", out var port))
-                        found.Add($"{ip.GetString()}:{port.GetInt32()}");
+                        found.Add(new PodEndpoint(ip.GetString()!, port.GetInt32()));
             }
         }
-        return found.Distinct().Order(StringComparer.Ordinal).ToList();
+        return found.Distinct().OrderBy(e => e.ToString(), StringComparer.Ordinal).ToList();
     }
 
     public void Dispose() => _http.Dispose();
+}
+
+/// <summary>A pod's IP and the number of its remoting container port.</summary>
+public sealed record PodEndpoint(string Ip, int Port)
+{
+    public override string ToString() => $"{Ip}:{Port}";
 }

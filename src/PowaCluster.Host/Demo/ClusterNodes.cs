@@ -16,7 +16,6 @@ public sealed class ClusterNodes : IAsyncDisposable
         internal OurCollector Process { get; init; } = null!;
         public string Name => $"node {Index} ({Address})";
         public int? ExitCode => Process.ExitCode;
-        public TimeSpan CpuTime => Process.CpuTime;
     }
 
     static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
@@ -53,8 +52,8 @@ public sealed class ClusterNodes : IAsyncDisposable
         return ports;
     }
 
-    /// <summary>GET /ready of a node: (HTTP status, body); (0, error) when nothing answers.</summary>
-    public static async Task<(int Status, string Body)> ReadyAsync(Node n, string path = "/ready")
+    /// <summary>GET a path (/ready by default) of a node's HTTP endpoint: (HTTP status, body); (0, error) when nothing answers.</summary>
+    public static async Task<(int Status, string Body)> GetAsync(Node n, string path = "/ready")
     {
         try
         {
@@ -77,7 +76,7 @@ public sealed class ClusterNodes : IAsyncDisposable
             {
                 if (n.ExitCode is { } code)
                     throw new InvalidOperationException($"{n.Name} exited with code {code} before it was ready; see {n.LogFile}");
-                var (status, body) = await ReadyAsync(n);
+                var (status, body) = await GetAsync(n);
                 if (status == 200) break;
                 if (sw.Elapsed > timeout)
                     throw new TimeoutException($"{n.Name} not ready after {timeout.TotalSeconds:F0} s: {body.ReplaceLineEndings(" ")}; see {n.LogFile}");
@@ -85,8 +84,6 @@ public sealed class ClusterNodes : IAsyncDisposable
             }
         }
     }
-
-    public TimeSpan CpuTime => _nodes.Aggregate(TimeSpan.Zero, (t, n) => t + n.CpuTime);
 
     public void Kill(Node n) => n.Process.Kill();
 

@@ -22,7 +22,6 @@ interface IDemoCollector : IAsyncDisposable
 sealed class OurCollector(Process process, string name = "powa-cluster") : IDemoCollector
 {
     public string Name => name;
-    public int Pid => process.Id;
 
     public TimeSpan CpuTime => ProcessCpu(process);
     public int? ExitCode => process.HasExited ? process.ExitCode : null;
@@ -66,17 +65,9 @@ sealed class OurCollector(Process process, string name = "powa-cluster") : IDemo
     /// <summary>SIGKILL: the process dies at once, as on a crash; nothing it holds is released by itself.</summary>
     public void Kill() => process.Kill();
 
-    /// <summary>SIGTERM, then waits for the exit (SIGKILL after the timeout); the exit code, null when it had to be killed.</summary>
-    public async Task<int?> TerminateAsync(TimeSpan timeout)
-    {
-        if (process.HasExited) return process.ExitCode;
-        using (var kill = Process.Start("kill", $"-TERM {process.Id}")) kill?.WaitForExit();
-        using var cts = new CancellationTokenSource(timeout);
-        try { await process.WaitForExitAsync(cts.Token); return process.ExitCode; }
-        catch (OperationCanceledException) { process.Kill(entireProcessTree: true); return null; }
-    }
+    public Task<int?> TerminateAsync(TimeSpan timeout) => Terminate(process, timeout);
 
-    public Task StopAsync() => Terminate(process);
+    public Task StopAsync() => Terminate(process, TimeSpan.FromSeconds(30));
 
     public async ValueTask DisposeAsync()
     {
@@ -90,14 +81,17 @@ sealed class OurCollector(Process process, string name = "powa-cluster") : IDemo
         catch (InvalidOperationException) { return TimeSpan.Zero; }
     }
 
-    /// <summary>SIGTERM, as a service manager would; SIGKILL if it has not exited after 30 s.</summary>
-    internal static async Task Terminate(Process p)
+    /// <summary>
+    /// SIGTERM, as a service manager would, then waits for the exit; SIGKILL if it has not exited after the
+    /// timeout. The exit code; null when it had to be killed.
+    /// </summary>
+    internal static async Task<int?> Terminate(Process p, TimeSpan timeout)
     {
-        if (p.HasExited) return;
+        if (p.HasExited) return p.ExitCode;
         using (var kill = Process.Start("kill", $"-TERM {p.Id}")) kill?.WaitForExit();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        try { await p.WaitForExitAsync(cts.Token); }
-        catch (OperationCanceledException) { p.Kill(entireProcessTree: true); }
+        using var cts = new CancellationTokenSource(timeout);
+        try { await p.WaitForExitAsync(cts.Token); return p.ExitCode; }
+        catch (OperationCanceledException) { p.Kill(entireProcessTree: true); return null; }
     }
 }
 
@@ -140,7 +134,7 @@ sealed class ReferenceCollector(Process process, string dir) : IDemoCollector
         return new ReferenceCollector(p, dir);
     }
 
-    public Task StopAsync() => OurCollector.Terminate(process);
+    public Task StopAsync() => OurCollector.Terminate(process, TimeSpan.FromSeconds(30));
 
     public async ValueTask DisposeAsync()
     {

@@ -120,7 +120,7 @@ public static class DemoCommand
     /// figures; otherwise the usual report, with the servers held by each node.
     /// </summary>
     static async Task<int> RunClusterAsync(CommandLine cli, PowaLab lab, IReadOnlyList<int> ids,
-        NpgsqlConnectionStringBuilder repoDsn, Collector.Configuration.CollectorSettings settings, CancellationToken stop)
+        NpgsqlConnectionStringBuilder repoDsn, CollectorSettings settings, CancellationToken stop)
     {
         if (cli.Reference) throw new StartupException("--reference runs one reference collector: leave --nodes out");
         await using var nodes = ClusterNodes.Start(repoDsn, cli.Nodes, settings.WriterPoolSize, settings.Debug);
@@ -146,7 +146,7 @@ public static class DemoCommand
         while (!stop.IsCancellationRequested && (cli.Seconds is null || sw.Elapsed < TimeSpan.FromSeconds(cli.Seconds.Value)))
         {
             await Task.Delay(every, stop).ContinueWith(_ => { });
-            var rows = await PrintAsync(monitor, sw.Elapsed);
+            await PrintAsync(monitor, sw.Elapsed);
             try
             {
                 var statuses = await ControlClient.ClusterStatusAsync(monitor, repoDsn, ids, TimeSpan.FromSeconds(3));
@@ -156,7 +156,6 @@ public static class DemoCommand
             catch (StartupException e) { Console.WriteLine($"servers per node: unknown ({e.Message})"); }
             if (nodes.Nodes.FirstOrDefault(n => n.ExitCode is not null) is { } gone)
                 throw new StartupException($"{gone.Name} exited with code {gone.ExitCode}; see {gone.LogFile}");
-            _ = rows;
         }
         return 0;
     }

@@ -37,11 +37,11 @@ public sealed class FailoverTests(LabFixture fx, ITestOutputHelper output)
             await nodes.WaitReadyAsync(TimeSpan.FromSeconds(90));
             foreach (var n in nodes.Nodes)
             {
-                Assert.Equal((200, "ok\n"), await ClusterNodes.ReadyAsync(n, "/healthz"));
-                var (status, body) = await ClusterNodes.ReadyAsync(n);
+                Assert.Equal((200, "ok\n"), await ClusterNodes.GetAsync(n, "/healthz"));
+                var (status, body) = await ClusterNodes.GetAsync(n);
                 Assert.Equal(200, status);
                 Assert.Equal("ready\nmember: Up\nrepository: reachable\n", body);
-                Assert.Equal(404, (await ClusterNodes.ReadyAsync(n, "/other")).Status);
+                Assert.Equal(404, (await ClusterNodes.GetAsync(n, "/other")).Status);
             }
             using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(6));
             var scenario = new FailoverScenario(repo.ConnectionString,

@@ -41,7 +41,7 @@ public sealed class KubernetesPodsTests : IDisposable
               {"metadata": {"name": "no-ports"}, "spec": {"containers": [{"name": "sidecar"}]}, "status": {"phase": "Running", "podIP": "10.0.0.5"}}
             ]}
             """).RootElement;
-        Assert.Equal(["10.0.0.1:4053", "10.0.0.2:4053"], KubernetesPods.Endpoints(list, "remoting"));
+        Assert.Equal(["10.0.0.1:4053", "10.0.0.2:4053"], KubernetesPods.Endpoints(list, "remoting").Select(e => e.ToString()));
         Assert.Empty(KubernetesPods.Endpoints(JsonDocument.Parse("{}").RootElement, "remoting"));
     }
 
@@ -51,7 +51,7 @@ public sealed class KubernetesPodsTests : IDisposable
         var requests = new ConcurrentQueue<(string, string?, string?)>();
         await using var api = await FakeKubernetesApi.StartAsync(requests, [4101, 4102]);
         using var pods = new KubernetesPods(Settings(api, "sa-token", api.CaPem));
-        Assert.Equal(["127.0.0.1:4101", "127.0.0.1:4102"], await pods.ListAsync(CancellationToken.None));
+        Assert.Equal(["127.0.0.1:4101", "127.0.0.1:4102"], (await pods.ListAsync(CancellationToken.None)).Select(e => e.ToString()));
         Assert.Equal(("/api/v1/namespaces/collectors/pods", "app=powa-cluster", "Bearer sa-token"), Assert.Single(requests));
     }
 
