@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: installs what is missing, starts a throwaway repository and two
 # throwaway remote PostgreSQL 15 instances on loopback, registers servers, runs the collector and prints
-# what it collected. Options go to "powa-cluster demo": --seconds N (default: until Ctrl-C), --servers N,
+# what it collected. Options go to "powa-lab demo": --seconds N (default: until Ctrl-C), --servers N,
 # --frequency S, --remotes N, --pool-size N, --debug.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
-dotnet build src/PowaCluster.Host -c Release --nologo -v q -clp:ErrorsOnly
-exec dotnet src/PowaCluster.Host/bin/Release/net10.0/powa-cluster.dll demo "$@"
+dotnet build src/PowaCluster.Lab -c Release --nologo -v q -clp:ErrorsOnly
+exec dotnet src/PowaCluster.Lab/bin/Release/net10.0/powa-lab.dll demo "$@"

@@ -5,7 +5,6 @@ using Microsoft.Extensions.Hosting;
 using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Hosting;
 using PowaCluster.Host.Cli;
-using PowaCluster.Host.Demo;
 using PowaCluster.Host.Startup;
 
 namespace PowaCluster.Host;
@@ -31,7 +30,6 @@ public static class Program
             {
                 case "help": Console.WriteLine(CommandLine.Usage); return 0;
                 case "version": Console.WriteLine($"powa-cluster {FleetCoordinator.Version}"); return 0;
-                case "demo": return await DemoCommand.RunAsync(cli);
                 case "status" or "reload" or "snapshot": return await ControlCommands.RunAsync(cli);
                 default: return await RunAsync(cli);
             }

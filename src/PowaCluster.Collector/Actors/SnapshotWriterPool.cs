@@ -6,8 +6,10 @@ using PowaCluster.Collector.Configuration;
 namespace PowaCluster.Collector.Actors;
 
 /// <summary>
-/// Node-local pool of SnapshotWriters. Its size bounds the node's repository connections and concurrent
-/// snapshot transactions. Work waits in one FIFO queue and goes to the first idle writer; the wait is measured.
+/// Node-local pool of SnapshotWriters. Its size bounds the node's repository connections and transactions.
+/// Work waits in one FIFO queue and goes to the first idle writer, so no server starves: each server has at
+/// most one staged snapshot queued (its actor waits for the answer before it reads another). The wait and
+/// the writers' busy time are measured (GetWriterPoolStats).
 /// </summary>
 public sealed class SnapshotWriterPool : ReceiveActor
 {
@@ -16,11 +18,12 @@ public sealed class SnapshotWriterPool : ReceiveActor
     readonly LinkedList<IActorRef> _idle = new();
     readonly HashSet<IActorRef> _busy = [];
     readonly int _size;
-    long _dispatched;
-    TimeSpan _totalWait, _maxWait;
+    long _dispatched, _stored;
+    TimeSpan _totalWait, _maxWait, _totalBusy;
+    DateTime _lastWaitWarningUtc = DateTime.MinValue;
     RepositoryHealth? _health;              // the writers' latest word on the repository
     readonly List<IActorRef> _healthWaiting = [];
-    readonly TimeSpan _healthFreshFor;     // how long the writers' latest word answers /ready without a check
+    readonly TimeSpan _healthFreshFor;      // how long the writers' latest word answers /ready without a check
 
     public SnapshotWriterPool(CollectorSettings settings, NpgsqlConnectionStringBuilder repository)
     {
@@ -29,19 +32,26 @@ public sealed class SnapshotWriterPool : ReceiveActor
         for (var i = 1; i <= _size; i++)
             Context.ActorOf(SnapshotWriter.Props(settings, repository, i), $"writer-{i}");
 
-        Receive<RequestSnapshotSession>(m => Enqueue(m));
-        Receive<RunRepositoryJob>(m => Enqueue(m));
+        Receive<IWriterWork>(Enqueue);
         Receive<WriterIdle>(m =>
         {
-            _busy.Remove(m.Writer);
+            if (_busy.Remove(m.Writer)) _totalBusy += m.Busy;
+            if (m.Stored) _stored++;
             if (!_idle.Contains(m.Writer)) _idle.AddLast(m.Writer);
             Dispatch();
         });
-        Receive<RepositoryOutcome>(m => _health = new RepositoryHealth(m.Ok, m.Error, DateTime.UtcNow));
+        Receive<RepositoryOutcome>(OnOutcome);
         Receive<GetRepositoryHealth>(_ => OnHealthRequest());
-        Receive<RepositoryJobResult>(OnHealthChecked);
         Receive<GetWriterPoolStats>(_ => Sender.Tell(
-            new WriterPoolStats(_size, _busy.Count, _pending.Count, _dispatched, _totalWait, _maxWait)));
+            new WriterPoolStats(_size, _busy.Count, _pending.Count, _dispatched, _totalWait, _maxWait, _totalBusy, _stored)));
+    }
+
+    void OnOutcome(RepositoryOutcome m)
+    {
+        _health = new RepositoryHealth(m.Ok, m.Error, DateTime.UtcNow);
+        if (_healthWaiting.Count == 0) return;
+        foreach (var w in _healthWaiting) w.Tell(_health);
+        _healthWaiting.Clear();
     }
 
     /// <summary>
@@ -56,24 +66,10 @@ public sealed class SnapshotWriterPool : ReceiveActor
             return;
         }
         _healthWaiting.Add(Sender);
-        if (_healthWaiting.Count > 1) return; // a check is already on its way
-        Enqueue(new RunRepositoryJob(0, "health-check", async (c, ct) =>
-        {
-            await using var cmd = new NpgsqlCommand("SELECT 1", c);
-            await cmd.ExecuteScalarAsync(ct);
-            return null;
-        }, Self));
+        if (_healthWaiting.Count == 1) Enqueue(CheckRepository.Instance);
     }
 
-    void OnHealthChecked(RepositoryJobResult r)
-    {
-        if (r.What != "health-check") return;
-        _health = new RepositoryHealth(r.Error is null, r.Error, DateTime.UtcNow);
-        foreach (var w in _healthWaiting) w.Tell(_health);
-        _healthWaiting.Clear();
-    }
-
-    void Enqueue(object work)
+    void Enqueue(IWriterWork work)
     {
         _pending.Enqueue(new AssignWork(work, DateTime.UtcNow));
         Dispatch();
@@ -90,11 +86,24 @@ public sealed class SnapshotWriterPool : ReceiveActor
             _dispatched++;
             _totalWait += waited;
             if (waited > _maxWait) _maxWait = waited;
-            if (waited > TimeSpan.FromSeconds(5))
-                _log.Warning("Repository work waited {0:F1} s for a writer: the pool ({1}) is too small for the load", waited.TotalSeconds, _size);
+            // Once a minute at most: under a sustained overload this would be a line per snapshot.
+            if (waited > TimeSpan.FromSeconds(5) && DateTime.UtcNow - _lastWaitWarningUtc > TimeSpan.FromMinutes(1))
+            {
+                _lastWaitWarningUtc = DateTime.UtcNow;
+                _log.Warning("Repository work waited {0:F1} s for a writer ({1} queued): the repository, or the pool ({2}), " +
+                             "does not keep up with the load", waited.TotalSeconds, _pending.Count, _size);
+            }
             _busy.Add(writer);
             writer.Tell(work);
         }
+    }
+
+    /// <summary>Staged snapshots still queued when the node stops give their memory back.</summary>
+    protected override void PostStop()
+    {
+        foreach (var w in _pending)
+            if (w.Work is StoreSnapshot s) s.Stage.Dispose();
+        _pending.Clear();
     }
 
     /// <summary>A writer that crashes is restarted (its connection closed, which rolls back its transaction).</summary>

@@ -1,71 +1,65 @@
 using Akka.Actor;
-using Npgsql;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Staging;
 
 namespace PowaCluster.Collector.Actors;
 
-// ---- Asking the pool for a writer ----------------------------------------------------------
+// ---- Work for the node's writer pool: one repository transaction each, in FIFO order ----------------
 
-/// <summary>Asks for one repository transaction for a snapshot; answered by SessionOpened or SessionFailed.</summary>
-public sealed record RequestSnapshotSession(int SrvId, string ServerName, IActorRef Requester);
+/// <summary>Repository work queued on the pool. Node-local: none of it crosses the network.</summary>
+public interface IWriterWork
+{
+    int SrvId { get; }
+}
 
-/// <summary>A short repository job (save versions, report an error, read the last snapshot time) in its own transaction.</summary>
-public sealed record RunRepositoryJob(int SrvId, string What, Func<NpgsqlConnection, CancellationToken, Task<object?>> Job, IActorRef ReplyTo);
+/// <summary>
+/// Store a complete stage (COPY into *_src_tmp, powa_take_snapshot, errors, commit). The writer owns the
+/// stage from then on and disposes it. Answered with SnapshotStored or SnapshotNotStored.
+/// </summary>
+public sealed record StoreSnapshot(SnapshotStage Stage, long Sequence, IActorRef ReplyTo) : IWriterWork
+{
+    public int SrvId => Stage.SrvId;
+}
 
-/// <summary>The result of a RunRepositoryJob: Result, or Error when it failed.</summary>
-public sealed record RepositoryJobResult(int SrvId, string What, object? Result, string? Error);
+/// <param name="QueueWait">how long the stage waited for a writer</param>
+/// <param name="Duration">how long the repository transaction took</param>
+public sealed record SnapshotStored(int SrvId, long Sequence, StoreResult Result, TimeSpan QueueWait, TimeSpan Duration);
+
+/// <summary>The repository could not be reached, or refused the transaction; Error says why (no password).</summary>
+public sealed record SnapshotNotStored(int SrvId, long Sequence, string Error, TimeSpan QueueWait);
+
+/// <summary>
+/// After (re)connecting to a remote: save its versions, read when it was last snapshotted and its enabled
+/// datasources, in one short transaction. Answered with ScheduleRestored.
+/// </summary>
+public sealed record RestoreSchedule(int SrvId, RemoteVersions Versions, IActorRef ReplyTo) : IWriterWork;
+
+/// <summary>Last is null and Error set when the repository could not be read.</summary>
+public sealed record ScheduleRestored(int SrvId, LastSnapshot? Last, IReadOnlyList<Datasource> Datasources, string? Error);
+
+/// <summary>RELOAD: save a connected server's versions again. Not answered.</summary>
+public sealed record SaveVersions(int SrvId, RemoteVersions Versions) : IWriterWork;
+
+/// <summary>An error outside a snapshot (a connection failure): replaces the server's errors, as the reference does. Not answered.</summary>
+public sealed record ReportErrors(int SrvId, IReadOnlyList<string> Errors) : IWriterWork;
+
+/// <summary>SELECT 1 on a writer's connection, for /ready. Answered to the pool with RepositoryOutcome.</summary>
+internal sealed record CheckRepository : IWriterWork
+{
+    public static readonly CheckRepository Instance = new();
+    public int SrvId => 0;
+}
+
+// ---- Pool statistics and node health -------------------------------------------------------------
 
 public sealed record GetWriterPoolStats
 {
     public static readonly GetWriterPoolStats Instance = new();
 }
 
-/// <summary>Queue statistics: how long snapshots wait for a writer.</summary>
-public sealed record WriterPoolStats(int Writers, int Busy, int Queued, long Dispatched, TimeSpan TotalWait, TimeSpan MaxWait);
-
-// ---- A snapshot session, between a ServerCollector and the writer it was given --------------
-
-public sealed record SessionOpened(int SrvId, IActorRef Writer, IReadOnlyList<Datasource> Datasources, TimeSpan QueueWait);
-public sealed record SessionFailed(int SrvId, string Error);
-
-/// <summary>Another collector is snapshotting this server right now: this snapshot is skipped, nothing was written.</summary>
-public sealed record SessionSkipped(int SrvId, string Reason);
-
-/// <summary>The writer lost its repository connection in the middle of a session; the transaction is gone.</summary>
-public sealed record SessionLost(int SrvId, string Error);
-
-public sealed record BeginCopyIn(string QuerySource);
-public sealed record CopyInReady(string QuerySource);
-public sealed record CopyInFailed(string QuerySource, string Error);
-
-/// <summary>
-/// A bounded piece of remote COPY text output; the writer answers ChunkAck once it is written. The last one
-/// (the remote export has ended) also ends the COPY: the writer answers CopyInDone instead, or ChunkAck with
-/// the error when the data was refused.
-/// </summary>
-public sealed record CopyChunk(string Data, bool Last = false);
-public sealed record ChunkAck(string? Error);
-
-public sealed record EndCopyIn(bool Abort);
-public sealed record CopyInDone(string QuerySource, string? Error);
-
-/// <summary>Calls powa_take_snapshot, appends the collector's errors, commits.</summary>
-public sealed record FinishSnapshot(IReadOnlyList<string> Errors);
-public sealed record SnapshotCommitted(int SrvId, int TakeSnapshotErrors);
-
-public sealed record AbortSession
-{
-    public static readonly AbortSession Instance = new();
-}
-
-// ---- Between the pool and its writers -------------------------------------------------------
-
-internal sealed record AssignWork(object Work, DateTime EnqueuedAtUtc);
-
-/// <summary>A writer's latest word on its repository connection: opened (or a snapshot committed), or failed and why.</summary>
-internal sealed record RepositoryOutcome(bool Ok, string? Error);
-
-// ---- Node health (the /ready endpoint) -------------------------------------------------------
+/// <summary>Queue statistics: how long work waits for a writer, how long writers are busy.</summary>
+public sealed record WriterPoolStats(int Writers, int Busy, int Queued, long Dispatched, TimeSpan TotalWait, TimeSpan MaxWait,
+    TimeSpan TotalBusy, long Stored);
 
 /// <summary>Is the repository reachable from this node? Answered with RepositoryHealth.</summary>
 public sealed record GetRepositoryHealth
@@ -75,4 +69,13 @@ public sealed record GetRepositoryHealth
 
 /// <summary>Reachable: a writer of this node has a working repository connection; otherwise Error says why.</summary>
 public sealed record RepositoryHealth(bool Reachable, string? Error, DateTime CheckedAtUtc);
-internal sealed record WriterIdle(IActorRef Writer);
+
+// ---- Between the pool and its writers ------------------------------------------------------------
+
+internal sealed record AssignWork(IWriterWork Work, DateTime EnqueuedAtUtc);
+
+/// <summary>A writer's latest word on its repository connection: opened (or a commit), or failed and why.</summary>
+internal sealed record RepositoryOutcome(bool Ok, string? Error);
+
+/// <summary>A writer is free again; Busy is how long its work took, Stored whether it committed a snapshot.</summary>
+internal sealed record WriterIdle(IActorRef Writer, TimeSpan Busy, bool Stored);

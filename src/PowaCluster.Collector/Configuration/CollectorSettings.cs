@@ -26,10 +26,14 @@ public sealed class CollectorSettings
     public int EntityLeaseIntervals { get; set; } = 4;
 
     /// <summary>
-    /// Characters of remote COPY output per chunk sent to a writer. 16 Ki characters keep each chunk (a
-    /// 32 KiB string) off the large object heap.
+    /// Memory of the node for staged snapshots (read off their remote, waiting for or in a writer), in bytes.
+    /// A stage that does not fit writes the rest to a file in <see cref="StageDirectory"/>. 64 MiB hold more
+    /// than a hundred typical snapshots at once.
     /// </summary>
-    public int CopyChunkChars { get; set; } = 16 * 1024;
+    public long StageMemoryBudget { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>Where stages beyond the memory budget are written; empty: a private directory under the system's temporary directory.</summary>
+    public string? StageDirectory { get; set; }
 
     /// <summary>Connection timeout, remote and repository.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
@@ -87,7 +91,7 @@ public sealed class CollectorSettings
     {
         if (WriterPoolSize < 1) throw new ArgumentException("WriterPoolSize must be at least 1");
         if (ResyncInterval < TimeSpan.FromSeconds(1)) throw new ArgumentException("ResyncInterval must be at least 1 second");
-        if (CopyChunkChars < 1024) throw new ArgumentException("CopyChunkChars must be at least 1024");
+        if (StageMemoryBudget < 0) throw new ArgumentException("StageMemoryBudget must be 0 (always a file) or more bytes");
         if (NumberOfShards < 1) throw new ArgumentException("NumberOfShards must be at least 1");
         if (EntityLeaseIntervals < 2) throw new ArgumentException("EntityLeaseIntervals must be at least 2");
         Discovery = (Discovery ?? "").Trim().ToLowerInvariant();

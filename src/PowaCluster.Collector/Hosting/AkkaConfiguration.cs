@@ -163,7 +163,7 @@ public static class AkkaConfiguration
         b.WithShardRegion<ServerCollector>(
             "server-collector",
             (_, registry, _) => _ => ServerCollector.Props(rt.Settings, rt.RepositoryPowa, registry.Get<SnapshotWriterPool>(),
-                registry.Get<FleetCoordinator>()),
+                rt.Stages, registry.Get<FleetCoordinator>()),
             new ServerMessageExtractor(rt.Settings.NumberOfShards),
             new ShardOptions
             {

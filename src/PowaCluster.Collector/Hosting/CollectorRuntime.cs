@@ -1,8 +1,16 @@
 using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Staging;
 
 namespace PowaCluster.Collector.Hosting;
 
-/// <summary>What every actor of a node is built from: the settings, the parsed repository DSN and its powa version.</summary>
-public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnectionStringBuilder Repository, PowaVersion RepositoryPowa);
+/// <summary>
+/// What every actor of a node is built from: the settings, the parsed repository DSN and its powa version,
+/// and the node's stage memory (shared by all its servers).
+/// </summary>
+public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnectionStringBuilder Repository, PowaVersion RepositoryPowa)
+{
+    public StageBudget Stages { get; } = new(Settings.StageMemoryBudget,
+        string.IsNullOrWhiteSpace(Settings.StageDirectory) ? StageBudget.DefaultDirectory() : Settings.StageDirectory);
+}

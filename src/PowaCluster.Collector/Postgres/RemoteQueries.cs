@@ -47,10 +47,35 @@ public static class RemoteQueries
         return new RemoteVersions(serverVersion, exts, hypopg);
     }
 
-    /// <summary>COPY of one datasource, srvid first as the repository's *_src_tmp tables expect.</summary>
+    /// <summary>
+    /// Binary COPY of one datasource, srvid first as the repository's *_src_tmp tables expect. Binary: the
+    /// bytes go to the repository as they came, and the repository does not parse text.
+    /// </summary>
     public static string ExportSql(int srvid, string querySource) =>
-        $"COPY (SELECT {srvid}, * FROM public.{RepositoryQueries.QuoteIdentifier(querySource)}(0)) TO STDOUT";
+        $"COPY (SELECT {srvid}, * FROM public.{RepositoryQueries.QuoteIdentifier(querySource)}(0)) TO STDOUT (FORMAT binary)";
 
     public static string ImportSql(string querySource) =>
-        $"COPY public.{RepositoryQueries.QuoteIdentifier(querySource + "_tmp")} FROM STDIN";
+        $"COPY public.{RepositoryQueries.QuoteIdentifier(querySource + "_tmp")} FROM STDIN (FORMAT binary)";
+
+    /// <summary>
+    /// Opens a remote connection and checks it can be collected: powa present and compatible; reads the
+    /// versions to save. The remote transaction of a snapshot is short (the repository is written later,
+    /// from the stage), but a transaction left by a collector that died still ends after a while.
+    /// </summary>
+    public static async Task<(NpgsqlConnection Conn, RemoteVersions Versions)> ConnectAsync(
+        NpgsqlConnectionStringBuilder csb, PowaVersion repository, TimeSpan timeout, TimeSpan idleInTransaction)
+    {
+        using var cts = PgSession.Timeout(timeout);
+        var conn = await PgSession.OpenAsync(csb, cts.Token, PgSession.DeadPeerSettings(idleInTransaction));
+        try
+        {
+            await CheckPowaAsync(conn, repository, cts.Token);
+            return (conn, await ReadVersionsAsync(conn, cts.Token));
+        }
+        catch
+        {
+            await conn.DisposeAsync();
+            throw;
+        }
+    }
 }

@@ -33,58 +33,6 @@ public static class RepositoryQueries
         return list;
     }
 
-    /// <summary>
-    /// Locks the server's powa_snapshot_metas row (NOWAIT), names the transaction after the server
-    /// (application_name, local to the transaction) and reads the server's enabled datasources, in one round
-    /// trip. The lock is the one powa_take_snapshot takes to refuse concurrent snapshots, taken here at the
-    /// start: whatever the cluster believes (a partition, a node frozen and woken), two collectors never
-    /// snapshot one server at the same time, and the second one knows before it copies anything.
-    /// </summary>
-    /// <exception cref="SnapshotInProgressException">another transaction holds the server's row</exception>
-    public static async Task<IReadOnlyList<Datasource>> BeginSnapshotAsync(
-        NpgsqlConnection conn, int srvid, string serverName, CancellationToken ct)
-    {
-        await using var batch = new NpgsqlBatch(conn)
-        {
-            BatchCommands =
-            {
-                new NpgsqlBatchCommand("SELECT 1 FROM public.powa_snapshot_metas WHERE srvid = $1 FOR UPDATE NOWAIT")
-                    { Parameters = { new() { Value = srvid } } },
-                new NpgsqlBatchCommand("SELECT pg_catalog.set_config('application_name', $1, true)")
-                    { Parameters = { new() { Value = $"PoWA collector - repo_conn for worker {serverName}" } } },
-                new NpgsqlBatchCommand(
-                    "SELECT module, query_source, query_cleanup, function_name FROM public.powa_functions " +
-                    "WHERE operation = 'snapshot' AND enabled AND srvid = $1 ORDER BY priority")
-                    { Parameters = { new() { Value = srvid } } },
-            },
-        };
-        NpgsqlDataReader r;
-        try
-        {
-            r = await batch.ExecuteReaderAsync(ct);
-        }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
-        {
-            throw new SnapshotInProgressException(srvid);
-        }
-        await using var _ = r;
-        await r.NextResultAsync(ct);
-        await r.NextResultAsync(ct);
-        var list = new List<Datasource>();
-        while (await r.ReadAsync(ct))
-            list.Add(new Datasource(r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1),
-                r.IsDBNull(2) ? null : r.GetString(2), r.GetString(3)));
-        return list;
-    }
-
-    public static async Task<int> TakeSnapshotAsync(NpgsqlConnection conn, int srvid, CancellationToken ct)
-    {
-        await using var cmd = new NpgsqlCommand("SELECT public.powa_take_snapshot($1)", conn)
-            { Parameters = { new() { Value = srvid } } };
-        var v = await cmd.ExecuteScalarAsync(ct);
-        return v is int n ? n : 0;
-    }
-
     /// <summary>Appends (or replaces) the collector's errors for a server in powa_snapshot_metas.errors.</summary>
     public static async Task ReportErrorsAsync(NpgsqlConnection conn, int srvid, IReadOnlyList<string> errors, bool replace, CancellationToken ct)
     {

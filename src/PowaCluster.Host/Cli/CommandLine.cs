@@ -12,16 +12,9 @@ public sealed record CommandLine(
     string? ClusterHost,
     int? ClusterPort,
     IReadOnlyList<string> Seeds,
-    int? Seconds,
-    int Servers,
-    int Frequency,
-    int Remotes,
-    bool Reference = false,
     int? ServerId = null,
     int Timeout = 5,
-    int? HttpPort = null,
-    int Nodes = 1,
-    bool Failover = false)
+    int? HttpPort = null)
 {
     public const string Usage = """
         usage:
@@ -35,14 +28,6 @@ public sealed record CommandLine(
               Npgsql connection string. Without --repository: appsettings.json / PowaCluster__RepositoryDsn,
               then powa-collector's JSON file (--config FILE, /etc/powa-collector.conf,
               ~/.config/powa-collector.conf, ~/.powa-collector.conf, ./powa-collector.conf).
-          powa-cluster demo [--seconds N] [--servers N] [--frequency S] [--remotes N] [--pool-size N] [--debug]
-                            [--reference] [--nodes N [--failover]]
-              Starts a throwaway repository and remote PostgreSQL instances on loopback, registers
-              servers, runs the collector and shows what it collected (until Ctrl-C, or for N seconds).
-              --reference runs Debian's powa-collector instead, measured the same way.
-              --nodes N runs N collector processes as one cluster (static seeds on loopback);
-              --failover then kills one with SIGKILL and stops another with SIGTERM, and measures
-              from the repository how their servers were taken over.
           powa-cluster status [--server ID] [--timeout S] [--repository DSN] [--config FILE]
               The servers, their collector node, status, last snapshot and last error, from a running cluster.
           powa-cluster reload [--timeout S] [--repository DSN] [--config FILE]
@@ -59,21 +44,17 @@ public sealed record CommandLine(
         if (args.Count == 0) throw new UsageException("no command given");
         var command = args[0] switch
         {
-            "run" or "demo" or "status" or "reload" or "snapshot" => args[0],
+            "run" or "status" or "reload" or "snapshot" => args[0],
             "--version" or "version" => "version",
             "--help" or "-h" or "help" => "help",
             var c => throw new UsageException($"unknown command \"{c}\""),
         };
         string? repository = null, config = null, clusterHost = null;
-        int? pool = null, clusterPort = null, seconds = null;
-        int servers = 6, frequency = 5, remotes = 2;
+        int? pool = null, clusterPort = null;
         var debug = false;
-        var reference = false;
         int? serverId = null;
         var timeout = 5;
         int? httpPort = null;
-        var nodes = 1;
-        var failover = false;
         var first = 1;
         if (command == "snapshot")
         {
@@ -107,26 +88,16 @@ public sealed record CommandLine(
                 case "--cluster-host": clusterHost = Value(); break;
                 case "--cluster-port": clusterPort = Int(0, 65535); break;
                 case "--http-port" when command == "run": httpPort = Int(1, 65535); break;
-                case "--nodes" when command == "demo": nodes = Int(1, 9); break;
-                case "--failover" when command == "demo": failover = true; break;
                 case "--seed":
                     var s = Value();
                     if (!s.Contains(':')) throw new UsageException($"--seed takes HOST:PORT, not \"{s}\"");
                     seeds.Add(s);
                     break;
-                case "--seconds" when command == "demo": seconds = Int(1, 86400); break;
-                case "--servers" when command == "demo": servers = Int(1, 100); break;
-                case "--frequency" when command == "demo": frequency = Int(5, 3600); break;
-                case "--remotes" when command == "demo": remotes = Int(1, 8); break;
-                case "--reference" when command == "demo": reference = true; break;
                 case "--server" when command == "status": serverId = Int(1, int.MaxValue); break;
                 case "--timeout" when command is "status" or "reload" or "snapshot": timeout = Int(1, 600); break;
                 default: throw new UsageException($"unknown option \"{a}\" for {command}");
             }
         }
-        if (failover && nodes < 3)
-            throw new UsageException("--failover needs --nodes 3 or more: it stops two nodes and the cluster must keep a majority");
-        return new CommandLine(command, repository, config, debug, pool, clusterHost, clusterPort, seeds, seconds, servers, frequency,
-            remotes, reference, serverId, timeout, httpPort, nodes, failover);
+        return new CommandLine(command, repository, config, debug, pool, clusterHost, clusterPort, seeds, serverId, timeout, httpPort);
     }
 }

@@ -9,7 +9,7 @@ namespace PowaCluster.Host.Cli;
 
 /// <summary>
 /// The client side of the collector protocol, as powa-web speaks it: NOTIFY powa_collector with a request,
-/// wait for the one answer on a channel of our own. Used by the status / reload / snapshot commands and the demo.
+/// wait for the one answer on a channel of our own. Used by the status / reload / snapshot commands (and the lab).
 /// </summary>
 public static class ControlClient
 {

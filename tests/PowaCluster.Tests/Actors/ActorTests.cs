@@ -4,6 +4,7 @@ using Npgsql;
 using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Staging;
 using PowaCluster.Tests.Support;
 using Xunit;
 
@@ -36,29 +37,27 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         Assert.All(later, m => Assert.Equal(a, m.SrvId));
     }
 
+    static readonly RemoteVersions Versions = new("15.0", new Dictionary<string, string>(), null);
+
+    static StageBudget Stages() => new(1 << 20, Path.Combine(Path.GetTempPath(), $"powa-cluster-test-stage-{Guid.NewGuid():N}"));
+
     [Fact]
     public async Task SnapshotWriterPool_runs_queued_work_in_order_on_a_bounded_pool()
     {
         var repo = await fx.NewRepositoryAsync();
+        var ids = new List<int>();
+        for (var i = 1; i <= 5; i++) ids.Add(await repo.RegisterAsync(fx.Lab.Remotes[0], 20 + i, $"q{i}"));
         var settings = CollectorNode.FastSettings();
         settings.WriterPoolSize = 1;
         var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, repo.ConnectionString));
-        for (var i = 1; i <= 5; i++)
-        {
-            var n = i;
-            pool.Tell(new RunRepositoryJob(0, $"job{n}", async (c, ct) =>
-            {
-                await using var cmd = new NpgsqlCommand("SELECT $1::int, pg_backend_pid()", c) { Parameters = { new() { Value = n } } };
-                await using var r = await cmd.ExecuteReaderAsync(ct);
-                await r.ReadAsync(ct);
-                return (r.GetInt32(0), r.GetInt32(1));
-            }, TestActor));
-        }
-        var results = Enumerable.Range(1, 5).Select(_ => ExpectMsg<RepositoryJobResult>()).ToList();
-        Assert.Equal(["job1", "job2", "job3", "job4", "job5"], results.Select(r => r.What));
+        foreach (var id in ids) pool.Tell(new RestoreSchedule(id, Versions, TestActor));
+        var results = ids.Select(_ => ExpectMsg<ScheduleRestored>(TimeSpan.FromSeconds(10))).ToList();
+        Assert.Equal(ids, results.Select(r => r.SrvId));
         Assert.All(results, r => Assert.Null(r.Error));
-        // One writer, one persistent connection for all five jobs.
-        Assert.Single(results.Select(r => (((int, int))r.Result!).Item2).Distinct());
+        Assert.All(results, r => Assert.True(r.Last!.Registered));
+        Assert.All(results, r => Assert.Contains(r.Datasources, d => d.QuerySource == "powa_statements_src"));
+        // One writer, one persistent connection for all five.
+        Assert.Equal(1, await repo.CollectorConnectionsAsync());
         pool.Tell(GetWriterPoolStats.Instance);
         var stats = ExpectMsg<WriterPoolStats>();
         Assert.Equal(5, stats.Dispatched);
@@ -71,30 +70,39 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         var settings = CollectorNode.FastSettings();
         var csb = new NpgsqlConnectionStringBuilder { Host = "127.0.0.1", Port = 1, Database = "powa", Username = "u", Password = "Hush-Hush-42" };
         var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, csb));
-        pool.Tell(new RequestSnapshotSession(9, "127.0.0.1:5432", TestActor));
-        var failed = ExpectMsg<SessionFailed>(TimeSpan.FromSeconds(10));
+        pool.Tell(new RestoreSchedule(9, Versions, TestActor));
+        var failed = ExpectMsg<ScheduleRestored>(TimeSpan.FromSeconds(10));
+        Assert.Null(failed.Last);
         Assert.Contains("no connection to repository server 127.0.0.1:1/powa user=u", failed.Error);
         Assert.DoesNotContain("Hush-Hush-42", failed.Error);
     }
 
     [Fact]
-    public void ServerCollector_restores_its_schedule_then_asks_for_a_writer_and_reports_a_lost_repository()
+    public void ServerCollector_restores_its_schedule_reads_a_whole_stage_then_asks_a_writer_and_reports_a_lost_repository()
     {
         var remote = fx.Lab.Remotes[1];
         var writers = CreateTestProbe();
         var settings = CollectorNode.FastSettings();
-        var entity = Sys.ActorOf(ServerCollector.Props(settings, Powa41, writers.Ref), "42");
+        var entity = Sys.ActorOf(ServerCollector.Props(settings, Powa41, writers.Ref, Stages()), "42");
         entity.Tell(new EnsureCollecting(new ServerConfig(42, remote.Host(9), remote.Port, "postgres", remote.Password, "powa", 5, "x")));
 
-        var restore = writers.ExpectMsg<RunRepositoryJob>(TimeSpan.FromSeconds(10));
-        Assert.Equal("restore", restore.What);
+        var restore = writers.ExpectMsg<RestoreSchedule>(TimeSpan.FromSeconds(10));
+        Assert.Equal(42, restore.SrvId);
         // Last snapshot 4 s ago at frequency 5 s: the next one is due in about 1 s, not at a random phase.
-        writers.Reply(new RepositoryJobResult(42, "restore", new LastSnapshot(true, DateTimeOffset.UtcNow.AddSeconds(-4)), null));
-        var request = writers.ExpectMsg<RequestSnapshotSession>(TimeSpan.FromSeconds(3));
-        Assert.Equal(42, request.SrvId);
-        Assert.Equal(entity, request.Requester);
-
-        writers.Reply(new SessionFailed(42, "no connection to repository server x"));
+        writers.Reply(new ScheduleRestored(42, new LastSnapshot(true, DateTimeOffset.UtcNow.AddSeconds(-4)),
+            [new Datasource("pg_stat_statements", "powa_statements_src", null, "powa_statements_snapshot"),
+             new Datasource("nothing", "powa_no_such_src", null, "none")], null));
+        var store = writers.ExpectMsg<StoreSnapshot>(TimeSpan.FromSeconds(3));
+        using (store.Stage)
+        {
+            Assert.Equal(42, store.SrvId);
+            Assert.Equal(entity, store.ReplyTo);
+            // The whole read is in the stage before a writer is asked: rows of the one that exists, the other's error.
+            var statements = Assert.Single(store.Stage.Datasources);
+            Assert.True(statements.HasRows);
+            Assert.Contains(store.Stage.Errors, e => e.Contains("powa_no_such_src"));
+        }
+        writers.Reply(new SnapshotNotStored(42, store.Sequence, "no connection to repository server x", TimeSpan.Zero));
         AwaitAssert(() =>
         {
             entity.Tell(new GetServerStatus(42));
@@ -109,25 +117,25 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
     {
         var writers = CreateTestProbe();
         var settings = CollectorNode.FastSettings();
-        var entity = Sys.ActorOf(ServerCollector.Props(settings, Powa41, writers.Ref), "43");
+        var entity = Sys.ActorOf(ServerCollector.Props(settings, Powa41, writers.Ref, Stages()), "43");
         entity.Tell(new EnsureCollecting(new ServerConfig(43, "127.0.0.1", 1, "postgres", "Hush-Hush-42", "powa", 5, null)));
 
-        var report = writers.ExpectMsg<RunRepositoryJob>(TimeSpan.FromSeconds(10));
-        Assert.Equal("report-error", report.What);
+        var report = writers.ExpectMsg<ReportErrors>(TimeSpan.FromSeconds(10));
+        Assert.Contains("cannot connect to 127.0.0.1:1/powa user=postgres", Assert.Single(report.Errors));
         entity.Tell(new GetServerStatus(43));
         var status = ExpectMsg<ServerStatus>();
         Assert.Equal(CollectorStatus.NoRemote, status.Status);
         Assert.Contains("cannot connect to 127.0.0.1:1/powa user=postgres", status.LastError);
         Assert.DoesNotContain("Hush-Hush-42", status.LastError);
         // Backoff, then another attempt.
-        Assert.Equal("report-error", writers.ExpectMsg<RunRepositoryJob>(TimeSpan.FromSeconds(5)).What);
+        Assert.Equal(43, writers.ExpectMsg<ReportErrors>(TimeSpan.FromSeconds(5)).SrvId);
     }
 
     [Fact]
     public void ServerCollector_stops_on_StopCollecting()
     {
         var writers = CreateTestProbe();
-        var entity = Sys.ActorOf(ServerCollector.Props(CollectorNode.FastSettings(), Powa41, writers.Ref), "44");
+        var entity = Sys.ActorOf(ServerCollector.Props(CollectorNode.FastSettings(), Powa41, writers.Ref, Stages()), "44");
         Watch(entity);
         entity.Tell(new EnsureCollecting(new ServerConfig(44, "127.0.0.1", 1, "postgres", null, "powa", 5, null)));
         entity.Tell(new StopCollecting(44));

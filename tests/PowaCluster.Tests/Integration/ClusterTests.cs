@@ -16,7 +16,7 @@ namespace PowaCluster.Tests.Integration;
 [Collection(LabCollection.Name)]
 public sealed class ClusterTests(LabFixture fx, ITestOutputHelper output)
 {
-    internal static List<int> FreePorts(int n) => Host.Demo.ClusterNodes.FreePorts(n);
+    internal static List<int> FreePorts(int n) => Lab.Demo.ClusterNodes.FreePorts(n);
 
     [Fact]
     public async Task Three_nodes_share_the_servers_and_the_servers_of_a_node_that_dies_go_on_on_the_others()

@@ -1,4 +1,4 @@
-using PowaCluster.Host.Demo;
+using PowaCluster.Lab.Demo;
 using PowaCluster.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;

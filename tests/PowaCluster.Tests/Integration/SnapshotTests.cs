@@ -1,4 +1,4 @@
-using PowaCluster.Embedded;
+using PowaCluster.Lab.Embedded;
 using PowaCluster.Tests.Support;
 using Xunit;
 

@@ -12,10 +12,11 @@ public sealed class CollectorNode : IAsyncDisposable
 {
     readonly IHost _host;
     public CollectorSettings Settings { get; }
+    public CollectorRuntime Runtime { get; }
     public Akka.Actor.ActorSystem System => _host.Services.GetRequiredService<Akka.Actor.ActorSystem>();
     public IServiceProvider Services => _host.Services;
 
-    CollectorNode(IHost host, CollectorSettings settings) { _host = host; Settings = settings; }
+    CollectorNode(IHost host, CollectorRuntime runtime) { _host = host; Settings = runtime.Settings; Runtime = runtime; }
 
     public static CollectorSettings FastSettings() => new()
     {
@@ -37,10 +38,11 @@ public sealed class CollectorNode : IAsyncDisposable
         settings.RepositoryDsn = csb.ConnectionString;
         var powa = await RepositoryCheck.VerifyAsync(csb, settings, CancellationToken.None);
         settings.Validate();
-        var host = CollectorHost.Build(new CollectorRuntime(settings, csb, powa), minimumLevel: Microsoft.Extensions.Logging.LogLevel.Warning,
+        var runtime = new CollectorRuntime(settings, csb, powa);
+        var host = CollectorHost.Build(runtime, minimumLevel: Microsoft.Extensions.Logging.LogLevel.Warning,
             configure: configure);
         await host.StartAsync();
-        return new CollectorNode(host, settings);
+        return new CollectorNode(host, runtime);
     }
 
     public async ValueTask DisposeAsync()

@@ -1,7 +1,7 @@
 using DotNet.Testcontainers.Builders;
 using DotNet.Testcontainers.Images;
 using Npgsql;
-using PowaCluster.Embedded;
+using PowaCluster.Lab.Embedded;
 using Testcontainers.PostgreSql;
 
 namespace PowaCluster.Tests.Support;

@@ -1,5 +1,5 @@
 using Npgsql;
-using PowaCluster.Embedded;
+using PowaCluster.Lab.Embedded;
 using Xunit;
 
 namespace PowaCluster.Tests.Support;

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Configuration;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Host.Cli;
 using PowaCluster.Host.Startup;
+using PowaCluster.Lab;
 using Xunit;
 
 namespace PowaCluster.Tests.Unit;
@@ -113,7 +114,9 @@ public sealed class ConfigurationTests : IDisposable
         Assert.Contains("--repository needs a value", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--repository"])).Message);
         Assert.Contains("--pool-size must be a whole number", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--pool-size", "zero"])).Message);
         Assert.Contains("unknown option \"--seconds\" for run", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--seconds", "3"])).Message);
-        Assert.Equal(20, CommandLine.Parse(["demo", "--servers", "20"]).Servers);
+        Assert.Equal(20, LabOptions.Parse(["demo", "--servers", "20"]).Servers);
+        // The demo lives in powa-lab, not in the production executable.
+        Assert.Contains("unknown command \"demo\"", Assert.Throws<UsageException>(() => CommandLine.Parse(["demo"])).Message);
     }
 
     [Fact]
@@ -166,9 +169,13 @@ public sealed class ConfigurationTests : IDisposable
     [Fact]
     public void Demo_cluster_options()
     {
-        var c = CommandLine.Parse(["demo", "--nodes", "3", "--failover", "--servers", "60"]);
+        var c = LabOptions.Parse(["demo", "--nodes", "3", "--failover", "--servers", "60"]);
         Assert.Equal((3, true, 60), (c.Nodes, c.Failover, c.Servers));
-        Assert.Contains("--failover needs --nodes 3 or more", Assert.Throws<UsageException>(() => CommandLine.Parse(["demo", "--failover"])).Message);
+        Assert.Contains("--failover needs --nodes 3 or more", Assert.Throws<UsageException>(() => LabOptions.Parse(["demo", "--failover"])).Message);
+        var bench = LabOptions.Parse(["bench", "--loads", "20,200", "--frozen", "30"]);
+        Assert.Equal([20, 200], bench.Loads!);
+        Assert.Equal((30, 20), (bench.FrozenSeconds, bench.Servers));
+        Assert.Contains("unknown option \"--frozen\" for demo", Assert.Throws<UsageException>(() => LabOptions.Parse(["demo", "--frozen", "3"])).Message);
         Assert.Contains("unknown option \"--nodes\" for run", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--nodes", "3"])).Message);
         Assert.Equal(8080, CommandLine.Parse(["run", "--http-port", "8080"]).HttpPort);
     }

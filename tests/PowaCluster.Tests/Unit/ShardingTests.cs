@@ -2,6 +2,7 @@ using Akka.Cluster.Sharding;
 using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Hosting;
+using PowaCluster.Collector.Scheduling;
 using PowaCluster.Collector.Sharding;
 using Xunit;
 
@@ -50,22 +51,22 @@ public sealed class ShardingTests
     public void First_snapshot_of_a_started_entity(double random)
     {
         // Never snapshotted: anywhere in the interval.
-        var due = ServerCollector.FirstDue(null, F, Now, random);
+        var due = ServerSchedule.FirstDue(null, F, Now, random);
         Assert.InRange(due, Now, Now + F);
         // Snapshotted 4 s ago (a hand-off): on schedule, 6 s from now, whatever the random draw.
-        Assert.Equal(Now + TimeSpan.FromSeconds(6), ServerCollector.FirstDue(Now - TimeSpan.FromSeconds(4), F, Now, random));
+        Assert.Equal(Now + TimeSpan.FromSeconds(6), ServerSchedule.FirstDue(Now - TimeSpan.FromSeconds(4), F, Now, random));
         // Taken over 13 s after the last one: overdue, so within a fifth of an interval.
-        due = ServerCollector.FirstDue(Now - TimeSpan.FromSeconds(13), F, Now, random);
+        due = ServerSchedule.FirstDue(Now - TimeSpan.FromSeconds(13), F, Now, random);
         Assert.InRange(due, Now, Now + TimeSpan.FromSeconds(2));
         // 17 s after: before 18 s (1.8 intervals) have passed since the last one.
-        due = ServerCollector.FirstDue(Now - TimeSpan.FromSeconds(17), F, Now, random);
+        due = ServerSchedule.FirstDue(Now - TimeSpan.FromSeconds(17), F, Now, random);
         Assert.InRange(due, Now, Now + TimeSpan.FromSeconds(1));
         // 19 s after: at once, the gap is already near two intervals.
-        Assert.Equal(Now, ServerCollector.FirstDue(Now - TimeSpan.FromSeconds(19), F, Now, random));
+        Assert.Equal(Now, ServerSchedule.FirstDue(Now - TimeSpan.FromSeconds(19), F, Now, random));
         // Long ago (a dead node's servers, an outage): soon, spread over a fifth of an interval.
-        due = ServerCollector.FirstDue(Now - TimeSpan.FromSeconds(25), F, Now, random);
+        due = ServerSchedule.FirstDue(Now - TimeSpan.FromSeconds(25), F, Now, random);
         Assert.InRange(due, Now, Now + F / 5);
-        due = ServerCollector.FirstDue(Now - TimeSpan.FromHours(1), F, Now, random);
+        due = ServerSchedule.FirstDue(Now - TimeSpan.FromHours(1), F, Now, random);
         Assert.InRange(due, Now, Now + F / 5);
     }
 
@@ -73,7 +74,7 @@ public sealed class ShardingTests
     public void Random_phases_spread_servers_registered_together()
     {
         var rnd = new Random(7);
-        var dues = Enumerable.Range(0, 100).Select(_ => (ServerCollector.FirstDue(null, F, Now, rnd.NextDouble()) - Now).TotalSeconds).ToList();
+        var dues = Enumerable.Range(0, 100).Select(_ => (ServerSchedule.FirstDue(null, F, Now, rnd.NextDouble()) - Now).TotalSeconds).ToList();
         // Each tenth of the interval gets some of them.
         Assert.Equal(10, dues.Select(d => (int)d).Distinct().Count());
     }

@@ -1,6 +1,6 @@
 using Npgsql;
 
-namespace PowaCluster.Embedded;
+namespace PowaCluster.Lab.Embedded;
 
 /// <summary>
 /// A PostgreSQL 15 server with PoWA's extensions available, reachable on several loopback addresses

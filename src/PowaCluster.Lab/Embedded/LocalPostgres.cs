@@ -5,7 +5,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Npgsql;
 
-namespace PowaCluster.Embedded;
+namespace PowaCluster.Lab.Embedded;
 
 /// <summary>
 /// A throwaway PostgreSQL 15 instance: initdb into a temporary directory, a free loopback port, the PoWA
@@ -55,7 +55,7 @@ public sealed class LocalPostgres : IPostgresInstance
     public static async Task<LocalPostgres> StartAsync(string name, int loopbackAddresses = 8,
         string? preload = "pg_stat_statements,pg_stat_kcache,pg_qualstats,pg_wait_sampling")
     {
-        if (loopbackAddresses is < 1 or > 60) throw new ArgumentOutOfRangeException(nameof(loopbackAddresses));
+        if (loopbackAddresses is < 1 or > 250) throw new ArgumentOutOfRangeException(nameof(loopbackAddresses));
         if (!File.Exists(Path.Combine(BinDir, "initdb")))
             throw new InvalidOperationException($"PostgreSQL 15 is not installed ({BinDir}/initdb not found): install postgresql-15");
         InstallExitHook();
@@ -80,7 +80,7 @@ public sealed class LocalPostgres : IPostgresInstance
                 conf.AppendLine($"listen_addresses = '{string.Join(",", Enumerable.Range(1, loopbackAddresses).Select(i => $"127.0.0.{i}"))}'");
                 conf.AppendLine($"unix_socket_directories = '{dir}'");
                 if (preload is not null) conf.AppendLine($"shared_preload_libraries = '{preload}'");
-                conf.AppendLine("max_connections = 300");
+                conf.AppendLine($"max_connections = {Math.Max(300, loopbackAddresses + 100)}");
                 conf.AppendLine("fsync = off");
                 conf.AppendLine("synchronous_commit = off");
                 conf.AppendLine("full_page_writes = off");
@@ -111,6 +111,50 @@ public sealed class LocalPostgres : IPostgresInstance
     }
 
     static string DataDir(string dir) => Path.Combine(dir, "data");
+
+    /// <summary>This instance's processes: its postmaster (from postmaster.pid) and the postmaster's children.</summary>
+    public IReadOnlyList<int> ProcessIds()
+    {
+        var pidFile = Path.Combine(DataPath, "postmaster.pid");
+        if (!File.Exists(pidFile) || !int.TryParse(File.ReadLines(pidFile).First().Trim(), out var postmaster)) return [];
+        var pids = new List<int> { postmaster };
+        foreach (var dir in System.IO.Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                if (int.TryParse(fields[1], out var ppid) && ppid == postmaster) pids.Add(pid);
+            }
+            catch (IOException) { /* gone meanwhile */ }
+        }
+        return pids;
+    }
+
+    /// <summary>
+    /// SIGSTOP to the postmaster, then its children: the kernel still accepts TCP connections and nothing
+    /// answers, as with a hung host or a blackholed network.
+    /// </summary>
+    public void Freeze() => SignalAll(SigStop);
+
+    /// <summary>SIGCONT: the instance goes on where it stopped.</summary>
+    public void Thaw() => SignalAll(SigCont);
+
+    /// <summary>SIGKILL to the postmaster and its children, as a host that loses power.</summary>
+    public void Kill() => SignalAll(SigKill);
+
+    const int SigKill = 9, SigCont = 18, SigStop = 19;
+
+    void SignalAll(int signal)
+    {
+        foreach (var pid in ProcessIds())
+            if (SysKill(pid, signal) != 0 && IsAlive(pid))
+                throw new InvalidOperationException($"kill({pid}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    static extern int SysKill(int pid, int sig);
 
     /// <summary>Stops the server (immediate mode) and deletes its directory.</summary>
     public async ValueTask DisposeAsync()

@@ -1,6 +1,6 @@
 using Npgsql;
 
-namespace PowaCluster.Embedded;
+namespace PowaCluster.Lab.Embedded;
 
 /// <summary>
 /// A PoWA remote-mode set-up on throwaway instances: one repository and some remote servers, each with the
@@ -70,6 +70,21 @@ public sealed class PowaLab : IAsyncDisposable
         await pg.ExecAsync(Database, "CREATE OR REPLACE FUNCTION lab_f(i int) RETURNS int LANGUAGE plpgsql AS 'BEGIN RETURN i + 1; END'");
         await pg.ExecAsync(Database, "ANALYZE lab_t");
         await WorkAsync(pg);
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> distinct entries in pg_stat_statements (IN lists of different lengths are
+    /// different queries), for a snapshot of realistic size: about 300 make some 370 kB of COPY text.
+    /// </summary>
+    public static async Task MakeStatementsAsync(IPostgresInstance pg, int count)
+    {
+        await using var conn = new NpgsqlConnection(pg.ConnectionString(Database).ConnectionString);
+        await conn.OpenAsync();
+        var sql = new System.Text.StringBuilder();
+        for (var k = 1; k <= count; k++)
+            sql.Append("SELECT count(*) FROM lab_t WHERE id IN (").Append(string.Join(',', Enumerable.Range(1, k))).Append(");\n");
+        await using var cmd = new NpgsqlCommand(sql.ToString(), conn);
+        await cmd.ExecuteNonQueryAsync();
     }
 
     /// <summary>One round of activity on a remote: statements with quals, a table scan, a PL/pgSQL call.</summary>

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Npgsql;
 using PowaCluster.Host.Cli;
 
-namespace PowaCluster.Host.Demo;
+namespace PowaCluster.Lab.Demo;
 
 /// <summary>What the failover scenario measured, from the repository's own tables and the cluster's status.</summary>
 public sealed record FailoverReport(
@@ -142,7 +142,7 @@ public sealed class FailoverScenario(NpgsqlConnectionStringBuilder repository, I
             ct.ThrowIfCancellationRequested();
             Dictionary<int, (string Status, string Node)> statuses;
             try { statuses = await ControlClient.ClusterStatusAsync(monitor, csb, srvids, TimeSpan.FromSeconds(3)); }
-            catch (Startup.StartupException) { statuses = []; } // the coordinator is moving
+            catch (PowaCluster.Host.Startup.StartupException) { statuses = []; } // the coordinator is moving
             var times = await SnapshotTimesAsync(monitor, ct);
             var ok = statuses.Count == srvids.Count
                      && statuses.Values.All(s => s.Status == "running" && nodes.Contains(s.Node))

@@ -1,12 +1,13 @@
 using System.Diagnostics;
 using Npgsql;
 
-namespace PowaCluster.Host.Demo;
+namespace PowaCluster.Lab.Demo;
 
 /// <summary>The collector the demo measures: ours, or the reference for comparison.</summary>
 interface IDemoCollector : IAsyncDisposable
 {
     string Name { get; }
+    int Pid { get; }
     TimeSpan CpuTime { get; }
 
     /// <summary>The exit code when the collector process has ended on its own, else null.</summary>
@@ -22,6 +23,7 @@ interface IDemoCollector : IAsyncDisposable
 sealed class OurCollector(Process process, string name = "powa-cluster") : IDemoCollector
 {
     public string Name => name;
+    public int Pid => process.Id;
 
     public TimeSpan CpuTime => ProcessCpu(process);
     public int? ExitCode => process.HasExited ? process.ExitCode : null;
@@ -36,10 +38,12 @@ sealed class OurCollector(Process process, string name = "powa-cluster") : IDemo
     public static OurCollector StartRun(NpgsqlConnectionStringBuilder repo, int poolSize, bool debug,
         IReadOnlyList<string> args, IReadOnlyDictionary<string, string> env, string name, string? logFile)
     {
-        var self = Environment.ProcessPath!;
-        var psi = new ProcessStartInfo(self) { UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(self) != "powa-cluster")
-            psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, ArgumentList = { typeof(OurCollector).Assembly.Location } };
+        // powa-cluster's own build output is copied beside the lab's (a project reference).
+        var dll = typeof(Host.Program).Assembly.Location;
+        var apphost = Path.Combine(Path.GetDirectoryName(dll)!, "powa-cluster");
+        var psi = File.Exists(apphost)
+            ? new ProcessStartInfo(apphost) { UseShellExecute = false }
+            : new ProcessStartInfo("dotnet") { UseShellExecute = false, ArgumentList = { dll } };
         psi.ArgumentList.Add("run");
         if (debug) psi.ArgumentList.Add("--debug");
         foreach (var a in args) psi.ArgumentList.Add(a);
@@ -96,33 +100,55 @@ sealed class OurCollector(Process process, string name = "powa-cluster") : IDemo
 }
 
 /// <summary>
-/// Debian's powa-collector (Python) on the same repository, for comparison. It reads /etc/powa-collector.conf
-/// first, so it is started with its list of locations replaced by one file of the demo's.
+/// A reference powa-collector (Python) on the same repository, for comparison: Debian's package (1.2.0), or
+/// a release's source tree (1.3.1 from ../shared/vendor). Both read /etc/powa-collector.conf first, so it
+/// is started with its list of locations replaced by one file of the demo's.
 /// </summary>
-sealed class ReferenceCollector(Process process, string dir) : IDemoCollector
+sealed class ReferenceCollector(Process process, string dir, string name) : IDemoCollector
 {
-    public string Name => "reference powa-collector";
+    public const string DebianModule = "/usr/lib/python3/dist-packages/powa_collector";
+
+    public string Name => name;
+    public int Pid => process.Id;
 
     public TimeSpan CpuTime => OurCollector.ProcessCpu(process);
     public int? ExitCode => process.HasExited ? process.ExitCode : null;
 
-    public static async Task<IDemoCollector> StartAsync(NpgsqlConnectionStringBuilder repo)
+    /// <summary>Debian's powa-collector package (1.2.0).</summary>
+    public static Task<IDemoCollector> StartAsync(NpgsqlConnectionStringBuilder repo)
     {
-        const string module = "/usr/lib/python3/dist-packages/powa_collector";
-        if (!Directory.Exists(module))
-            throw new Startup.StartupException("--reference needs Debian's powa-collector package: apt-get install powa-collector");
+        if (!Directory.Exists(DebianModule))
+            throw new PowaCluster.Host.Startup.StartupException("--reference needs Debian's powa-collector package: apt-get install powa-collector");
+        return StartAsync(repo, sourceTree: null, "powa-collector 1.2.0 (Debian)");
+    }
+
+    /// <summary>powa-collector from a release tarball (its powa_collector package is imported from there).</summary>
+    public static async Task<IDemoCollector> StartFromTarballAsync(NpgsqlConnectionStringBuilder repo, string tarball, string name)
+    {
+        var src = Directory.CreateTempSubdirectory("powa-cluster-reference-src-").FullName;
+        using (var tar = Process.Start(new ProcessStartInfo("tar", ["-xzf", tarball, "-C", src, "--strip-components=1"]) { UseShellExecute = false })!)
+        {
+            await tar.WaitForExitAsync();
+            if (tar.ExitCode != 0) throw new PowaCluster.Host.Startup.StartupException($"cannot extract {tarball}");
+        }
+        return await StartAsync(repo, src, name);
+    }
+
+    static async Task<IDemoCollector> StartAsync(NpgsqlConnectionStringBuilder repo, string? sourceTree, string name)
+    {
         // Its config holds the repository password: a private directory, removed at the end.
-        var dir = Directory.CreateTempSubdirectory("powa-cluster-reference-").FullName;
+        var dir = sourceTree ?? Directory.CreateTempSubdirectory("powa-cluster-reference-").FullName;
         var conf = Path.Combine(dir, "powa-collector.conf");
         var uri = $"postgresql://{Uri.EscapeDataString(repo.Username!)}:{Uri.EscapeDataString(repo.Password!)}@{repo.Host}:{repo.Port}/{repo.Database}";
         await File.WriteAllTextAsync(conf, System.Text.Json.JsonSerializer.Serialize(new { repository = new { dsn = uri }, debug = false }));
-        var log = Path.Combine(Path.GetTempPath(), $"powa-collector-reference-{Environment.ProcessId}.log");
-        var psi = new ProcessStartInfo("/usr/bin/python3") // Debian's, where the package installs the module
+        var log = Path.Combine(Path.GetTempPath(), $"powa-collector-reference-{Environment.ProcessId}-{name.Split(' ')[1]}.log");
+        var psi = new ProcessStartInfo("/usr/bin/python3") // Debian's, with Debian's python3-psycopg2
         {
             UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir,
         };
         psi.ArgumentList.Add("-c");
-        psi.ArgumentList.Add($"import powa_collector.options as o; o.CONF_LOCATIONS = ['{conf}']; " +
+        psi.ArgumentList.Add((sourceTree is null ? "" : $"import sys; sys.path.insert(0, '{sourceTree}'); ") +
+                             $"import powa_collector.options as o; o.CONF_LOCATIONS = ['{conf}']; " +
                              "from powa_collector import PowaCollector; PowaCollector().main()");
         var p = Process.Start(psi)!;
         var writer = new StreamWriter(log) { AutoFlush = true };
@@ -130,8 +156,8 @@ sealed class ReferenceCollector(Process process, string dir) : IDemoCollector
         p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (writer) writer.WriteLine(e.Data); };
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
-        Console.WriteLine($"demo: started the reference powa-collector (pid {p.Id}), its log in {log}");
-        return new ReferenceCollector(p, dir);
+        Console.WriteLine($"demo: started {name} (pid {p.Id}), its log in {log}");
+        return new ReferenceCollector(p, dir, name);
     }
 
     public Task StopAsync() => OurCollector.Terminate(process, TimeSpan.FromSeconds(30));

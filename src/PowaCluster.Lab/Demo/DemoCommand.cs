@@ -1,13 +1,13 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Hosting;
 using Npgsql;
-using PowaCluster.Collector.Configuration;
-using PowaCluster.Embedded;
+using PowaCluster.Lab.Embedded;
 using PowaCluster.Host.Cli;
+using PowaCluster.Lab;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Host.Startup;
 
-namespace PowaCluster.Host.Demo;
+namespace PowaCluster.Lab.Demo;
 
 /// <summary>
 /// powa-cluster demo: a throwaway repository and remotes on loopback, servers registered on them, the
@@ -16,7 +16,7 @@ namespace PowaCluster.Host.Demo;
 /// </summary>
 public static class DemoCommand
 {
-    public static async Task<int> RunAsync(CommandLine cli)
+    public static async Task<int> RunAsync(LabOptions cli)
     {
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
@@ -38,7 +38,7 @@ public static class DemoCommand
                           $"on {string.Join(", ", lab.Remotes.Select(r => $"127.0.0.1-{lab.Remotes[0].LoopbackAddresses}:{r.Port}"))}");
 
         var repoDsn = lab.Repository.ConnectionString(PowaLab.Database);
-        var (settings, _) = SettingsLoader.Load(cli with { Repository = repoDsn.ConnectionString, ConfigFile = null },
+        var (settings, _) = SettingsLoader.Load(cli.ToRun(repoDsn.ConnectionString),
             CollectorHost.CreateBuilder().Configuration);
         if (cli.Nodes > 1) return await RunClusterAsync(cli, lab, ids, repoDsn, settings, stop.Token);
         // The collector runs in a process of its own, as in production, so that its CPU time is its own.
@@ -119,7 +119,7 @@ public static class DemoCommand
     /// --nodes N: N powa-cluster run processes as one cluster. With --failover, the failover scenario and its
     /// figures; otherwise the usual report, with the servers held by each node.
     /// </summary>
-    static async Task<int> RunClusterAsync(CommandLine cli, PowaLab lab, IReadOnlyList<int> ids,
+    static async Task<int> RunClusterAsync(LabOptions cli, PowaLab lab, IReadOnlyList<int> ids,
         NpgsqlConnectionStringBuilder repoDsn, CollectorSettings settings, CancellationToken stop)
     {
         if (cli.Reference) throw new StartupException("--reference runs one reference collector: leave --nodes out");

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Npgsql;
 
-namespace PowaCluster.Host.Demo;
+namespace PowaCluster.Lab.Demo;
 
 /// <summary>
 /// N powa-cluster run processes on loopback forming one cluster with static seeds (the first two nodes),

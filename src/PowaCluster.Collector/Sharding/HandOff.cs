@@ -1,0 +1,35 @@
+using Akka.Actor;
+using Akka.Cluster;
+using PowaCluster.Collector.Actors;
+using PowaCluster.Collector.Configuration;
+
+namespace PowaCluster.Collector.Sharding;
+
+/// <summary>
+/// Sharding starts an entity again only when a message comes for it. A handed-off server must not wait for
+/// the coordinator's next resync, nor for the coordinator itself when it lives on the node that is leaving:
+/// the server's EnsureCollecting goes to the shard region of another Up member (which routes it to the
+/// shard's new home), and the coordinator is told too. Both are idempotent.
+/// </summary>
+public static class HandOff
+{
+    public static void AskToGoOnElsewhere(IActorContext context, ServerConfig config, IActorRef coordinator, Random random)
+    {
+        List<Member> others;
+        try
+        {
+            var cluster = Cluster.Get(context.System);
+            others = cluster.State.Members
+                .Where(m => m.Status == MemberStatus.Up && !m.Address.Equals(cluster.SelfAddress)).ToList();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return; // not in a cluster (actor unit tests)
+        }
+        // The last node of the cluster is stopping: there is nowhere to go.
+        if (others.Count == 0) return;
+        var region = others[random.Next(others.Count)].Address + context.Self.Path.Parent.Parent.ToStringWithoutAddress();
+        context.ActorSelection(region).Tell(new EnsureCollecting(config));
+        coordinator.Tell(new ServerHandedOff(config.SrvId));
+    }
+}

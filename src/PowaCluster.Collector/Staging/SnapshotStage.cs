@@ -1,0 +1,187 @@
+using System.Buffers;
+
+namespace PowaCluster.Collector.Staging;
+
+/// <summary>One datasource's bytes in a stage: binary COPY data of <c>QuerySource</c>, to load into its <c>_tmp</c> table.</summary>
+public sealed record StagedDatasource(string QuerySource, long Offset, long Length)
+{
+    /// <summary>Binary COPY with no row is its 19-byte header and 2-byte trailer.</summary>
+    public const int EmptyCopyLength = 21;
+
+    public bool HasRows => Length > EmptyCopyLength;
+}
+
+/// <summary>
+/// A snapshot read off a remote server and not yet stored: the binary COPY output of each datasource, back to
+/// back, and the errors met while reading. Bytes live in pooled 64 KiB segments while the node's
+/// <see cref="StageBudget"/> allows, and beyond it in a file of the budget's directory, unlinked as soon as it
+/// is opened (nothing is left behind, even by a process killed mid-snapshot). One task uses a stage at a
+/// time: the reader fills it, then a writer copies it into the repository; whoever holds it last disposes it.
+/// </summary>
+public sealed class SnapshotStage : IDisposable
+{
+    public const int SegmentSize = 64 * 1024;
+
+    readonly StageBudget _budget;
+    readonly List<byte[]> _segments = [];
+    readonly List<StagedDatasource> _datasources = [];
+    long _memoryLength;     // bytes held in _segments: the stage's first bytes
+    FileStream? _file;      // every byte after the memory part, once the budget said no
+    long _fileLength;
+    bool _disposed;
+
+    public SnapshotStage(int srvId, string serverName, StageBudget budget)
+    {
+        SrvId = srvId;
+        ServerName = serverName;
+        _budget = budget;
+    }
+
+    public int SrvId { get; }
+    public string ServerName { get; }
+
+    /// <summary>When the read started (UTC): the remote's rows carry the remote's own timestamp.</summary>
+    public DateTime TakenAtUtc { get; } = DateTime.UtcNow;
+
+    public IReadOnlyList<StagedDatasource> Datasources => _datasources;
+
+    /// <summary>Errors met on the remote (a missing extension, a failed cleanup); stored with the snapshot.</summary>
+    public List<string> Errors { get; } = [];
+
+    public long Length => _memoryLength + _fileLength;
+    public bool Spilled => _file is not null;
+
+    /// <summary>Reads <paramref name="source"/> to its end into the stage; returns how many bytes it added.</summary>
+    public async Task<long> AppendAsync(Stream source, CancellationToken ct)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var start = Length;
+        while (true)
+        {
+            int n;
+            if (_file is null && WritableSegment() is { } segment)
+            {
+                var used = (int)(_memoryLength % SegmentSize);
+                n = await source.ReadAsync(segment.AsMemory(used), ct).ConfigureAwait(false);
+                _memoryLength += n;
+            }
+            else
+            {
+                var scratch = ArrayPool<byte>.Shared.Rent(SegmentSize);
+                try
+                {
+                    n = await source.ReadAsync(scratch.AsMemory(0, SegmentSize), ct).ConfigureAwait(false);
+                    if (n > 0) await WriteToFileAsync(scratch.AsMemory(0, n), ct).ConfigureAwait(false);
+                }
+                finally { ArrayPool<byte>.Shared.Return(scratch); }
+            }
+            if (n == 0) return Length - start;
+        }
+    }
+
+    /// <summary>The last segment when it has room, else a new one if the budget allows; null: go to the file.</summary>
+    byte[]? WritableSegment()
+    {
+        if (_memoryLength < (long)_segments.Count * SegmentSize) return _segments[^1];
+        if (!_budget.TryReserve(SegmentSize)) return null;
+        var s = ArrayPool<byte>.Shared.Rent(SegmentSize);
+        _segments.Add(s);
+        return s;
+    }
+
+    async Task WriteToFileAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        if (_file is null)
+        {
+            try
+            {
+                Directory.CreateDirectory(_budget.Directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+                var path = Path.Combine(_budget.Directory, $"srv{SrvId}-{Guid.NewGuid():N}.stage");
+                _file = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 0);
+                File.Delete(path); // the open handle keeps the data; no path is left for anyone to clean up
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _budget.CountSpillFailure();
+                throw new StageException($"the snapshot outgrew the stage memory budget ({_budget.LimitBytes} bytes) " +
+                                         $"and cannot be written to {_budget.Directory}: {e.Message}");
+            }
+        }
+        _file.Seek(_fileLength, SeekOrigin.Begin);
+        try { await _file.WriteAsync(data, ct).ConfigureAwait(false); }
+        catch (IOException e)
+        {
+            _budget.CountSpillFailure();
+            throw new StageException($"cannot write the stage file in {_budget.Directory}: {e.Message}");
+        }
+        _fileLength += data.Length;
+    }
+
+    /// <summary>Records the bytes from <paramref name="offset"/> to the end as one datasource.</summary>
+    public void AddDatasource(string querySource, long offset) =>
+        _datasources.Add(new StagedDatasource(querySource, offset, Length - offset));
+
+    /// <summary>Drops every byte from <paramref name="length"/> on (a datasource whose export failed midway).</summary>
+    public void Truncate(long length)
+    {
+        if (length >= Length) return;
+        if (length >= _memoryLength)
+        {
+            _fileLength = length - _memoryLength;
+            _file!.SetLength(_fileLength);
+            return;
+        }
+        _memoryLength = length;
+        if (_file is not null) { _fileLength = 0; _file.SetLength(0); }
+    }
+
+    /// <summary>Writes one datasource's bytes to <paramref name="destination"/>, as they were read.</summary>
+    public async Task CopyToAsync(StagedDatasource ds, Stream destination, CancellationToken ct)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var pos = ds.Offset;
+        var end = ds.Offset + ds.Length;
+        while (pos < end && pos < _memoryLength)
+        {
+            var segment = _segments[(int)(pos / SegmentSize)];
+            var inSegment = (int)(pos % SegmentSize);
+            var n = (int)Math.Min(SegmentSize - inSegment, Math.Min(end, _memoryLength) - pos);
+            await destination.WriteAsync(segment.AsMemory(inSegment, n), ct).ConfigureAwait(false);
+            pos += n;
+        }
+        if (pos >= end) return;
+        var scratch = ArrayPool<byte>.Shared.Rent(SegmentSize);
+        try
+        {
+            _file!.Seek(pos - _memoryLength, SeekOrigin.Begin);
+            while (pos < end)
+            {
+                var n = await _file.ReadAsync(scratch.AsMemory(0, (int)Math.Min(SegmentSize, end - pos)), ct).ConfigureAwait(false);
+                if (n == 0) throw new StageException("the stage file is shorter than what was written to it");
+                await destination.WriteAsync(scratch.AsMemory(0, n), ct).ConfigureAwait(false);
+                pos += n;
+            }
+        }
+        finally { ArrayPool<byte>.Shared.Return(scratch); }
+    }
+
+    /// <summary>Called once the stage is complete: counts a stage that went to a file.</summary>
+    public void Seal()
+    {
+        if (_file is not null) _budget.CountSpill(_fileLength);
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var s in _segments) ArrayPool<byte>.Shared.Return(s);
+        _budget.Release((long)_segments.Count * SegmentSize);
+        _segments.Clear();
+        _file?.Dispose();
+        _file = null;
+    }
+}
+
+/// <summary>A stage that cannot be written (its file cannot be created or written); the message says where and why.</summary>
+public sealed class StageException(string message) : IOException(message);

@@ -1,0 +1,95 @@
+using PowaCluster.Host.Cli;
+
+namespace PowaCluster.Lab;
+
+/// <summary>powa-lab's command line: demo and bench, on throwaway PostgreSQL instances.</summary>
+public sealed record LabOptions(
+    string Command,
+    int? Seconds = null,
+    int Servers = 6,
+    int Frequency = 5,
+    int Remotes = 2,
+    int? PoolSize = null,
+    bool Debug = false,
+    bool Reference = false,
+    int Nodes = 1,
+    bool Failover = false,
+    int Warmup = 15,
+    int FrozenSeconds = 45,
+    IReadOnlyList<int>? Loads = null,
+    int IdleSeconds = 10)
+{
+    public const string Usage = """
+        usage:
+          powa-lab demo [--seconds N] [--servers N] [--frequency S] [--remotes N] [--pool-size N] [--debug]
+                        [--reference] [--nodes N [--failover]]
+              Starts a throwaway repository and remote PostgreSQL instances on loopback, registers
+              servers, runs powa-cluster and shows what it collected (until Ctrl-C, or for N seconds).
+              --reference runs Debian's powa-collector instead, measured the same way.
+              --nodes N runs N collector processes as one cluster (static seeds on loopback);
+              --failover then kills one with SIGKILL and stops another with SIGTERM, and measures
+              from the repository how their servers were taken over.
+          powa-lab bench [--servers N] [--frequency S] [--seconds N] [--warmup N] [--frozen N] [--idle N]
+                         [--loads N,N,...] [--pool-size N] [--remotes N]
+              Defaults: 20 servers at 5 s, a 30 s window after 15 s of warm-up, 45 s frozen, 10 s idle.
+              powa-cluster and the reference collectors one after the other on the same servers, one
+              table: snapshots, interval error, CPU per snapshot, memory, threads, connections; the
+              repository's own limit and our throughput at saturation; a frozen-remote run.
+        """;
+
+    public static LabOptions Parse(IReadOnlyList<string> args)
+    {
+        if (args.Count == 0) throw new UsageException("no command given");
+        var o = args[0] switch
+        {
+            "demo" or "bench" => new LabOptions(args[0]),
+            "--help" or "-h" or "help" => new LabOptions("help"),
+            var c => throw new UsageException($"unknown command \"{c}\""),
+        };
+        if (o.Command == "bench") o = o with { Servers = 20, Seconds = 30 }; // about 5 minutes in all
+        for (var i = 1; i < args.Count; i++)
+        {
+            var a = args[i];
+            string Value() => i + 1 < args.Count ? args[++i] : throw new UsageException($"{a} needs a value");
+            int Int(int min, int max)
+            {
+                var v = Value();
+                if (!int.TryParse(v, out var n) || n < min || n > max)
+                    throw new UsageException($"{a} must be a whole number from {min} to {max}, not \"{v}\"");
+                return n;
+            }
+            o = a switch
+            {
+                "--seconds" => o with { Seconds = Int(1, 86400) },
+                "--servers" => o with { Servers = Int(1, 5000) },
+                "--frequency" => o with { Frequency = Int(5, 3600) },
+                "--remotes" => o with { Remotes = Int(1, 8) },
+                "--pool-size" => o with { PoolSize = Int(1, 256) },
+                "--debug" => o with { Debug = true },
+                "--reference" when o.Command == "demo" => o with { Reference = true },
+                "--nodes" when o.Command == "demo" => o with { Nodes = Int(1, 9) },
+                "--failover" when o.Command == "demo" => o with { Failover = true },
+                "--warmup" when o.Command == "bench" => o with { Warmup = Int(0, 600) },
+                "--frozen" when o.Command == "bench" => o with { FrozenSeconds = Int(0, 3600) },
+                "--idle" when o.Command == "bench" => o with { IdleSeconds = Int(0, 600) },
+                "--loads" when o.Command == "bench" => o with { Loads = ParseList(Value()) },
+                _ => throw new UsageException($"unknown option \"{a}\" for {o.Command}"),
+            };
+        }
+        if (o.Failover && o.Nodes < 3)
+            throw new UsageException("--failover needs --nodes 3 or more: it stops two nodes and the cluster must keep a majority");
+        return o;
+    }
+
+    static IReadOnlyList<int> ParseList(string v)
+    {
+        var parts = v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var list = new List<int>();
+        foreach (var p in parts)
+            list.Add(int.TryParse(p, out var n) && n is > 0 and <= 5000 ? n : throw new UsageException($"--loads takes server counts such as 20,100, not \"{v}\""));
+        return list;
+    }
+
+    /// <summary>The collector's own command line for these options (the repository DSN given).</summary>
+    public CommandLine ToRun(string repositoryDsn) => new("run", repositoryDsn, null, Debug, PoolSize, null, null, []);
+}

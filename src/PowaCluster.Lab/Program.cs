@@ -1,0 +1,41 @@
+using PowaCluster.Host.Cli;
+using PowaCluster.Host.Startup;
+using PowaCluster.Lab.Bench;
+using PowaCluster.Lab.Demo;
+
+namespace PowaCluster.Lab;
+
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        LabOptions options;
+        try { options = LabOptions.Parse(args); }
+        catch (UsageException e)
+        {
+            Console.Error.WriteLine($"powa-lab: {e.Message}");
+            Console.Error.WriteLine(LabOptions.Usage);
+            return 2;
+        }
+        try
+        {
+            return options.Command switch
+            {
+                "demo" => await DemoCommand.RunAsync(options),
+                "bench" => await BenchCommand.RunAsync(options),
+                _ => Help(),
+            };
+        }
+        catch (StartupException e)
+        {
+            Console.Error.WriteLine($"powa-lab: {e.Message}");
+            return 1;
+        }
+    }
+
+    static int Help()
+    {
+        Console.WriteLine(LabOptions.Usage);
+        return 0;
+    }
+}
