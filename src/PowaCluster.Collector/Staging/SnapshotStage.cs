@@ -79,10 +79,10 @@ public sealed class SnapshotStage : IDisposable
         }
     }
 
-    /// <summary>The last segment when it has room, else a new one if the budget allows; null: go to the file.</summary>
+    /// <summary>The segment the next byte goes to (after a Truncate, maybe not the last one), else a new one if the budget allows; null: go to the file.</summary>
     byte[]? WritableSegment()
     {
-        if (_memoryLength < (long)_segments.Count * SegmentSize) return _segments[^1];
+        if (_memoryLength < (long)_segments.Count * SegmentSize) return _segments[(int)(_memoryLength / SegmentSize)];
         if (!_budget.TryReserve(SegmentSize)) return null;
         var s = ArrayPool<byte>.Shared.Rent(SegmentSize);
         _segments.Add(s);

@@ -1,0 +1,101 @@
+using PowaCluster.Collector.Staging;
+using Xunit;
+
+namespace PowaCluster.Tests.Unit;
+
+public sealed class StageTests : IDisposable
+{
+    readonly string _dir = Path.Combine(Path.GetTempPath(), $"powa-cluster-stage-unit-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    static byte[] Bytes(int n, int seed)
+    {
+        var b = new byte[n];
+        new Random(seed).NextBytes(b);
+        return b;
+    }
+
+    static async Task<byte[]> ReadBack(SnapshotStage stage, StagedDatasource ds)
+    {
+        using var ms = new MemoryStream();
+        await stage.CopyToAsync(ds, ms, CancellationToken.None);
+        return ms.ToArray();
+    }
+
+    /// <summary>The same bytes come back whether the stage is all memory, all file, or memory then file.</summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(SnapshotStage.SegmentSize)]
+    [InlineData(4L * SnapshotStage.SegmentSize)]
+    [InlineData(64L * 1024 * 1024)]
+    public async Task Bytes_come_back_as_they_were_written_whatever_the_budget(long budgetBytes)
+    {
+        var budget = new StageBudget(budgetBytes, _dir);
+        var a = Bytes(150_000, 1);    // crosses segments
+        var b = Bytes(21, 2);         // an empty binary COPY: header and trailer
+        var c = Bytes(300_000, 3);
+        using (var stage = new SnapshotStage(7, "h:1", budget))
+        {
+            foreach (var (name, data) in new[] { ("a", a), ("b", b), ("c", c) })
+            {
+                var offset = stage.Length;
+                Assert.Equal(data.Length, await stage.AppendAsync(new MemoryStream(data), CancellationToken.None));
+                stage.AddDatasource(name, offset);
+            }
+            stage.Seal();
+            Assert.Equal(a, await ReadBack(stage, stage.Datasources[0]));
+            Assert.Equal(b, await ReadBack(stage, stage.Datasources[1]));
+            Assert.Equal(c, await ReadBack(stage, stage.Datasources[2]));
+            Assert.False(stage.Datasources[1].HasRows);
+            Assert.Equal(budgetBytes < a.Length + b.Length + c.Length, stage.Spilled);
+            Assert.True(budget.UsedBytes <= budgetBytes);
+            // The file is unlinked at once: nothing to clean up, even after a kill -9.
+            Assert.Empty(Directory.Exists(_dir) ? Directory.EnumerateFiles(_dir) : []);
+        }
+        Assert.Equal(0, budget.UsedBytes);
+        Assert.Equal(budgetBytes < 471_021 ? 1 : 0, budget.Stats().SpilledStages);
+    }
+
+    /// <summary>A datasource that fails midway is cut off; the next one follows the last good byte.</summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2L * SnapshotStage.SegmentSize)]
+    [InlineData(64L * 1024 * 1024)]
+    public async Task Truncate_drops_a_failed_datasource(long budgetBytes)
+    {
+        var budget = new StageBudget(budgetBytes, _dir);
+        var good = Bytes(100_000, 4);
+        var next = Bytes(70_000, 5);
+        using var stage = new SnapshotStage(7, "h:1", budget);
+        await stage.AppendAsync(new MemoryStream(good), CancellationToken.None);
+        stage.AddDatasource("good", 0);
+        var offset = stage.Length;
+        await stage.AppendAsync(new MemoryStream(Bytes(90_000, 6)), CancellationToken.None);
+        stage.Truncate(offset);
+        await stage.AppendAsync(new MemoryStream(next), CancellationToken.None);
+        stage.AddDatasource("next", offset);
+        Assert.Equal(good, await ReadBack(stage, stage.Datasources[0]));
+        Assert.Equal(next, await ReadBack(stage, stage.Datasources[1]));
+    }
+
+    [Fact]
+    public async Task A_spill_directory_that_cannot_be_written_is_a_clear_error()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"powa-cluster-not-a-dir-{Guid.NewGuid():N}");
+        await File.WriteAllTextAsync(file, "x");
+        try
+        {
+            var budget = new StageBudget(0, Path.Combine(file, "stages"));
+            using var stage = new SnapshotStage(7, "h:1", budget);
+            var e = await Assert.ThrowsAsync<StageException>(() => stage.AppendAsync(new MemoryStream(Bytes(10, 1)), CancellationToken.None));
+            Assert.Contains("cannot be written to", e.Message);
+            Assert.Contains(file, e.Message);
+            Assert.Equal(1, budget.Stats().SpillFailures);
+        }
+        finally { File.Delete(file); }
+    }
+}
