@@ -17,7 +17,8 @@ public sealed record LabOptions(
     int Warmup = 15,
     int FrozenSeconds = 45,
     IReadOnlyList<int>? Loads = null,
-    int IdleSeconds = 10)
+    int IdleSeconds = 10,
+    bool Quick = false)
 {
     public const string Usage = """
         usage:
@@ -30,8 +31,9 @@ public sealed record LabOptions(
               --failover then kills one with SIGKILL and stops another with SIGTERM, and measures
               from the repository how their servers were taken over.
           powa-lab bench [--servers N] [--frequency S] [--seconds N] [--warmup N] [--frozen N] [--idle N]
-                         [--loads N,N,...] [--pool-size N] [--remotes N]
+                         [--loads N,N,...] [--pool-size N] [--remotes N] [--quick]
               Defaults: 20 servers at 5 s, a 30 s window after 15 s of warm-up, 45 s frozen, 10 s idle.
+              --quick: powa-cluster alone at --servers, then the --loads, nothing else (for experiments).
               powa-cluster and the reference collectors one after the other on the same servers, one
               table: snapshots, interval error, CPU per snapshot, memory, threads, connections; the
               repository's own limit and our throughput at saturation; a frozen-remote run.
@@ -73,6 +75,7 @@ public sealed record LabOptions(
                 "--frozen" when o.Command == "bench" => o with { FrozenSeconds = Int(0, 3600) },
                 "--idle" when o.Command == "bench" => o with { IdleSeconds = Int(0, 600) },
                 "--loads" when o.Command == "bench" => o with { Loads = ParseList(Value()) },
+                "--quick" when o.Command == "bench" => o with { Quick = true },
                 _ => throw new UsageException($"unknown option \"{a}\" for {o.Command}"),
             };
         }

@@ -28,11 +28,9 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
 
     ServerConfig _config = null!;
     ServerConfig? _pendingConfig;   // a connection change that waits for the snapshot in flight
-    string _status = CollectorStatus.NoRemote;
-    string? _lastError;
-    DateTimeOffset? _lastSnapshot;
-    long _snapshots, _failedSnapshots, _sequence;
-    DateTime _lastEnsureUtc = DateTime.UtcNow, _lastStartUtc = DateTime.MinValue, _nextDueUtc;
+    readonly ServerRecord _record = new();
+    long _sequence;
+    DateTime _lastEnsureUtc = DateTime.UtcNow, _lastStartUtc = DateTime.MinValue;
     RemoteConnection? _remote;
     RemoteVersions? _versions;
     IReadOnlyList<Datasource> _datasources = [];
@@ -40,6 +38,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     bool _scheduled, _handedOff, _stopping;
     bool _inFlight;                 // a snapshot is being read or stored: changes and stops wait for it
     readonly CancellationTokenSource _life = new();
+    readonly SnapshotClock _clock = new();
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -96,7 +95,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     {
         _remote = new RemoteConnection(m.Conn);
         _versions = m.Versions;
-        _status = CollectorStatus.Running;
+        _record.Status = CollectorStatus.Running;
         _log.Info("Server {0}: connected to {1}", _config.SrvId, _config.Name);
         _writers.Tell(new RestoreSchedule(_config.SrvId, m.Versions, Self));
         Become(() =>
@@ -116,7 +115,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         }
         _failures = 0;
         _datasources = m.Datasources;
-        _lastSnapshot ??= m.Last.At;
+        _record.Restored(m.Last.At);
         if (m.Datasources.Count == 0) _log.Info("No datasource configured for server {0}", _config.SrvId);
         if (!_scheduled)
         {
@@ -163,9 +162,8 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
             Receive<SnapshotRead>(_ => Sender.Equals(run), m => Store(m, seq));
             Receive<SnapshotReadFailed>(_ => Sender.Equals(run), m =>
             {
-                _failedSnapshots++;
                 _inFlight = false;
-                Disconnected(CollectorStatus.NoRemote, m.Error, report: true);
+                Disconnected(CollectorStatus.NoRemote, m.Error, report: true, snapshotLost: true);
             });
             SkipTicks("read");
             Common();
@@ -190,39 +188,30 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     void OnStored(SnapshotStored m)
     {
         Timers.Cancel("store-watchdog");
+        _record.Stored(m.Result);
         if (m.Result.Outcome == StoreOutcome.Skipped)
             _log.Warning("Server {0}: snapshot skipped: {1}", m.SrvId, m.Result.SkipReason);
-        else
-        {
-            _snapshots++;
-            _lastSnapshot = DateTimeOffset.UtcNow;
-            _datasources = m.Result.Datasources;
-            _lastError = m.Result.Errors.Count > 0 ? m.Result.Errors[^1] : null;
-            foreach (var e in m.Result.Errors) _log.Warning("Server {0}: {1}", m.SrvId, e);
-            if (m.Result.TakeSnapshotErrors != 0)
-                _log.Warning("powa_take_snapshot({0}) reported {1} error(s); see the repository server's log", m.SrvId, m.Result.TakeSnapshotErrors);
-        }
-        _status = CollectorStatus.Running;
+        else _datasources = m.Result.Datasources;
+        foreach (var e in m.Result.Errors) _log.Warning("Server {0}: {1}", m.SrvId, e);
+        if (m.Result.TakeSnapshotErrors != 0)
+            _log.Warning("powa_take_snapshot({0}) reported {1} error(s); see the repository server's log", m.SrvId, m.Result.TakeSnapshotErrors);
         Ready();
     }
 
     void OnNotStored(SnapshotNotStored m)
     {
         Timers.Cancel("store-watchdog");
-        _failedSnapshots++;
-        _status = CollectorStatus.NoRepository;
-        _lastError = m.Error;
+        _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: true);
         _log.Warning("Server {0}: snapshot not stored: {1}", m.SrvId, m.Error);
         Ready();
     }
 
     /// <summary>No usable remote connection: report, back off, connect again.</summary>
-    void Disconnected(string status, string error, bool report, TimeSpan? delay = null)
+    void Disconnected(string status, string error, bool report, TimeSpan? delay = null, bool snapshotLost = false)
     {
         CloseRemote();
         _failures++;
-        _status = status;
-        _lastError = error;
+        _record.Error(status, error, snapshotLost);
         if (_stopping) { Context.Stop(Self); return; }
         var wait = delay ?? ServerSchedule.Backoff(_failures, _settings.RetryMinDelay, _settings.RetryMaxDelay, _random.NextDouble());
         _log.Warning("Server {0}: {1}; retrying in {2:F0} s", _config.SrvId, error, wait.TotalSeconds);
@@ -240,11 +229,10 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     void Common()
     {
         Receive<EnsureCollecting>(OnEnsure);
-        Receive<GetServerStatus>(_ => Sender.Tell(Status(_stopping ? CollectorStatus.Stopping : _status)));
+        Receive<GetServerStatus>(_ => Sender.Tell(_record.ToStatus(_config.SrvId, _node, _stopping)));
         Receive<ForceSnapshot>(m => Sender.Tell(new ForceSnapshotResult(m.SrvId, false,
             _stopping ? $"server {m.SrvId} is stopping"
-            : _inFlight ? $"a snapshot of server {m.SrvId} is in progress"
-            : $"server {m.SrvId}: {_status}{(_lastError is null ? "" : " (" + _lastError + ")")}")));
+            : _inFlight ? $"a snapshot of server {m.SrvId} is in progress" : _record.Describe(m.SrvId))));
         Receive<StopCollecting>(_ => RequestStop("the server was removed or deactivated"));
         Receive<StopEntity>(_ => { _handedOff = true; RequestStop("its shard is handed off to another node"); });
         Receive<LeaseCheck>(_ =>
@@ -297,7 +285,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         if (old.Frequency != cfg.Frequency && _scheduled)
         {
             _log.Info("Server {0}: frequency changed from {1} s to {2} s", cfg.SrvId, old.Frequency, cfg.Frequency);
-            var next = (_lastSnapshot?.UtcDateTime ?? DateTime.UtcNow) + Frequency;
+            var next = (_record.LastSnapshot?.UtcDateTime ?? DateTime.UtcNow) + Frequency;
             ScheduleAt(next > DateTime.UtcNow ? next : DateTime.UtcNow);
         }
         return false;
@@ -309,7 +297,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         if (DateTime.UtcNow - _lastStartUtc < TimeSpan.FromSeconds(10))
             return new(id, false, $"the last snapshot of server {id} started less than 10 s ago");
         StartSnapshot();
-        return _inFlight ? new(id, true, $"snapshot of server {id} started") : new(id, false, $"server {id}: {_status}");
+        return _inFlight ? new(id, true, $"snapshot of server {id} started") : new(id, false, _record.Describe(id));
     }
 
     /// <summary>Stops now, or once the snapshot in flight is stored (Ready and Disconnected see _stopping).</summary>
@@ -328,37 +316,21 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         CloseRemote();
     }
 
-    ServerStatus Status(string status) => new(_config.SrvId, status, _node, _lastSnapshot, _lastError, _snapshots, _failedSnapshots);
-
     // ---- schedule and connection helpers ------------------------------------------------------
 
     TimeSpan Frequency => TimeSpan.FromSeconds(_config.Frequency);
 
-    void ScheduleAt(DateTime dueUtc)
-    {
-        _nextDueUtc = dueUtc;
-        var delay = dueUtc - DateTime.UtcNow;
-        Timers.StartSingleTimer("tick", new Tick(_generation), delay < TimeSpan.Zero ? TimeSpan.Zero : delay);
-    }
+    void ScheduleAt(DateTime dueUtc) => _clock.At(dueUtc, Self, new Tick(_generation));
 
-    void ScheduleNext() => ScheduleAt(ServerSchedule.NextDue(_nextDueUtc, Frequency, DateTime.UtcNow));
+    void ScheduleNext() => _clock.Next(Frequency, Self, new Tick(_generation));
 
     void CloseRemote()
     {
         _remote?.Close();
         _remote = null;
         _scheduled = false;
-        Timers.Cancel("tick");
+        _clock.Dispose();
     }
-
-    // ---- internal messages --------------------------------------------------------------------
-
-    sealed record Connected(int Generation, Npgsql.NpgsqlConnection Conn, RemoteVersions Versions);
-    sealed record ConnectFailed(int Generation, string Error);
-    sealed record Reconnect { public static readonly Reconnect Instance = new(); }
-    sealed record Tick(int Generation);
-    sealed record LeaseCheck { public static readonly LeaseCheck Instance = new(); }
-    sealed record StoreWatchdog(long Sequence);
 
     public static Props Props(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, StageBudget stages,
         IActorRef? coordinator = null) =>

@@ -52,3 +52,12 @@ public sealed record StopEntity
 {
     public static readonly StopEntity Instance = new();
 }
+
+// ---- ServerCollector's own messages (to itself) ------------------------------------------------
+
+internal sealed record Connected(int Generation, Npgsql.NpgsqlConnection Conn, PowaCluster.Collector.Postgres.RemoteVersions Versions);
+internal sealed record ConnectFailed(int Generation, string Error);
+internal sealed record Reconnect { public static readonly Reconnect Instance = new(); }
+internal sealed record Tick(int Generation);
+internal sealed record LeaseCheck { public static readonly LeaseCheck Instance = new(); }
+internal sealed record StoreWatchdog(long Sequence);

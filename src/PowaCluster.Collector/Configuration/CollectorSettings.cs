@@ -16,8 +16,13 @@ public sealed class CollectorSettings
 
     public bool Debug { get; set; }
 
-    /// <summary>Repository connections (and concurrent snapshot transactions) per node.</summary>
-    public int WriterPoolSize { get; set; } = 4;
+    /// <summary>
+    /// Repository connections (and concurrent snapshot transactions) per node. Two: a PoWA repository stores
+    /// most snapshots per second on one or two connections and fewer on more (powa_take_snapshot's work
+    /// contends; measured with powa-lab bench), and a second one keeps snapshots flowing while the other
+    /// runs a long aggregation or purge.
+    /// </summary>
+    public int WriterPoolSize { get; set; } = 2;
 
     /// <summary>How often the FleetCoordinator re-reads powa_servers.</summary>
     public TimeSpan ResyncInterval { get; set; } = TimeSpan.FromSeconds(30);

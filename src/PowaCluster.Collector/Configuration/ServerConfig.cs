@@ -37,9 +37,6 @@ public sealed record ServerConfig(
         Timeout = Math.Max(1, (int)settings.ConnectTimeout.TotalSeconds),
         CommandTimeout = Math.Max(1, (int)settings.RemoteTimeout.TotalSeconds),
         Pooling = false,
-        // The remote's own settings (timezone, DateStyle) must not leak into the text COPY stream:
-        // Options pins what the repository will parse.
-        Options = "-c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3",
     };
 
     bool PrintMembers(StringBuilder sb)

@@ -35,11 +35,12 @@ public static class AkkaConfiguration
         });
 
     /// <summary>
-    /// The scheduler's wheel ticks every 50 ms instead of 10 ms: every timer here is a second or more, and
-    /// an idle collector should not wake up a hundred times a second.
+    /// The scheduler's wheel ticks every 100 ms instead of 10 ms: every Akka timer here is a second or more
+    /// (snapshot ticks have timers of their own), and an idle collector should not wake up a hundred times
+    /// a second.
     /// </summary>
     public static AkkaConfigurationBuilder WithPowaScheduler(this AkkaConfigurationBuilder b) =>
-        b.AddHocon("akka.scheduler.tick-duration = 50ms", HoconAddMode.Prepend);
+        b.AddHocon("akka.scheduler.tick-duration = 100ms", HoconAddMode.Prepend);
 
     /// <summary>
     /// Akka.Remote endpoint of the node (port 0 picks a free one). It binds ClusterHost and tells the other

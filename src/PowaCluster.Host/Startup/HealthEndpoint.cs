@@ -20,12 +20,19 @@ namespace PowaCluster.Host.Startup;
 public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILogger<HealthEndpoint> log) : IHostedService
 {
     static readonly TimeSpan RepositoryCheckTimeout = TimeSpan.FromSeconds(3);
-    WebApplication? _app;
+    IHost? _app;
 
     public async Task StartAsync(CancellationToken ct)
     {
         if (rt.Settings.HttpPort is not { } port) return;
-        var host = rt.Settings.HttpHost;
+        _app = await StartKestrelAsync(port, rt.Settings.HttpHost, ct);
+        log.LogInformation("Serving /healthz and /ready on {Host}:{Port}", rt.Settings.HttpHost, port);
+    }
+
+    /// <summary>In a method of its own: a node without --http-port never loads ASP.NET Core.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    async Task<IHost> StartKestrelAsync(int port, string host, CancellationToken ct)
+    {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(k =>
@@ -53,8 +60,7 @@ public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILog
             await app.DisposeAsync();
             throw new StartupException($"cannot serve /healthz and /ready on {host}:{port}: {e.Message}");
         }
-        _app = app;
-        log.LogInformation("Serving /healthz and /ready on {Host}:{Port}", host, port);
+        return app;
     }
 
     /// <summary>Ready: an Up member, and the repository answers through this node's writer pool.</summary>
@@ -88,6 +94,6 @@ public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILog
     {
         if (_app is null) return;
         await _app.StopAsync(ct);
-        await _app.DisposeAsync();
+        _app.Dispose();
     }
 }

@@ -27,10 +27,9 @@ public static class BenchCommand
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
         var loads = o.Loads ?? [];
         var most = new[] { o.Servers }.Concat(loads).Max();
-        var perRemote = (most + o.Remotes - 1) / o.Remotes;
         Say($"starting a throwaway repository and {o.Remotes} remote instance(s), 300 statements each");
         PowaLab lab;
-        try { lab = await PowaLab.StartAsync(o.Remotes, Math.Max(2, perRemote)); }
+        try { lab = await PowaLab.StartAsync(o.Remotes, LocalPostgres.MaxLoopbackAddresses); }
         catch (InvalidOperationException e) { throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}"); }
         await using var _ = lab;
         foreach (var r in lab.Remotes) await PowaLab.MakeStatementsAsync(r, 300);
@@ -38,22 +37,27 @@ public static class BenchCommand
         await using var repo = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
             { ApplicationName = "powa-lab bench monitor" }.ConnectionString);
         await repo.OpenAsync();
-        var bench = new Bench(lab, repo, repoDsn, o, stop.Token);
+        await using var bench = new BenchRuns(lab, repo, repoDsn, o, stop.Token);
         using var workload = bench.StartWorkload();
 
         var rows = new List<BenchRow>();
         var notes = new List<string>();
         // Idle: no server registered yet.
-        if (o.IdleSeconds > 0)
+        if (o.IdleSeconds > 0 && !o.Quick)
         {
             var idle = await bench.RunAsync(Ours(o, repoDsn), 0, o.Frequency, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(o.IdleSeconds));
             rows.Add(idle with { Collector = "powa-cluster, idle (no server)" });
         }
-        var ids = await lab.RegisterManyAsync(most, o.Frequency, "bench");
-        bench.AllServers = ids;
+        await bench.EnsureServersAsync(most);
 
         // The comparison, on the same servers, one collector after the other.
         rows.Add(await bench.RunAsync(Ours(o, repoDsn), o.Servers, o.Frequency));
+        if (o.Quick)
+        {
+            foreach (var n in loads) rows.Add(await bench.RunAsync(Ours(o, repoDsn), n, o.Frequency));
+            Print(rows, null, 0, 0, null, null, [], o);
+            return 0;
+        }
         var vendor = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, FindShared(), "vendor", "powa-collector-1.3.1.tar.gz"));
         if (File.Exists(vendor))
             rows.Add(await bench.RunAsync(() => ReferenceCollector.StartFromTarballAsync(repoDsn, vendor, "powa-collector 1.3.1"), o.Servers, o.Frequency));
@@ -67,14 +71,17 @@ public static class BenchCommand
         // The repository's own limit, then our throughput when asked for more than it can do.
         var pool = o.PoolSize ?? new Collector.Configuration.CollectorSettings().WriterPoolSize;
         Say("measuring the repository's own limit: stored snapshots back to back, no collector");
-        var stages = await RepositoryLimit.ReadStagesAsync(repoDsn, bench.ServerDsns(ids.Take(Math.Min(ids.Count, 16)).ToList()));
+        var stages = await RepositoryLimit.ReadStagesAsync(repoDsn, bench.ServerDsns(16));
         var limits = new Dictionary<int, double>();
         foreach (var c in new[] { 1, 2, 4, 8 }.Append(pool).Distinct().Order())
+        {
             limits[c] = await RepositoryLimit.MeasureAsync(repoDsn, stages, c, TimeSpan.FromSeconds(5));
+            Say($"repository's limit on {c} connection(s): {limits[c]:F1} snapshots/s");
+        }
         foreach (var s in stages) s.Dispose();
         var limit = limits[pool];
         var saturating = (int)Math.Ceiling(limit * o.Frequency * 1.5);
-        if (saturating > ids.Count) bench.AllServers = ids = [.. ids, .. await lab.RegisterManyAsync(saturating - ids.Count, o.Frequency, "sat")];
+        await bench.EnsureServersAsync(saturating);
         var sat = await bench.RunAsync(Ours(o, repoDsn), saturating, o.Frequency);
         rows.Add(sat with { Collector = "powa-cluster, saturated" });
 
@@ -87,8 +94,15 @@ public static class BenchCommand
         return 0;
     }
 
-    static Func<Task<IDemoCollector>> Ours(LabOptions o, NpgsqlConnectionStringBuilder repo) =>
-        () => Task.FromResult(OurCollector.Start(repo, o.PoolSize ?? new Collector.Configuration.CollectorSettings().WriterPoolSize, o.Debug));
+    /// <summary>powa-cluster run with its defaults (the pool size if given), its log in a file of its own.</summary>
+    static Func<Task<IDemoCollector>> Ours(LabOptions o, NpgsqlConnectionStringBuilder repo) => () =>
+    {
+        var log = Path.Combine(Path.GetTempPath(), $"powa-lab-bench-{Environment.ProcessId}-{++_runs}.log");
+        return Task.FromResult<IDemoCollector>(OurCollector.StartRun(repo, o.PoolSize ?? new Collector.Configuration.CollectorSettings().WriterPoolSize,
+            o.Debug, [], new Dictionary<string, string>(), "powa-cluster", log));
+    };
+
+    static int _runs;
 
     /// <summary>../shared beside the checkout, found from the lab's build output (src/PowaCluster.Lab/bin/Release/net10.0).</summary>
     static string FindShared()
@@ -99,9 +113,9 @@ public static class BenchCommand
         return Path.Combine("..", "shared");
     }
 
-    static void Say(string m) => Console.WriteLine($"bench: {m}");
+    internal static void Say(string m) => Console.WriteLine($"bench: {m}");
 
-    static void Print(List<BenchRow> rows, Dictionary<int, double> limits, int pool, double limit, BenchRow sat, string? frozen,
+    static void Print(List<BenchRow> rows, Dictionary<int, double>? limits, int pool, double limit, BenchRow? sat, string? frozen,
         List<string> notes, LabOptions o)
     {
         Console.WriteLine();
@@ -114,6 +128,7 @@ public static class BenchCommand
                               (double.IsNaN(r.ErrP50) ? "- | " : $"{r.ErrP50 * 100:F1} % / {r.ErrP99 * 100:F1} % | ") +
                               (r.Snapshots > 0 ? $"{r.CpuMsPerSnapshot:F2} ms" : "-") + $" | {r.CpuPercent:F2} % | " +
                               $"{r.RssBytes / 1048576.0:F0} MB | {r.Threads} | {r.RepoConnections} |");
+        if (limits is null || sat is null) return;
         Console.WriteLine();
         Console.WriteLine("repository's own limit (binary COPY in + powa_take_snapshot back to back, no collector): " +
                           string.Join(", ", limits.Select(kv => $"{kv.Value:F1}/s on {kv.Key} connection(s)")));
@@ -122,131 +137,5 @@ public static class BenchCommand
                           $"({sat.PerSecond / limits.Values.Max() * 100:F0} % of its best)");
         if (frozen is not null) Console.WriteLine(frozen);
         foreach (var n in notes) Console.WriteLine(n);
-    }
-
-    /// <summary>The runs' shared set-up: the lab, the servers, and a workload on the remotes.</summary>
-    sealed class Bench(PowaLab lab, NpgsqlConnection repo, NpgsqlConnectionStringBuilder repoDsn, LabOptions o, CancellationToken stop)
-    {
-        public IReadOnlyList<int> AllServers { get; set; } = [];
-        readonly HashSet<IPostgresInstance> _frozen = [];
-
-        /// <summary>Every 200 ms a round of statements on each remote that is not frozen, so that every datasource has rows.</summary>
-        public IDisposable StartWorkload()
-        {
-            var cts = CancellationTokenSource.CreateLinkedTokenSource(stop);
-            _ = Task.Run(async () =>
-            {
-                var conns = new Dictionary<IPostgresInstance, NpgsqlConnection>();
-                while (!cts.IsCancellationRequested)
-                {
-                    foreach (var r in lab.Remotes)
-                    {
-                        lock (_frozen) if (_frozen.Contains(r)) continue;
-                        try
-                        {
-                            if (!conns.TryGetValue(r, out var c))
-                            {
-                                c = new NpgsqlConnection(r.ConnectionString(PowaLab.Database).ConnectionString);
-                                await c.OpenAsync(cts.Token);
-                                conns[r] = c;
-                            }
-                            await PowaLab.WorkAsync(c);
-                        }
-                        catch (Exception) { if (conns.Remove(r, out var dead)) await dead.DisposeAsync(); }
-                    }
-                    await Task.Delay(200, cts.Token).ContinueWith(_ => { });
-                }
-                foreach (var c in conns.Values) await c.DisposeAsync();
-            });
-            return cts;
-        }
-
-        public IReadOnlyList<(int, NpgsqlConnectionStringBuilder)> ServerDsns(IReadOnlyList<int> ids) =>
-            ids.Select((id, i) =>
-            {
-                var remote = lab.Remotes[i % lab.Remotes.Count];
-                return (id, remote.ConnectionString(PowaLab.Database, i / lab.Remotes.Count + 1));
-            }).ToList();
-
-        /// <summary>The first n registered servers active at the frequency, the others deactivated (frequency -1).</summary>
-        async Task ActivateAsync(int n, int frequency)
-        {
-            await using var cmd = new NpgsqlCommand(
-                "UPDATE powa_servers SET frequency = CASE WHEN id = ANY($1) THEN $2 ELSE -1 END WHERE id > 0", repo)
-                { Parameters = { new() { Value = AllServers.Take(n).ToArray() }, new() { Value = frequency } } };
-            await cmd.ExecuteNonQueryAsync();
-        }
-
-        public Task<BenchRow> RunAsync(Func<Task<IDemoCollector>> start, int servers, int frequency) =>
-            RunAsync(start, servers, frequency, TimeSpan.FromSeconds(o.Warmup), TimeSpan.FromSeconds(o.Seconds ?? 60));
-
-        public async Task<BenchRow> RunAsync(Func<Task<IDemoCollector>> start, int servers, int frequency, TimeSpan warmup, TimeSpan window)
-        {
-            if (AllServers.Count > 0) await ActivateAsync(servers, frequency);
-            await using var collector = await start();
-            Say($"{collector.Name}: {servers} servers at {frequency} s, {warmup.TotalSeconds:F0} s of warm-up then {window.TotalSeconds:F0} s measured");
-            await WaitAsync(warmup, collector);
-            var from = await SnapshotLog.NowAsync(repo);
-            var cpu0 = ProcessProbe.Cpu(collector.Pid);
-            var sw = Stopwatch.StartNew();
-            long rss = 0;
-            int threads = 0, conns = 0;
-            while (sw.Elapsed < window)
-            {
-                var (r, t) = ProcessProbe.Memory(collector.Pid);
-                rss = Math.Max(rss, r);
-                threads = Math.Max(threads, t);
-                conns = Math.Max(conns, await SnapshotLog.CollectorConnectionsAsync(repo));
-                await WaitAsync(TimeSpan.FromMilliseconds(500), collector);
-            }
-            var cpu = ProcessProbe.Cpu(collector.Pid) - cpu0;
-            var seconds = sw.Elapsed.TotalSeconds;
-            var to = from + sw.Elapsed;
-            await collector.StopAsync();
-            var times = await SnapshotLog.TimesAsync(repo, from, to);
-            var snapshots = times.Values.Sum(t => t.Count);
-            var errors = SnapshotLog.IntervalErrors(times, TimeSpan.FromSeconds(frequency));
-            return new BenchRow(collector.Name, servers, frequency, snapshots, (int)(servers * seconds / frequency),
-                SnapshotLog.Percentile(errors, 0.5), SnapshotLog.Percentile(errors, 0.99),
-                snapshots == 0 ? 0 : cpu.TotalMilliseconds / snapshots, cpu.TotalSeconds / seconds * 100, rss, threads, conns, seconds);
-        }
-
-        /// <summary>One remote frozen (SIGSTOP) for a while: how many snapshots the other remote's servers got, against their schedule.</summary>
-        public async Task<string> FrozenRemoteAsync(Func<Task<IDemoCollector>> start, LocalPostgres victim, TimeSpan frozenFor)
-        {
-            await ActivateAsync(o.Servers, o.Frequency);
-            var healthy = AllServers.Take(o.Servers).Where((_, i) => lab.Remotes[i % lab.Remotes.Count] != victim).ToList();
-            await using var collector = await start();
-            Say($"{collector.Name}: {o.Servers} servers at {o.Frequency} s; {victim.Name} frozen for {frozenFor.TotalSeconds:F0} s after {o.Warmup} s");
-            await WaitAsync(TimeSpan.FromSeconds(o.Warmup), collector);
-            var from = await SnapshotLog.NowAsync(repo);
-            lock (_frozen) _frozen.Add(victim);
-            victim.Freeze();
-            try { await WaitAsync(frozenFor, collector); }
-            finally
-            {
-                victim.Thaw();
-                lock (_frozen) _frozen.Remove(victim);
-            }
-            var to = from + frozenFor;
-            var thawed = await SnapshotLog.NowAsync(repo);
-            await WaitAsync(TimeSpan.FromSeconds(Math.Max(15, o.Frequency * 3)), collector);
-            await collector.StopAsync();
-            var times = await SnapshotLog.TimesAsync(repo, from, to);
-            var got = healthy.Sum(id => times.TryGetValue(id, out var t) ? t.Count : 0);
-            var due = (int)(healthy.Count * frozenFor.TotalSeconds / o.Frequency);
-            var after = await SnapshotLog.TimesAsync(repo, thawed, DateTime.UtcNow.AddHours(1));
-            var back = AllServers.Take(o.Servers).Except(healthy).Count(id => after.ContainsKey(id));
-            return $"frozen remote: {victim.Name} stopped (SIGSTOP of its postmaster and backends) for {frozenFor.TotalSeconds:F0} s: " +
-                   $"the {healthy.Count} servers of the other remote got {got} snapshots of {due} due ({got * 100.0 / Math.Max(1, due):F1} %); " +
-                   $"{back} of the {o.Servers - healthy.Count} servers of the frozen one snapshotted again within {Math.Max(15, o.Frequency * 3)} s of the thaw";
-        }
-
-        async Task WaitAsync(TimeSpan t, IDemoCollector collector)
-        {
-            await Task.Delay(t, stop).ContinueWith(_ => { });
-            stop.ThrowIfCancellationRequested();
-            if (collector.ExitCode is { } code) throw new StartupException($"{collector.Name} exited with code {code}");
-        }
     }
 }

@@ -24,8 +24,8 @@ public static class ProcessProbe
         {
             foreach (var line in File.ReadLines($"/proc/{pid}/status"))
             {
-                if (line.StartsWith("VmRSS:")) rss = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
-                else if (line.StartsWith("Threads:")) threads = int.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+                if (line.StartsWith("VmRSS:")) rss = long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+                else if (line.StartsWith("Threads:")) threads = int.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]);
             }
         }
         catch (IOException) { }

@@ -33,6 +33,9 @@ public sealed class LocalPostgres : IPostgresInstance
         Name = name; Port = port; Password = password; Directory = dir; LoopbackAddresses = loopbackAddresses;
     }
 
+    /// <summary>PostgreSQL binds 64 sockets at most (MAXLISTEN), its Unix socket included.</summary>
+    public const int MaxLoopbackAddresses = 60;
+
     public static string BinDir =>
         Environment.GetEnvironmentVariable("POWACLUSTER_PG_BIN") is { Length: > 0 } b ? b : "/usr/lib/postgresql/15/bin";
 
@@ -55,7 +58,7 @@ public sealed class LocalPostgres : IPostgresInstance
     public static async Task<LocalPostgres> StartAsync(string name, int loopbackAddresses = 8,
         string? preload = "pg_stat_statements,pg_stat_kcache,pg_qualstats,pg_wait_sampling")
     {
-        if (loopbackAddresses is < 1 or > 250) throw new ArgumentOutOfRangeException(nameof(loopbackAddresses));
+        if (loopbackAddresses is < 1 or > MaxLoopbackAddresses) throw new ArgumentOutOfRangeException(nameof(loopbackAddresses));
         if (!File.Exists(Path.Combine(BinDir, "initdb")))
             throw new InvalidOperationException($"PostgreSQL 15 is not installed ({BinDir}/initdb not found): install postgresql-15");
         InstallExitHook();
@@ -80,7 +83,7 @@ public sealed class LocalPostgres : IPostgresInstance
                 conf.AppendLine($"listen_addresses = '{string.Join(",", Enumerable.Range(1, loopbackAddresses).Select(i => $"127.0.0.{i}"))}'");
                 conf.AppendLine($"unix_socket_directories = '{dir}'");
                 if (preload is not null) conf.AppendLine($"shared_preload_libraries = '{preload}'");
-                conf.AppendLine($"max_connections = {Math.Max(300, loopbackAddresses + 100)}");
+                conf.AppendLine("max_connections = 300");
                 conf.AppendLine("fsync = off");
                 conf.AppendLine("synchronous_commit = off");
                 conf.AppendLine("full_page_writes = off");

@@ -127,11 +127,12 @@ public sealed class PowaLab : IAsyncDisposable
     }
 
     /// <summary>Registers n servers spread over the remotes and their loopback addresses: (127.0.0.k, port) pairs.</summary>
+    /// <param name="first">index of the first one: servers 0 .. first-1 are registered already</param>
     public async Task<IReadOnlyList<int>> RegisterManyAsync(int n, int frequency, string aliasPrefix = "lab",
-        string repositoryDatabase = Database)
+        string repositoryDatabase = Database, int first = 0)
     {
         var ids = new List<int>();
-        for (var i = 0; i < n; i++)
+        for (var i = first; i < first + n; i++)
         {
             var remote = Remotes[i % Remotes.Count];
             var addr = i / Remotes.Count + 1;

@@ -1,0 +1,43 @@
+using PowaCluster.Collector.Postgres;
+
+namespace PowaCluster.Collector.Actors;
+
+/// <summary>
+/// What a ServerCollector reports about its server (WORKERS_STATUS, powa-cluster status): its status word,
+/// its last snapshot and last error, and how many snapshots it stored or lost. A plain class the entity
+/// delegates to.
+/// </summary>
+public sealed class ServerRecord
+{
+    public string Status { get; set; } = CollectorStatus.NoRemote;
+    public string? LastError { get; private set; }
+    public DateTimeOffset? LastSnapshot { get; private set; }
+    public long Snapshots { get; private set; }
+    public long Failed { get; private set; }
+
+    /// <summary>The repository's last snapshot time, known after a (re)start; a later own one wins.</summary>
+    public void Restored(DateTimeOffset? last) => LastSnapshot ??= last;
+
+    public void Stored(StoreResult r)
+    {
+        Status = CollectorStatus.Running;
+        if (r.Outcome != StoreOutcome.Stored) return;
+        Snapshots++;
+        LastSnapshot = DateTimeOffset.UtcNow;
+        LastError = r.Errors.Count > 0 ? r.Errors[^1] : null;
+    }
+
+    /// <summary>A snapshot lost (not read, or not stored), or a connection that failed: the status says where.</summary>
+    public void Error(string status, string error, bool snapshotLost)
+    {
+        Status = status;
+        LastError = error;
+        if (snapshotLost) Failed++;
+    }
+
+    public ServerStatus ToStatus(int srvid, string? node, bool stopping) =>
+        new(srvid, stopping ? CollectorStatus.Stopping : Status, node, LastSnapshot, LastError, Snapshots, Failed);
+
+    /// <summary>FORCE_SNAPSHOT's answer when the server cannot take one now.</summary>
+    public string Describe(int srvid) => $"server {srvid}: {Status}{(LastError is null ? "" : " (" + LastError + ")")}";
+}

@@ -1,0 +1,184 @@
+using System.Diagnostics;
+using Npgsql;
+using PowaCluster.Host.Startup;
+using PowaCluster.Lab.Demo;
+using PowaCluster.Lab.Embedded;
+
+namespace PowaCluster.Lab.Bench;
+
+/// <summary>The runs' shared set-up: the lab, the servers, and a workload on the remotes.</summary>
+sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, NpgsqlConnectionStringBuilder repoDsn, LabOptions o, CancellationToken stop)
+    : IAsyncDisposable
+{
+    readonly List<int> _servers = [];
+    readonly List<(IPostgresInstance Remote, int Address)> _where = [];
+    readonly List<IPostgresInstance> _extra = [];   // remote instances beyond the lab's, for large loads
+    readonly HashSet<IPostgresInstance> _frozen = [];
+    const int PerInstance = LocalPostgres.MaxLoopbackAddresses;
+
+    public IReadOnlyList<int> AllServers => _servers;
+    IEnumerable<IPostgresInstance> Remotes => lab.Remotes.Concat(_extra);
+
+    /// <summary>
+    /// At least n servers registered: alternately on the lab's remotes (the comparison's servers are shared
+    /// evenly), then on extra instances of 60 servers each (one per loopback address).
+    /// </summary>
+    public async Task EnsureServersAsync(int n)
+    {
+        var inLab = lab.Remotes.Count * PerInstance;
+        while (_servers.Count < n)
+        {
+            var i = _servers.Count;
+            IPostgresInstance remote;
+            int address;
+            if (i < inLab) (remote, address) = (lab.Remotes[i % lab.Remotes.Count], i / lab.Remotes.Count + 1);
+            else
+            {
+                var k = (i - inLab) / PerInstance;
+                if (k >= _extra.Count)
+                {
+                    BenchCommand.Say($"starting another remote instance for servers {i + 1} to {i + PerInstance}");
+                    var pg = await LocalPostgres.StartAsync($"remote{lab.Remotes.Count + k + 1}", PerInstance);
+                    _extra.Add(pg);
+                    await PowaLab.InstallPowaAsync(pg, withStatsExtensions: true);
+                    await PowaLab.MakeWorkloadAsync(pg);
+                    await PowaLab.MakeStatementsAsync(pg, 300);
+                }
+                (remote, address) = (_extra[k], (i - inLab) % PerInstance + 1);
+            }
+            _servers.Add(await lab.RegisterAsync(remote.Host(address), remote.Port, $"bench-{i + 1}", o.Frequency, remote.Password));
+            _where.Add((remote, address));
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var pg in _extra) await pg.DisposeAsync();
+    }
+
+    /// <summary>Every 200 ms a round of statements on each remote that is not frozen, so that every datasource has rows.</summary>
+    public IDisposable StartWorkload()
+    {
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        _ = Task.Run(async () =>
+        {
+            var conns = new Dictionary<IPostgresInstance, NpgsqlConnection>();
+            while (!cts.IsCancellationRequested)
+            {
+                foreach (var r in Remotes.ToList())
+                {
+                    lock (_frozen) if (_frozen.Contains(r)) continue;
+                    try
+                    {
+                        if (!conns.TryGetValue(r, out var c))
+                        {
+                            c = new NpgsqlConnection(r.ConnectionString(PowaLab.Database).ConnectionString);
+                            await c.OpenAsync(cts.Token);
+                            conns[r] = c;
+                        }
+                        await PowaLab.WorkAsync(c);
+                    }
+                    catch (Exception) { if (conns.Remove(r, out var dead)) await dead.DisposeAsync(); }
+                }
+                await Task.Delay(200, cts.Token).ContinueWith(_ => { });
+            }
+            foreach (var c in conns.Values) await c.DisposeAsync();
+        });
+        return cts;
+    }
+
+    /// <summary>The first n servers and their remote's DSN.</summary>
+    public IReadOnlyList<(int, NpgsqlConnectionStringBuilder)> ServerDsns(int n) =>
+        _servers.Take(n).Select((id, i) => (id, _where[i].Remote.ConnectionString(PowaLab.Database, _where[i].Address))).ToList();
+
+    /// <summary>The first n registered servers active at the frequency, the others deactivated (frequency -1).</summary>
+    async Task ActivateAsync(int n, int frequency)
+    {
+        await using var cmd = new NpgsqlCommand(
+            "UPDATE powa_servers SET frequency = CASE WHEN id = ANY($1) THEN $2 ELSE -1 END WHERE id > 0", repo)
+            { Parameters = { new() { Value = AllServers.Take(n).ToArray() }, new() { Value = frequency } } };
+        await cmd.ExecuteNonQueryAsync();
+    }
+
+    public Task<BenchRow> RunAsync(Func<Task<IDemoCollector>> start, int servers, int frequency) =>
+        RunAsync(start, servers, frequency, TimeSpan.FromSeconds(o.Warmup), TimeSpan.FromSeconds(o.Seconds ?? 60));
+
+    public async Task<BenchRow> RunAsync(Func<Task<IDemoCollector>> start, int servers, int frequency, TimeSpan warmup, TimeSpan window)
+    {
+        var row = await MeasureAsync(start, servers, frequency, warmup, window);
+        BenchCommand.Say($"{row.Collector}: {row.Snapshots} snapshots ({row.Due} due), interval error p50 {row.ErrP50 * 100:F1} % p99 {row.ErrP99 * 100:F1} %, " +
+            $"CPU {row.CpuMsPerSnapshot:F2} ms per snapshot ({row.CpuPercent:F2} % of a core), {row.RssBytes / 1048576.0:F0} MB resident, " +
+            $"{row.Threads} threads, {row.RepoConnections} repository connections");
+        return row;
+    }
+
+    async Task<BenchRow> MeasureAsync(Func<Task<IDemoCollector>> start, int servers, int frequency, TimeSpan warmup, TimeSpan window)
+    {
+        if (servers > 0) await EnsureServersAsync(servers);
+        if (AllServers.Count > 0) await ActivateAsync(servers, frequency);
+        await using var collector = await start();
+        BenchCommand.Say($"{collector.Name}: {servers} servers at {frequency} s, {warmup.TotalSeconds:F0} s of warm-up then {window.TotalSeconds:F0} s measured");
+        await WaitAsync(warmup, collector);
+        var from = await SnapshotLog.NowAsync(repo);
+        var cpu0 = ProcessProbe.Cpu(collector.Pid);
+        var sw = Stopwatch.StartNew();
+        long rss = 0;
+        int threads = 0, conns = 0;
+        while (sw.Elapsed < window)
+        {
+            var (r, t) = ProcessProbe.Memory(collector.Pid);
+            rss = Math.Max(rss, r);
+            threads = Math.Max(threads, t);
+            conns = Math.Max(conns, await SnapshotLog.CollectorConnectionsAsync(repo));
+            await WaitAsync(TimeSpan.FromMilliseconds(500), collector);
+        }
+        var cpu = ProcessProbe.Cpu(collector.Pid) - cpu0;
+        var seconds = sw.Elapsed.TotalSeconds;
+        var to = from + sw.Elapsed;
+        await collector.StopAsync();
+        var times = await SnapshotLog.TimesAsync(repo, from, to);
+        var snapshots = times.Values.Sum(t => t.Count);
+        var errors = SnapshotLog.IntervalErrors(times, TimeSpan.FromSeconds(frequency));
+        return new BenchRow(collector.Name, servers, frequency, snapshots, (int)(servers * seconds / frequency),
+            SnapshotLog.Percentile(errors, 0.5), SnapshotLog.Percentile(errors, 0.99),
+            snapshots == 0 ? 0 : cpu.TotalMilliseconds / snapshots, cpu.TotalSeconds / seconds * 100, rss, threads, conns, seconds);
+    }
+
+    /// <summary>One remote frozen (SIGSTOP) for a while: how many snapshots the other remote's servers got, against their schedule.</summary>
+    public async Task<string> FrozenRemoteAsync(Func<Task<IDemoCollector>> start, LocalPostgres victim, TimeSpan frozenFor)
+    {
+        await ActivateAsync(o.Servers, o.Frequency);
+        var healthy = AllServers.Take(o.Servers).Where((_, i) => _where[i].Remote != victim).ToList();
+        await using var collector = await start();
+        BenchCommand.Say($"{collector.Name}: {o.Servers} servers at {o.Frequency} s; {victim.Name} frozen for {frozenFor.TotalSeconds:F0} s after {o.Warmup} s");
+        await WaitAsync(TimeSpan.FromSeconds(o.Warmup), collector);
+        var from = await SnapshotLog.NowAsync(repo);
+        lock (_frozen) _frozen.Add(victim);
+        victim.Freeze();
+        try { await WaitAsync(frozenFor, collector); }
+        finally
+        {
+            victim.Thaw();
+            lock (_frozen) _frozen.Remove(victim);
+        }
+        var to = from + frozenFor;
+        var thawed = await SnapshotLog.NowAsync(repo);
+        await WaitAsync(TimeSpan.FromSeconds(Math.Max(15, o.Frequency * 3)), collector);
+        await collector.StopAsync();
+        var times = await SnapshotLog.TimesAsync(repo, from, to);
+        var got = healthy.Sum(id => times.TryGetValue(id, out var t) ? t.Count : 0);
+        var due = (int)(healthy.Count * frozenFor.TotalSeconds / o.Frequency);
+        var after = await SnapshotLog.TimesAsync(repo, thawed, DateTime.UtcNow.AddHours(1));
+        var back = AllServers.Take(o.Servers).Except(healthy).Count(id => after.ContainsKey(id));
+        return $"frozen remote: {victim.Name} stopped (SIGSTOP of its postmaster and backends) for {frozenFor.TotalSeconds:F0} s: " +
+               $"the {healthy.Count} servers of the other remote got {got} snapshots of {due} due ({got * 100.0 / Math.Max(1, due):F1} %); " +
+               $"{back} of the {o.Servers - healthy.Count} servers of the frozen one snapshotted again within {Math.Max(15, o.Frequency * 3)} s of the thaw";
+    }
+
+    async Task WaitAsync(TimeSpan t, IDemoCollector collector)
+    {
+        await Task.Delay(t, stop).ContinueWith(_ => { });
+        stop.ThrowIfCancellationRequested();
+        if (collector.ExitCode is { } code) throw new StartupException($"{collector.Name} exited with code {code}");
+    }
+}
