@@ -34,6 +34,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     RemoteConnection? _remote;
     RemoteVersions? _versions;
     IReadOnlyList<Datasource> _datasources = [];
+    IReadOnlySet<string> _guarded = new HashSet<string>();
     int _generation, _failures;     // generation: bumps on every (re)connection, older results are ignored
     bool _scheduled, _handedOff, _stopping;
     bool _inFlight;                 // a snapshot is being read or stored: changes and stops wait for it
@@ -156,7 +157,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         _lastStartUtc = DateTime.UtcNow;
         var seq = ++_sequence;
         var stage = new SnapshotStage(_config.SrvId, _config.Name, _stages);
-        var run = Context.ActorOf(SnapshotRun.Props(_remote, stage, _datasources, _settings.RemoteTimeout), $"run-{seq}");
+        var run = Context.ActorOf(SnapshotRun.Props(_remote, stage, _datasources, _guarded, _settings.RemoteTimeout), $"run-{seq}");
         Become(() =>
         {
             Receive<SnapshotRead>(_ => Sender.Equals(run), m => Store(m, seq));
@@ -172,6 +173,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
 
     void Store(SnapshotRead m, long seq)
     {
+        _guarded = m.Stage.FailedSteps.ToHashSet(); // what failed now gets a savepoint next time
         _writers.Tell(new StoreSnapshot(m.Stage, seq, Self));
         Timers.StartSingleTimer("store-watchdog", new StoreWatchdog(seq), _settings.RepositoryTimeout * 2 + TimeSpan.FromMinutes(1));
         Become(() =>

@@ -24,14 +24,15 @@ public sealed class SnapshotRun : ReceiveActor
     SnapshotStage? _stage;
     Task _read = Task.CompletedTask;
 
-    public SnapshotRun(RemoteConnection remote, SnapshotStage stage, IReadOnlyList<Datasource> datasources, TimeSpan callTimeout)
+    public SnapshotRun(RemoteConnection remote, SnapshotStage stage, IReadOnlyList<Datasource> datasources,
+        IReadOnlySet<string> guarded, TimeSpan callTimeout)
     {
         _stage = stage;
         var sw = Stopwatch.StartNew();
         var abort = _abort.Token;
         var read = remote.RunAsync(async c =>
         {
-            await SnapshotReader.ReadAsync(c, datasources, stage, callTimeout, abort).ConfigureAwait(false);
+            await SnapshotReader.ReadAsync(c, datasources, stage, guarded, callTimeout, abort).ConfigureAwait(false);
             return true;
         });
         _read = read;
@@ -67,6 +68,7 @@ public sealed class SnapshotRun : ReceiveActor
         _read.ContinueWith(_ => _abort.Dispose(), TaskScheduler.Default);
     }
 
-    public static Props Props(RemoteConnection remote, SnapshotStage stage, IReadOnlyList<Datasource> datasources, TimeSpan callTimeout) =>
-        Akka.Actor.Props.Create(() => new SnapshotRun(remote, stage, datasources, callTimeout));
+    public static Props Props(RemoteConnection remote, SnapshotStage stage, IReadOnlyList<Datasource> datasources,
+        IReadOnlySet<string> guarded, TimeSpan callTimeout) =>
+        Akka.Actor.Props.Create(() => new SnapshotRun(remote, stage, datasources, guarded, callTimeout));
 }

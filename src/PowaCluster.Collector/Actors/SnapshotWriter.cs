@@ -81,7 +81,7 @@ public sealed class SnapshotWriter : ReceiveActor
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             var msg = e is RepositoryUnavailableException ? e.Message : PgSession.Describe(e);
-            await DropIfBrokenAsync().ConfigureAwait(false);
+            await ResetConnectionAsync().ConfigureAwait(false);
             if (work is not CheckRepository)
                 _log.Warning("Repository work for server {0} ({1}) failed: {2}", work.SrvId, work.GetType().Name, msg);
             object? reply = work switch
@@ -131,7 +131,7 @@ public sealed class SnapshotWriter : ReceiveActor
     async Task<NpgsqlConnection> ConnectionAsync()
     {
         if (_conn is not null && !PgSession.IsBroken(_conn)) return _conn;
-        await DropIfBrokenAsync().ConfigureAwait(false);
+        await ResetConnectionAsync().ConfigureAwait(false);
         // After a failure, do not let every queued snapshot wait for its own connect timeout.
         if (_lastConnectError is not null && DateTime.UtcNow - _lastConnectFailureUtc < _settings.RetryMinDelay)
             throw new RepositoryUnavailableException(_lastConnectError);
@@ -151,9 +151,23 @@ public sealed class SnapshotWriter : ReceiveActor
         }
     }
 
-    async Task DropIfBrokenAsync()
+    /// <summary>
+    /// After a failure: a broken connection is dropped; a working one may still be inside the failed
+    /// transaction, which is rolled back so that the next piece of work starts clean.
+    /// </summary>
+    async Task ResetConnectionAsync()
     {
-        if (_conn is null || !PgSession.IsBroken(_conn)) return;
+        if (_conn is null) return;
+        if (!PgSession.IsBroken(_conn))
+        {
+            try
+            {
+                using var cts = PgSession.Timeout(_settings.ConnectTimeout);
+                await PgSession.ExecAsync(_conn, "ROLLBACK", cts.Token).ConfigureAwait(false); // a warning only when none is open
+                return;
+            }
+            catch (Exception) { /* then it is broken after all */ }
+        }
         try { await _conn.DisposeAsync().ConfigureAwait(false); } catch (Exception) { /* gone anyway */ }
         _conn = null;
     }

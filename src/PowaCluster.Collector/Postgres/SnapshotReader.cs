@@ -7,17 +7,20 @@ namespace PowaCluster.Collector.Postgres;
 /// Reads one snapshot off a remote server into a stage: for each datasource, in priority order, the binary
 /// COPY output of <c>SELECT srvid, * FROM public.&lt;query_source&gt;(0)</c>, then its cleanup (the pg_qualstats
 /// reset). One remote transaction, so that every datasource sees the same now() (their ts).
-/// No savepoint per datasource: a datasource that fails (its extension is missing) rolls the transaction back
-/// and a new one goes on with the next, so a healthy snapshot costs one round trip per datasource.
+/// A healthy snapshot costs one round trip per datasource: no savepoint. A step that failed in the previous
+/// snapshot (its extension is missing) is guarded by a savepoint from then on, so the transaction, and its
+/// now(), survive it; a step that fails unguarded, for the first time, rolls the transaction back and a new
+/// one goes on with the next datasource. The stage records the steps that failed, for the next snapshot.
 /// Bytes go from the socket to the stage untouched: no decoding, nothing allocated per row.
 /// </summary>
 public static class SnapshotReader
 {
+    /// <param name="guarded">the steps that failed in the previous snapshot (SnapshotStage.FailedSteps)</param>
     /// <param name="callTimeout">timeout of each remote call (a COPY, a cleanup)</param>
     /// <param name="abort">the snapshot is abandoned (its server stopped)</param>
     /// <exception cref="PostgresException">only for a failure outside a datasource (BEGIN, COMMIT)</exception>
     public static async Task ReadAsync(NpgsqlConnection conn, IReadOnlyList<Datasource> datasources, SnapshotStage stage,
-        TimeSpan callTimeout, CancellationToken abort)
+        IReadOnlySet<string> guarded, TimeSpan callTimeout, CancellationToken abort)
     {
         await ExecAsync(conn, "BEGIN", callTimeout, abort).ConfigureAwait(false);
         foreach (var ds in datasources)
@@ -31,40 +34,60 @@ public static class SnapshotReader
                 continue;
             }
             var offset = stage.Length;
-            try
+            var key = SourceStep(ds.QuerySource);
+            var ok = await StepAsync(conn, stage, key, guarded.Contains(key), async ct =>
             {
-                using var cts = CancellationTokenSource.CreateLinkedTokenSource(abort);
-                cts.CancelAfter(callTimeout);
-                await using (var copy = await conn.BeginRawBinaryCopyAsync(sql, cts.Token).ConfigureAwait(false))
-                    await stage.AppendAsync(copy, cts.Token).ConfigureAwait(false);
-                stage.AddDatasource(ds.QuerySource, offset);
-            }
-            catch (PostgresException e)
-            {
-                stage.Truncate(offset);
-                stage.Errors.Add($"Error while calling public.{ds.QuerySource}: {PgSession.Describe(e)}");
-                await ExecAsync(conn, "ROLLBACK; BEGIN", callTimeout, abort).ConfigureAwait(false);
-            }
+                await using (var copy = await conn.BeginRawBinaryCopyAsync(sql, ct).ConfigureAwait(false))
+                    await stage.AppendAsync(copy, ct).ConfigureAwait(false);
+            }, e => $"Error while calling public.{ds.QuerySource}: {e}", callTimeout, abort).ConfigureAwait(false);
+            if (ok) stage.AddDatasource(ds.QuerySource, offset);
+            else stage.Truncate(offset);
             // As the reference does, the cleanup runs even when the datasource failed.
             if (ds.QueryCleanup is { } cleanup)
             {
-                try { await ExecAsync(conn, cleanup, callTimeout, abort).ConfigureAwait(false); }
-                catch (PostgresException e)
-                {
-                    stage.Errors.Add($"Error while calling {cleanup}: {PgSession.Describe(e)}");
-                    await ExecAsync(conn, "ROLLBACK; BEGIN", callTimeout, abort).ConfigureAwait(false);
-                }
+                var cleanupKey = CleanupStep(ds.QuerySource);
+                await StepAsync(conn, stage, cleanupKey, guarded.Contains(cleanupKey),
+                    ct => ExecAsync(conn, cleanup, ct), e => $"Error while calling {cleanup}: {e}", callTimeout, abort).ConfigureAwait(false);
             }
         }
         await ExecAsync(conn, "COMMIT", callTimeout, abort).ConfigureAwait(false);
         stage.Seal();
     }
 
+    public static string SourceStep(string querySource) => "src:" + querySource;
+    public static string CleanupStep(string querySource) => "cleanup:" + querySource;
+
+    /// <summary>Runs one step; a PostgreSQL error is recorded in the stage, and the transaction goes on.</summary>
+    static async Task<bool> StepAsync(NpgsqlConnection conn, SnapshotStage stage, string key, bool guarded,
+        Func<CancellationToken, Task> step, Func<string, string> error, TimeSpan timeout, CancellationToken abort)
+    {
+        if (guarded) await ExecAsync(conn, "SAVEPOINT src", timeout, abort).ConfigureAwait(false);
+        try
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(abort);
+            cts.CancelAfter(timeout);
+            await step(cts.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (PostgresException e)
+        {
+            stage.Errors.Add(error(PgSession.Describe(e)));
+            stage.FailedSteps.Add(key);
+            await ExecAsync(conn, guarded ? "ROLLBACK TO SAVEPOINT src" : "ROLLBACK; BEGIN", timeout, abort).ConfigureAwait(false);
+            return false;
+        }
+    }
+
     static async Task ExecAsync(NpgsqlConnection conn, string sql, TimeSpan timeout, CancellationToken abort)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(abort);
         cts.CancelAfter(timeout);
+        await ExecAsync(conn, sql, cts.Token).ConfigureAwait(false);
+    }
+
+    static async Task ExecAsync(NpgsqlConnection conn, string sql, CancellationToken ct)
+    {
         await using var cmd = new NpgsqlCommand(sql, conn);
-        await cmd.ExecuteNonQueryAsync(cts.Token).ConfigureAwait(false);
+        await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
     }
 }

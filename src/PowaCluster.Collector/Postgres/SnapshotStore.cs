@@ -53,10 +53,10 @@ public static class SnapshotStore
         if (errors.Count > 0) batch.BatchCommands.Add(AppendErrorsCommand(stage.SrvId, errors));
         batch.BatchCommands.Add(DatasourcesCommand(stage.SrvId));
         batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
+        // The reader has one result per statement that returns rows: the UPDATE and the COMMIT have none.
         await using var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
         var takeErrors = await ReadTakeSnapshotAsync(r, ct).ConfigureAwait(false);
         await r.NextResultAsync(ct).ConfigureAwait(false);
-        if (errors.Count > 0) await r.NextResultAsync(ct).ConfigureAwait(false);
         var next = await ReadDatasourcesAsync(r, ct).ConfigureAwait(false);
         while (await r.NextResultAsync(ct).ConfigureAwait(false)) { } // the COMMIT: an error there throws
         return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors);

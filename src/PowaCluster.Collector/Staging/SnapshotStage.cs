@@ -48,6 +48,9 @@ public sealed class SnapshotStage : IDisposable
     /// <summary>Errors met on the remote (a missing extension, a failed cleanup); stored with the snapshot.</summary>
     public List<string> Errors { get; } = [];
 
+    /// <summary>The read steps that failed (SnapshotReader's keys): the next snapshot guards them with a savepoint.</summary>
+    public HashSet<string> FailedSteps { get; } = [];
+
     public long Length => _memoryLength + _fileLength;
     public bool Spilled => _file is not null;
 

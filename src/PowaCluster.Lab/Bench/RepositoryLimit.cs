@@ -25,7 +25,7 @@ public static class RepositoryLimit
             await using var c = new NpgsqlConnection(remote.ConnectionString);
             await c.OpenAsync();
             var stage = new SnapshotStage(srvid, remote.Host!, budget);
-            await SnapshotReader.ReadAsync(c, datasources, stage, TimeSpan.FromSeconds(60), CancellationToken.None);
+            await SnapshotReader.ReadAsync(c, datasources, stage, new HashSet<string>(), TimeSpan.FromSeconds(60), CancellationToken.None);
             stages.Add(stage);
         }
         return stages;
