@@ -18,7 +18,8 @@ public sealed record LabOptions(
     int FrozenSeconds = 45,
     IReadOnlyList<int>? Loads = null,
     int IdleSeconds = 10,
-    bool Quick = false)
+    bool Quick = false,
+    bool FrozenGiven = false)
 {
     public const string Usage = """
         usage:
@@ -33,7 +34,8 @@ public sealed record LabOptions(
           powa-lab bench [--servers N] [--frequency S] [--seconds N] [--warmup N] [--frozen N] [--idle N]
                          [--loads N,N,...] [--pool-size N] [--remotes N] [--quick]
               Defaults: 20 servers at 5 s, a 30 s window after 15 s of warm-up, 45 s frozen, 10 s idle.
-              --quick: powa-cluster alone at --servers, then the --loads, nothing else (for experiments).
+              --quick: powa-cluster alone at --servers, then the --loads, and the frozen-remote run if
+              --frozen is given; nothing else (for experiments).
               powa-cluster and the reference collectors one after the other on the same servers, one
               table: snapshots, interval error, CPU per snapshot, memory, threads, connections; the
               repository's own limit and our throughput at saturation; a frozen-remote run.
@@ -72,7 +74,7 @@ public sealed record LabOptions(
                 "--nodes" when o.Command == "demo" => o with { Nodes = Int(1, 9) },
                 "--failover" when o.Command == "demo" => o with { Failover = true },
                 "--warmup" when o.Command == "bench" => o with { Warmup = Int(0, 600) },
-                "--frozen" when o.Command == "bench" => o with { FrozenSeconds = Int(0, 3600) },
+                "--frozen" when o.Command == "bench" => o with { FrozenSeconds = Int(0, 3600), FrozenGiven = true },
                 "--idle" when o.Command == "bench" => o with { IdleSeconds = Int(0, 600) },
                 "--loads" when o.Command == "bench" => o with { Loads = ParseList(Value()) },
                 "--quick" when o.Command == "bench" => o with { Quick = true },

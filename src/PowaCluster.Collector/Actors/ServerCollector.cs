@@ -30,6 +30,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     ServerConfig? _pendingConfig;   // a connection change that waits for the snapshot in flight
     readonly ServerRecord _record = new();
     long _sequence;
+    int _skipped;                   // ticks skipped in a row while a snapshot was in flight
     DateTime _lastEnsureUtc = DateTime.UtcNow, _lastStartUtc = DateTime.MinValue;
     RemoteConnection? _remote;
     RemoteVersions? _versions;
@@ -132,6 +133,8 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
     void Ready()
     {
         _inFlight = false;
+        if (_skipped > 1) _log.Info("Server {0}: back on schedule after {1} skipped snapshots", _config.SrvId, _skipped);
+        _skipped = 0;
         if (_stopping) { Context.Stop(Self); return; }
         if (_pendingConfig is { } pending)
         {
@@ -245,11 +248,14 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
         Receive<Connected>(m => m.Conn.Dispose()); // a connection attempt given up (the settings changed meanwhile)
     }
 
+    /// <summary>A tick while a snapshot is in flight: skipped, not queued. Logged once a row, not at every tick.</summary>
     void SkipTicks(string phase) => Receive<Tick>(t => t.Generation == _generation, _ =>
     {
         ScheduleNext();
-        _log.Warning("Server {0}: the previous snapshot is still being {1} after {2:F0} s; this one is skipped",
-            _config.SrvId, phase, (DateTime.UtcNow - _lastStartUtc).TotalSeconds);
+        var text = $"Server {_config.SrvId}: the previous snapshot is still being {phase} after " +
+                   $"{(DateTime.UtcNow - _lastStartUtc).TotalSeconds:F0} s; this one is skipped";
+        if (_skipped++ == 0) _log.Warning(text);
+        else _log.Debug(text);
     });
 
     void OnEnsure(EnsureCollecting m)

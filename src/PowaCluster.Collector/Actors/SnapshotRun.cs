@@ -54,8 +54,8 @@ public sealed class SnapshotRun : ReceiveActor
 
     static string Describe(Exception e, TimeSpan callTimeout) => e switch
     {
-        StageException => e.Message,
-        OperationCanceledException or TimeoutException or Npgsql.NpgsqlException { InnerException: TimeoutException } =>
+        StageException or TimeoutException => e.Message,
+        OperationCanceledException or Npgsql.NpgsqlException { InnerException: TimeoutException } =>
             $"the remote server did not answer within {callTimeout.TotalSeconds:F0} s",
         Npgsql.PostgresException => $"remote error: {PgSession.Describe(e)}",
         _ => $"lost the connection to the remote server: {PgSession.Describe(e)}",

@@ -35,8 +35,12 @@ public sealed record ServerConfig(
         Database = DbName,
         ApplicationName = $"PoWA collector - worker {Name}",
         Timeout = Math.Max(1, (int)settings.ConnectTimeout.TotalSeconds),
-        CommandTimeout = Math.Max(1, (int)settings.RemoteTimeout.TotalSeconds),
+        // Remote calls have deadlines of their own (RemoteDeadline): Npgsql's command timeout would cancel
+        // through a new connection and wait, synchronously, for a hung server's answer.
+        CommandTimeout = 0,
         Pooling = false,
+        // Should a cancellation reach Npgsql anyway, do not wait for a hung server's answer to it.
+        CancellationTimeout = -1,
     };
 
     bool PrintMembers(StringBuilder sb)

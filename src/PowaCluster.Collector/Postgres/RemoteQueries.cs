@@ -65,12 +65,18 @@ public static class RemoteQueries
     public static async Task<(NpgsqlConnection Conn, RemoteVersions Versions)> ConnectAsync(
         NpgsqlConnectionStringBuilder csb, PowaVersion repository, TimeSpan timeout, TimeSpan idleInTransaction)
     {
-        using var cts = PgSession.Timeout(timeout);
-        var conn = await PgSession.OpenAsync(csb, cts.Token, PgSession.DeadPeerSettings(idleInTransaction));
+        NpgsqlConnection conn;
+        // Opening has no backend to cancel yet: the token only breaks the socket.
+        using (var cts = PgSession.Timeout(timeout))
+            conn = await PgSession.OpenAsync(csb, cts.Token, PgSession.DeadPeerSettings(idleInTransaction));
         try
         {
-            await CheckPowaAsync(conn, repository, cts.Token);
-            return (conn, await ReadVersionsAsync(conn, cts.Token));
+            // Once open, a deadline closes the connection rather than a token that makes Npgsql cancel (RemoteDeadline).
+            return await RemoteDeadline.RunAsync(conn, timeout, async () =>
+            {
+                await CheckPowaAsync(conn, repository, CancellationToken.None);
+                return (conn, await ReadVersionsAsync(conn, CancellationToken.None));
+            });
         }
         catch
         {

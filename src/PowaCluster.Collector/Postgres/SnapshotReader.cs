@@ -22,7 +22,11 @@ public static class SnapshotReader
     public static async Task ReadAsync(NpgsqlConnection conn, IReadOnlyList<Datasource> datasources, SnapshotStage stage,
         IReadOnlySet<string> guarded, TimeSpan callTimeout, CancellationToken abort)
     {
-        await ExecAsync(conn, "BEGIN", callTimeout, abort).ConfigureAwait(false);
+        // Abandoned (its server stopped): the connection is closed, which ends the call in flight at once
+        // (no token reaches Npgsql: see RemoteDeadline).
+        await using var _ = abort.Register(() => RemoteDeadline.Break(conn));
+        abort.ThrowIfCancellationRequested();
+        await ExecAsync(conn, "BEGIN", callTimeout).ConfigureAwait(false);
         foreach (var ds in datasources)
         {
             if (ds.QuerySource is null) continue; // a module without a source function: nothing to read
@@ -35,11 +39,11 @@ public static class SnapshotReader
             }
             var offset = stage.Length;
             var key = SourceStep(ds.QuerySource);
-            var ok = await StepAsync(conn, stage, key, guarded.Contains(key), async ct =>
+            var ok = await StepAsync(conn, stage, key, guarded.Contains(key), async () =>
             {
-                await using (var copy = await conn.BeginRawBinaryCopyAsync(sql, ct).ConfigureAwait(false))
-                    await stage.AppendAsync(copy, ct).ConfigureAwait(false);
-            }, e => $"Error while calling public.{ds.QuerySource}: {e}", callTimeout, abort).ConfigureAwait(false);
+                await using (var copy = await conn.BeginRawBinaryCopyAsync(sql).ConfigureAwait(false))
+                    await stage.AppendAsync(copy, CancellationToken.None).ConfigureAwait(false);
+            }, e => $"Error while calling public.{ds.QuerySource}: {e}", callTimeout).ConfigureAwait(false);
             if (ok) stage.AddDatasource(ds.QuerySource, offset);
             else stage.Truncate(offset);
             // As the reference does, the cleanup runs even when the datasource failed.
@@ -47,10 +51,10 @@ public static class SnapshotReader
             {
                 var cleanupKey = CleanupStep(ds.QuerySource);
                 await StepAsync(conn, stage, cleanupKey, guarded.Contains(cleanupKey),
-                    ct => ExecAsync(conn, cleanup, ct), e => $"Error while calling {cleanup}: {e}", callTimeout, abort).ConfigureAwait(false);
+                    () => ExecAsync(conn, cleanup), e => $"Error while calling {cleanup}: {e}", callTimeout).ConfigureAwait(false);
             }
         }
-        await ExecAsync(conn, "COMMIT", callTimeout, abort).ConfigureAwait(false);
+        await ExecAsync(conn, "COMMIT", callTimeout).ConfigureAwait(false);
         stage.Seal();
     }
 
@@ -59,35 +63,29 @@ public static class SnapshotReader
 
     /// <summary>Runs one step; a PostgreSQL error is recorded in the stage, and the transaction goes on.</summary>
     static async Task<bool> StepAsync(NpgsqlConnection conn, SnapshotStage stage, string key, bool guarded,
-        Func<CancellationToken, Task> step, Func<string, string> error, TimeSpan timeout, CancellationToken abort)
+        Func<Task> step, Func<string, string> error, TimeSpan timeout)
     {
-        if (guarded) await ExecAsync(conn, "SAVEPOINT src", timeout, abort).ConfigureAwait(false);
+        if (guarded) await ExecAsync(conn, "SAVEPOINT src", timeout).ConfigureAwait(false);
         try
         {
-            using var cts = CancellationTokenSource.CreateLinkedTokenSource(abort);
-            cts.CancelAfter(timeout);
-            await step(cts.Token).ConfigureAwait(false);
+            await RemoteDeadline.RunAsync(conn, timeout, async () => { await step().ConfigureAwait(false); return true; }).ConfigureAwait(false);
             return true;
         }
         catch (PostgresException e)
         {
             stage.Errors.Add(error(PgSession.Describe(e)));
             stage.FailedSteps.Add(key);
-            await ExecAsync(conn, guarded ? "ROLLBACK TO SAVEPOINT src" : "ROLLBACK; BEGIN", timeout, abort).ConfigureAwait(false);
+            await ExecAsync(conn, guarded ? "ROLLBACK TO SAVEPOINT src" : "ROLLBACK; BEGIN", timeout).ConfigureAwait(false);
             return false;
         }
     }
 
-    static async Task ExecAsync(NpgsqlConnection conn, string sql, TimeSpan timeout, CancellationToken abort)
-    {
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(abort);
-        cts.CancelAfter(timeout);
-        await ExecAsync(conn, sql, cts.Token).ConfigureAwait(false);
-    }
+    static Task ExecAsync(NpgsqlConnection conn, string sql, TimeSpan timeout) =>
+        RemoteDeadline.RunAsync(conn, timeout, () => ExecAsync(conn, sql));
 
-    static async Task ExecAsync(NpgsqlConnection conn, string sql, CancellationToken ct)
+    static async Task<int> ExecAsync(NpgsqlConnection conn, string sql)
     {
         await using var cmd = new NpgsqlCommand(sql, conn);
-        await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        return await cmd.ExecuteNonQueryAsync().ConfigureAwait(false);
     }
 }

@@ -45,7 +45,7 @@ public static class BenchCommand
         // Idle: no server registered yet.
         if (o.IdleSeconds > 0 && !o.Quick)
         {
-            var idle = await bench.RunAsync(Ours(o, repoDsn), 0, o.Frequency, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(o.IdleSeconds));
+            var idle = await bench.RunAsync(Ours(o, repoDsn), 0, o.Frequency, TimeSpan.FromSeconds(o.Warmup), TimeSpan.FromSeconds(o.IdleSeconds));
             rows.Add(idle with { Collector = "powa-cluster, idle (no server)" });
         }
         await bench.EnsureServersAsync(most);
@@ -55,7 +55,10 @@ public static class BenchCommand
         if (o.Quick)
         {
             foreach (var n in loads) rows.Add(await bench.RunAsync(Ours(o, repoDsn), n, o.Frequency));
-            Print(rows, null, 0, 0, null, null, [], o);
+            string? frozenOnly = null;
+            if (o.FrozenGiven && o.FrozenSeconds > 0 && lab.Remotes.Count >= 2 && lab.Remotes[1] is LocalPostgres v)
+                frozenOnly = await bench.FrozenRemoteAsync(Ours(o, repoDsn), v, TimeSpan.FromSeconds(o.FrozenSeconds));
+            Print(rows, null, 0, 0, null, frozenOnly, [], o);
             return 0;
         }
         var vendor = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, FindShared(), "vendor", "powa-collector-1.3.1.tar.gz"));
@@ -79,6 +82,10 @@ public static class BenchCommand
             Say($"repository's limit on {c} connection(s): {limits[c]:F1} snapshots/s");
         }
         foreach (var s in stages) s.Dispose();
+        // The most any collector could store here: the same, each snapshot read off its remote first (the
+        // remotes share this machine's cores with the repository), with no actor system in between.
+        var withReads = await RepositoryLimit.MeasureWithReadsAsync(repoDsn, bench.ServerDsns(16), pool, TimeSpan.FromSeconds(10));
+        Say($"read and store back to back on {pool} connection(s): {withReads:F1} snapshots/s");
         var limit = limits[pool];
         var saturating = (int)Math.Ceiling(limit * o.Frequency * 1.5);
         await bench.EnsureServersAsync(saturating);
@@ -91,6 +98,8 @@ public static class BenchCommand
             frozen = await bench.FrozenRemoteAsync(Ours(o, repoDsn), victim, TimeSpan.FromSeconds(o.FrozenSeconds));
 
         Print(rows, limits, pool, limit, sat, frozen, notes, o);
+        Console.WriteLine($"read and store back to back, no collector, {pool} connection(s): {withReads:F1}/s; powa-cluster saturated: " +
+                          $"{sat.PerSecond / withReads * 100:F0} % of it");
         return 0;
     }
 
@@ -128,7 +137,11 @@ public static class BenchCommand
                               (double.IsNaN(r.ErrP50) ? "- | " : $"{r.ErrP50 * 100:F1} % / {r.ErrP99 * 100:F1} % | ") +
                               (r.Snapshots > 0 ? $"{r.CpuMsPerSnapshot:F2} ms" : "-") + $" | {r.CpuPercent:F2} % | " +
                               $"{r.RssBytes / 1048576.0:F0} MB | {r.Threads} | {r.RepoConnections} |");
-        if (limits is null || sat is null) return;
+        if (limits is null || sat is null)
+        {
+            if (frozen is not null) Console.WriteLine(frozen);
+            return;
+        }
         Console.WriteLine();
         Console.WriteLine("repository's own limit (binary COPY in + powa_take_snapshot back to back, no collector): " +
                           string.Join(", ", limits.Select(kv => $"{kv.Value:F1}/s on {kv.Key} connection(s)")));

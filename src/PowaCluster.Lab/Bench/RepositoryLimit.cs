@@ -31,6 +31,44 @@ public static class RepositoryLimit
         return stages;
     }
 
+    /// <summary>
+    /// Snapshots per second when each is read off its remote and then stored, back to back, on
+    /// <paramref name="connections"/> workers: the floor of the whole path on this machine, without the
+    /// collector's actors, schedule or queue.
+    /// </summary>
+    public static async Task<double> MeasureWithReadsAsync(NpgsqlConnectionStringBuilder repo,
+        IReadOnlyList<(int SrvId, NpgsqlConnectionStringBuilder Remote)> servers, int connections, TimeSpan duration)
+    {
+        var budget = new StageBudget(long.MaxValue, StageBudget.DefaultDirectory());
+        var sw = Stopwatch.StartNew();
+        var stored = 0;
+        var workers = Enumerable.Range(0, connections).Select(async w =>
+        {
+            var mine = servers.Where((_, i) => i % connections == w).ToList();
+            if (mine.Count == 0) return;
+            await using var r = new NpgsqlConnection(repo.ConnectionString);
+            await r.OpenAsync();
+            var remotes = new List<(int SrvId, string Name, NpgsqlConnection Conn, IReadOnlyList<Datasource> Ds)>();
+            foreach (var (srvid, dsn) in mine)
+            {
+                var c = new NpgsqlConnection(dsn.ConnectionString);
+                await c.OpenAsync();
+                remotes.Add((srvid, dsn.Host!, c, await SnapshotStore.GetDatasourcesAsync(r, srvid, CancellationToken.None)));
+            }
+            for (var i = 0; sw.Elapsed < duration; i++)
+            {
+                var (srvid, name, conn, ds) = remotes[i % remotes.Count];
+                using var stage = new SnapshotStage(srvid, name, budget);
+                await SnapshotReader.ReadAsync(conn, ds, stage, new HashSet<string>(), TimeSpan.FromSeconds(60), CancellationToken.None);
+                await SnapshotStore.StoreAsync(r, stage, CancellationToken.None);
+                Interlocked.Increment(ref stored);
+            }
+            foreach (var x in remotes) await x.Conn.DisposeAsync();
+        }).ToList();
+        await Task.WhenAll(workers);
+        return stored / sw.Elapsed.TotalSeconds;
+    }
+
     /// <summary>Snapshots per second stored on <paramref name="connections"/> connections for <paramref name="duration"/>.</summary>
     public static async Task<double> MeasureAsync(NpgsqlConnectionStringBuilder repo, IReadOnlyList<SnapshotStage> stages,
         int connections, TimeSpan duration)
