@@ -7,7 +7,8 @@ namespace PowaCluster.Tests.Integration;
 [Collection(LabCollection.Name)]
 public sealed class SnapshotTests(LabFixture fx)
 {
-    static readonly string[] HistoryTables =
+    /// <summary>The history tables every snapshot of a lab server writes rows to.</summary>
+    internal static readonly string[] HistoryTables =
     [
         "powa_statements_history_current", "powa_kcache_metrics_current", "powa_qualstats_quals_history_current",
         "powa_wait_sampling_history_current", "powa_stat_bgwriter_history_current",

@@ -11,12 +11,6 @@ namespace PowaCluster.Tests.Integration;
 [Collection(LabCollection.Name)]
 public sealed class StagingTests(LabFixture fx)
 {
-    static readonly string[] HistoryTables =
-    [
-        "powa_statements_history_current", "powa_kcache_metrics_current", "powa_qualstats_quals_history_current",
-        "powa_wait_sampling_history_current", "powa_stat_bgwriter_history_current",
-    ];
-
     /// <summary>An instance of the test's own, to freeze or kill, with PoWA and some activity.</summary>
     static async Task<LocalPostgres> OwnRemoteAsync(string name)
     {
@@ -99,7 +93,7 @@ public sealed class StagingTests(LabFixture fx)
                 Assert.True(stats.SpilledBytes > 1000, $"{stats.SpilledBytes} bytes went to a file");
                 Assert.Equal(0, stats.UsedBytes);
             }
-            foreach (var table in HistoryTables)
+            foreach (var table in SnapshotTests.HistoryTables)
                 Assert.True(await repo.CountAsync(table, spilled) > 0, $"{table} has no row for the spilled server");
             Assert.Empty(await repo.ErrorsAsync(spilled));
             // The same statements as the remote has (its counters move on, its entries do not go away).
