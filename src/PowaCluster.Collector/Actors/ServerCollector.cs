@@ -4,7 +4,6 @@ using Akka.Event;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Scheduling;
-using PowaCluster.Collector.Sharding;
 using PowaCluster.Collector.Staging;
 
 namespace PowaCluster.Collector.Actors;
@@ -15,7 +14,7 @@ namespace PowaCluster.Collector.Actors;
 /// Waiting (to reconnect) and Stopping. A snapshot is read by a child (SnapshotRun) into a stage; only the
 /// complete stage goes to the node's writer pool. A hung remote stalls this server alone.
 /// </summary>
-public sealed class ServerCollector : ReceiveActor, IWithTimers
+public sealed partial class ServerCollector : ReceiveActor, IWithTimers
 {
     readonly CollectorSettings _settings;
     readonly PowaVersion _repositoryPowa;
@@ -227,101 +226,6 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers
             Receive<Reconnect>(_ => Connect());
             Common();
         });
-    }
-
-    // ---- what every state answers -------------------------------------------------------------
-
-    void Common()
-    {
-        Receive<EnsureCollecting>(OnEnsure);
-        Receive<GetServerStatus>(_ => Sender.Tell(_record.ToStatus(_config.SrvId, _node, _stopping)));
-        Receive<ForceSnapshot>(m => Sender.Tell(new ForceSnapshotResult(m.SrvId, false,
-            _stopping ? $"server {m.SrvId} is stopping"
-            : _inFlight ? $"a snapshot of server {m.SrvId} is in progress" : _record.Describe(m.SrvId))));
-        Receive<StopCollecting>(_ => RequestStop("the server was removed or deactivated"));
-        Receive<StopEntity>(_ => { _handedOff = true; RequestStop("its shard is handed off to another node"); });
-        Receive<LeaseCheck>(_ =>
-        {
-            var lease = _settings.ResyncInterval * _settings.EntityLeaseIntervals;
-            if (DateTime.UtcNow - _lastEnsureUtc > lease) RequestStop($"no word from the coordinator for {lease.TotalSeconds:F0} s");
-        });
-        Receive<Connected>(m => m.Conn.Dispose()); // a connection attempt given up (the settings changed meanwhile)
-    }
-
-    /// <summary>A tick while a snapshot is in flight: skipped, not queued. Logged once a row, not at every tick.</summary>
-    void SkipTicks(string phase) => Receive<Tick>(t => t.Generation == _generation, _ =>
-    {
-        ScheduleNext();
-        var text = $"Server {_config.SrvId}: the previous snapshot is still being {phase} after " +
-                   $"{(DateTime.UtcNow - _lastStartUtc).TotalSeconds:F0} s; this one is skipped";
-        if (_skipped++ == 0) _log.Warning(text);
-        else _log.Debug(text);
-    });
-
-    void OnEnsure(EnsureCollecting m)
-    {
-        _lastEnsureUtc = DateTime.UtcNow;
-        if (m.Config != _config)
-        {
-            if (_inFlight) _pendingConfig = m.Config;
-            else ApplyConfig(m.Config);
-        }
-        if (!m.Refresh || _stopping) return;
-        // RELOAD: a server waiting to reconnect tries now; a connected one saves its versions again.
-        if (Timers.IsTimerActive("reconnect"))
-        {
-            _failures = 0;
-            Connect();
-        }
-        else if (_remote is not null && _versions is not null)
-            _writers.Tell(new SaveVersions(_config.SrvId, _versions));
-    }
-
-    /// <summary>Applies a changed powa_servers row; true when it reconnects.</summary>
-    bool ApplyConfig(ServerConfig cfg)
-    {
-        var old = _config;
-        _config = cfg;
-        if (old.ConnectionDiffers(cfg))
-        {
-            _log.Info("Server {0}: connection settings changed ({1} -> {2}), reconnecting", cfg.SrvId, old.Name, cfg.Name);
-            CloseRemote();
-            _failures = 0;
-            Connect();
-            return true;
-        }
-        if (old.Frequency != cfg.Frequency && _scheduled)
-        {
-            _log.Info("Server {0}: frequency changed from {1} s to {2} s", cfg.SrvId, old.Frequency, cfg.Frequency);
-            var next = (_record.LastSnapshot?.UtcDateTime ?? DateTime.UtcNow) + Frequency;
-            ScheduleAt(next > DateTime.UtcNow ? next : DateTime.UtcNow);
-        }
-        return false;
-    }
-
-    ForceSnapshotResult Force()
-    {
-        var id = _config.SrvId;
-        if (DateTime.UtcNow - _lastStartUtc < TimeSpan.FromSeconds(10))
-            return new(id, false, $"the last snapshot of server {id} started less than 10 s ago");
-        StartSnapshot();
-        return _inFlight ? new(id, true, $"snapshot of server {id} started") : new(id, false, _record.Describe(id));
-    }
-
-    /// <summary>Stops now, or once the snapshot in flight is stored (Ready and Disconnected see _stopping).</summary>
-    void RequestStop(string why)
-    {
-        if (_stopping) return;
-        _stopping = true;
-        _log.Info("Stopping collection of server {0}: {1}", _config.SrvId, why);
-        if (!_inFlight) Context.Stop(Self);
-    }
-
-    protected override void PostStop()
-    {
-        _life.Cancel();
-        if (_handedOff && _config is not null) HandOff.AskToGoOnElsewhere(Context, _config, _coordinator, _random);
-        CloseRemote();
     }
 
     // ---- schedule and connection helpers ------------------------------------------------------

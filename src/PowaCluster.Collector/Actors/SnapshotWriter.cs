@@ -30,9 +30,7 @@ public sealed class SnapshotWriter : ReceiveActor
         {
             var waited = DateTime.UtcNow - w.EnqueuedAtUtc;
             var sw = Stopwatch.StartNew();
-            var parent = Context.Parent;
-            var self = Self;
-            RunAsync(w.Work, waited, sw).PipeTo(self,
+            RunAsync(w.Work, waited, sw).PipeTo(Self,
                 success: done => done,
                 failure: e => new Done(w.Work, null, sw.Elapsed, false, new RepositoryOutcome(false, e.Message)));
         });
@@ -138,7 +136,7 @@ public sealed class SnapshotWriter : ReceiveActor
         try
         {
             using var cts = PgSession.Timeout(_settings.ConnectTimeout);
-            _conn = await PgSession.OpenAsync(_csb, cts.Token, RepositorySessionSettings(_settings)).ConfigureAwait(false);
+            _conn = await PgSession.OpenAsync(_csb, cts.Token, RepositorySessionSettings).ConfigureAwait(false);
             if (_lastConnectError is not null) _log.Info("Repository connection restored");
             _lastConnectError = null;
             return _conn;
@@ -177,7 +175,7 @@ public sealed class SnapshotWriter : ReceiveActor
     /// power) must not hold powa_snapshot_metas locks until TCP notices: the repository ends it after a
     /// while (a store never waits on a remote, so a minute is plenty), and probes the connection every 30 s.
     /// </summary>
-    internal static IReadOnlyDictionary<string, string> RepositorySessionSettings(CollectorSettings s) =>
+    static readonly IReadOnlyDictionary<string, string> RepositorySessionSettings =
         PgSession.DeadPeerSettings(TimeSpan.FromSeconds(60));
 
     public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, int index) =>

@@ -81,11 +81,8 @@ public static class SnapshotReader
     }
 
     static Task ExecAsync(NpgsqlConnection conn, string sql, TimeSpan timeout) =>
-        RemoteDeadline.RunAsync(conn, timeout, () => ExecAsync(conn, sql));
+        RemoteDeadline.RunAsync(conn, timeout, async () => { await ExecAsync(conn, sql).ConfigureAwait(false); return true; });
 
-    static async Task<int> ExecAsync(NpgsqlConnection conn, string sql)
-    {
-        await using var cmd = new NpgsqlCommand(sql, conn);
-        return await cmd.ExecuteNonQueryAsync().ConfigureAwait(false);
-    }
+    /// <summary>No token: the deadline around it ends it (RemoteDeadline).</summary>
+    static Task ExecAsync(NpgsqlConnection conn, string sql) => PgSession.ExecAsync(conn, sql, CancellationToken.None);
 }

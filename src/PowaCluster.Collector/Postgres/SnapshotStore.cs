@@ -171,12 +171,7 @@ public static class SnapshotStore
         return await ReadDatasourcesAsync(r, ct).ConfigureAwait(false);
     }
 
-    static async Task RollbackAsync(NpgsqlConnection conn, CancellationToken ct) =>
-        await ExecAsync(conn, "ROLLBACK", ct).ConfigureAwait(false);
+    static Task RollbackAsync(NpgsqlConnection conn, CancellationToken ct) => ExecAsync(conn, "ROLLBACK", ct);
 
-    static async Task ExecAsync(NpgsqlConnection conn, string sql, CancellationToken ct)
-    {
-        await using var cmd = new NpgsqlCommand(sql, conn);
-        await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
-    }
+    static Task ExecAsync(NpgsqlConnection conn, string sql, CancellationToken ct) => PgSession.ExecAsync(conn, sql, ct);
 }

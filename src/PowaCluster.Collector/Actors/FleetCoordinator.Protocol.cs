@@ -1,0 +1,134 @@
+using Akka.Actor;
+using Akka.Event;
+using Npgsql;
+using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Control;
+using PowaCluster.Collector.Postgres;
+
+namespace PowaCluster.Collector.Actors;
+
+/// <summary>The FleetCoordinator's answers to powa-web's NOTIFY protocol (the rest is in FleetCoordinator.cs).</summary>
+public sealed partial class FleetCoordinator
+{
+    // ---- powa-web's protocol -----------------------------------------------------------------
+
+    void OnNotification(ControlNotification n)
+    {
+        var request = CollectorProtocol.Parse(n.Payload);
+        _log.Debug("Received {0} (reply on {1}) from backend {2}", ForLog(request.Command), ForLog(request.Channel), n.SenderPid);
+        // Only senders allowed to signal backends (PostgreSQL 14+: pg_signal_backend) or, before 14, to write
+        // powa's data may drive the collector.
+        _link.RunAsync(async (c, ct) =>
+        {
+            await using var cmd = new NpgsqlCommand(
+                "SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 " +
+                "THEN pg_has_role(a.usesysid, 'pg_signal_backend', 'MEMBER') " +
+                "ELSE has_table_privilege(a.usesysid, 'public.powa_statements', 'INSERT') END " +
+                "FROM pg_stat_activity a WHERE a.pid = $1 AND a.usesysid IS NOT NULL", c)
+                { Parameters = { new() { Value = n.SenderPid } } };
+            return await cmd.ExecuteScalarAsync(ct) is true;
+        }).PipeTo(Self, success: ok => new Checked(request, ok, null), failure: e => new Checked(request, false, PgSession.Describe(e)));
+    }
+
+    void OnChecked(Checked c)
+    {
+        var r = c.Request;
+        if (!c.Allowed)
+        {
+            if (c.Error is not null) _log.Warning("Cannot check who sent {0}: {1}", ForLog(r.Command), c.Error);
+            else _log.Warning("Refused {0}: its sender may not drive the collector", ForLog(r.Command));
+            Answer(r, "ERROR", "Permission denied");
+            return;
+        }
+        switch (r.Command)
+        {
+            case "RELOAD":
+                _log.Info("RELOAD requested");
+                _reloadWaiting.Add(r);
+                StartResync(refresh: true);
+                break;
+            case "WORKERS_STATUS":
+                if (!r.WantsReply) return; // as the reference: nothing to do without a channel
+                var ids = r.Args.Count > 0 && r.Args[0].All(char.IsAsciiDigit) && int.TryParse(r.Args[0], out var one)
+                    ? (_known.ContainsKey(one) ? [one] : Array.Empty<int>())
+                    : _known.Keys.ToArray();
+                Context.ActorOf(StatusGatherer.Props(_region, ids, StatusTimeout, Self, r));
+                break;
+            case "CLUSTER_STATUS":
+                // powa-cluster status: statuses and nodes of the servers with from <= srvid <= to.
+                if (!r.WantsReply) return;
+                var from = r.Args.Count > 0 && int.TryParse(r.Args[0], out var f) ? f : int.MinValue;
+                var to = r.Args.Count > 1 && int.TryParse(r.Args[1], out var t) ? t : int.MaxValue;
+                Context.ActorOf(StatusGatherer.Props(_region, _known.Keys.Where(id => id >= from && id <= to).ToArray(),
+                    StatusTimeout, Self, r));
+                break;
+            case "FORCE_SNAPSHOT":
+                if (r.Args.Count < 1 || !int.TryParse(r.Args[0], out var srvid) || srvid <= 0)
+                {
+                    Answer(r, "KO", $"invalid server id \"{(r.Args.Count > 0 ? r.Args[0] : "")}\"");
+                    return;
+                }
+                if (!_known.ContainsKey(srvid))
+                {
+                    Answer(r, "KO", $"server {srvid} is not an active server");
+                    return;
+                }
+                _region.Ask<ForceSnapshotResult>(new ForceSnapshot(srvid), ForceTimeout).PipeTo(Self,
+                    success: res => new Forced(r, res),
+                    failure: _ => new Forced(r, new ForceSnapshotResult(srvid, false, $"server {srvid} did not answer in time")));
+                break;
+            default:
+                Answer(r, "UNKNOWN", "");
+                break;
+        }
+    }
+
+    void OnStatuses(StatusesGathered g)
+    {
+        var request = (ControlRequest)g.Tag;
+        var json = request.Command == "CLUSTER_STATUS"
+            ? CollectorProtocol.ClusterStatusJson(g.Statuses.Values.Select(s => (s.SrvId, s.Status, s.Node)))
+            : CollectorProtocol.WorkersJson(g.Statuses.Select(s => KeyValuePair.Create(s.Key, s.Value.Status)));
+        Answer(request, "OK", json);
+    }
+
+    /// <summary>Replies with pg_notify($1, $2): whatever the channel name or payload holds, nothing is executed.</summary>
+    void Answer(ControlRequest r, string status, string data)
+    {
+        if (!r.WantsReply) return;
+        var payload = CollectorProtocol.Reply(r.Command, status, data);
+        if (payload is null)
+        {
+            _log.Warning("Cannot answer a request whose command alone is too long for a NOTIFY payload");
+            return;
+        }
+        var channel = r.Channel;
+        var command = r.Command;
+        _link.RunAsync(async (c, ct) =>
+        {
+            await using var cmd = new NpgsqlCommand("SELECT pg_catalog.pg_notify($1, $2)", c)
+                { Parameters = { new() { Value = channel }, new() { Value = payload } } };
+            await cmd.ExecuteNonQueryAsync(ct);
+            return true;
+        }).PipeTo(Self, success: _ => new ReplySent(command, null), failure: e =>
+        {
+            var msg = PgSession.Describe(e);
+            return new ReplySent(command, msg);
+        });
+        Context.System.EventStream.Publish(new ControlHandled(r.Command, payload));
+    }
+
+    /// <summary>Anyone may NOTIFY powa_collector: what they send goes to the log short and on one line.</summary>
+    static string ForLog(string s)
+    {
+        var oneLine = new string(s.Select(ch => char.IsControl(ch) ? '?' : ch).ToArray());
+        return oneLine.Length <= 64 ? oneLine : oneLine[..61] + "...";
+    }
+
+    sealed record ReEnsureTick(int? SrvId);
+    sealed record ServersLoaded(IReadOnlyList<ServerConfig> Servers, bool Refresh);
+    sealed record LoadFailed(string Error);
+    sealed record Checked(ControlRequest Request, bool Allowed, string? Error);
+    sealed record Forced(ControlRequest Request, ForceSnapshotResult Result);
+    sealed record ReplySent(string Command, string? Error);
+}
