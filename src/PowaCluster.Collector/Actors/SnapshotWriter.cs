@@ -26,6 +26,8 @@ public sealed class SnapshotWriter : ReceiveActor
     {
         _settings = settings;
         _csb = PgSession.ForRole(repository, $"PoWA collector - repo_conn {index}", settings.ConnectTimeout, settings.RepositoryTimeout);
+        // A stored snapshot is hundreds of kB of COPY: write it in large pieces (Npgsql's default is 8 kB).
+        _csb.WriteBufferSize = 64 * 1024;
         Receive<AssignWork>(w =>
         {
             var waited = DateTime.UtcNow - w.EnqueuedAtUtc;

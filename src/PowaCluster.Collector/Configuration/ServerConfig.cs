@@ -41,7 +41,13 @@ public sealed record ServerConfig(
         Pooling = false,
         // Should a cancellation reach Npgsql anyway, do not wait for a hung server's answer to it.
         CancellationTimeout = -1,
+        // A snapshot is hundreds of kB of COPY: read it in large pieces, not 8 kB ones (fewer system calls
+        // and wake-ups per snapshot).
+        ReadBufferSize = RemoteReadBuffer,
     };
+
+    /// <summary>The remote connection's read buffer (Npgsql's default is 8 kB).</summary>
+    public const int RemoteReadBuffer = 64 * 1024;
 
     bool PrintMembers(StringBuilder sb)
     {

@@ -25,6 +25,9 @@ public static class BenchCommand
     {
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        // SIGTERM too (a background job ignores SIGINT): stop the collector, then the throwaway instances.
+        using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+            System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
         var loads = o.Loads ?? [];
         var most = new[] { o.Servers }.Concat(loads).Max();
         Say($"starting a throwaway repository and {o.Remotes} remote instance(s), 300 statements each");
