@@ -16,15 +16,11 @@ public sealed partial class FleetCoordinator
     {
         var request = CollectorProtocol.Parse(n.Payload);
         _log.Debug("Received {0} (reply on {1}) from backend {2}", ForLog(request.Command), ForLog(request.Channel), n.SenderPid);
-        // Only senders allowed to signal backends (PostgreSQL 14+: pg_signal_backend) or, before 14, to write
-        // powa's data may drive the collector.
+        // Only the senders the reference allows may drive the collector: members of pg_signal_backend
+        // (PostgreSQL 14+), powa's own roles (PoWA 5), or before 14 with PoWA 4 the roles that may write powa's data.
         _link.RunAsync(async (c, ct) =>
         {
-            await using var cmd = new NpgsqlCommand(
-                "SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 " +
-                "THEN pg_has_role(a.usesysid, 'pg_signal_backend', 'MEMBER') " +
-                "ELSE has_table_privilege(a.usesysid, 'public.powa_statements', 'INSERT') END " +
-                "FROM pg_stat_activity a WHERE a.pid = $1 AND a.usesysid IS NOT NULL", c)
+            await using var cmd = new NpgsqlCommand(_sql.NotifyAllowed, c)
                 { Parameters = { new() { Value = n.SenderPid } } };
             return await cmd.ExecuteScalarAsync(ct) is true;
         }).PipeTo(Self, success: ok => new Checked(request, ok, null), failure: e => new Checked(request, false, PgSession.Describe(e)));

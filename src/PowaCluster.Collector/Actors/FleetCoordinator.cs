@@ -23,6 +23,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
 
     readonly CollectorSettings _settings;
     readonly NpgsqlConnectionStringBuilder _csb;
+    readonly PowaSql _sql;
     readonly IActorRef _region;
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly RepositoryLink _link;
@@ -34,8 +35,9 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public FleetCoordinator(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, IActorRef region)
+    public FleetCoordinator(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, IActorRef region)
     {
+        _sql = sql;
         _settings = settings;
         _region = region;
         _csb = PgSession.ForRole(repository, "PoWA collector - coordinator", settings.ConnectTimeout, settings.RepositoryTimeout);
@@ -133,7 +135,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         }
         _loading = true;
         var describe = Dsn.Describe(_csb);
-        _link.RunAsync((c, ct) => RepositoryQueries.LoadActiveServersAsync(c, ct)).PipeTo(Self,
+        _link.RunAsync((c, ct) => RepositoryQueries.LoadActiveServersAsync(_sql, c, ct)).PipeTo(Self,
             success: servers => new ServersLoaded(servers, refresh),
             failure: e => new LoadFailed($"cannot read powa_servers from the repository {describe}: {PgSession.Describe(e)}"));
     }
@@ -187,6 +189,6 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         _reloadWaiting.Clear();
     }
 
-    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, IActorRef region) =>
-        Akka.Actor.Props.Create(() => new FleetCoordinator(settings, repository, region));
+    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, IActorRef region) =>
+        Akka.Actor.Props.Create(() => new FleetCoordinator(settings, repository, sql, region));
 }

@@ -159,7 +159,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _lastStartUtc = DateTime.UtcNow;
         var seq = ++_sequence;
         var stage = new SnapshotStage(_config.SrvId, _config.Name, _stages);
-        var run = Context.ActorOf(SnapshotRun.Props(_remote, stage, _datasources, _guarded, _settings.RemoteTimeout), $"run-{seq}");
+        var run = Context.ActorOf(SnapshotRun.Props(_remote, stage, _datasources, _versions!.Schemas, _guarded, _settings.RemoteTimeout), $"run-{seq}");
         Become(() =>
         {
             Receive<SnapshotRead>(_ => Sender.Equals(run), m => Store(m, seq));

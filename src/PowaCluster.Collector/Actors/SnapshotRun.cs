@@ -25,14 +25,14 @@ public sealed class SnapshotRun : ReceiveActor
     Task _read = Task.CompletedTask;
 
     public SnapshotRun(RemoteConnection remote, SnapshotStage stage, IReadOnlyList<Datasource> datasources,
-        IReadOnlySet<string> guarded, TimeSpan callTimeout)
+        IReadOnlyDictionary<string, string> schemas, IReadOnlySet<string> guarded, TimeSpan callTimeout)
     {
         _stage = stage;
         var sw = Stopwatch.StartNew();
         var abort = _abort.Token;
         var read = remote.RunAsync(async c =>
         {
-            await SnapshotReader.ReadAsync(c, datasources, stage, guarded, callTimeout, abort).ConfigureAwait(false);
+            await SnapshotReader.ReadAsync(c, datasources, stage, schemas, guarded, callTimeout, abort).ConfigureAwait(false);
             return true;
         });
         _read = read;
@@ -69,6 +69,6 @@ public sealed class SnapshotRun : ReceiveActor
     }
 
     public static Props Props(RemoteConnection remote, SnapshotStage stage, IReadOnlyList<Datasource> datasources,
-        IReadOnlySet<string> guarded, TimeSpan callTimeout) =>
-        Akka.Actor.Props.Create(() => new SnapshotRun(remote, stage, datasources, guarded, callTimeout));
+        IReadOnlyDictionary<string, string> schemas, IReadOnlySet<string> guarded, TimeSpan callTimeout) =>
+        Akka.Actor.Props.Create(() => new SnapshotRun(remote, stage, datasources, schemas, guarded, callTimeout));
 }

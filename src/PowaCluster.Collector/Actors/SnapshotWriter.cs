@@ -18,12 +18,14 @@ public sealed class SnapshotWriter : ReceiveActor
     readonly CollectorSettings _settings;
     readonly NpgsqlConnectionStringBuilder _csb;
     readonly ILoggingAdapter _log = Context.GetLogger();
+    readonly PowaSql _sql;
     NpgsqlConnection? _conn;        // touched only by the one task running, or by PostStop
     string? _lastConnectError;
     DateTime _lastConnectFailureUtc = DateTime.MinValue;
 
-    public SnapshotWriter(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, int index)
+    public SnapshotWriter(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, int index)
     {
+        _sql = sql;
         _settings = settings;
         _csb = PgSession.ForRole(repository, $"PoWA collector - repo_conn {index}", settings.ConnectTimeout, settings.RepositoryTimeout);
         // A stored snapshot is hundreds of kB of COPY: write it in large pieces (Npgsql's default is 8 kB).
@@ -71,8 +73,8 @@ public sealed class SnapshotWriter : ReceiveActor
             {
                 StoreSnapshot s => await StoreAsync(conn, s, waited, sw, cts.Token).ConfigureAwait(false),
                 RestoreSchedule r => await RestoreAsync(conn, r, cts.Token).ConfigureAwait(false),
-                SaveVersions v => await InTransaction(conn, c => RepositoryQueries.SaveVersionsAsync(c, v.SrvId, v.Versions, cts.Token), cts.Token),
-                ReportErrors e => await InTransaction(conn, c => RepositoryQueries.ReportErrorsAsync(c, e.SrvId, e.Errors, replace: true, cts.Token), cts.Token),
+                SaveVersions v => await InTransaction(conn, c => RepositoryQueries.SaveVersionsAsync(_sql, c, v.SrvId, v.Versions, cts.Token), cts.Token),
+                ReportErrors e => await InTransaction(conn, c => RepositoryQueries.ReportErrorsAsync(_sql, c, e.SrvId, e.Errors, replace: true, cts.Token), cts.Token),
                 CheckRepository => await InTransaction(conn, c => PgSession.ExecAsync(c, "SELECT 1", cts.Token), cts.Token),
                 _ => throw new ArgumentException($"unknown writer work {work.GetType().Name}"),
             };
@@ -99,22 +101,22 @@ public sealed class SnapshotWriter : ReceiveActor
         }
     }
 
-    static async Task<SnapshotStored> StoreAsync(NpgsqlConnection conn, StoreSnapshot s, TimeSpan waited, Stopwatch sw, CancellationToken ct)
+    async Task<SnapshotStored> StoreAsync(NpgsqlConnection conn, StoreSnapshot s, TimeSpan waited, Stopwatch sw, CancellationToken ct)
     {
         var started = sw.Elapsed;
-        var result = await SnapshotStore.StoreAsync(conn, s.Stage, ct).ConfigureAwait(false);
+        var result = await SnapshotStore.StoreAsync(_sql, conn, s.Stage, ct).ConfigureAwait(false);
         return new SnapshotStored(s.SrvId, s.Sequence, result, waited, sw.Elapsed - started);
     }
 
-    static async Task<ScheduleRestored> RestoreAsync(NpgsqlConnection conn, RestoreSchedule r, CancellationToken ct)
+    async Task<ScheduleRestored> RestoreAsync(NpgsqlConnection conn, RestoreSchedule r, CancellationToken ct)
     {
         LastSnapshot last = null!;
         IReadOnlyList<Datasource> datasources = [];
         await InTransaction(conn, async c =>
         {
-            await RepositoryQueries.SaveVersionsAsync(c, r.SrvId, r.Versions, ct).ConfigureAwait(false);
-            last = await RepositoryQueries.GetLastSnapshotAsync(c, r.SrvId, ct).ConfigureAwait(false);
-            datasources = await SnapshotStore.GetDatasourcesAsync(c, r.SrvId, ct).ConfigureAwait(false);
+            await RepositoryQueries.SaveVersionsAsync(_sql, c, r.SrvId, r.Versions, ct).ConfigureAwait(false);
+            last = await RepositoryQueries.GetLastSnapshotAsync(_sql, c, r.SrvId, ct).ConfigureAwait(false);
+            datasources = await SnapshotStore.GetDatasourcesAsync(_sql, c, r.SrvId, ct).ConfigureAwait(false);
         }, ct).ConfigureAwait(false);
         return new ScheduleRestored(r.SrvId, last, datasources, null);
     }
@@ -180,8 +182,8 @@ public sealed class SnapshotWriter : ReceiveActor
     static readonly IReadOnlyDictionary<string, string> RepositorySessionSettings =
         PgSession.DeadPeerSettings(TimeSpan.FromSeconds(60));
 
-    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, int index) =>
-        Akka.Actor.Props.Create(() => new SnapshotWriter(settings, repository, index));
+    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, int index) =>
+        Akka.Actor.Props.Create(() => new SnapshotWriter(settings, repository, sql, index));
 }
 
 /// <summary>The repository cannot be reached; the message names it (without password).</summary>

@@ -1,3 +1,4 @@
+using PowaCluster.Collector.Postgres;
 using Akka.Actor;
 using Akka.Event;
 using Npgsql;
@@ -25,12 +26,12 @@ public sealed class SnapshotWriterPool : ReceiveActor
     readonly List<IActorRef> _healthWaiting = [];
     readonly TimeSpan _healthFreshFor;      // how long the writers' latest word answers /ready without a check
 
-    public SnapshotWriterPool(CollectorSettings settings, NpgsqlConnectionStringBuilder repository)
+    public SnapshotWriterPool(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql)
     {
         _size = settings.WriterPoolSize;
         _healthFreshFor = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(15).Ticks, settings.ResyncInterval.Ticks / 2));
         for (var i = 1; i <= _size; i++)
-            Context.ActorOf(SnapshotWriter.Props(settings, repository, i), $"writer-{i}");
+            Context.ActorOf(SnapshotWriter.Props(settings, repository, sql, i), $"writer-{i}");
 
         Receive<IWriterWork>(Enqueue);
         Receive<WriterIdle>(m =>
@@ -110,6 +111,6 @@ public sealed class SnapshotWriterPool : ReceiveActor
     protected override SupervisorStrategy SupervisorStrategy() =>
         new OneForOneStrategy(-1, TimeSpan.FromMinutes(1), _ => Directive.Restart);
 
-    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository) =>
-        Akka.Actor.Props.Create(() => new SnapshotWriterPool(settings, repository));
+    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql) =>
+        Akka.Actor.Props.Create(() => new SnapshotWriterPool(settings, repository, sql));
 }

@@ -152,7 +152,7 @@ public static class AkkaConfiguration
     public static AkkaConfigurationBuilder WithSnapshotWriters(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithActors((system, registry) =>
         {
-            var pool = system.ActorOf(SnapshotWriterPool.Props(rt.Settings, rt.Repository), "snapshot-writers");
+            var pool = system.ActorOf(SnapshotWriterPool.Props(rt.Settings, rt.Repository, rt.Powa), "snapshot-writers");
             registry.Register<SnapshotWriterPool>(pool);
         });
 
@@ -163,7 +163,7 @@ public static class AkkaConfiguration
     public static AkkaConfigurationBuilder WithServerCollectors(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithShardRegion<ServerCollector>(
             "server-collector",
-            (_, registry, _) => _ => ServerCollector.Props(rt.Settings, rt.RepositoryPowa, registry.Get<SnapshotWriterPool>(),
+            (_, registry, _) => _ => ServerCollector.Props(rt.Settings, rt.Powa.Version, registry.Get<SnapshotWriterPool>(),
                 rt.Stages, registry.Get<FleetCoordinator>()),
             new ServerMessageExtractor(rt.Settings.NumberOfShards),
             new ShardOptions
@@ -186,7 +186,7 @@ public static class AkkaConfiguration
         b.AddHocon("akka.cluster.singleton-proxy.log-singleton-identification-failure = off", HoconAddMode.Prepend)
          .WithSingleton<FleetCoordinator>(
             "fleet-coordinator",
-            (_, registry, _) => FleetCoordinator.Props(rt.Settings, rt.Repository, registry.Get<ServerCollector>()),
+            (_, registry, _) => FleetCoordinator.Props(rt.Settings, rt.Repository, rt.Powa, registry.Get<ServerCollector>()),
             new ClusterSingletonOptions(),
             createProxyToo: true);
 

@@ -6,10 +6,10 @@ using PowaCluster.Collector.Staging;
 namespace PowaCluster.Collector.Hosting;
 
 /// <summary>
-/// What every actor of a node is built from: the settings, the parsed repository DSN and its powa version,
+/// What every actor of a node is built from: the settings, the parsed repository DSN and the SQL of its powa,
 /// and the node's stage memory (shared by all its servers).
 /// </summary>
-public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnectionStringBuilder Repository, PowaVersion RepositoryPowa)
+public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnectionStringBuilder Repository, PowaSql Powa)
 {
     public StageBudget Stages { get; } = new(Settings.StageMemoryBudget,
         string.IsNullOrWhiteSpace(Settings.StageDirectory) ? StageBudget.DefaultDirectory() : Settings.StageDirectory);

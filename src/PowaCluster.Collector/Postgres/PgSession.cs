@@ -79,6 +79,15 @@ public static class PgSession
         ["tcp_keepalives_count"] = "3",
     };
 
+    /// <summary>powa's version and quoted schema in the connected database; null without powa (or an unreadable version).</summary>
+    public static async Task<(PowaVersion Version, string Schema)?> FindPowaAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(PowaSql.FindPowa, conn);
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        if (!await r.ReadAsync(ct)) return null;
+        return PowaVersion.Parse(r.GetString(0)) is { } v ? (v, r.GetString(1)) : null;
+    }
+
     public static async Task<PowaVersion?> GetPowaVersionAsync(NpgsqlConnection conn, CancellationToken ct)
     {
         await using var cmd = new NpgsqlCommand(

@@ -22,6 +22,9 @@ public static class RemoteQueries
             throw new RemoteSetupException($"the remote server has powa {v} but the repository has powa {repository}: they must have the same major.minor version");
         if (v is { Major: 4, Minor: 0 })
             await PgSession.ExecAsync(conn, "LOAD 'powa'", ct);
+        // PoWA 5 qualifies every name: nothing on the remote's search_path may stand in for them.
+        if (v.Major >= 5)
+            await PgSession.ExecAsync(conn, "SET search_path TO pg_catalog", ct);
         return v;
     }
 
@@ -31,8 +34,9 @@ public static class RemoteQueries
         {
             BatchCommands =
             {
-                new NpgsqlBatchCommand("SELECT current_setting('server_version')"),
-                new NpgsqlBatchCommand("SELECT extname, extversion FROM pg_catalog.pg_extension"),
+                new NpgsqlBatchCommand("SELECT pg_catalog.current_setting('server_version')"),
+                new NpgsqlBatchCommand("SELECT e.extname, e.extversion, pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e " +
+                                       "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"),
                 new NpgsqlBatchCommand("SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'hypopg'"),
             },
         };
@@ -41,21 +45,34 @@ public static class RemoteQueries
         var serverVersion = r.GetString(0);
         await r.NextResultAsync(ct);
         var exts = new Dictionary<string, string>();
-        while (await r.ReadAsync(ct)) exts[r.GetString(0)] = r.GetString(1);
+        var schemas = new Dictionary<string, string>();
+        while (await r.ReadAsync(ct))
+        {
+            exts[r.GetString(0)] = r.GetString(1);
+            schemas[r.GetString(0)] = r.GetString(2);
+        }
         await r.NextResultAsync(ct);
         string? hypopg = await r.ReadAsync(ct) && !r.IsDBNull(0) ? r.GetString(0) : null;
-        return new RemoteVersions(serverVersion, exts, hypopg);
+        return new RemoteVersions(serverVersion, exts, hypopg, schemas);
     }
 
     /// <summary>
-    /// Binary COPY of one datasource, srvid first as the repository's *_src_tmp tables expect. Binary: the
-    /// bytes go to the repository as they came, and the repository does not parse text.
+    /// Binary COPY of one datasource, srvid first as the repository's *_src_tmp tables expect, from its source
+    /// function in <paramref name="schema"/> (quoted). Binary: the bytes go to the repository as they came,
+    /// and the repository does not parse text.
     /// </summary>
-    public static string ExportSql(int srvid, string querySource) =>
-        $"COPY (SELECT {srvid}, * FROM public.{RepositoryQueries.QuoteIdentifier(querySource)}(0)) TO STDOUT (FORMAT binary)";
+    public static string ExportSql(int srvid, string schema, string querySource) =>
+        $"COPY (SELECT {srvid}, * FROM {schema}.{RepositoryQueries.QuoteIdentifier(querySource)}(0)) TO STDOUT (FORMAT binary)";
 
-    public static string ImportSql(string querySource) =>
-        $"COPY public.{RepositoryQueries.QuoteIdentifier(querySource + "_tmp")} FROM STDIN (FORMAT binary)";
+    /// <summary>
+    /// A datasource's cleanup with its placeholders resolved: PoWA 5 writes <c>{extension}</c> where the
+    /// schema of that extension goes (<c>SELECT {pg_qualstats}.pg_qualstats_reset()</c>).
+    /// </summary>
+    /// <exception cref="ArgumentException">a placeholder names an extension the remote does not have</exception>
+    public static string ResolveSchemas(string sql, IReadOnlyDictionary<string, string> schemas) =>
+        System.Text.RegularExpressions.Regex.Replace(sql, @"\{([A-Za-z_][A-Za-z0-9_]*)\}", m =>
+            schemas.TryGetValue(m.Groups[1].Value, out var schema) ? schema
+                : throw new ArgumentException($"extension {m.Groups[1].Value} is not installed on the remote server"));
 
     /// <summary>
     /// Opens a remote connection and checks it can be collected: powa present and compatible; reads the

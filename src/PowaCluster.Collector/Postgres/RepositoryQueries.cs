@@ -4,26 +4,37 @@ using PowaCluster.Collector.Configuration;
 
 namespace PowaCluster.Collector.Postgres;
 
-/// <summary>One enabled snapshot datasource of a server, from powa_functions.</summary>
-public sealed record Datasource(string Module, string? QuerySource, string? QueryCleanup, string FunctionName);
+/// <summary>
+/// One enabled snapshot datasource of a server, from powa_functions. External: its source function lives in
+/// its own extension's schema on the remote (PoWA 5). TmpSchema: the quoted schema of its *_src_tmp table on
+/// the repository, null when the extension that owns it is not installed there.
+/// </summary>
+public sealed record Datasource(string Name, bool External, string? QuerySource, string? QueryCleanup, string FunctionName,
+    string? TmpSchema)
+{
+    /// <summary>The quoted *_src_tmp table the datasource's rows go to on the repository.</summary>
+    public string? Target => TmpSchema is null || QuerySource is null ? null : $"{TmpSchema}.{RepositoryQueries.QuoteIdentifier(QuerySource + "_tmp")}";
+}
 
-/// <summary>What a remote server runs, saved into powa_servers.version and powa_extensions.version.</summary>
+/// <summary>
+/// What a remote server runs, saved into powa_servers.version and the extension versions; Schemas: the quoted
+/// schema of each installed extension, to qualify the names of powa and its datasources there.
+/// </summary>
 public sealed record RemoteVersions(
     string ServerVersion,
     IReadOnlyDictionary<string, string> Extensions,
-    string? HypopgAvailableVersion);
+    string? HypopgAvailableVersion,
+    IReadOnlyDictionary<string, string> Schemas);
 
 /// <summary>When a server was last snapshotted; Registered is false when it has no powa_snapshot_metas row.</summary>
 public sealed record LastSnapshot(bool Registered, DateTimeOffset? At);
 
-/// <summary>The SQL the collector runs on the repository. Every value goes in as a parameter.</summary>
+/// <summary>Running the repository's SQL (PowaSql, per powa major) and reading its answers.</summary>
 public static class RepositoryQueries
 {
-    public static async Task<IReadOnlyList<ServerConfig>> LoadActiveServersAsync(NpgsqlConnection conn, CancellationToken ct)
+    public static async Task<IReadOnlyList<ServerConfig>> LoadActiveServersAsync(PowaSql sql, NpgsqlConnection conn, CancellationToken ct)
     {
-        await using var cmd = new NpgsqlCommand(
-            "SELECT id, hostname, port, username, password, dbname, frequency, alias " +
-            "FROM public.powa_servers WHERE id > 0 AND frequency > 0 ORDER BY id", conn);
+        await using var cmd = new NpgsqlCommand(sql.ActiveServers, conn);
         await using var r = await cmd.ExecuteReaderAsync(ct);
         var list = new List<ServerConfig>();
         while (await r.ReadAsync(ct))
@@ -34,12 +45,10 @@ public static class RepositoryQueries
     }
 
     /// <summary>Appends (or replaces) the collector's errors for a server in powa_snapshot_metas.errors.</summary>
-    public static async Task ReportErrorsAsync(NpgsqlConnection conn, int srvid, IReadOnlyList<string> errors, bool replace, CancellationToken ct)
+    public static async Task ReportErrorsAsync(PowaSql sql, NpgsqlConnection conn, int srvid, IReadOnlyList<string> errors, bool replace,
+        CancellationToken ct)
     {
-        var sql = replace
-            ? "UPDATE public.powa_snapshot_metas SET errors = $2 WHERE srvid = $1"
-            : "UPDATE public.powa_snapshot_metas SET errors = pg_catalog.array_cat(errors, $2) WHERE srvid = $1";
-        await using var cmd = new NpgsqlCommand(sql, conn)
+        await using var cmd = new NpgsqlCommand(replace ? sql.ReplaceErrors : sql.AppendErrors, conn)
         {
             Parameters =
             {
@@ -50,33 +59,28 @@ public static class RepositoryQueries
         await cmd.ExecuteNonQueryAsync(ct);
     }
 
-    public static async Task<LastSnapshot> GetLastSnapshotAsync(NpgsqlConnection conn, int srvid, CancellationToken ct)
+    public static async Task<LastSnapshot> GetLastSnapshotAsync(PowaSql sql, NpgsqlConnection conn, int srvid, CancellationToken ct)
     {
-        await using var cmd = new NpgsqlCommand(
-            "SELECT CASE WHEN snapts = '-infinity' THEN NULL ELSE extract(epoch FROM snapts)::float8 END " +
-            "FROM public.powa_snapshot_metas WHERE srvid = $1", conn) { Parameters = { new() { Value = srvid } } };
+        await using var cmd = new NpgsqlCommand(sql.LastSnapshot, conn) { Parameters = { new() { Value = srvid } } };
         await using var r = await cmd.ExecuteReaderAsync(ct);
         if (!await r.ReadAsync(ct)) return new LastSnapshot(false, null);
         return new LastSnapshot(true, r.IsDBNull(0) ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)(r.GetDouble(0) * 1000)));
     }
 
     /// <summary>
-    /// powa_servers.version, powa_extensions.version of every extension the repository tracks for the server,
-    /// and the hypopg row kept in step with what the remote can install.
+    /// powa_servers.version, the version of every extension the repository tracks for the server
+    /// (powa_extensions in PoWA 4, powa_extension_config in 5), and the hypopg row kept in step with what the
+    /// remote can install.
     /// </summary>
-    public static async Task SaveVersionsAsync(NpgsqlConnection conn, int srvid, RemoteVersions v, CancellationToken ct)
+    public static async Task SaveVersionsAsync(PowaSql sql, NpgsqlConnection conn, int srvid, RemoteVersions v, CancellationToken ct)
     {
         await using var batch = new NpgsqlBatch(conn)
         {
             BatchCommands =
             {
-                new NpgsqlBatchCommand(
-                    "UPDATE public.powa_servers SET version = $2 WHERE id = $1 AND version IS DISTINCT FROM $2")
+                new NpgsqlBatchCommand(sql.SaveServerVersion)
                     { Parameters = { new() { Value = srvid }, new() { Value = v.ServerVersion } } },
-                new NpgsqlBatchCommand(
-                    "UPDATE public.powa_extensions e SET version = r.version " +
-                    "FROM unnest($2::text[], $3::text[]) AS r(extname, version) " +
-                    "WHERE e.srvid = $1 AND e.extname = r.extname AND e.version IS DISTINCT FROM r.version")
+                new NpgsqlBatchCommand(sql.SaveExtensionVersions)
                 {
                     Parameters =
                     {
@@ -86,12 +90,9 @@ public static class RepositoryQueries
                     },
                 },
                 v.HypopgAvailableVersion is null
-                    ? new NpgsqlBatchCommand("DELETE FROM public.powa_extensions WHERE srvid = $1 AND extname = 'hypopg'")
+                    ? new NpgsqlBatchCommand(sql.ForgetHypopg)
                         { Parameters = { new() { Value = srvid } } }
-                    : new NpgsqlBatchCommand(
-                        "INSERT INTO public.powa_extensions (srvid, extname, version) VALUES ($1, 'hypopg', $2) " +
-                        "ON CONFLICT (srvid, extname) DO UPDATE SET version = EXCLUDED.version " +
-                        "WHERE powa_extensions.version IS DISTINCT FROM EXCLUDED.version")
+                    : new NpgsqlBatchCommand(sql.SaveHypopg)
                         { Parameters = { new() { Value = srvid }, new() { Value = v.HypopgAvailableVersion } } },
             },
         };

@@ -5,7 +5,7 @@ namespace PowaCluster.Collector.Postgres;
 
 /// <summary>
 /// Reads one snapshot off a remote server into a stage: for each datasource, in priority order, the binary
-/// COPY output of <c>SELECT srvid, * FROM public.&lt;query_source&gt;(0)</c>, then its cleanup (the pg_qualstats
+/// COPY output of <c>SELECT srvid, * FROM &lt;schema&gt;.&lt;query_source&gt;(0)</c>, then its cleanup (the pg_qualstats
 /// reset). One remote transaction, so that every datasource sees the same now() (their ts).
 /// A healthy snapshot costs one round trip per datasource: no savepoint. A step that failed in the previous
 /// snapshot (its extension is missing) is guarded by a savepoint from then on, so the transaction, and its
@@ -19,8 +19,9 @@ public static class SnapshotReader
     /// <param name="callTimeout">timeout of each remote call (a COPY, a cleanup)</param>
     /// <param name="abort">the snapshot is abandoned (its server stopped)</param>
     /// <exception cref="PostgresException">only for a failure outside a datasource (BEGIN, COMMIT)</exception>
+    /// <param name="schemas">the quoted schema of each extension installed on the remote (RemoteVersions.Schemas)</param>
     public static async Task ReadAsync(NpgsqlConnection conn, IReadOnlyList<Datasource> datasources, SnapshotStage stage,
-        IReadOnlySet<string> guarded, TimeSpan callTimeout, CancellationToken abort)
+        IReadOnlyDictionary<string, string> schemas, IReadOnlySet<string> guarded, TimeSpan callTimeout, CancellationToken abort)
     {
         // Abandoned (its server stopped): the connection is closed, which ends the call in flight at once
         // (no token reaches Npgsql: see RemoteDeadline).
@@ -30,11 +31,22 @@ public static class SnapshotReader
         foreach (var ds in datasources)
         {
             if (ds.QuerySource is null) continue; // a module without a source function: nothing to read
+            // The source function lives in powa's schema, or in its own extension's (PoWA 5's external ones).
+            if (!schemas.TryGetValue(ds.External ? ds.Name : "powa", out var schema))
+            {
+                stage.Errors.Add($"Extension {ds.Name} is not installed on the remote server");
+                continue;
+            }
+            if (ds.Target is not { } target)
+            {
+                stage.Errors.Add($"Extension {ds.Name} is not installed on the repository server");
+                continue;
+            }
             string sql;
-            try { sql = RemoteQueries.ExportSql(stage.SrvId, ds.QuerySource); }
+            try { sql = RemoteQueries.ExportSql(stage.SrvId, schema, ds.QuerySource); }
             catch (ArgumentException e)
             {
-                stage.Errors.Add($"Error while calling public.{ds.QuerySource}: {e.Message}");
+                stage.Errors.Add($"Error while calling {schema}.{ds.QuerySource}: {e.Message}");
                 continue;
             }
             var offset = stage.Length;
@@ -43,12 +55,19 @@ public static class SnapshotReader
             {
                 await using (var copy = await conn.BeginRawBinaryCopyAsync(sql).ConfigureAwait(false))
                     await stage.AppendAsync(copy, CancellationToken.None).ConfigureAwait(false);
-            }, e => $"Error while calling public.{ds.QuerySource}: {e}", callTimeout).ConfigureAwait(false);
-            if (ok) stage.AddDatasource(ds.QuerySource, offset);
+            }, e => $"Error while calling {schema}.{ds.QuerySource}: {e}", callTimeout).ConfigureAwait(false);
+            if (ok) stage.AddDatasource(ds.Name, target, offset);
             else stage.Truncate(offset);
             // As the reference does, the cleanup runs even when the datasource failed.
-            if (ds.QueryCleanup is { } cleanup)
+            if (ds.QueryCleanup is { } cleanupTemplate)
             {
+                string cleanup;
+                try { cleanup = RemoteQueries.ResolveSchemas(cleanupTemplate, schemas); }
+                catch (ArgumentException e)
+                {
+                    stage.Errors.Add($"Error while calling {cleanupTemplate}: {e.Message}");
+                    continue;
+                }
                 var cleanupKey = CleanupStep(ds.QuerySource);
                 await StepAsync(conn, stage, cleanupKey, guarded.Contains(cleanupKey),
                     () => ExecAsync(conn, cleanup), e => $"Error while calling {cleanup}: {e}", callTimeout).ConfigureAwait(false);

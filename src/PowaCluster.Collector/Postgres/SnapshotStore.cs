@@ -29,29 +29,29 @@ public sealed record StoreResult(StoreOutcome Outcome, IReadOnlyList<Datasource>
 /// </summary>
 public static class SnapshotStore
 {
-    public static async Task<StoreResult> StoreAsync(NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
+    public static async Task<StoreResult> StoreAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
         try
         {
-            return await StoreFastAsync(conn, stage, ct).ConfigureAwait(false);
+            return await StoreFastAsync(sql, conn, stage, ct).ConfigureAwait(false);
         }
         catch (PostgresException e) when (e.SqlState != PostgresErrorCodes.LockNotAvailable && !PgSession.IsBroken(conn))
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return await StoreSlowAsync(conn, stage, ct).ConfigureAwait(false);
+            return await StoreSlowAsync(sql, conn, stage, ct).ConfigureAwait(false);
         }
     }
 
-    static async Task<StoreResult> StoreFastAsync(NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
+    static async Task<StoreResult> StoreFastAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
-        if (await BeginAsync(conn, stage, ct).ConfigureAwait(false) is { } skipped) return skipped;
+        if (await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false) is { } skipped) return skipped;
         foreach (var ds in stage.Datasources.Where(d => d.HasRows))
             await CopyInAsync(conn, stage, ds, ct).ConfigureAwait(false);
         var errors = stage.Errors;
         await using var batch = new NpgsqlBatch(conn);
-        batch.BatchCommands.Add(TakeSnapshotCommand(stage.SrvId));
-        if (errors.Count > 0) batch.BatchCommands.Add(AppendErrorsCommand(stage.SrvId, errors));
-        batch.BatchCommands.Add(DatasourcesCommand(stage.SrvId));
+        batch.BatchCommands.Add(TakeSnapshotCommand(sql, stage.SrvId));
+        if (errors.Count > 0) batch.BatchCommands.Add(AppendErrorsCommand(sql, stage.SrvId, errors));
+        batch.BatchCommands.Add(DatasourcesCommand(sql, stage.SrvId));
         batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
         // The reader has one result per statement that returns rows: the UPDATE and the COMMIT have none.
         await using var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
@@ -62,9 +62,9 @@ public static class SnapshotStore
         return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors);
     }
 
-    static async Task<StoreResult> StoreSlowAsync(NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
+    static async Task<StoreResult> StoreSlowAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
-        if (await BeginAsync(conn, stage, ct).ConfigureAwait(false) is { } skipped) return skipped;
+        if (await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false) is { } skipped) return skipped;
         var errors = new List<string>(stage.Errors);
         await ExecAsync(conn, "SAVEPOINT copies", ct).ConfigureAwait(false);
         foreach (var ds in stage.Datasources.Where(d => d.HasRows))
@@ -74,13 +74,13 @@ public static class SnapshotStore
             catch (PostgresException e)
             {
                 await ExecAsync(conn, "ROLLBACK TO SAVEPOINT data", ct).ConfigureAwait(false);
-                errors.Add($"Error while inserting data into {ds.QuerySource}_tmp: {PgSession.Describe(e)}");
+                errors.Add($"Error while inserting data of {ds.Name} into {ds.Target}: {PgSession.Describe(e)}");
             }
         }
         var takeErrors = 0;
         try
         {
-            await using var cmd = new NpgsqlBatch(conn) { BatchCommands = { TakeSnapshotCommand(stage.SrvId) } };
+            await using var cmd = new NpgsqlBatch(conn) { BatchCommands = { TakeSnapshotCommand(sql, stage.SrvId) } };
             await using var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
             takeErrors = await ReadTakeSnapshotAsync(r, ct).ConfigureAwait(false);
         }
@@ -89,29 +89,29 @@ public static class SnapshotStore
             // Nothing of this snapshot stays in the *_tmp tables; the reference resets the errors by hand,
             // as powa_take_snapshot did not.
             await ExecAsync(conn, "ROLLBACK TO SAVEPOINT copies", ct).ConfigureAwait(false);
-            await RepositoryQueries.ReportErrorsAsync(conn, stage.SrvId, [], replace: true, ct).ConfigureAwait(false);
+            await RepositoryQueries.ReportErrorsAsync(sql, conn, stage.SrvId, [], replace: true, ct).ConfigureAwait(false);
             errors.Add($"Error while taking snapshot for server {stage.SrvId}: {PgSession.Describe(e)}");
         }
         if (errors.Count > 0)
         {
             await ExecAsync(conn, "SAVEPOINT metas", ct).ConfigureAwait(false);
-            try { await RepositoryQueries.ReportErrorsAsync(conn, stage.SrvId, errors, replace: false, ct).ConfigureAwait(false); }
+            try { await RepositoryQueries.ReportErrorsAsync(sql, conn, stage.SrvId, errors, replace: false, ct).ConfigureAwait(false); }
             catch (PostgresException) { await ExecAsync(conn, "ROLLBACK TO SAVEPOINT metas", ct).ConfigureAwait(false); }
         }
-        var next = await GetDatasourcesAsync(conn, stage.SrvId, ct).ConfigureAwait(false);
+        var next = await GetDatasourcesAsync(sql, conn, stage.SrvId, ct).ConfigureAwait(false);
         await ExecAsync(conn, "COMMIT", ct).ConfigureAwait(false);
         return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors);
     }
 
     /// <summary>BEGIN, the NOWAIT lock and the transaction's application_name in one round trip; a Skipped result when locked.</summary>
-    static async Task<StoreResult?> BeginAsync(NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
+    static async Task<StoreResult?> BeginAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
         await using var batch = new NpgsqlBatch(conn)
         {
             BatchCommands =
             {
                 new NpgsqlBatchCommand("BEGIN"),
-                new NpgsqlBatchCommand("SELECT 1 FROM public.powa_snapshot_metas WHERE srvid = $1 FOR UPDATE NOWAIT")
+                new NpgsqlBatchCommand(sql.LockServer)
                     { Parameters = { new() { Value = stage.SrvId } } },
                 new NpgsqlBatchCommand("SELECT pg_catalog.set_config('application_name', $1, true)")
                     { Parameters = { new() { Value = $"PoWA collector - repo_conn for worker {stage.ServerName}" } } },
@@ -131,18 +131,18 @@ public static class SnapshotStore
 
     static async Task CopyInAsync(NpgsqlConnection conn, SnapshotStage stage, StagedDatasource ds, CancellationToken ct)
     {
-        await using var copy = await conn.BeginRawBinaryCopyAsync(RemoteQueries.ImportSql(ds.QuerySource), ct).ConfigureAwait(false);
+        await using var copy = await conn.BeginRawBinaryCopyAsync($"COPY {ds.Target} FROM STDIN (FORMAT binary)", ct).ConfigureAwait(false);
         await stage.CopyToAsync(ds, copy, ct).ConfigureAwait(false);
     }
 
-    static NpgsqlBatchCommand TakeSnapshotCommand(int srvid) =>
-        new("SELECT public.powa_take_snapshot($1)") { Parameters = { new() { Value = srvid } } };
+    static NpgsqlBatchCommand TakeSnapshotCommand(PowaSql sql, int srvid) =>
+        new(sql.TakeSnapshot) { Parameters = { new() { Value = srvid } } };
 
     static async Task<int> ReadTakeSnapshotAsync(NpgsqlDataReader r, CancellationToken ct) =>
         await r.ReadAsync(ct).ConfigureAwait(false) && !r.IsDBNull(0) ? r.GetInt32(0) : 0;
 
-    static NpgsqlBatchCommand AppendErrorsCommand(int srvid, IReadOnlyList<string> errors) =>
-        new("UPDATE public.powa_snapshot_metas SET errors = pg_catalog.array_cat(errors, $2) WHERE srvid = $1")
+    static NpgsqlBatchCommand AppendErrorsCommand(PowaSql sql, int srvid, IReadOnlyList<string> errors) =>
+        new(sql.AppendErrors)
         {
             Parameters =
             {
@@ -151,22 +151,21 @@ public static class SnapshotStore
             },
         };
 
-    internal static NpgsqlBatchCommand DatasourcesCommand(int srvid) => new(
-        "SELECT module, query_source, query_cleanup, function_name FROM public.powa_functions " +
-        "WHERE operation = 'snapshot' AND enabled AND srvid = $1 ORDER BY priority") { Parameters = { new() { Value = srvid } } };
+    internal static NpgsqlBatchCommand DatasourcesCommand(PowaSql sql, int srvid) =>
+        new(sql.Datasources) { Parameters = { new() { Value = srvid } } };
 
     internal static async Task<IReadOnlyList<Datasource>> ReadDatasourcesAsync(NpgsqlDataReader r, CancellationToken ct)
     {
         var list = new List<Datasource>();
         while (await r.ReadAsync(ct).ConfigureAwait(false))
-            list.Add(new Datasource(r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1),
-                r.IsDBNull(2) ? null : r.GetString(2), r.GetString(3)));
+            list.Add(new Datasource(r.GetString(0), r.GetBoolean(1), r.IsDBNull(2) ? null : r.GetString(2),
+                r.IsDBNull(3) ? null : r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5)));
         return list;
     }
 
-    public static async Task<IReadOnlyList<Datasource>> GetDatasourcesAsync(NpgsqlConnection conn, int srvid, CancellationToken ct)
+    public static async Task<IReadOnlyList<Datasource>> GetDatasourcesAsync(PowaSql sql, NpgsqlConnection conn, int srvid, CancellationToken ct)
     {
-        await using var batch = new NpgsqlBatch(conn) { BatchCommands = { DatasourcesCommand(srvid) } };
+        await using var batch = new NpgsqlBatch(conn) { BatchCommands = { DatasourcesCommand(sql, srvid) } };
         await using var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
         return await ReadDatasourcesAsync(r, ct).ConfigureAwait(false);
     }

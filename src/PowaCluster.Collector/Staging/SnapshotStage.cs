@@ -2,8 +2,11 @@ using System.Buffers;
 
 namespace PowaCluster.Collector.Staging;
 
-/// <summary>One datasource's bytes in a stage: binary COPY data of <c>QuerySource</c>, to load into its <c>_tmp</c> table.</summary>
-public sealed record StagedDatasource(string QuerySource, long Offset, long Length)
+/// <summary>
+/// One datasource's bytes in a stage: the binary COPY data of <c>Name</c>, to load into <c>Target</c> (the
+/// quoted *_src_tmp table on the repository).
+/// </summary>
+public sealed record StagedDatasource(string Name, string Target, long Offset, long Length)
 {
     /// <summary>Binary COPY with no row is its 19-byte header and 2-byte trailer.</summary>
     public const int EmptyCopyLength = 21;
@@ -121,8 +124,8 @@ public sealed class SnapshotStage : IDisposable
     }
 
     /// <summary>Records the bytes from <paramref name="offset"/> to the end as one datasource.</summary>
-    public void AddDatasource(string querySource, long offset) =>
-        _datasources.Add(new StagedDatasource(querySource, offset, Length - offset));
+    public void AddDatasource(string name, string target, long offset) =>
+        _datasources.Add(new StagedDatasource(name, target, offset, Length - offset));
 
     /// <summary>Drops every byte from <paramref name="length"/> on (a datasource whose export failed midway).</summary>
     public void Truncate(long length)

@@ -53,11 +53,14 @@ public static class ControlCommands
     static async Task<int> StatusAsync(NpgsqlConnection conn, NpgsqlConnectionStringBuilder csb, int? only, TimeSpan timeout)
     {
         var rows = new List<(int Id, string Alias, string Server, DateTimeOffset? Last, string? Error, int Frequency)>();
-        await using (var cmd = new NpgsqlCommand(
-            "SELECT s.id, coalesce(s.alias, ''), s.hostname || ':' || s.port, " +
-            "CASE WHEN m.snapts = '-infinity' THEN NULL ELSE m.snapts END, m.errors[array_upper(m.errors, 1)], s.frequency " +
-            "FROM public.powa_servers s LEFT JOIN public.powa_snapshot_metas m ON m.srvid = s.id " +
-            "WHERE s.id > 0 AND ($1::int IS NULL OR s.id = $1) ORDER BY s.id", conn))
+        PowaSql sql;
+        try
+        {
+            sql = await PgSession.FindPowaAsync(conn, CancellationToken.None) is { } powa ? PowaSql.For(powa.Version, powa.Schema)
+                : throw new StartupException($"the powa extension is not installed in the repository database {Dsn.Describe(csb)}");
+        }
+        catch (UnsupportedPowaException e) { throw new StartupException($"the repository {Dsn.Describe(csb)} has {e.Message}"); }
+        await using (var cmd = new NpgsqlCommand(sql.ServerStatuses, conn))
         {
             cmd.Parameters.Add(new() { Value = (object?)only ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Integer });
             await using var r = await cmd.ExecuteReaderAsync();

@@ -19,17 +19,27 @@ public static class RepositoryLimit
         var stages = new List<SnapshotStage>();
         await using var r = new NpgsqlConnection(repo.ConnectionString);
         await r.OpenAsync();
+        var sql = await PowaOfAsync(r);
         foreach (var (srvid, remote) in servers)
         {
-            var datasources = await SnapshotStore.GetDatasourcesAsync(r, srvid, CancellationToken.None);
+            var datasources = await SnapshotStore.GetDatasourcesAsync(sql, r, srvid, CancellationToken.None);
             await using var c = new NpgsqlConnection(remote.ConnectionString);
             await c.OpenAsync();
             var stage = new SnapshotStage(srvid, remote.Host!, budget);
-            await SnapshotReader.ReadAsync(c, datasources, stage, new HashSet<string>(), TimeSpan.FromSeconds(60), CancellationToken.None);
+            await SnapshotReader.ReadAsync(c, datasources, stage, await SchemasAsync(c), new HashSet<string>(), TimeSpan.FromSeconds(60),
+                CancellationToken.None);
             stages.Add(stage);
         }
         return stages;
     }
+
+    /// <summary>The repository's SQL, for the powa found there.</summary>
+    public static async Task<PowaSql> PowaOfAsync(NpgsqlConnection repo) =>
+        await PgSession.FindPowaAsync(repo, CancellationToken.None) is { } p ? PowaSql.For(p.Version, p.Schema)
+            : throw new InvalidOperationException("no powa in the repository");
+
+    static async Task<IReadOnlyDictionary<string, string>> SchemasAsync(NpgsqlConnection remote) =>
+        (await RemoteQueries.ReadVersionsAsync(remote, CancellationToken.None)).Schemas;
 
     /// <summary>
     /// Snapshots per second when each is read off its remote and then stored, back to back, on
@@ -48,19 +58,20 @@ public static class RepositoryLimit
             if (mine.Count == 0) return;
             await using var r = new NpgsqlConnection(repo.ConnectionString);
             await r.OpenAsync();
-            var remotes = new List<(int SrvId, string Name, NpgsqlConnection Conn, IReadOnlyList<Datasource> Ds)>();
+            var sql = await PowaOfAsync(r);
+            var remotes = new List<(int SrvId, string Name, NpgsqlConnection Conn, IReadOnlyList<Datasource> Ds, IReadOnlyDictionary<string, string> Schemas)>();
             foreach (var (srvid, dsn) in mine)
             {
                 var c = new NpgsqlConnection(dsn.ConnectionString);
                 await c.OpenAsync();
-                remotes.Add((srvid, dsn.Host!, c, await SnapshotStore.GetDatasourcesAsync(r, srvid, CancellationToken.None)));
+                remotes.Add((srvid, dsn.Host!, c, await SnapshotStore.GetDatasourcesAsync(sql, r, srvid, CancellationToken.None), await SchemasAsync(c)));
             }
             for (var i = 0; sw.Elapsed < duration; i++)
             {
-                var (srvid, name, conn, ds) = remotes[i % remotes.Count];
+                var (srvid, name, conn, ds, schemas) = remotes[i % remotes.Count];
                 using var stage = new SnapshotStage(srvid, name, budget);
-                await SnapshotReader.ReadAsync(conn, ds, stage, new HashSet<string>(), TimeSpan.FromSeconds(60), CancellationToken.None);
-                await SnapshotStore.StoreAsync(r, stage, CancellationToken.None);
+                await SnapshotReader.ReadAsync(conn, ds, stage, schemas, new HashSet<string>(), TimeSpan.FromSeconds(60), CancellationToken.None);
+                await SnapshotStore.StoreAsync(sql, r, stage, CancellationToken.None);
                 Interlocked.Increment(ref stored);
             }
             foreach (var x in remotes) await x.Conn.DisposeAsync();
@@ -82,9 +93,10 @@ public static class RepositoryLimit
             if (mine.Count == 0) return;
             await using var c = new NpgsqlConnection(repo.ConnectionString);
             await c.OpenAsync();
+            var sql = await PowaOfAsync(c);
             for (var i = 0; sw.Elapsed < duration; i++)
             {
-                await SnapshotStore.StoreAsync(c, mine[i % mine.Count], CancellationToken.None);
+                await SnapshotStore.StoreAsync(sql, c, mine[i % mine.Count], CancellationToken.None);
                 Interlocked.Increment(ref stored);
             }
         }).ToList();

@@ -39,6 +39,20 @@ public sealed class LocalPostgres : IPostgresInstance
     public static string BinDir =>
         Environment.GetEnvironmentVariable("POWACLUSTER_PG_BIN") is { Length: > 0 } b ? b : "/usr/lib/postgresql/15/bin";
 
+    /// <summary>
+    /// PostgreSQL 15's binaries in the copy of its tree where scripts/install-deps.sh built archivist 5.1.2
+    /// (POWA5_ROOT, default /opt/powa-cluster/pg15-powa5); null when it is not there (no ../shared/vendor).
+    /// </summary>
+    public static string? Powa5BinDir
+    {
+        get
+        {
+            var root = Environment.GetEnvironmentVariable("POWA5_ROOT") is { Length: > 0 } r ? r : "/opt/powa-cluster/pg15-powa5";
+            var bin = Path.Combine(root, "usr/lib/postgresql/15/bin");
+            return File.Exists(Path.Combine(bin, "postgres")) && File.Exists(Path.Combine(root, ".stamp")) ? bin : null;
+        }
+    }
+
     /// <summary>The i-th loopback address this instance listens on (1-based): 127.0.0.i.</summary>
     public string Host(int i = 1)
     {
@@ -55,12 +69,14 @@ public sealed class LocalPostgres : IPostgresInstance
     /// <summary>A factory for PowaLab.</summary>
     public static readonly PostgresFactory Factory = async (name, n) => await StartAsync(name, n);
 
+    /// <param name="binDir">the PostgreSQL binaries to run (BinDir by default; Powa5BinDir for PoWA 5)</param>
     public static async Task<LocalPostgres> StartAsync(string name, int loopbackAddresses = 8,
-        string? preload = "pg_stat_statements,pg_stat_kcache,pg_qualstats,pg_wait_sampling")
+        string? preload = "pg_stat_statements,pg_stat_kcache,pg_qualstats,pg_wait_sampling", string? binDir = null)
     {
+        binDir ??= BinDir;
         if (loopbackAddresses is < 1 or > MaxLoopbackAddresses) throw new ArgumentOutOfRangeException(nameof(loopbackAddresses));
-        if (!File.Exists(Path.Combine(BinDir, "initdb")))
-            throw new InvalidOperationException($"PostgreSQL 15 is not installed ({BinDir}/initdb not found): install postgresql-15");
+        if (!File.Exists(Path.Combine(binDir, "initdb")))
+            throw new InvalidOperationException($"PostgreSQL 15 is not installed ({binDir}/initdb not found): install postgresql-15");
         InstallExitHook();
         SweepOrphans();
         var dir = System.IO.Directory.CreateTempSubdirectory($"{DirPrefix}{name}-").FullName;
@@ -71,7 +87,7 @@ public sealed class LocalPostgres : IPostgresInstance
             var pwfile = Path.Combine(dir, "pwfile");
             await File.WriteAllTextAsync(pwfile, password + "\n");
             if (IsRoot) await Run("chown", $"-R postgres:postgres {dir}");
-            await RunPg("initdb", $"-D {DataDir(dir)} -U {SuperUser} --pwfile={pwfile} --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-sync --no-instructions");
+            await RunPg(binDir, "initdb", $"-D {DataDir(dir)} -U {SuperUser} --pwfile={pwfile} --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-sync --no-instructions");
             File.Delete(pwfile);
             var hba = Path.Combine(DataDir(dir), "pg_hba.conf");
             await File.AppendAllTextAsync(hba, "host all all 127.0.0.0/8 scram-sha-256\n");
@@ -95,7 +111,7 @@ public sealed class LocalPostgres : IPostgresInstance
                 if (IsRoot) await Run("chown", $"postgres:postgres {Path.Combine(DataDir(dir), "postgresql.auto.conf")}");
                 try
                 {
-                    await RunPg("pg_ctl", $"-D {DataDir(dir)} -l {Path.Combine(dir, "postgresql.log")} -w -t 60 start");
+                    await RunPg(binDir, "pg_ctl", $"-D {DataDir(dir)} -l {Path.Combine(dir, "postgresql.log")} -w -t 60 start");
                     var pg = new LocalPostgres(name, port, password, dir, loopbackAddresses);
                     lock (Running) Running.Add(pg);
                     return pg;
@@ -165,7 +181,7 @@ public sealed class LocalPostgres : IPostgresInstance
         lock (Running) Running.Remove(this);
         if (_stopped) return;
         _stopped = true;
-        try { await RunPg("pg_ctl", $"-D {DataPath} -m immediate -w -t 30 stop"); }
+        try { await RunPg(BinDir, "pg_ctl", $"-D {DataPath} -m immediate -w -t 30 stop"); }
         catch (Exception) { /* already stopped */ }
         TryDelete(Directory);
     }
@@ -252,8 +268,8 @@ public sealed class LocalPostgres : IPostgresInstance
 
     public static bool IsRoot => OperatingSystem.IsLinux() && GetEuid() == 0;
 
-    static Task RunPg(string tool, string args) =>
-        IsRoot ? Run("runuser", $"-u postgres -- {Path.Combine(BinDir, tool)} {args}") : Run(Path.Combine(BinDir, tool), args);
+    static Task RunPg(string binDir, string tool, string args) =>
+        IsRoot ? Run("runuser", $"-u postgres -- {Path.Combine(binDir, tool)} {args}") : Run(Path.Combine(binDir, tool), args);
 
     static ProcessStartInfo StartInfo(string file, string args)
     {

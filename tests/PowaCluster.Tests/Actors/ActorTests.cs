@@ -15,6 +15,7 @@ namespace PowaCluster.Tests.Actors;
 public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
 {
     static readonly PowaVersion Powa41 = new(4, 1, "4.1.4");
+    static readonly PowaSql Sql41 = PowaSql.For(Powa41, "public");
 
     [Fact]
     public async Task FleetCoordinator_ensures_active_servers_and_stops_deactivated_ones()
@@ -24,7 +25,7 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         var b = await repo.RegisterAsync(fx.Lab.Remotes[0], 8, "b");
         var region = CreateTestProbe();
         var settings = CollectorNode.FastSettings();
-        Sys.ActorOf(FleetCoordinator.Props(settings, repo.ConnectionString, region.Ref));
+        Sys.ActorOf(FleetCoordinator.Props(settings, repo.ConnectionString, Sql41, region.Ref));
 
         var first = new[] { region.ExpectMsg<EnsureCollecting>(), region.ExpectMsg<EnsureCollecting>() };
         Assert.Equal([a, b], first.Select(m => m.SrvId).Order());
@@ -37,7 +38,7 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         Assert.All(later, m => Assert.Equal(a, m.SrvId));
     }
 
-    static readonly RemoteVersions Versions = new("15.0", new Dictionary<string, string>(), null);
+    static readonly RemoteVersions Versions = new("15.0", new Dictionary<string, string>(), null, new Dictionary<string, string>());
 
     static StageBudget Stages() => new(1 << 20, Path.Combine(Path.GetTempPath(), $"powa-cluster-test-stage-{Guid.NewGuid():N}"));
 
@@ -49,7 +50,7 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         for (var i = 1; i <= 5; i++) ids.Add(await repo.RegisterAsync(fx.Lab.Remotes[0], 20 + i, $"q{i}"));
         var settings = CollectorNode.FastSettings();
         settings.WriterPoolSize = 1;
-        var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, repo.ConnectionString));
+        var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, repo.ConnectionString, Sql41));
         foreach (var id in ids) pool.Tell(new RestoreSchedule(id, Versions, TestActor));
         var results = ids.Select(_ => ExpectMsg<ScheduleRestored>(TimeSpan.FromSeconds(10))).ToList();
         Assert.Equal(ids, results.Select(r => r.SrvId));
@@ -69,7 +70,7 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
     {
         var settings = CollectorNode.FastSettings();
         var csb = new NpgsqlConnectionStringBuilder { Host = "127.0.0.1", Port = 1, Database = "powa", Username = "u", Password = "Hush-Hush-42" };
-        var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, csb));
+        var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, csb, Sql41));
         pool.Tell(new RestoreSchedule(9, Versions, TestActor));
         var failed = ExpectMsg<ScheduleRestored>(TimeSpan.FromSeconds(10));
         Assert.Null(failed.Last);
@@ -90,8 +91,8 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         Assert.Equal(42, restore.SrvId);
         // Last snapshot 4 s ago at frequency 5 s: the next one is due in about 1 s, not at a random phase.
         writers.Reply(new ScheduleRestored(42, new LastSnapshot(true, DateTimeOffset.UtcNow.AddSeconds(-4)),
-            [new Datasource("pg_stat_statements", "powa_statements_src", null, "powa_statements_snapshot"),
-             new Datasource("nothing", "powa_no_such_src", null, "none")], null));
+            [new Datasource("pg_stat_statements", false, "powa_statements_src", null, "powa_statements_snapshot", "public"),
+             new Datasource("nothing", false, "powa_no_such_src", null, "none", "public")], null));
         var store = writers.ExpectMsg<StoreSnapshot>(TimeSpan.FromSeconds(3));
         using (store.Stage)
         {

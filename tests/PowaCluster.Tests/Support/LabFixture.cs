@@ -14,6 +14,12 @@ namespace PowaCluster.Tests.Support;
 public sealed class LabFixture : IAsyncLifetime
 {
     public PowaLab Lab { get; private set; } = null!;
+
+    /// <summary>
+    /// The PoWA 5 set-up (archivist 5.1.2 on a repository and two remotes), when scripts/install-deps.sh could
+    /// build it (../shared/vendor is there); null otherwise, and the PoWA 5 tests are skipped (Powa5Fact).
+    /// </summary>
+    public PowaLab? Powa5 { get; private set; }
     int _databases;
 
     /// <summary>A remote database with powa but without pg_qualstats.</summary>
@@ -21,22 +27,48 @@ public sealed class LabFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Lab = await PowaLab.StartAsync(remotes: 2, loopbackAddresses: 50,
-            factory: ContainerPostgres.ShouldUse() ? ContainerPostgres.Factory : LocalPostgres.Factory);
+        var powa5 = LocalPostgres.Powa5BinDir is { } bin
+            ? PowaLab.StartAsync(remotes: 2, loopbackAddresses: 24,
+                factory: async (name, n) => await LocalPostgres.StartAsync("powa5-" + name, n, binDir: bin))
+            : null;
+        try
+        {
+            Lab = await PowaLab.StartAsync(remotes: 2, loopbackAddresses: 50,
+                factory: ContainerPostgres.ShouldUse() ? ContainerPostgres.Factory : LocalPostgres.Factory);
+        }
+        finally
+        {
+            if (powa5 is not null) Powa5 = await powa5;
+        }
         var r = Lab.Remotes[0];
         await r.ExecAsync("postgres", $"CREATE DATABASE {NoQualstatsDb}");
         await r.ExecAsync(NoQualstatsDb, "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION btree_gist; CREATE EXTENSION powa; " +
                                          "CREATE EXTENSION pg_stat_kcache; CREATE EXTENSION pg_wait_sampling;");
     }
 
-    public async Task DisposeAsync() => await Lab.DisposeAsync();
-
-    /// <summary>A new, empty PoWA repository database.</summary>
-    public async Task<TestRepository> NewRepositoryAsync()
+    public async Task DisposeAsync()
     {
+        if (Powa5 is not null) await Powa5.DisposeAsync();
+        if (Lab is not null) await Lab.DisposeAsync();
+    }
+
+    /// <summary>A new, empty PoWA repository database (PoWA 4, or PoWA 5 on the PoWA 5 set-up).</summary>
+    public async Task<TestRepository> NewRepositoryAsync(bool powa5 = false)
+    {
+        var lab = powa5 ? Powa5 ?? throw new InvalidOperationException("no PoWA 5 set-up: the test should be a Powa5Fact") : Lab;
         var name = $"repo_{Interlocked.Increment(ref _databases)}";
-        await PowaLab.InstallPowaAsync(Lab.Repository, withStatsExtensions: true, database: name);
-        return new TestRepository(Lab, name);
+        await PowaLab.InstallPowaAsync(lab.Repository, withStatsExtensions: true, database: name);
+        return new TestRepository(lab, name);
+    }
+}
+
+/// <summary>A test on archivist 5.1.2: skipped (and counted as skipped) where it could not be built.</summary>
+public sealed class Powa5FactAttribute : FactAttribute
+{
+    public Powa5FactAttribute()
+    {
+        if (LocalPostgres.Powa5BinDir is null)
+            Skip = "archivist 5.1.2 is not built here (scripts/install-deps.sh builds it from ../shared/vendor)";
     }
 }
 

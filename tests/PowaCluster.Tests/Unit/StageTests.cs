@@ -44,7 +44,7 @@ public sealed class StageTests : IDisposable
             {
                 var offset = stage.Length;
                 Assert.Equal(data.Length, await stage.AppendAsync(new MemoryStream(data), CancellationToken.None));
-                stage.AddDatasource(name, offset);
+                stage.AddDatasource(name, name + "_tmp", offset);
             }
             stage.Seal();
             Assert.Equal(a, await ReadBack(stage, stage.Datasources[0]));
@@ -72,12 +72,12 @@ public sealed class StageTests : IDisposable
         var next = Bytes(70_000, 5);
         using var stage = new SnapshotStage(7, "h:1", budget);
         await stage.AppendAsync(new MemoryStream(good), CancellationToken.None);
-        stage.AddDatasource("good", 0);
+        stage.AddDatasource("good", "good_tmp", 0);
         var offset = stage.Length;
         await stage.AppendAsync(new MemoryStream(Bytes(90_000, 6)), CancellationToken.None);
         stage.Truncate(offset);
         await stage.AppendAsync(new MemoryStream(next), CancellationToken.None);
-        stage.AddDatasource("next", offset);
+        stage.AddDatasource("next", "next_tmp", offset);
         Assert.Equal(good, await ReadBack(stage, stage.Datasources[0]));
         Assert.Equal(next, await ReadBack(stage, stage.Datasources[1]));
     }

@@ -1,0 +1,28 @@
+namespace PowaCluster.Collector.Postgres;
+
+/// <summary>
+/// PoWA 5 (archivist 5.x): datasources are named (extensions and core modules) in powa_functions, an
+/// external one has its *_src function and *_src_tmp table in its own extension's schema, extension versions
+/// are kept in powa_extension_config, and powa's own roles may drive the collector.
+/// </summary>
+public sealed class Powa5Sql(PowaVersion version, string schema) : PowaSql(version, schema)
+{
+    protected override string ExtensionVersionTable => "powa_extension_config";
+
+    public override string Datasources =>
+        "SELECT f.name, f.external, f.query_source, f.query_cleanup, f.function_name, " +
+        SchemaOf("CASE WHEN f.external THEN f.name ELSE 'powa' END") + " " +
+        $"FROM {Q("powa_functions")} f WHERE f.operation = 'snapshot' AND f.enabled AND f.srvid = $1 ORDER BY f.priority";
+
+    /// <summary>
+    /// As the reference for PoWA 5: members (with usage) of pg_signal_backend (PostgreSQL 14+) or of the roles
+    /// powa_roles maps to powa_signal_backend, powa_write_all_data or powa_admin.
+    /// </summary>
+    public override string NotifyAllowed =>
+        "SELECT coalesce(bool_or(pg_catalog.pg_has_role(a.usesysid, r.oid, 'USAGE')), false) " +
+        "FROM pg_catalog.pg_stat_activity a CROSS JOIN pg_catalog.pg_roles r " +
+        "WHERE a.pid = $1 AND a.usesysid IS NOT NULL AND (" +
+        "(r.rolname = 'pg_signal_backend' AND current_setting('server_version_num')::int >= 140000) OR " +
+        $"r.rolname IN (SELECT p.rolname FROM {Q("powa_roles")} p " +
+        "WHERE p.powa_role IN ('powa_signal_backend', 'powa_write_all_data', 'powa_admin')))";
+}

@@ -1,0 +1,113 @@
+namespace PowaCluster.Collector.Postgres;
+
+/// <summary>A repository whose powa this collector cannot serve (too old, or a major it does not know yet).</summary>
+public sealed class UnsupportedPowaException(string message) : Exception(message);
+
+/// <summary>
+/// The SQL a collector runs on a repository, for the powa major found there at start, every name qualified
+/// with the schema powa lives in (quoted as an identifier). One subclass per major (Powa4Sql, Powa5Sql),
+/// picked once per repository by <see cref="For"/>; what does not differ between majors is here.
+/// Every value goes in as a parameter ($1 is the srvid where there is one).
+/// </summary>
+public abstract class PowaSql
+{
+    protected PowaSql(PowaVersion version, string schema)
+    {
+        Version = version;
+        Schema = schema;
+    }
+
+    /// <summary>The powa extension's version on the repository.</summary>
+    public PowaVersion Version { get; }
+
+    /// <summary>The schema powa lives in on the repository, quoted (quote_ident).</summary>
+    public string Schema { get; }
+
+    /// <summary>The newest powa major this collector knows.</summary>
+    public const int NewestMajor = 5;
+
+    /// <param name="schema">the quoted schema of powa on the repository (quote_ident of pg_extension's namespace)</param>
+    /// <exception cref="UnsupportedPowaException">powa older than 4 or newer than <see cref="NewestMajor"/></exception>
+    public static PowaSql For(PowaVersion version, string schema) => version.Major switch
+    {
+        4 => new Powa4Sql(version, schema),
+        5 => new Powa5Sql(version, schema),
+        < 4 => throw new UnsupportedPowaException($"powa {version}; powa-cluster needs powa 4.0 or later"),
+        _ => throw new UnsupportedPowaException(
+            $"powa {version}, newer than powa-cluster supports (powa 4 and {NewestMajor}): upgrade powa-cluster"),
+    };
+
+    /// <summary>The version and quoted schema of powa in the connected database; no row without powa.</summary>
+    public const string FindPowa =
+        "SELECT e.extversion, pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e " +
+        "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'powa'";
+
+    /// <summary>A name qualified with powa's schema.</summary>
+    public string Q(string name) => $"{Schema}.{name}";
+
+    public string ActiveServers =>
+        "SELECT id, hostname, port, username, password, dbname, frequency, alias " +
+        $"FROM {Q("powa_servers")} WHERE id > 0 AND frequency > 0 ORDER BY id";
+
+    /// <summary>$1 srvid, $2 text[].</summary>
+    public string ReplaceErrors => $"UPDATE {Q("powa_snapshot_metas")} SET errors = $2 WHERE srvid = $1";
+
+    /// <summary>$1 srvid, $2 text[].</summary>
+    public string AppendErrors => $"UPDATE {Q("powa_snapshot_metas")} SET errors = pg_catalog.array_cat(errors, $2) WHERE srvid = $1";
+
+    public string LastSnapshot =>
+        "SELECT CASE WHEN snapts = '-infinity' THEN NULL ELSE extract(epoch FROM snapts)::float8 END " +
+        $"FROM {Q("powa_snapshot_metas")} WHERE srvid = $1";
+
+    /// <summary>The lock powa_take_snapshot takes to refuse concurrent snapshots of a server, taken first, NOWAIT.</summary>
+    public string LockServer => $"SELECT 1 FROM {Q("powa_snapshot_metas")} WHERE srvid = $1 FOR UPDATE NOWAIT";
+
+    /// <summary>$1 a srvid or NULL for all: each server's alias, address, last snapshot, last error and frequency (powa-cluster status).</summary>
+    public string ServerStatuses =>
+        "SELECT s.id, coalesce(s.alias, ''), s.hostname || ':' || s.port, " +
+        "CASE WHEN m.snapts = '-infinity' THEN NULL ELSE m.snapts END, m.errors[array_upper(m.errors, 1)], s.frequency " +
+        $"FROM {Q("powa_servers")} s LEFT JOIN {Q("powa_snapshot_metas")} m ON m.srvid = s.id " +
+        "WHERE s.id > 0 AND ($1::int IS NULL OR s.id = $1) ORDER BY s.id";
+
+    public string TakeSnapshot => $"SELECT {Q("powa_take_snapshot")}($1)";
+
+    /// <summary>$1 srvid, $2 the remote's server_version.</summary>
+    public string SaveServerVersion => $"UPDATE {Q("powa_servers")} SET version = $2 WHERE id = $1 AND version IS DISTINCT FROM $2";
+
+    /// <summary>The table that keeps, per server, the version of each extension (srvid, extname, version).</summary>
+    protected abstract string ExtensionVersionTable { get; }
+
+    /// <summary>$1 srvid, $2 extnames, $3 versions: the versions of the extensions the repository tracks for the server.</summary>
+    public string SaveExtensionVersions =>
+        $"UPDATE {Q(ExtensionVersionTable)} e SET version = r.version " +
+        "FROM unnest($2::text[], $3::text[]) AS r(extname, version) " +
+        "WHERE e.srvid = $1 AND e.extname = r.extname AND e.version IS DISTINCT FROM r.version";
+
+    public string ForgetHypopg => $"DELETE FROM {Q(ExtensionVersionTable)} WHERE srvid = $1 AND extname = 'hypopg'";
+
+    /// <summary>$1 srvid, $2 hypopg's version on the remote.</summary>
+    public string SaveHypopg =>
+        $"INSERT INTO {Q(ExtensionVersionTable)} AS x (srvid, extname, version) VALUES ($1, 'hypopg', $2) " +
+        "ON CONFLICT (srvid, extname) DO UPDATE SET version = EXCLUDED.version WHERE x.version IS DISTINCT FROM EXCLUDED.version";
+
+    /// <summary>The quoted schema of an extension on the repository, for the datasources query (NULL when it is not installed).</summary>
+    protected static string SchemaOf(string extnameExpression) =>
+        "(SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension x " +
+        $"JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace WHERE x.extname = {extnameExpression})";
+
+    /// <summary>
+    /// $1 srvid: the server's enabled snapshot datasources in priority order, as (name, external, query_source,
+    /// query_cleanup, function_name, tmp_schema): tmp_schema is the quoted schema of the datasource's
+    /// *_src_tmp table on the repository (powa's, or its extension's when external), NULL when that
+    /// extension is not installed there.
+    /// </summary>
+    public abstract string Datasources { get; }
+
+    /// <summary>
+    /// $1 the sender's backend pid: true when the role behind it may drive the collector over NOTIFY, as
+    /// the reference decides for this powa major.
+    /// </summary>
+    public abstract string NotifyAllowed { get; }
+
+    public override string ToString() => $"powa {Version} in schema {Schema}";
+}
