@@ -58,21 +58,27 @@ public sealed partial class FleetCoordinator
                 Context.ActorOf(StatusGatherer.Props(_region, _known.Keys.Where(id => id >= from && id <= to).ToArray(),
                     StatusTimeout, Self, r));
                 break;
+            // FORCE_SNAPSHOT and REFRESH_DB_CAT answer with powa-collector 1.3.1's status words and texts.
             case "FORCE_SNAPSHOT":
-                if (r.Args.Count < 1 || !int.TryParse(r.Args[0], out var srvid) || srvid <= 0)
-                {
-                    Answer(r, "KO", $"invalid server id \"{(r.Args.Count > 0 ? r.Args[0] : "")}\"");
-                    return;
-                }
-                if (!_known.ContainsKey(srvid))
-                {
-                    Answer(r, "KO", $"server {srvid} is not an active server");
-                    return;
-                }
+            {
+                if (CollectorProtocol.ParseForceSnapshot(r.Args) is { Error: { } bad }) { Answer(r, "ERROR", bad); return; }
+                var srvid = int.Parse(r.Args[0], System.Globalization.CultureInfo.InvariantCulture);
+                if (!_known.ContainsKey(srvid)) { Answer(r, "ERROR", $"Server id {srvid} not found"); return; }
                 _region.Ask<ForceSnapshotResult>(new ForceSnapshot(srvid), ForceTimeout).PipeTo(Self,
-                    success: res => new Forced(r, res),
-                    failure: _ => new Forced(r, new ForceSnapshotResult(srvid, false, $"server {srvid} did not answer in time")));
+                    success: res => new Forced(r, res.Started ? "OK" : "ERROR", res.Message),
+                    failure: _ => new Forced(r, "ERROR", $"server {srvid} did not answer in time"));
                 break;
+            }
+            case "REFRESH_DB_CAT":
+            {
+                var (srvid, dbnames, bad) = CollectorProtocol.ParseRefreshDbCat(r.Args);
+                if (bad is not null) { Answer(r, "ERROR", bad); return; }
+                if (!_known.ContainsKey(srvid)) { Answer(r, "ERROR", $"Server id {srvid} not found"); return; }
+                _region.Ask<RefreshCatalogsResult>(new RefreshCatalogs(srvid, dbnames), ForceTimeout).PipeTo(Self,
+                    success: res => new Forced(r, res.Registered ? "OK" : "ERROR", res.Message),
+                    failure: _ => new Forced(r, "ERROR", $"server {srvid} did not answer in time"));
+                break;
+            }
             default:
                 Answer(r, "UNKNOWN", "");
                 break;
@@ -125,6 +131,6 @@ public sealed partial class FleetCoordinator
     sealed record ServersLoaded(IReadOnlyList<ServerConfig> Servers, bool Refresh);
     sealed record LoadFailed(string Error);
     sealed record Checked(ControlRequest Request, bool Allowed, string? Error);
-    sealed record Forced(ControlRequest Request, ForceSnapshotResult Result);
+    sealed record Forced(ControlRequest Request, string Status, string Message);
     sealed record ReplySent(string Command, string? Error);
 }

@@ -1,3 +1,4 @@
+using PowaCluster.Collector.Postgres;
 using Akka.Actor;
 using Akka.Event;
 using PowaCluster.Collector.Configuration;
@@ -20,7 +21,19 @@ public sealed partial class ServerCollector
         Receive<GetServerStatus>(_ => Sender.Tell(_record.ToStatus(_config.SrvId, _node, _stopping)));
         Receive<ForceSnapshot>(m => Sender.Tell(new ForceSnapshotResult(m.SrvId, false,
             _stopping ? $"server {m.SrvId} is stopping"
-            : _inFlight ? $"a snapshot of server {m.SrvId} is in progress" : _record.Describe(m.SrvId))));
+            : _inFlight ? InProgress : _record.Describe(m.SrvId))));
+        Receive<RefreshCatalogs>(m =>
+        {
+            if (_stopping)
+            {
+                Sender.Tell(new RefreshCatalogsResult(m.SrvId, false, $"server {m.SrvId} is stopping"));
+                return;
+            }
+            _refresh = CatalogRefresh.Merge(_refresh, new CatalogRefresh(m.DbNames.ToHashSet()));
+            _log.Info("Server {0}: catalogs of {1} to be refreshed during the next snapshot", m.SrvId,
+                m.DbNames.Count == 0 ? "every database" : string.Join(", ", m.DbNames));
+            Sender.Tell(new RefreshCatalogsResult(m.SrvId, true, "Catalogs will be refreshed during the next snapshot"));
+        });
         Receive<StopCollecting>(_ => RequestStop("the server was removed or deactivated"));
         Receive<StopEntity>(_ => { _handedOff = true; RequestStop("its shard is handed off to another node"); });
         Receive<LeaseCheck>(_ =>
@@ -82,13 +95,19 @@ public sealed partial class ServerCollector
         return false;
     }
 
+    // powa-collector 1.3.1's answers to FORCE_SNAPSHOT, word for word: powa-web 5 shows them.
+    const string InProgress = "A snapshot is already in progress";
+    const string TooSoon = "Last snapshot was less than 10s. ago";
+    const string Started = "Snapshot in progress";
+
+    static string NotFound(int srvid) => $"Server id {srvid} not found";
+
     ForceSnapshotResult Force()
     {
         var id = _config.SrvId;
-        if (DateTime.UtcNow - _lastStartUtc < TimeSpan.FromSeconds(10))
-            return new(id, false, $"the last snapshot of server {id} started less than 10 s ago");
+        if (DateTime.UtcNow - _lastStartUtc < TimeSpan.FromSeconds(10)) return new(id, false, TooSoon);
         StartSnapshot();
-        return _inFlight ? new(id, true, $"snapshot of server {id} started") : new(id, false, _record.Describe(id));
+        return _inFlight ? new(id, true, Started) : new(id, false, _record.Describe(id));
     }
 
     /// <summary>Stops now, or once the snapshot in flight is stored (Ready and Disconnected see _stopping).</summary>

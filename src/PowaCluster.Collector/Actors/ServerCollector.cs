@@ -33,7 +33,8 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     DateTime _lastEnsureUtc = DateTime.UtcNow, _lastStartUtc = DateTime.MinValue;
     RemoteConnection? _remote;
     RemoteVersions? _versions;
-    IReadOnlyList<Datasource> _datasources = [];
+    SnapshotPlan _plan = SnapshotPlan.Empty;
+    CatalogRefresh? _refresh;       // REFRESH_DB_CAT asked for: the next snapshot reads those catalogs
     IReadOnlySet<string> _guarded = new HashSet<string>();
     int _generation, _failures;     // generation: bumps on every (re)connection, older results are ignored
     bool _scheduled, _handedOff, _stopping;
@@ -60,7 +61,8 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         });
         Receive<GetServerStatus>(_ => Sender.Tell(new ServerStatus(int.TryParse(Self.Path.Name, out var id) ? id : 0,
             CollectorStatus.Stopped, _node, null, null, 0, 0)));
-        Receive<ForceSnapshot>(m => Sender.Tell(new ForceSnapshotResult(m.SrvId, false, $"server {m.SrvId} is not being collected")));
+        Receive<ForceSnapshot>(m => Sender.Tell(new ForceSnapshotResult(m.SrvId, false, NotFound(m.SrvId))));
+        Receive<RefreshCatalogs>(m => Sender.Tell(new RefreshCatalogsResult(m.SrvId, false, NotFound(m.SrvId))));
         Receive<StopCollecting>(_ => Context.Stop(Self));
         Receive<StopEntity>(_ => Context.Stop(Self));
     }
@@ -115,9 +117,9 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             return;
         }
         _failures = 0;
-        _datasources = m.Datasources;
+        _plan = m.Plan;
         _record.Restored(m.Last.At);
-        if (m.Datasources.Count == 0) _log.Info("No datasource configured for server {0}", _config.SrvId);
+        if (m.Plan.IsEmpty) _log.Info("No datasource configured for server {0}", _config.SrvId);
         if (!_scheduled)
         {
             _scheduled = true;
@@ -158,14 +160,19 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _inFlight = true;
         _lastStartUtc = DateTime.UtcNow;
         var seq = ++_sequence;
-        var stage = new SnapshotStage(_config.SrvId, _config.Name, _stages);
-        var run = Context.ActorOf(SnapshotRun.Props(_remote, stage, _datasources, _versions!.Schemas, _guarded, _settings.RemoteTimeout), $"run-{seq}");
+        var stage = new SnapshotStage(_config.SrvId, _config.Name, _stages) { ServerVersionNum = _versions!.ServerVersionNum };
+        var job = new SnapshotJob(_plan, _versions.Schemas, _guarded, _refresh, _config.ToConnectionString(_settings),
+            _settings.RemoteTimeout, _settings.ConnectTimeout);
+        var refresh = _refresh;
+        _refresh = null;
+        var run = Context.ActorOf(SnapshotRun.Props(_remote, stage, job), $"run-{seq}");
         Become(() =>
         {
             Receive<SnapshotRead>(_ => Sender.Equals(run), m => Store(m, seq));
             Receive<SnapshotReadFailed>(_ => Sender.Equals(run), m =>
             {
                 _inFlight = false;
+                if (refresh is not null) _refresh = CatalogRefresh.Merge(_refresh, refresh); // for the next snapshot
                 Disconnected(CollectorStatus.NoRemote, m.Error, report: true, snapshotLost: true);
             });
             SkipTicks("read");
@@ -195,7 +202,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _record.Stored(m.Result);
         if (m.Result.Outcome == StoreOutcome.Skipped)
             _log.Warning("Server {0}: snapshot skipped: {1}", m.SrvId, m.Result.SkipReason);
-        else _datasources = m.Result.Datasources;
+        else _plan = m.Result.Plan;
         foreach (var e in m.Result.Errors) _log.Warning("Server {0}: {1}", m.SrvId, e);
         if (m.Result.TakeSnapshotErrors != 0)
             _log.Warning("powa_take_snapshot({0}) reported {1} error(s); see the repository server's log", m.SrvId, m.Result.TakeSnapshotErrors);

@@ -26,7 +26,13 @@ public sealed record GetServerStatus(int SrvId) : IServerMessage;
 /// <summary>Start a snapshot now, unless one is running or one started less than 10 s ago.</summary>
 public sealed record ForceSnapshot(int SrvId) : IServerMessage;
 
+/// <summary>Message: powa-collector 1.3.1's words (powa-web 5 shows them), or why the server cannot be snapshotted.</summary>
 public sealed record ForceSnapshotResult(int SrvId, bool Started, string Message);
+
+/// <summary>REFRESH_DB_CAT: the server's next snapshot reads the catalogs of these databases (every one when empty).</summary>
+public sealed record RefreshCatalogs(int SrvId, IReadOnlyList<string> DbNames) : IServerMessage;
+
+public sealed record RefreshCatalogsResult(int SrvId, bool Registered, string Message);
 
 public sealed record ServerStatus(
     int SrvId,

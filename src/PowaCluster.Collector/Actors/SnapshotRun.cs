@@ -24,15 +24,14 @@ public sealed class SnapshotRun : ReceiveActor
     SnapshotStage? _stage;
     Task _read = Task.CompletedTask;
 
-    public SnapshotRun(RemoteConnection remote, SnapshotStage stage, IReadOnlyList<Datasource> datasources,
-        IReadOnlyDictionary<string, string> schemas, IReadOnlySet<string> guarded, TimeSpan callTimeout)
+    public SnapshotRun(RemoteConnection remote, SnapshotStage stage, SnapshotJob job)
     {
         _stage = stage;
         var sw = Stopwatch.StartNew();
         var abort = _abort.Token;
         var read = remote.RunAsync(async c =>
         {
-            await SnapshotReader.ReadAsync(c, datasources, stage, schemas, guarded, callTimeout, abort).ConfigureAwait(false);
+            await SnapshotReader.ReadAsync(c, job, stage, abort).ConfigureAwait(false);
             return true;
         });
         _read = read;
@@ -45,7 +44,7 @@ public sealed class SnapshotRun : ReceiveActor
                 Context.Parent.Tell(new SnapshotRead(_stage!, f.Duration));
                 _stage = null; // handed over
             }
-            else Context.Parent.Tell(new SnapshotReadFailed(Describe(f.Error, callTimeout)));
+            else Context.Parent.Tell(new SnapshotReadFailed(Describe(f.Error, job.CallTimeout)));
             Context.Stop(Self);
         });
     }
@@ -68,7 +67,6 @@ public sealed class SnapshotRun : ReceiveActor
         _read.ContinueWith(_ => _abort.Dispose(), TaskScheduler.Default);
     }
 
-    public static Props Props(RemoteConnection remote, SnapshotStage stage, IReadOnlyList<Datasource> datasources,
-        IReadOnlyDictionary<string, string> schemas, IReadOnlySet<string> guarded, TimeSpan callTimeout) =>
-        Akka.Actor.Props.Create(() => new SnapshotRun(remote, stage, datasources, schemas, guarded, callTimeout));
+    public static Props Props(RemoteConnection remote, SnapshotStage stage, SnapshotJob job) =>
+        Akka.Actor.Props.Create(() => new SnapshotRun(remote, stage, job));
 }

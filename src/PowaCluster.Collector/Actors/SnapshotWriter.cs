@@ -89,7 +89,7 @@ public sealed class SnapshotWriter : ReceiveActor
             object? reply = work switch
             {
                 StoreSnapshot s => new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited),
-                RestoreSchedule r => new ScheduleRestored(r.SrvId, null, [], msg),
+                RestoreSchedule r => new ScheduleRestored(r.SrvId, null, SnapshotPlan.Empty, msg),
                 _ => null,
             };
             var broken = work is CheckRepository || e is RepositoryUnavailableException || _conn is null;
@@ -111,14 +111,14 @@ public sealed class SnapshotWriter : ReceiveActor
     async Task<ScheduleRestored> RestoreAsync(NpgsqlConnection conn, RestoreSchedule r, CancellationToken ct)
     {
         LastSnapshot last = null!;
-        IReadOnlyList<Datasource> datasources = [];
+        var plan = SnapshotPlan.Empty;
         await InTransaction(conn, async c =>
         {
             await RepositoryQueries.SaveVersionsAsync(_sql, c, r.SrvId, r.Versions, ct).ConfigureAwait(false);
             last = await RepositoryQueries.GetLastSnapshotAsync(_sql, c, r.SrvId, ct).ConfigureAwait(false);
-            datasources = await SnapshotStore.GetDatasourcesAsync(_sql, c, r.SrvId, ct).ConfigureAwait(false);
+            plan = await SnapshotStore.GetPlanAsync(_sql, c, r.SrvId, r.Versions.ServerVersionNum, ct).ConfigureAwait(false);
         }, ct).ConfigureAwait(false);
-        return new ScheduleRestored(r.SrvId, last, datasources, null);
+        return new ScheduleRestored(r.SrvId, last, plan, null);
     }
 
     /// <summary>Runs a short job in its own transaction; null: nothing to answer.</summary>

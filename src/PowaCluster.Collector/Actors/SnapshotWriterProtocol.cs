@@ -35,7 +35,7 @@ public sealed record SnapshotNotStored(int SrvId, long Sequence, string Error, T
 public sealed record RestoreSchedule(int SrvId, RemoteVersions Versions, IActorRef ReplyTo) : IWriterWork;
 
 /// <summary>Last is null and Error set when the repository could not be read.</summary>
-public sealed record ScheduleRestored(int SrvId, LastSnapshot? Last, IReadOnlyList<Datasource> Datasources, string? Error);
+public sealed record ScheduleRestored(int SrvId, LastSnapshot? Last, SnapshotPlan Plan, string? Error);
 
 /// <summary>RELOAD: save a connected server's versions again. Not answered.</summary>
 public sealed record SaveVersions(int SrvId, RemoteVersions Versions) : IWriterWork;

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 
 namespace PowaCluster.Collector.Control;
@@ -42,6 +43,31 @@ public static class CollectorProtocol
     }
 
     /// <summary>{"1": "running", "2": "stopped"}: the layout of Python's json.dumps, which powa-web was written against.</summary>
+    /// <summary>FORCE_SNAPSHOT's argument, checked as powa-collector 1.3.1 does: one server id.</summary>
+    public static (int SrvId, string? Error) ParseForceSnapshot(IReadOnlyList<string> args)
+    {
+        if (args.Count != 1) return (0, $"Command \"{PyRepr(args)}\" malformed");
+        return int.TryParse(args[0], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var id)
+            ? (id, null) : (0, $"invalid remote server id {args[0]}");
+    }
+
+    /// <summary>REFRESH_DB_CAT's arguments, checked as powa-collector 1.3.1 does: a server id, a count, that many databases.</summary>
+    public static (int SrvId, IReadOnlyList<string> DbNames, string? Error) ParseRefreshDbCat(IReadOnlyList<string> args)
+    {
+        if (args.Count < 2) return (0, [], $"Command \"{PyRepr(args)}\" malformed");
+        if (!int.TryParse(args[0], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var id))
+            return (0, [], $"invalid remote server id {args[0]}");
+        if (!int.TryParse(args[1], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n))
+            return (0, [], $"invalid number of databases {args[1]}");
+        var dbs = args.Skip(2).ToList();
+        return n == dbs.Count ? (id, dbs, null) : (0, [], $"Caller asked for {n} db, but found {dbs.Count}: {PyRepr(dbs)}");
+    }
+
+    /// <summary>A list of strings as Python prints it (the reference's error texts quote its arguments so).</summary>
+    static string PyRepr(IEnumerable<string> items) => "[" + string.Join(", ", items.Select(s =>
+        s.Contains('\'') && !s.Contains('"') ? $"\"{s.Replace("\\", "\\\\")}\""
+        : $"'{s.Replace("\\", "\\\\").Replace("'", "\\'")}'")) + "]";
+
     public static string WorkersJson(IEnumerable<KeyValuePair<int, string>> statuses)
     {
         var sb = new StringBuilder("{");

@@ -104,6 +104,13 @@ public abstract class PowaSql
     public abstract string Datasources { get; }
 
     /// <summary>
+    /// $1 srvid, $2 the remote's server_version_num: the per-database datasources (PoWA 5's db modules, then
+    /// its catalogs), as (catalog, name, query_source, dbnames, excluded_dbnames, target, columns); null when
+    /// this powa has none (PoWA 4).
+    /// </summary>
+    public virtual string? PerDatabaseDatasources => null;
+
+    /// <summary>
     /// $1 the sender's backend pid: true when the role behind it may drive the collector over NOTIFY, as
     /// the reference decides for this powa major.
     /// </summary>

@@ -34,7 +34,7 @@ public static class RemoteQueries
         {
             BatchCommands =
             {
-                new NpgsqlBatchCommand("SELECT pg_catalog.current_setting('server_version')"),
+                new NpgsqlBatchCommand("SELECT pg_catalog.current_setting('server_version'), pg_catalog.current_setting('server_version_num')::int"),
                 new NpgsqlBatchCommand("SELECT e.extname, e.extversion, pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e " +
                                        "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"),
                 new NpgsqlBatchCommand("SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'hypopg'"),
@@ -43,6 +43,7 @@ public static class RemoteQueries
         await using var r = await batch.ExecuteReaderAsync(ct);
         await r.ReadAsync(ct);
         var serverVersion = r.GetString(0);
+        var serverVersionNum = r.GetInt32(1);
         await r.NextResultAsync(ct);
         var exts = new Dictionary<string, string>();
         var schemas = new Dictionary<string, string>();
@@ -53,7 +54,7 @@ public static class RemoteQueries
         }
         await r.NextResultAsync(ct);
         string? hypopg = await r.ReadAsync(ct) && !r.IsDBNull(0) ? r.GetString(0) : null;
-        return new RemoteVersions(serverVersion, exts, hypopg, schemas);
+        return new RemoteVersions(serverVersion, serverVersionNum, exts, hypopg, schemas);
     }
 
     /// <summary>

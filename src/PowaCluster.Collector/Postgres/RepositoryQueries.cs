@@ -22,6 +22,7 @@ public sealed record Datasource(string Name, bool External, string? QuerySource,
 /// </summary>
 public sealed record RemoteVersions(
     string ServerVersion,
+    int ServerVersionNum,
     IReadOnlyDictionary<string, string> Extensions,
     string? HypopgAvailableVersion,
     IReadOnlyDictionary<string, string> Schemas);

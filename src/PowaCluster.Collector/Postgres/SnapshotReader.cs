@@ -15,20 +15,19 @@ namespace PowaCluster.Collector.Postgres;
 /// </summary>
 public static class SnapshotReader
 {
-    /// <param name="guarded">the steps that failed in the previous snapshot (SnapshotStage.FailedSteps)</param>
-    /// <param name="callTimeout">timeout of each remote call (a COPY, a cleanup)</param>
+    /// <param name="job">what to read: the plan, the remote's schemas, the steps that failed in the previous
+    /// snapshot (SnapshotStage.FailedSteps), the timeout of each remote call (a COPY, a cleanup)</param>
     /// <param name="abort">the snapshot is abandoned (its server stopped)</param>
     /// <exception cref="PostgresException">only for a failure outside a datasource (BEGIN, COMMIT)</exception>
-    /// <param name="schemas">the quoted schema of each extension installed on the remote (RemoteVersions.Schemas)</param>
-    public static async Task ReadAsync(NpgsqlConnection conn, IReadOnlyList<Datasource> datasources, SnapshotStage stage,
-        IReadOnlyDictionary<string, string> schemas, IReadOnlySet<string> guarded, TimeSpan callTimeout, CancellationToken abort)
+    public static async Task ReadAsync(NpgsqlConnection conn, SnapshotJob job, SnapshotStage stage, CancellationToken abort)
     {
+        var (schemas, guarded, callTimeout) = (job.Schemas, job.Guarded, job.CallTimeout);
         // Abandoned (its server stopped): the connection is closed, which ends the call in flight at once
         // (no token reaches Npgsql: see RemoteDeadline).
         await using var _ = abort.Register(() => RemoteDeadline.Break(conn));
         abort.ThrowIfCancellationRequested();
         await ExecAsync(conn, "BEGIN", callTimeout).ConfigureAwait(false);
-        foreach (var ds in datasources)
+        foreach (var ds in job.Plan.Global)
         {
             if (ds.QuerySource is null) continue; // a module without a source function: nothing to read
             // The source function lives in powa's schema, or in its own extension's (PoWA 5's external ones).
@@ -73,7 +72,20 @@ public static class SnapshotReader
                     () => ExecAsync(conn, cleanup), e => $"Error while calling {cleanup}: {e}", callTimeout).ConfigureAwait(false);
             }
         }
+        // PoWA 5's per-database datasources: the databases to visit and the snapshot's one timestamp come from
+        // this transaction, then each database is read on a connection of its own.
+        (DateTime Now, string[] Databases)? perDb = null;
+        if (job.Plan.PerDatabase.Count > 0)
+            perDb = await RemoteDeadline.RunAsync(conn, callTimeout, async () =>
+            {
+                await using var cmd = new NpgsqlCommand("SELECT pg_catalog.now(), ARRAY(SELECT datname::text FROM pg_catalog.pg_database " +
+                                                        "WHERE datallowconn ORDER BY datname)", conn);
+                await using var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
+                await r.ReadAsync().ConfigureAwait(false);
+                return (r.GetFieldValue<DateTime>(0), r.GetFieldValue<string[]>(1));
+            }).ConfigureAwait(false);
         await ExecAsync(conn, "COMMIT", callTimeout).ConfigureAwait(false);
+        if (perDb is { } p) await DatabaseReader.ReadAsync(job, stage, p.Now, p.Databases, abort).ConfigureAwait(false);
         stage.Seal();
     }
 

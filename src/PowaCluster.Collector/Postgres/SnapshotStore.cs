@@ -13,8 +13,8 @@ public enum StoreOutcome
     Skipped,
 }
 
-/// <summary>What storing a stage did; Datasources are the server's enabled datasources, for its next snapshot.</summary>
-public sealed record StoreResult(StoreOutcome Outcome, IReadOnlyList<Datasource> Datasources, int TakeSnapshotErrors,
+/// <summary>What storing a stage did; Plan is what the server's next snapshot reads.</summary>
+public sealed record StoreResult(StoreOutcome Outcome, SnapshotPlan Plan, int TakeSnapshotErrors,
     IReadOnlyList<string> Errors, string? SkipReason = null);
 
 /// <summary>
@@ -51,13 +51,13 @@ public static class SnapshotStore
         await using var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(TakeSnapshotCommand(sql, stage.SrvId));
         if (errors.Count > 0) batch.BatchCommands.Add(AppendErrorsCommand(sql, stage.SrvId, errors));
-        batch.BatchCommands.Add(DatasourcesCommand(sql, stage.SrvId));
+        foreach (var c in PlanCommands(sql, stage.SrvId, stage.ServerVersionNum)) batch.BatchCommands.Add(c);
         batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
         // The reader has one result per statement that returns rows: the UPDATE and the COMMIT have none.
         await using var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
         var takeErrors = await ReadTakeSnapshotAsync(r, ct).ConfigureAwait(false);
         await r.NextResultAsync(ct).ConfigureAwait(false);
-        var next = await ReadDatasourcesAsync(r, ct).ConfigureAwait(false);
+        var next = await ReadPlanAsync(sql, r, ct).ConfigureAwait(false);
         while (await r.NextResultAsync(ct).ConfigureAwait(false)) { } // the COMMIT: an error there throws
         return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors);
     }
@@ -98,7 +98,7 @@ public static class SnapshotStore
             try { await RepositoryQueries.ReportErrorsAsync(sql, conn, stage.SrvId, errors, replace: false, ct).ConfigureAwait(false); }
             catch (PostgresException) { await ExecAsync(conn, "ROLLBACK TO SAVEPOINT metas", ct).ConfigureAwait(false); }
         }
-        var next = await GetDatasourcesAsync(sql, conn, stage.SrvId, ct).ConfigureAwait(false);
+        var next = await GetPlanAsync(sql, conn, stage.SrvId, stage.ServerVersionNum, ct).ConfigureAwait(false);
         await ExecAsync(conn, "COMMIT", ct).ConfigureAwait(false);
         return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors);
     }
@@ -125,12 +125,21 @@ public static class SnapshotStore
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return new StoreResult(StoreOutcome.Skipped, [], 0, [], new SnapshotInProgressException(stage.SrvId).Message);
+            return new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], new SnapshotInProgressException(stage.SrvId).Message);
         }
     }
 
     static async Task CopyInAsync(NpgsqlConnection conn, SnapshotStage stage, StagedDatasource ds, CancellationToken ct)
     {
+        if (ds.Text)
+        {
+            // A datasource whose types have no binary round trip (DatabaseReader.NeedsText): rare and small.
+            using var buffer = new MemoryStream();
+            await stage.CopyToAsync(ds, buffer, ct).ConfigureAwait(false);
+            await using var writer = await conn.BeginTextImportAsync($"COPY {ds.Target} FROM STDIN", ct).ConfigureAwait(false);
+            await writer.WriteAsync(System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length)).ConfigureAwait(false);
+            return;
+        }
         await using var copy = await conn.BeginRawBinaryCopyAsync($"COPY {ds.Target} FROM STDIN (FORMAT binary)", ct).ConfigureAwait(false);
         await stage.CopyToAsync(ds, copy, ct).ConfigureAwait(false);
     }
@@ -151,23 +160,39 @@ public static class SnapshotStore
             },
         };
 
-    internal static NpgsqlBatchCommand DatasourcesCommand(PowaSql sql, int srvid) =>
-        new(sql.Datasources) { Parameters = { new() { Value = srvid } } };
-
-    internal static async Task<IReadOnlyList<Datasource>> ReadDatasourcesAsync(NpgsqlDataReader r, CancellationToken ct)
+    /// <summary>The queries of a server's snapshot plan: its global datasources, then (PoWA 5) its per-database ones.</summary>
+    static IEnumerable<NpgsqlBatchCommand> PlanCommands(PowaSql sql, int srvid, int serverVersionNum)
     {
-        var list = new List<Datasource>();
-        while (await r.ReadAsync(ct).ConfigureAwait(false))
-            list.Add(new Datasource(r.GetString(0), r.GetBoolean(1), r.IsDBNull(2) ? null : r.GetString(2),
-                r.IsDBNull(3) ? null : r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5)));
-        return list;
+        yield return new NpgsqlBatchCommand(sql.Datasources) { Parameters = { new() { Value = srvid } } };
+        if (sql.PerDatabaseDatasources is { } perDb)
+            yield return new NpgsqlBatchCommand(perDb) { Parameters = { new() { Value = srvid }, new() { Value = serverVersionNum } } };
     }
 
-    public static async Task<IReadOnlyList<Datasource>> GetDatasourcesAsync(PowaSql sql, NpgsqlConnection conn, int srvid, CancellationToken ct)
+    /// <summary>Reads the results of PlanCommands; the reader stands on the first of them.</summary>
+    static async Task<SnapshotPlan> ReadPlanAsync(PowaSql sql, NpgsqlDataReader r, CancellationToken ct)
     {
-        await using var batch = new NpgsqlBatch(conn) { BatchCommands = { DatasourcesCommand(sql, srvid) } };
+        var global = new List<Datasource>();
+        while (await r.ReadAsync(ct).ConfigureAwait(false))
+            global.Add(new Datasource(r.GetString(0), r.GetBoolean(1), r.IsDBNull(2) ? null : r.GetString(2),
+                r.IsDBNull(3) ? null : r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5)));
+        var perDb = new List<DbDatasource>();
+        if (sql.PerDatabaseDatasources is not null)
+        {
+            await r.NextResultAsync(ct).ConfigureAwait(false);
+            while (await r.ReadAsync(ct).ConfigureAwait(false))
+                perDb.Add(new DbDatasource(r.GetString(1), r.GetBoolean(0), r.GetString(2), r.IsDBNull(5) ? null : r.GetString(5),
+                    r.GetFieldValue<string[]>(6), r.IsDBNull(3) ? null : r.GetFieldValue<string[]>(3),
+                    r.IsDBNull(4) ? [] : r.GetFieldValue<string[]>(4)));
+        }
+        return new SnapshotPlan(global, perDb);
+    }
+
+    public static async Task<SnapshotPlan> GetPlanAsync(PowaSql sql, NpgsqlConnection conn, int srvid, int serverVersionNum, CancellationToken ct)
+    {
+        await using var batch = new NpgsqlBatch(conn);
+        foreach (var c in PlanCommands(sql, srvid, serverVersionNum)) batch.BatchCommands.Add(c);
         await using var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
-        return await ReadDatasourcesAsync(r, ct).ConfigureAwait(false);
+        return await ReadPlanAsync(sql, r, ct).ConfigureAwait(false);
     }
 
     static Task RollbackAsync(NpgsqlConnection conn, CancellationToken ct) => ExecAsync(conn, "ROLLBACK", ct);

@@ -3,15 +3,15 @@ using System.Buffers;
 namespace PowaCluster.Collector.Staging;
 
 /// <summary>
-/// One datasource's bytes in a stage: the binary COPY data of <c>Name</c>, to load into <c>Target</c> (the
-/// quoted *_src_tmp table on the repository).
+/// One datasource's bytes in a stage: the binary COPY data of <c>Name</c> (text COPY data in UTF-8 when
+/// <c>Text</c>), to load into <c>Target</c> (the quoted *_src_tmp table on the repository).
 /// </summary>
-public sealed record StagedDatasource(string Name, string Target, long Offset, long Length)
+public sealed record StagedDatasource(string Name, string Target, long Offset, long Length, bool Text = false)
 {
     /// <summary>Binary COPY with no row is its 19-byte header and 2-byte trailer.</summary>
     public const int EmptyCopyLength = 21;
 
-    public bool HasRows => Length > EmptyCopyLength;
+    public bool HasRows => Text ? Length > 0 : Length > EmptyCopyLength;
 }
 
 /// <summary>
@@ -41,6 +41,9 @@ public sealed class SnapshotStage : IDisposable
     }
 
     public int SrvId { get; }
+
+    /// <summary>The remote's server_version_num (PoWA 5 picks its per-database queries by it).</summary>
+    public int ServerVersionNum { get; init; }
     public string ServerName { get; }
 
     /// <summary>When the read started (UTC): the remote's rows carry the remote's own timestamp.</summary>
@@ -124,8 +127,8 @@ public sealed class SnapshotStage : IDisposable
     }
 
     /// <summary>Records the bytes from <paramref name="offset"/> to the end as one datasource.</summary>
-    public void AddDatasource(string name, string target, long offset) =>
-        _datasources.Add(new StagedDatasource(name, target, offset, Length - offset));
+    public void AddDatasource(string name, string target, long offset, bool text = false) =>
+        _datasources.Add(new StagedDatasource(name, target, offset, Length - offset, text));
 
     /// <summary>Drops every byte from <paramref name="length"/> on (a datasource whose export failed midway).</summary>
     public void Truncate(long length)

@@ -22,12 +22,11 @@ public static class RepositoryLimit
         var sql = await PowaOfAsync(r);
         foreach (var (srvid, remote) in servers)
         {
-            var datasources = await SnapshotStore.GetDatasourcesAsync(sql, r, srvid, CancellationToken.None);
             await using var c = new NpgsqlConnection(remote.ConnectionString);
             await c.OpenAsync();
+            var job = await JobAsync(sql, r, srvid, c, remote);
             var stage = new SnapshotStage(srvid, remote.Host!, budget);
-            await SnapshotReader.ReadAsync(c, datasources, stage, await SchemasAsync(c), new HashSet<string>(), TimeSpan.FromSeconds(60),
-                CancellationToken.None);
+            await SnapshotReader.ReadAsync(c, job, stage, CancellationToken.None);
             stages.Add(stage);
         }
         return stages;
@@ -38,8 +37,13 @@ public static class RepositoryLimit
         await PgSession.FindPowaAsync(repo, CancellationToken.None) is { } p ? PowaSql.For(p.Version, p.Schema)
             : throw new InvalidOperationException("no powa in the repository");
 
-    static async Task<IReadOnlyDictionary<string, string>> SchemasAsync(NpgsqlConnection remote) =>
-        (await RemoteQueries.ReadVersionsAsync(remote, CancellationToken.None)).Schemas;
+    /// <summary>What a snapshot of the server reads, as its collector would read it.</summary>
+    static async Task<SnapshotJob> JobAsync(PowaSql sql, NpgsqlConnection repo, int srvid, NpgsqlConnection remote, NpgsqlConnectionStringBuilder dsn)
+    {
+        var v = await RemoteQueries.ReadVersionsAsync(remote, CancellationToken.None);
+        var plan = await SnapshotStore.GetPlanAsync(sql, repo, srvid, v.ServerVersionNum, CancellationToken.None);
+        return new SnapshotJob(plan, v.Schemas, new HashSet<string>(), null, dsn, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(10));
+    }
 
     /// <summary>
     /// Snapshots per second when each is read off its remote and then stored, back to back, on
@@ -59,18 +63,18 @@ public static class RepositoryLimit
             await using var r = new NpgsqlConnection(repo.ConnectionString);
             await r.OpenAsync();
             var sql = await PowaOfAsync(r);
-            var remotes = new List<(int SrvId, string Name, NpgsqlConnection Conn, IReadOnlyList<Datasource> Ds, IReadOnlyDictionary<string, string> Schemas)>();
+            var remotes = new List<(int SrvId, string Name, NpgsqlConnection Conn, SnapshotJob Job)>();
             foreach (var (srvid, dsn) in mine)
             {
                 var c = new NpgsqlConnection(dsn.ConnectionString);
                 await c.OpenAsync();
-                remotes.Add((srvid, dsn.Host!, c, await SnapshotStore.GetDatasourcesAsync(sql, r, srvid, CancellationToken.None), await SchemasAsync(c)));
+                remotes.Add((srvid, dsn.Host!, c, await JobAsync(sql, r, srvid, c, dsn)));
             }
             for (var i = 0; sw.Elapsed < duration; i++)
             {
-                var (srvid, name, conn, ds, schemas) = remotes[i % remotes.Count];
+                var (srvid, name, conn, job) = remotes[i % remotes.Count];
                 using var stage = new SnapshotStage(srvid, name, budget);
-                await SnapshotReader.ReadAsync(conn, ds, stage, schemas, new HashSet<string>(), TimeSpan.FromSeconds(60), CancellationToken.None);
+                await SnapshotReader.ReadAsync(conn, job, stage, CancellationToken.None);
                 await SnapshotStore.StoreAsync(sql, r, stage, CancellationToken.None);
                 Interlocked.Increment(ref stored);
             }

@@ -38,7 +38,7 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         Assert.All(later, m => Assert.Equal(a, m.SrvId));
     }
 
-    static readonly RemoteVersions Versions = new("15.0", new Dictionary<string, string>(), null, new Dictionary<string, string>());
+    static readonly RemoteVersions Versions = new("15.0", 150000, new Dictionary<string, string>(), null, new Dictionary<string, string>());
 
     static StageBudget Stages() => new(1 << 20, Path.Combine(Path.GetTempPath(), $"powa-cluster-test-stage-{Guid.NewGuid():N}"));
 
@@ -56,7 +56,7 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         Assert.Equal(ids, results.Select(r => r.SrvId));
         Assert.All(results, r => Assert.Null(r.Error));
         Assert.All(results, r => Assert.True(r.Last!.Registered));
-        Assert.All(results, r => Assert.Contains(r.Datasources, d => d.QuerySource == "powa_statements_src"));
+        Assert.All(results, r => Assert.Contains(r.Plan.Global, d => d.QuerySource == "powa_statements_src"));
         // One writer, one persistent connection for all five.
         Assert.Equal(1, await repo.CollectorConnectionsAsync());
         pool.Tell(GetWriterPoolStats.Instance);
@@ -91,8 +91,8 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         Assert.Equal(42, restore.SrvId);
         // Last snapshot 4 s ago at frequency 5 s: the next one is due in about 1 s, not at a random phase.
         writers.Reply(new ScheduleRestored(42, new LastSnapshot(true, DateTimeOffset.UtcNow.AddSeconds(-4)),
-            [new Datasource("pg_stat_statements", false, "powa_statements_src", null, "powa_statements_snapshot", "public"),
-             new Datasource("nothing", false, "powa_no_such_src", null, "none", "public")], null));
+            new SnapshotPlan([new Datasource("pg_stat_statements", false, "powa_statements_src", null, "powa_statements_snapshot", "public"),
+                              new Datasource("nothing", false, "powa_no_such_src", null, "none", "public")], []), null));
         var store = writers.ExpectMsg<StoreSnapshot>(TimeSpan.FromSeconds(3));
         using (store.Stage)
         {

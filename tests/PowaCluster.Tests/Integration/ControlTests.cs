@@ -53,14 +53,16 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
 
         Assert.Empty(await repo.SnapshotTimesAsync(good));
         var before = 0;
-        Assert.Equal($"FORCE_SNAPSHOT OK snapshot of server {good} started", await web.AskAsync("FORCE_SNAPSHOT", "r6", good.ToString()));
+        // powa-collector 1.3.1's words, which powa-web 5 shows.
+        Assert.Equal("FORCE_SNAPSHOT OK Snapshot in progress", await web.AskAsync("FORCE_SNAPSHOT", "r6", good.ToString()));
         var again = await web.AskAsync("FORCE_SNAPSHOT", "r7", good.ToString());
-        Assert.True(again == $"FORCE_SNAPSHOT KO a snapshot of server {good} is in progress" ||
-                    again == $"FORCE_SNAPSHOT KO the last snapshot of server {good} started less than 10 s ago", again);
+        Assert.True(again is "FORCE_SNAPSHOT ERROR A snapshot is already in progress" or
+                    "FORCE_SNAPSHOT ERROR Last snapshot was less than 10s. ago", again);
         await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(good)).Count > before, TimeSpan.FromSeconds(5), "the forced snapshot");
-        Assert.Equal("FORCE_SNAPSHOT KO server 999 is not an active server", await web.AskAsync("FORCE_SNAPSHOT", "r8", "999"));
-        Assert.Equal("FORCE_SNAPSHOT KO invalid server id \"abc\"", await web.AskAsync("FORCE_SNAPSHOT", "r9", "abc"));
-        Assert.StartsWith($"FORCE_SNAPSHOT KO server {bad}: no connection to remote server", await web.AskAsync("FORCE_SNAPSHOT", "r10", bad.ToString()));
+        Assert.Equal("FORCE_SNAPSHOT ERROR Server id 999 not found", await web.AskAsync("FORCE_SNAPSHOT", "r8", "999"));
+        Assert.Equal("FORCE_SNAPSHOT ERROR invalid remote server id abc", await web.AskAsync("FORCE_SNAPSHOT", "r9", "abc"));
+        Assert.Equal("FORCE_SNAPSHOT ERROR Command \"['1', '2']\" malformed", await web.AskAsync("FORCE_SNAPSHOT", "r9b", "1 2"));
+        Assert.StartsWith($"FORCE_SNAPSHOT ERROR server {bad}: no connection to remote server", await web.AskAsync("FORCE_SNAPSHOT", "r10", bad.ToString()));
 
         // A channel of "-": done, not answered.
         await web.ListenAsync("r11");
@@ -83,7 +85,7 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
         Assert.Equal("RELOAD'; UNKNOWN ", await web.AskAsync("RELOAD';", channel));
         // As the reference: an argument that is not a number means every server.
         Assert.StartsWith($"WORKERS_STATUS OK {{\"{srvid}\": \"", await web.AskAsync("WORKERS_STATUS", channel, "0;SELECT"));
-        Assert.Equal("FORCE_SNAPSHOT KO invalid server id \"1);DROP\"", await web.AskAsync("FORCE_SNAPSHOT", channel, "1);DROP"));
+        Assert.Equal("FORCE_SNAPSHOT ERROR invalid remote server id 1);DROP", await web.AskAsync("FORCE_SNAPSHOT", channel, "1);DROP"));
         var huge = new string('A', 7900);
         Assert.Equal($"{huge} UNKNOWN ", await web.AskAsync(huge, "big"));
         // A request that fits (7995 bytes) whose command is too long to be answered at all, even with

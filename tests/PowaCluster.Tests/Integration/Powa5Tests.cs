@@ -26,7 +26,7 @@ public sealed class Powa5Tests(LabFixture fx)
             await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 3,
                 TimeSpan.FromSeconds(40), "3 snapshots of the PoWA 5 server", () => PowaLab.WorkAsync(remote));
         }
-        Assert.Empty(await repo.ErrorsAsync(srvid));
+        NoErrors(await repo.ErrorsAsync(srvid));
         foreach (var table in GlobalHistory)
             Assert.True(await repo.CountAsync(table, srvid) > 0, $"{table} has no row for server {srvid}");
         // Versions go to powa_extension_config in PoWA 5.
@@ -52,4 +52,120 @@ public sealed class Powa5Tests(LabFixture fx)
         Assert.Empty(await repo.SnapshotTimesAsync(old));
         Assert.Empty(await repo.ErrorsAsync(good));
     }
+
+    [Powa5Fact]
+    public async Task Per_database_modules_of_two_databases_and_their_catalogs_are_stored_with_the_snapshot_timestamp()
+    {
+        var repo = await fx.NewRepositoryAsync(powa5: true);
+        var remote = fx.Powa5!.Remotes[0];
+        var db = $"app_{Guid.NewGuid():N}"[..12];
+        await remote.ExecAsync("postgres", $"CREATE DATABASE {db}");
+        await remote.ExecAsync(db, "CREATE TABLE app_t(id int primary key); INSERT INTO app_t SELECT generate_series(1, 100); " +
+                                   "CREATE INDEX ON app_t(id); SELECT count(*) FROM app_t WHERE id > 5");
+        var srvid = await repo.RegisterAsync(remote, 3, "p5-db");
+        try
+        {
+            await using (await CollectorNode.StartAsync(repo))
+            {
+                await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 2,
+                    TimeSpan.FromSeconds(40), "2 snapshots of the server", () => PowaLab.WorkAsync(remote));
+            }
+            NoErrors(await repo.ErrorsAsync(srvid));
+            var appOid = await remote.ScalarAsync<uint>("postgres", $"SELECT oid FROM pg_database WHERE datname = '{db}'");
+            var powaOid = await remote.ScalarAsync<uint>("postgres", "SELECT oid FROM pg_database WHERE datname = 'powa'");
+            foreach (var oid in new[] { appOid, powaOid })
+            {
+                Assert.True(await repo.ScalarAsync<long>("SELECT count(*) FROM powa_all_tables_history_current WHERE srvid = $1 AND dbid::bigint = $2", srvid, (long)oid) > 0,
+                    $"no all_tables row for database {oid}");
+                Assert.True(await repo.ScalarAsync<long>("SELECT count(*) FROM powa_all_indexes_history_current WHERE srvid = $1 AND dbid::bigint = $2", srvid, (long)oid) > 0,
+                    $"no all_indexes row for database {oid}");
+                // The catalogs of every database on the first snapshot (never refreshed before).
+                Assert.True(await repo.ScalarAsync<long>("SELECT count(*) FROM powa_catalog_class WHERE srvid = $1 AND dbid::bigint = $2", srvid, (long)oid) > 0,
+                    $"no pg_class catalog row for database {oid}");
+                Assert.True(await repo.ScalarAsync<long>("SELECT count(*) FROM powa_catalog_attribute WHERE srvid = $1 AND dbid::bigint = $2", srvid, (long)oid) > 0,
+                    $"no pg_attribute catalog row for database {oid}");
+            }
+            Assert.True(await repo.ScalarAsync<long>("SELECT count(*) FROM powa_catalog_class WHERE srvid = $1 AND relname = 'app_t'", srvid) == 1);
+            // One timestamp per snapshot across databases: each per-database ts is a global snapshot's ts.
+            var global = await repo.SnapshotTimesAsync(srvid);
+            var perDb = await repo.ListAsync<DateTime>(
+                "SELECT DISTINCT (record).ts FROM powa_all_tables_history_current WHERE srvid = $1 ORDER BY 1", srvid);
+            Assert.NotEmpty(perDb);
+            Assert.All(perDb, ts => Assert.Contains(ts, global));
+        }
+        finally
+        {
+            await remote.ExecAsync("postgres", $"DROP DATABASE IF EXISTS {db} WITH (FORCE)");
+        }
+    }
+
+    [Powa5Fact]
+    public async Task Refresh_db_cat_answers_as_the_reference_and_the_next_snapshot_rereads_the_catalogs()
+    {
+        var repo = await fx.NewRepositoryAsync(powa5: true);
+        var remote = fx.Powa5!.Remotes[1];
+        var db = $"cat_{Guid.NewGuid():N}"[..12];
+        await remote.ExecAsync("postgres", $"CREATE DATABASE {db}");
+        var srvid = await repo.RegisterAsync(remote, 4, "p5-cat");
+        try
+        {
+            await using var node = await CollectorNode.StartAsync(repo);
+            await using var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
+            await web.WaitForCollectorAsync();
+            await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 1,
+                TimeSpan.FromSeconds(30), "a first snapshot");
+            // Fresh catalogs are not read again before a year: a new table does not show up...
+            await remote.ExecAsync(db, "CREATE TABLE cat_new(id int)");
+            var count = (await repo.SnapshotTimesAsync(srvid)).Count;
+            await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= count + 2,
+                TimeSpan.FromSeconds(20), "two more snapshots");
+            Assert.Equal(0L, await repo.ScalarAsync<long>("SELECT count(*) FROM powa_catalog_class WHERE srvid = $1 AND relname = 'cat_new'", srvid));
+
+            // ...until REFRESH_DB_CAT asks for that database; powa-collector 1.3.1's reply, word for word.
+            Assert.Equal("REFRESH_DB_CAT OK Catalogs will be refreshed during the next snapshot",
+                await web.AskAsync("REFRESH_DB_CAT", "c1", $"{srvid} 1 {db}"));
+            await Eventually.HoldsAsync(async () =>
+                    await repo.ScalarAsync<long>("SELECT count(*) FROM powa_catalog_class WHERE srvid = $1 AND relname = 'cat_new'", srvid) == 1,
+                TimeSpan.FromSeconds(20), "the new table in the refreshed catalog");
+            NoErrors(await repo.ErrorsAsync(srvid));
+
+            Assert.Equal("REFRESH_DB_CAT ERROR Server id 999 not found", await web.AskAsync("REFRESH_DB_CAT", "c2", "999 0"));
+            Assert.Equal("REFRESH_DB_CAT ERROR Caller asked for 2 db, but found 1: ['x']", await web.AskAsync("REFRESH_DB_CAT", "c3", $"{srvid} 2 x"));
+            Assert.Equal("REFRESH_DB_CAT ERROR invalid number of databases y", await web.AskAsync("REFRESH_DB_CAT", "c4", $"{srvid} y"));
+            Assert.Equal($"REFRESH_DB_CAT ERROR Command \"['{srvid}']\" malformed", await web.AskAsync("REFRESH_DB_CAT", "c5", $"{srvid}"));
+        }
+        finally
+        {
+            await remote.ExecAsync("postgres", $"DROP DATABASE IF EXISTS {db} WITH (FORCE)");
+        }
+    }
+
+    [Powa5Fact]
+    public async Task A_renamed_or_dropped_database_does_not_fail_the_snapshots()
+    {
+        var repo = await fx.NewRepositoryAsync(powa5: true);
+        var remote = fx.Powa5!.Remotes[0];
+        var db = $"gone_{Guid.NewGuid():N}"[..12];
+        await remote.ExecAsync("postgres", $"CREATE DATABASE {db}");
+        var srvid = await repo.RegisterAsync(remote, 5, "p5-gone");
+        try
+        {
+            await using var node = await CollectorNode.StartAsync(repo);
+            await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 1, TimeSpan.FromSeconds(30), "a first snapshot");
+            await remote.ExecAsync("postgres", $"ALTER DATABASE {db} RENAME TO {db}_r");
+            var count = (await repo.SnapshotTimesAsync(srvid)).Count;
+            await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= count + 1, TimeSpan.FromSeconds(20), "a snapshot after the rename");
+            await remote.ExecAsync("postgres", $"DROP DATABASE {db}_r WITH (FORCE)");
+            count = (await repo.SnapshotTimesAsync(srvid)).Count;
+            await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= count + 2, TimeSpan.FromSeconds(20), "snapshots after the drop");
+            NoErrors(await repo.ErrorsAsync(srvid));
+        }
+        finally
+        {
+            await remote.ExecAsync("postgres", $"DROP DATABASE IF EXISTS {db} WITH (FORCE)");
+            await remote.ExecAsync("postgres", $"DROP DATABASE IF EXISTS {db}_r WITH (FORCE)");
+        }
+    }
+
+    static void NoErrors(string[] errors) => Assert.True(errors.Length == 0, string.Join("\n", errors));
 }
