@@ -19,15 +19,19 @@ public sealed record LabOptions(
     IReadOnlyList<int>? Loads = null,
     int IdleSeconds = 10,
     bool Quick = false,
-    bool FrozenGiven = false)
+    bool FrozenGiven = false,
+    int Powa = 4)
 {
     public const string Usage = """
         usage:
           powa-lab demo [--seconds N] [--servers N] [--frequency S] [--remotes N] [--pool-size N] [--debug]
-                        [--reference] [--nodes N [--failover]]
+                        [--powa 4|5] [--reference] [--nodes N [--failover]]
               Starts a throwaway repository and remote PostgreSQL instances on loopback, registers
               servers, runs powa-cluster and shows what it collected (until Ctrl-C, or for N seconds).
-              --reference runs Debian's powa-collector instead, measured the same way.
+              --powa 5 runs the throwaway instances with archivist 5.1.2 (built by scripts/install-deps.sh
+              from ../shared/vendor) instead of Debian's 4.1.4, and adds rows per snapshot per datasource.
+              --reference runs the reference powa-collector instead, measured the same way: Debian's
+              1.2.0 on PoWA 4, 1.3.1 from ../shared/vendor on PoWA 5.
               --nodes N runs N collector processes as one cluster (static seeds on loopback);
               --failover then kills one with SIGKILL and stops another with SIGTERM, and measures
               from the repository how their servers were taken over.
@@ -71,6 +75,7 @@ public sealed record LabOptions(
                 "--pool-size" => o with { PoolSize = Int(1, 256) },
                 "--debug" => o with { Debug = true },
                 "--reference" when o.Command == "demo" => o with { Reference = true },
+                "--powa" when o.Command == "demo" => o with { Powa = Int(4, 5) },
                 "--nodes" when o.Command == "demo" => o with { Nodes = Int(1, 9) },
                 "--failover" when o.Command == "demo" => o with { Failover = true },
                 "--warmup" when o.Command == "bench" => o with { Warmup = Int(0, 600) },

@@ -78,9 +78,11 @@ public static class DatabaseReader
             {
                 if (text)
                 {
-                    using var reader = await conn.BeginTextExportAsync(sql).ConfigureAwait(false);
-                    var rows = await reader.ReadToEndAsync().ConfigureAwait(false);
-                    await stage.AppendAsync(new MemoryStream(System.Text.Encoding.UTF8.GetBytes(rows)), CancellationToken.None).ConfigureAwait(false);
+                    // The UTF-8 bytes of the text COPY from the export's own stream, as they come; the TextReader
+                    // is never disposed (its Dispose is synchronous: see SnapshotStore.CopyInAsync).
+                    var reader = (StreamReader)await conn.BeginTextExportAsync(sql).ConfigureAwait(false);
+                    await using var raw = reader.BaseStream;
+                    await stage.AppendAsync(raw, CancellationToken.None).ConfigureAwait(false);
                 }
                 else
                 {

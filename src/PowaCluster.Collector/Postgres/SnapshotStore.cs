@@ -133,11 +133,12 @@ public static class SnapshotStore
     {
         if (ds.Text)
         {
-            // A datasource whose types have no binary round trip (DatabaseReader.NeedsText): rare and small.
-            using var buffer = new MemoryStream();
-            await stage.CopyToAsync(ds, buffer, ct).ConfigureAwait(false);
-            await using var writer = await conn.BeginTextImportAsync($"COPY {ds.Target} FROM STDIN", ct).ConfigureAwait(false);
-            await writer.WriteAsync(System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length)).ConfigureAwait(false);
+            // A datasource whose types have no binary round trip (DatabaseReader.NeedsText): its UTF-8 text COPY
+            // bytes go to the text import's own stream as they are. Never dispose the TextWriter: its Dispose
+            // is synchronous, and a blocking read on a socket thread stalls every connection of the node.
+            var writer = (StreamWriter)await conn.BeginTextImportAsync($"COPY {ds.Target} FROM STDIN", ct).ConfigureAwait(false);
+            await using var raw = writer.BaseStream;
+            await stage.CopyToAsync(ds, raw, ct).ConfigureAwait(false);
             return;
         }
         await using var copy = await conn.BeginRawBinaryCopyAsync($"COPY {ds.Target} FROM STDIN (FORMAT binary)", ct).ConfigureAwait(false);

@@ -64,10 +64,9 @@ public static class BenchCommand
             Print(rows, null, 0, 0, null, frozenOnly, [], o);
             return 0;
         }
-        var vendor = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, FindShared(), "vendor", "powa-collector-1.3.1.tar.gz"));
-        if (File.Exists(vendor))
+        if (ReferenceCollector.VendorTarball() is { } vendor)
             rows.Add(await bench.RunAsync(() => ReferenceCollector.StartFromTarballAsync(repoDsn, vendor, "powa-collector 1.3.1"), o.Servers, o.Frequency));
-        else notes.Add($"powa-collector 1.3.1: not measured ({vendor} not found)");
+        else notes.Add("powa-collector 1.3.1: not measured (../shared/vendor/powa-collector-1.3.1.tar.gz not found)");
         if (Directory.Exists(ReferenceCollector.DebianModule))
             rows.Add(await bench.RunAsync(() => ReferenceCollector.StartAsync(repoDsn), o.Servers, o.Frequency));
         else notes.Add("powa-collector 1.2.0: not measured (apt-get install powa-collector)");
@@ -115,15 +114,6 @@ public static class BenchCommand
     };
 
     static int _runs;
-
-    /// <summary>../shared beside the checkout, found from the lab's build output (src/PowaCluster.Lab/bin/Release/net10.0).</summary>
-    static string FindShared()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (Directory.Exists(Path.Combine(dir.FullName, "..", "shared", "vendor")))
-                return Path.GetRelativePath(AppContext.BaseDirectory, Path.Combine(dir.FullName, "..", "shared"));
-        return Path.Combine("..", "shared");
-    }
 
     internal static void Say(string m) => Console.WriteLine($"bench: {m}");
 

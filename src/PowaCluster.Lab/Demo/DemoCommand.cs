@@ -24,10 +24,18 @@ public static class DemoCommand
         using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
             System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
 
-        Console.WriteLine($"demo: starting a throwaway repository and {cli.Remotes} remote PostgreSQL 15 instance(s) on loopback...");
+        Console.WriteLine($"demo: starting a throwaway repository and {cli.Remotes} remote PostgreSQL 15 instance(s) on loopback, " +
+                          $"with {(cli.Powa == 5 ? "archivist 5.1.2" : "Debian's archivist")}...");
         var perRemote = (cli.Servers + cli.Remotes - 1) / cli.Remotes;
+        PostgresFactory? factory = null;
+        if (cli.Powa == 5)
+        {
+            var bin = LocalPostgres.Powa5BinDir ?? throw new StartupException(
+                "--powa 5 needs archivist 5.1.2: scripts/install-deps.sh builds it when ../shared/vendor/powa-archivist-5.1.2.tar.gz is there");
+            factory = async (name, n) => await LocalPostgres.StartAsync("powa5-" + name, n, binDir: bin);
+        }
         PowaLab lab;
-        try { lab = await PowaLab.StartAsync(cli.Remotes, Math.Max(2, perRemote)); }
+        try { lab = await PowaLab.StartAsync(cli.Remotes, Math.Max(2, perRemote), factory); }
         catch (InvalidOperationException e)
         {
             throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}");
@@ -42,9 +50,11 @@ public static class DemoCommand
             CollectorHost.CreateBuilder().Configuration);
         if (cli.Nodes > 1) return await RunClusterAsync(cli, lab, ids, repoDsn, settings, stop.Token);
         // The collector runs in a process of its own, as in production, so that its CPU time is its own.
-        await using var collector = cli.Reference
-            ? await ReferenceCollector.StartAsync(repoDsn)
-            : OurCollector.Start(repoDsn, settings.WriterPoolSize, settings.Debug);
+        // The reference for PoWA 5 is 1.3.1 (Debian's 1.2.0 knows PoWA 4 only).
+        await using var collector = !cli.Reference ? OurCollector.Start(repoDsn, settings.WriterPoolSize, settings.Debug)
+            : cli.Powa == 5 ? await ReferenceCollector.StartFromTarballAsync(repoDsn, ReferenceCollector.VendorTarball()
+                ?? throw new StartupException("--reference --powa 5 runs powa-collector 1.3.1 from ../shared/vendor, which is not there"), "powa-collector 1.3.1")
+            : await ReferenceCollector.StartAsync(repoDsn);
         var sw = Stopwatch.StartNew();
         var cpuAtStart = collector.CpuTime;
         Console.WriteLine(cli.Seconds is { } secs ? $"demo: collecting for {secs} s" : "demo: collecting until Ctrl-C");
@@ -83,7 +93,7 @@ public static class DemoCommand
                 }
                 if (sw.Elapsed >= nextReport)
                 {
-                    var seen = await PrintAsync(monitor, sw.Elapsed);
+                    var seen = await PrintAsync(monitor, sw.Elapsed, cli.Powa);
                     warm ??= (collector.CpuTime - cpuAtStart, seen.Sum(r => r.Snapshots));
                     nextReport += reportEvery;
                 }
@@ -97,14 +107,11 @@ public static class DemoCommand
             await collector.StopAsync();
             foreach (var c in workload) await c.DisposeAsync();
         }
-        var rows = await PrintAsync(monitor, elapsed);
+        var rows = await PrintAsync(monitor, elapsed, cli.Powa);
         var snaps = rows.Select(r => r.Snapshots).DefaultIfEmpty(0).ToList();
-        Console.WriteLine($"demo summary ({collector.Name}): {rows.Count} servers at frequency {cli.Frequency} s for {elapsed.TotalSeconds:F0} s: " +
+        Console.WriteLine($"demo summary ({collector.Name}, powa {cli.Powa}): {rows.Count} servers at frequency {cli.Frequency} s for {elapsed.TotalSeconds:F0} s: " +
                           $"snapshots per server min {snaps.Min()} max {snaps.Max()}; servers with errors {rows.Count(r => r.Errors.Length > 0)}; " +
-                          $"servers with rows: statements {rows.Count(r => r.Statements > 0)}, kcache {rows.Count(r => r.Kcache > 0)}, " +
-                          $"qualstats {rows.Count(r => r.Qualstats > 0)}, wait_sampling {rows.Count(r => r.Waits > 0)}, " +
-                          $"bgwriter {rows.Count(r => r.Snapshots > 0)}, all_relations {rows.Count(r => r.Relations > 0)}, " +
-                          $"user_functions {rows.Count(r => r.Functions > 0)}; " +
+                          $"servers with rows: bgwriter {rows.Count(r => r.Snapshots > 0)}, {DatasourceSummary(rows, cli.Powa)}; " +
                           $"repository connections held by the collector at most {maxConnections}" +
                           (cli.Reference ? "" : $" (bound: pool {settings.WriterPoolSize} + coordinator 1 + listener 1)") +
                           $"; collector process CPU {cpu.TotalMilliseconds / Math.Max(1, snaps.Sum()):F2} ms per snapshot " +
@@ -146,7 +153,7 @@ public static class DemoCommand
         while (!stop.IsCancellationRequested && (cli.Seconds is null || sw.Elapsed < TimeSpan.FromSeconds(cli.Seconds.Value)))
         {
             await Task.Delay(every, stop).ContinueWith(_ => { });
-            await PrintAsync(monitor, sw.Elapsed);
+            await PrintAsync(monitor, sw.Elapsed, cli.Powa);
             try
             {
                 var statuses = await ControlClient.ClusterStatusAsync(monitor, repoDsn, ids, TimeSpan.FromSeconds(3));
@@ -167,36 +174,55 @@ public static class DemoCommand
         return Convert.ToInt32(await cmd.ExecuteScalarAsync());
     }
 
-    sealed record Row(int SrvId, string Alias, string Server, long Snapshots, long Statements, long Kcache, long Qualstats,
-        long Waits, long Relations, long Functions, string[] Errors);
+    sealed record Row(int SrvId, string Alias, string Server, long Snapshots, long[] Counts, string[] Errors);
 
-    public const string CountsSql = """
-        SELECT s.id, coalesce(s.alias, ''), s.hostname || ':' || s.port,
-          (SELECT count(*) FROM powa_stat_bgwriter_history_current x WHERE x.srvid = s.id)
-            + (SELECT coalesce(sum(cardinality(records)), 0) FROM powa_stat_bgwriter_history x WHERE x.srvid = s.id),
-          (SELECT count(*) FROM powa_statements_history_current x WHERE x.srvid = s.id),
-          (SELECT count(*) FROM powa_kcache_metrics_current x WHERE x.srvid = s.id),
-          (SELECT count(*) FROM powa_qualstats_quals_history_current x WHERE x.srvid = s.id),
-          (SELECT count(*) FROM powa_wait_sampling_history_current x WHERE x.srvid = s.id),
-          (SELECT count(*) FROM powa_all_relations_history_current x WHERE x.srvid = s.id),
-          (SELECT count(*) FROM powa_user_functions_history_current x WHERE x.srvid = s.id),
-          coalesce(m.errors, '{}')
-        FROM powa_servers s JOIN powa_snapshot_metas m ON m.srvid = s.id
-        WHERE s.id > 0 ORDER BY s.id
-        """;
+    /// <summary>The datasources the report counts rows of, per powa major: a short label and the table.</summary>
+    static (string Label, string Table)[] Datasources(int powa) => powa >= 5
+        ?
+        [
+            ("statements", "powa_statements_history_current"), ("kcache", "powa_kcache_metrics_current"),
+            ("quals", "powa_qualstats_quals_history_current"), ("waits", "powa_wait_sampling_history_current"),
+            ("tables", "powa_all_tables_history_current"), ("indexes", "powa_all_indexes_history_current"),
+            ("activity", "powa_stat_activity_history_current"), ("class", "powa_catalog_class"),
+            ("attribute", "powa_catalog_attribute"), ("databases", "powa_catalog_databases"),
+        ]
+        :
+        [
+            ("statements", "powa_statements_history_current"), ("kcache", "powa_kcache_metrics_current"),
+            ("quals", "powa_qualstats_quals_history_current"), ("waits", "powa_wait_sampling_history_current"),
+            ("relations", "powa_all_relations_history_current"), ("functions", "powa_user_functions_history_current"),
+        ];
 
-    static async Task<List<Row>> PrintAsync(NpgsqlConnection monitor, TimeSpan elapsed)
+    /// <summary>Per server: snapshots (one powa_stat_bgwriter row each), rows of each datasource, errors.</summary>
+    static string CountsSql(int powa) =>
+        "SELECT s.id, coalesce(s.alias, ''), s.hostname || ':' || s.port, " +
+        "(SELECT count(*) FROM powa_stat_bgwriter_history_current x WHERE x.srvid = s.id) " +
+        "+ (SELECT coalesce(sum(cardinality(records)), 0) FROM powa_stat_bgwriter_history x WHERE x.srvid = s.id), " +
+        "ARRAY[" + string.Join(", ", Datasources(powa).Select(d => $"(SELECT count(*) FROM {d.Table} x WHERE x.srvid = s.id)")) + "], " +
+        "coalesce(m.errors, '{}') FROM powa_servers s JOIN powa_snapshot_metas m ON m.srvid = s.id WHERE s.id > 0 ORDER BY s.id";
+
+    static async Task<List<Row>> PrintAsync(NpgsqlConnection monitor, TimeSpan elapsed, int powa)
     {
         var rows = new List<Row>();
-        await using (var cmd = new NpgsqlCommand(CountsSql, monitor))
+        await using (var cmd = new NpgsqlCommand(CountsSql(powa), monitor))
         await using (var r = await cmd.ExecuteReaderAsync())
             while (await r.ReadAsync())
-                rows.Add(new Row(r.GetInt32(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4), r.GetInt64(5),
-                    r.GetInt64(6), r.GetInt64(7), r.GetInt64(8), r.GetInt64(9), r.GetFieldValue<string[]>(10)));
+                rows.Add(new Row(r.GetInt32(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetFieldValue<long[]>(4),
+                    r.GetFieldValue<string[]>(5)));
+        var labels = Datasources(powa).Select(d => d.Label).ToList();
         Console.WriteLine($"--- after {elapsed.TotalSeconds:F0} s: rows stored in the repository per server ---");
-        Console.WriteLine($"{"srvid",5} {"alias",-9} {"server",-17} {"snapshots",9} {"statements",10} {"kcache",7} {"quals",6} {"waits",6} {"relations",9} {"functions",9}  errors");
+        Console.WriteLine($"{"srvid",5} {"alias",-9} {"server",-17} {"snapshots",9} " + string.Join(" ", labels.Select(l => $"{l,10}")) + "  errors");
         foreach (var x in rows)
-            Console.WriteLine($"{x.SrvId,5} {x.Alias,-9} {x.Server,-17} {x.Snapshots,9} {x.Statements,10} {x.Kcache,7} {x.Qualstats,6} {x.Waits,6} {x.Relations,9} {x.Functions,9}  {(x.Errors.Length == 0 ? "-" : string.Join(" | ", x.Errors))}");
+            Console.WriteLine($"{x.SrvId,5} {x.Alias,-9} {x.Server,-17} {x.Snapshots,9} " + string.Join(" ", x.Counts.Select(c => $"{c,10}")) +
+                              $"  {(x.Errors.Length == 0 ? "-" : string.Join(" | ", x.Errors))}");
         return rows;
+    }
+
+    /// <summary>Servers with rows, and rows per snapshot, of each datasource: what the collectors are compared on.</summary>
+    static string DatasourceSummary(List<Row> rows, int powa)
+    {
+        var snapshots = Math.Max(1, rows.Sum(r => r.Snapshots));
+        return string.Join(", ", Datasources(powa).Select((d, i) =>
+            $"{d.Label} {rows.Count(r => r.Counts[i] > 0)} ({rows.Sum(r => r.Counts[i]) / (double)snapshots:F1} rows per snapshot)"));
     }
 }

@@ -16,17 +16,25 @@ public sealed class Powa5Tests(LabFixture fx)
     ];
 
     [Powa5Fact]
-    public async Task A_powa5_server_is_snapshotted_into_the_global_datasources_with_no_error()
+    public async Task Powa5_servers_are_snapshotted_into_the_global_datasources_with_no_error()
     {
         var repo = await fx.NewRepositoryAsync(powa5: true);
         var remote = fx.Powa5!.Remotes[0];
-        var srvid = await repo.RegisterAsync(remote, 1, "p5");
+        // Several servers, each with its first (catalog-heavy) snapshot, on the pool's two writers at once.
+        var ids = new List<int>();
+        for (var i = 0; i < 6; i++) ids.Add(await repo.RegisterAsync(fx.Powa5.Remotes[i % 2], 10 + i, $"p5-{i}"));
+        var srvid = ids[0];
         await using (await CollectorNode.StartAsync(repo))
         {
-            await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 3,
-                TimeSpan.FromSeconds(40), "3 snapshots of the PoWA 5 server", () => PowaLab.WorkAsync(remote));
+            await Eventually.HoldsAsync(async () =>
+                {
+                    foreach (var id in ids)
+                        if ((await repo.SnapshotTimesAsync(id)).Count < 3) return false;
+                    return true;
+                },
+                TimeSpan.FromSeconds(45), "3 snapshots of each PoWA 5 server", () => PowaLab.WorkAsync(remote));
         }
-        NoErrors(await repo.ErrorsAsync(srvid));
+        foreach (var id in ids) NoErrors(await repo.ErrorsAsync(id));
         foreach (var table in GlobalHistory)
             Assert.True(await repo.CountAsync(table, srvid) > 0, $"{table} has no row for server {srvid}");
         // Versions go to powa_extension_config in PoWA 5.
