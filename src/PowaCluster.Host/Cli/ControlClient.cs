@@ -50,7 +50,8 @@ public static class ControlClient
         var space = rest.IndexOf(' ');
         var status = space < 0 ? rest : rest[..space];
         var data = space < 0 ? "" : rest[(space + 1)..];
-        if (status == "ERROR") throw new StartupException($"the collector refused {command}: {data} (the repository user needs pg_signal_backend)");
+        if (status == "ERROR" && data == "Permission denied")
+            throw new StartupException($"the collector refused {command}: {data} (the repository user needs pg_signal_backend, or on PoWA 5 one of powa's roles)");
         return (status, data);
     }
 

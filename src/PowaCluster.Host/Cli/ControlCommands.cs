@@ -29,7 +29,7 @@ public static class ControlCommands
             case "snapshot":
             {
                 var (status, data) = await ControlClient.AskAsync(conn, csb, "FORCE_SNAPSHOT", [cli.ServerId!.Value.ToString()], timeout);
-                Console.WriteLine(data);
+                Console.WriteLine($"server {cli.ServerId}: {data}");
                 return status == "OK" ? 0 : 1;
             }
             default:

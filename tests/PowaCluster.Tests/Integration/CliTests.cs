@@ -34,11 +34,11 @@ public sealed class CliTests(LabFixture fx)
         Assert.Equal((0, "reload done"), (reload.Code, reload.Stdout.Trim()));
 
         var snap = await StartupErrorTests.RunAsync("snapshot", srvid.ToString(), "--repository", dsn);
-        Assert.Equal((0, $"snapshot of server {srvid} started"), (snap.Code, snap.Stdout.Trim()));
+        Assert.Equal((0, $"server {srvid}: Snapshot in progress"), (snap.Code, snap.Stdout.Trim()));
         var again = await StartupErrorTests.RunAsync("snapshot", srvid.ToString(), "--repository", dsn);
         Assert.Equal(1, again.Code);
         var unknown = await StartupErrorTests.RunAsync("snapshot", "9999", "--repository", dsn);
-        Assert.Equal((1, "server 9999 is not an active server"), (unknown.Code, unknown.Stdout.Trim()));
+        Assert.Equal((1, "server 9999: Server id 9999 not found"), (unknown.Code, unknown.Stdout.Trim()));
         await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count == 1, TimeSpan.FromSeconds(10), "the forced snapshot");
 
         var one = await StartupErrorTests.RunAsync("status", "--server", srvid.ToString(), "--repository", dsn);

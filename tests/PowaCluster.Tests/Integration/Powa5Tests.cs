@@ -66,13 +66,11 @@ public sealed class Powa5Tests(LabFixture fx)
     {
         var repo = await fx.NewRepositoryAsync(powa5: true);
         var remote = fx.Powa5!.Remotes[0];
-        var db = $"app_{Guid.NewGuid():N}"[..12];
-        await remote.ExecAsync("postgres", $"CREATE DATABASE {db}");
-        await remote.ExecAsync(db, "CREATE TABLE app_t(id int primary key); INSERT INTO app_t SELECT generate_series(1, 100); " +
-                                   "CREATE INDEX ON app_t(id); SELECT count(*) FROM app_t WHERE id > 5");
-        var srvid = await repo.RegisterAsync(remote, 3, "p5-db");
-        try
+        await WithDatabaseAsync(remote, "app", async db =>
         {
+            await remote.ExecAsync(db, "CREATE TABLE app_t(id int primary key); INSERT INTO app_t SELECT generate_series(1, 100); " +
+                                   "CREATE INDEX ON app_t(id); SELECT count(*) FROM app_t WHERE id > 5");
+            var srvid = await repo.RegisterAsync(remote, 3, "p5-db");
             await using (await CollectorNode.StartAsync(repo))
             {
                 await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 2,
@@ -100,11 +98,7 @@ public sealed class Powa5Tests(LabFixture fx)
                 "SELECT DISTINCT (record).ts FROM powa_all_tables_history_current WHERE srvid = $1 ORDER BY 1", srvid);
             Assert.NotEmpty(perDb);
             Assert.All(perDb, ts => Assert.Contains(ts, global));
-        }
-        finally
-        {
-            await remote.ExecAsync("postgres", $"DROP DATABASE IF EXISTS {db} WITH (FORCE)");
-        }
+        });
     }
 
     [Powa5Fact]
@@ -112,11 +106,9 @@ public sealed class Powa5Tests(LabFixture fx)
     {
         var repo = await fx.NewRepositoryAsync(powa5: true);
         var remote = fx.Powa5!.Remotes[1];
-        var db = $"cat_{Guid.NewGuid():N}"[..12];
-        await remote.ExecAsync("postgres", $"CREATE DATABASE {db}");
-        var srvid = await repo.RegisterAsync(remote, 4, "p5-cat");
-        try
+        await WithDatabaseAsync(remote, "cat", async db =>
         {
+            var srvid = await repo.RegisterAsync(remote, 4, "p5-cat");
             await using var node = await CollectorNode.StartAsync(repo);
             await using var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
             await web.WaitForCollectorAsync();
@@ -141,11 +133,7 @@ public sealed class Powa5Tests(LabFixture fx)
             Assert.Equal("REFRESH_DB_CAT ERROR Caller asked for 2 db, but found 1: ['x']", await web.AskAsync("REFRESH_DB_CAT", "c3", $"{srvid} 2 x"));
             Assert.Equal("REFRESH_DB_CAT ERROR invalid number of databases y", await web.AskAsync("REFRESH_DB_CAT", "c4", $"{srvid} y"));
             Assert.Equal($"REFRESH_DB_CAT ERROR Command \"['{srvid}']\" malformed", await web.AskAsync("REFRESH_DB_CAT", "c5", $"{srvid}"));
-        }
-        finally
-        {
-            await remote.ExecAsync("postgres", $"DROP DATABASE IF EXISTS {db} WITH (FORCE)");
-        }
+        });
     }
 
     [Powa5Fact]
@@ -153,11 +141,9 @@ public sealed class Powa5Tests(LabFixture fx)
     {
         var repo = await fx.NewRepositoryAsync(powa5: true);
         var remote = fx.Powa5!.Remotes[0];
-        var db = $"gone_{Guid.NewGuid():N}"[..12];
-        await remote.ExecAsync("postgres", $"CREATE DATABASE {db}");
-        var srvid = await repo.RegisterAsync(remote, 5, "p5-gone");
-        try
+        await WithDatabaseAsync(remote, "gone", async db =>
         {
+            var srvid = await repo.RegisterAsync(remote, 5, "p5-gone");
             await using var node = await CollectorNode.StartAsync(repo);
             await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 1, TimeSpan.FromSeconds(30), "a first snapshot");
             await remote.ExecAsync("postgres", $"ALTER DATABASE {db} RENAME TO {db}_r");
@@ -167,13 +153,21 @@ public sealed class Powa5Tests(LabFixture fx)
             count = (await repo.SnapshotTimesAsync(srvid)).Count;
             await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= count + 2, TimeSpan.FromSeconds(20), "snapshots after the drop");
             NoErrors(await repo.ErrorsAsync(srvid));
-        }
+        });
+    }
+
+    static void NoErrors(string[] errors) => Assert.True(errors.Length == 0, string.Join("\n", errors));
+
+    /// <summary>A test with a database of its own on the remote, dropped afterwards (renamed to NAME_r too).</summary>
+    static async Task WithDatabaseAsync(IPostgresInstance remote, string prefix, Func<string, Task> test)
+    {
+        var db = $"{prefix}_{Guid.NewGuid():N}"[..12];
+        await remote.ExecAsync("postgres", $"CREATE DATABASE {db}");
+        try { await test(db); }
         finally
         {
             await remote.ExecAsync("postgres", $"DROP DATABASE IF EXISTS {db} WITH (FORCE)");
             await remote.ExecAsync("postgres", $"DROP DATABASE IF EXISTS {db}_r WITH (FORCE)");
         }
     }
-
-    static void NoErrors(string[] errors) => Assert.True(errors.Length == 0, string.Join("\n", errors));
 }
