@@ -135,6 +135,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     {
         _inFlight = false;
         if (_skipped > 1) _log.Info("Server {0}: back on schedule after {1} skipped snapshots", _config.SrvId, _skipped);
+        var skipped = _skipped;
         _skipped = 0;
         if (_stopping) { Context.Stop(Self); return; }
         if (_pendingConfig is { } pending)
@@ -148,6 +149,11 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             Receive<ForceSnapshot>(_ => Sender.Tell(Force()));
             Common();
         });
+        // A tick was skipped while this snapshot was in flight (a slow store; a new server's first snapshot,
+        // whose catalogs are heavy): the missed one is taken now, as the reference does after a long snapshot,
+        // unless the next is due within half an interval. One slow store costs no snapshot, and two are
+        // never taken less than half an interval apart by catching up.
+        if (skipped > 0 && _clock.DueUtc - DateTime.UtcNow > Frequency / 2) StartSnapshot();
     }
 
     void StartSnapshot()
