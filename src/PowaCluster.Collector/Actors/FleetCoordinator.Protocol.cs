@@ -61,8 +61,8 @@ public sealed partial class FleetCoordinator
             // FORCE_SNAPSHOT and REFRESH_DB_CAT answer with powa-collector 1.3.1's status words and texts.
             case "FORCE_SNAPSHOT":
             {
-                if (CollectorProtocol.ParseForceSnapshot(r.Args) is { Error: { } bad }) { Answer(r, "ERROR", bad); return; }
-                var srvid = int.Parse(r.Args[0], System.Globalization.CultureInfo.InvariantCulture);
+                var (srvid, bad) = CollectorProtocol.ParseForceSnapshot(r.Args);
+                if (bad is not null) { Answer(r, "ERROR", bad); return; }
                 if (!_known.ContainsKey(srvid)) { Answer(r, "ERROR", $"Server id {srvid} not found"); return; }
                 _region.Ask<ForceSnapshotResult>(new ForceSnapshot(srvid), ForceTimeout).PipeTo(Self,
                     success: res => new Forced(r, res.Started ? "OK" : "ERROR", res.Message),

@@ -1,7 +1,7 @@
-using PowaCluster.Collector.Postgres;
 using Akka.Actor;
 using Akka.Event;
 using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Sharding;
 
 namespace PowaCluster.Collector.Actors;

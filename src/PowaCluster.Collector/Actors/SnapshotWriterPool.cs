@@ -1,8 +1,8 @@
-using PowaCluster.Collector.Postgres;
 using Akka.Actor;
 using Akka.Event;
 using Npgsql;
 using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Postgres;
 
 namespace PowaCluster.Collector.Actors;
 
