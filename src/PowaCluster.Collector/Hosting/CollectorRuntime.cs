@@ -11,6 +11,5 @@ namespace PowaCluster.Collector.Hosting;
 /// </summary>
 public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnectionStringBuilder Repository, PowaSql Powa)
 {
-    public StageBudget Stages { get; } = new(Settings.StageMemoryBudget,
-        string.IsNullOrWhiteSpace(Settings.StageDirectory) ? StageBudget.DefaultDirectory() : Settings.StageDirectory);
+    public StageBudget Stages { get; } = new(Settings.StageMemoryBudget, Settings.StageDirectory);
 }

@@ -104,8 +104,7 @@ public sealed class SnapshotStage : IDisposable
         {
             try
             {
-                Directory.CreateDirectory(_budget.Directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-                var path = Path.Combine(_budget.Directory, $"srv{SrvId}-{Guid.NewGuid():N}.stage");
+                var path = Path.Combine(_budget.EnsureDirectory(), $"srv{SrvId}-{Guid.NewGuid():N}.stage");
                 _file = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 0);
                 File.Delete(path); // the open handle keeps the data; no path is left for anyone to clean up
             }

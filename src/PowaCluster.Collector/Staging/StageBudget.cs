@@ -8,17 +8,46 @@ namespace PowaCluster.Collector.Staging;
 public sealed class StageBudget
 {
     long _used, _spilledStages, _spilledBytes, _spillFailures;
+    readonly string? _configured;
+    readonly Lock _lock = new();
+    string? _private;
 
-    public StageBudget(long limitBytes, string directory)
+    /// <param name="directory">where spilled stages go (created, mode 0700, at the first spill); null: a private
+    /// directory of this process under the system's temporary directory, created with a random name at the
+    /// first spill (nobody can have prepared it) and removed when the process exits</param>
+    public StageBudget(long limitBytes, string? directory)
     {
         LimitBytes = Math.Max(0, limitBytes);
-        Directory = directory;
+        _configured = string.IsNullOrWhiteSpace(directory) ? null : directory;
     }
 
     public long LimitBytes { get; }
 
-    /// <summary>Where stages that outgrow the budget write the rest of their bytes (created on first use).</summary>
-    public string Directory { get; }
+    /// <summary>Where stages that outgrow the budget write the rest of their bytes, for messages.</summary>
+    public string Directory => _configured ?? _private ?? $"a private directory under {Path.GetTempPath()}";
+
+    /// <summary>The spill directory, created on first use.</summary>
+    internal string EnsureDirectory()
+    {
+        if (_configured is { } dir)
+        {
+            System.IO.Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            return dir;
+        }
+        lock (_lock)
+        {
+            if (_private is null)
+            {
+                var created = System.IO.Directory.CreateTempSubdirectory("powa-cluster-stage-").FullName;
+                AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+                {
+                    try { System.IO.Directory.Delete(created, recursive: true); } catch (Exception) { /* best effort */ }
+                };
+                _private = created;
+            }
+            return _private;
+        }
+    }
 
     public long UsedBytes => Interlocked.Read(ref _used);
 
@@ -44,10 +73,6 @@ public sealed class StageBudget
 
     public StageStats Stats() => new(LimitBytes, UsedBytes, Interlocked.Read(ref _spilledStages),
         Interlocked.Read(ref _spilledBytes), Interlocked.Read(ref _spillFailures));
-
-    /// <summary>The default spill directory of this process: private to it, under the system's temporary directory.</summary>
-    public static string DefaultDirectory() =>
-        Path.Combine(Path.GetTempPath(), $"powa-cluster-stage-{Environment.ProcessId}");
 }
 
 /// <summary>Stage memory in use, and how many stages (and bytes) went to a file since start.</summary>

@@ -15,7 +15,7 @@ public static class RepositoryLimit
     public static async Task<List<SnapshotStage>> ReadStagesAsync(NpgsqlConnectionStringBuilder repo,
         IReadOnlyList<(int SrvId, NpgsqlConnectionStringBuilder Remote)> servers)
     {
-        var budget = new StageBudget(long.MaxValue, StageBudget.DefaultDirectory());
+        var budget = new StageBudget(long.MaxValue, null);
         var stages = new List<SnapshotStage>();
         await using var r = new NpgsqlConnection(repo.ConnectionString);
         await r.OpenAsync();
@@ -53,7 +53,7 @@ public static class RepositoryLimit
     public static async Task<double> MeasureWithReadsAsync(NpgsqlConnectionStringBuilder repo,
         IReadOnlyList<(int SrvId, NpgsqlConnectionStringBuilder Remote)> servers, int connections, TimeSpan duration)
     {
-        var budget = new StageBudget(long.MaxValue, StageBudget.DefaultDirectory());
+        var budget = new StageBudget(long.MaxValue, null);
         var sw = Stopwatch.StartNew();
         var stored = 0;
         var workers = Enumerable.Range(0, connections).Select(async w =>

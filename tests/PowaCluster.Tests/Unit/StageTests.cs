@@ -98,4 +98,22 @@ public sealed class StageTests : IDisposable
         }
         finally { File.Delete(file); }
     }
+
+    [Fact]
+    public async Task Without_a_directory_a_spill_goes_to_a_fresh_private_directory_of_the_process()
+    {
+        var budget = new StageBudget(0, null);
+        Assert.StartsWith("a private directory under", budget.Directory);
+        var data = Bytes(100_000, 7);
+        using var stage = new SnapshotStage(7, "h:1", budget);
+        await stage.AppendAsync(new MemoryStream(data), CancellationToken.None);
+        stage.AddDatasource("d", "d_tmp", 0);
+        stage.Seal();
+        Assert.True(stage.Spilled);
+        Assert.Equal(data, await ReadBack(stage, stage.Datasources[0]));
+        // A random name (nobody can have prepared it), private to the user; removed at exit, empty meanwhile.
+        Assert.StartsWith(Path.Combine(Path.GetTempPath(), "powa-cluster-stage-"), budget.Directory);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(budget.Directory));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(budget.Directory));
+    }
 }
