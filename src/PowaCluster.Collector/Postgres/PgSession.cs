@@ -88,13 +88,6 @@ public static class PgSession
         return PowaVersion.Parse(r.GetString(0)) is { } v ? (v, r.GetString(1)) : null;
     }
 
-    public static async Task<PowaVersion?> GetPowaVersionAsync(NpgsqlConnection conn, CancellationToken ct)
-    {
-        await using var cmd = new NpgsqlCommand(
-            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'powa'", conn);
-        return PowaVersion.Parse(await cmd.ExecuteScalarAsync(ct) as string);
-    }
-
     public static async Task ExecAsync(NpgsqlConnection conn, string sql, CancellationToken ct)
     {
         await using var cmd = new NpgsqlCommand(sql, conn);

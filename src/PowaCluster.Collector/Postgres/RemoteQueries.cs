@@ -14,7 +14,7 @@ public static class RemoteQueries
     /// </summary>
     public static async Task<PowaVersion> CheckPowaAsync(NpgsqlConnection conn, PowaVersion repository, CancellationToken ct)
     {
-        var v = await PgSession.GetPowaVersionAsync(conn, ct)
+        var v = (await PgSession.FindPowaAsync(conn, ct))?.Version
             ?? throw new RemoteSetupException($"the powa extension is not installed in database \"{conn.Database}\" of the remote server");
         if (v.Major < 4)
             throw new RemoteSetupException($"the remote server has powa {v}, 4.0 or later is required");

@@ -53,13 +53,7 @@ public static class ControlCommands
     static async Task<int> StatusAsync(NpgsqlConnection conn, NpgsqlConnectionStringBuilder csb, int? only, TimeSpan timeout)
     {
         var rows = new List<(int Id, string Alias, string Server, DateTimeOffset? Last, string? Error, int Frequency)>();
-        PowaSql sql;
-        try
-        {
-            sql = await PgSession.FindPowaAsync(conn, CancellationToken.None) is { } powa ? PowaSql.For(powa.Version, powa.Schema)
-                : throw new StartupException($"the powa extension is not installed in the repository database {Dsn.Describe(csb)}");
-        }
-        catch (UnsupportedPowaException e) { throw new StartupException($"the repository {Dsn.Describe(csb)} has {e.Message}"); }
+        var sql = await RepositoryCheck.PowaOfAsync(conn, csb, CancellationToken.None);
         await using (var cmd = new NpgsqlCommand(sql.ServerStatuses, conn))
         {
             cmd.Parameters.Add(new() { Value = (object?)only ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Integer });

@@ -12,17 +12,21 @@ public static class RepositoryCheck
         var csb = PgSession.ForRole(repository, "powa-cluster start-up check", settings.ConnectTimeout, settings.ConnectTimeout);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(settings.ConnectTimeout + settings.ConnectTimeout);
-        (PowaVersion Version, string Schema)? found;
         try
         {
             await using var conn = await PgSession.OpenAsync(csb, cts.Token);
-            found = await PgSession.FindPowaAsync(conn, cts.Token);
+            return await PowaOfAsync(conn, csb, cts.Token);
         }
         catch (Exception e) when (e is NpgsqlException or OperationCanceledException or System.Net.Sockets.SocketException or ArgumentException)
         {
             throw new StartupException($"cannot connect to the repository {Dsn.Describe(csb)}: {PgSession.Describe(e)}");
         }
-        if (found is not { } powa)
+    }
+
+    /// <summary>The SQL of the powa found in a repository connection; a StartupException naming what is wrong without one this collector serves.</summary>
+    public static async Task<PowaSql> PowaOfAsync(NpgsqlConnection conn, NpgsqlConnectionStringBuilder csb, CancellationToken ct)
+    {
+        if (await PgSession.FindPowaAsync(conn, ct) is not { } powa)
             throw new StartupException($"the powa extension is not installed in the repository database {Dsn.Describe(csb)}: CREATE EXTENSION powa CASCADE there first");
         try { return PowaSql.For(powa.Version, powa.Schema); }
         catch (UnsupportedPowaException e) { throw new StartupException($"the repository {Dsn.Describe(csb)} has {e.Message}"); }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Npgsql;
+using PowaCluster.Host.Startup;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Staging;
 
@@ -33,9 +34,8 @@ public static class RepositoryLimit
     }
 
     /// <summary>The repository's SQL, for the powa found there.</summary>
-    public static async Task<PowaSql> PowaOfAsync(NpgsqlConnection repo) =>
-        await PgSession.FindPowaAsync(repo, CancellationToken.None) is { } p ? PowaSql.For(p.Version, p.Schema)
-            : throw new InvalidOperationException("no powa in the repository");
+    static Task<PowaSql> PowaOfAsync(NpgsqlConnection repo) =>
+        RepositoryCheck.PowaOfAsync(repo, new NpgsqlConnectionStringBuilder(repo.ConnectionString), CancellationToken.None);
 
     /// <summary>What a snapshot of the server reads, as its collector would read it.</summary>
     static async Task<SnapshotJob> JobAsync(PowaSql sql, NpgsqlConnection repo, int srvid, NpgsqlConnection remote, NpgsqlConnectionStringBuilder dsn)
