@@ -62,27 +62,41 @@ public sealed partial class FleetCoordinator
             case "FORCE_SNAPSHOT":
             {
                 var (srvid, bad) = CollectorProtocol.ParseForceSnapshot(r.Args);
-                if (bad is not null) { Answer(r, "ERROR", bad); return; }
-                if (!_known.ContainsKey(srvid)) { Answer(r, "ERROR", $"Server id {srvid} not found"); return; }
-                _region.Ask<ForceSnapshotResult>(new ForceSnapshot(srvid), ForceTimeout).PipeTo(Self,
-                    success: res => new Forced(r, res.Started ? "OK" : "ERROR", res.Message),
-                    failure: _ => new Forced(r, "ERROR", $"server {srvid} did not answer in time"));
+                if (bad is not null) Answer(r, "ERROR", bad);
+                else AskServer<ForceSnapshotResult>(r, srvid, new ForceSnapshot(srvid), res => (res.Started, res.Message));
                 break;
             }
             case "REFRESH_DB_CAT":
             {
                 var (srvid, dbnames, bad) = CollectorProtocol.ParseRefreshDbCat(r.Args);
-                if (bad is not null) { Answer(r, "ERROR", bad); return; }
-                if (!_known.ContainsKey(srvid)) { Answer(r, "ERROR", $"Server id {srvid} not found"); return; }
-                _region.Ask<RefreshCatalogsResult>(new RefreshCatalogs(srvid, dbnames), ForceTimeout).PipeTo(Self,
-                    success: res => new Forced(r, res.Registered ? "OK" : "ERROR", res.Message),
-                    failure: _ => new Forced(r, "ERROR", $"server {srvid} did not answer in time"));
+                if (bad is not null) Answer(r, "ERROR", bad);
+                else AskServer<RefreshCatalogsResult>(r, srvid, new RefreshCatalogs(srvid, dbnames), res => (res.Registered, res.Message));
                 break;
             }
             default:
                 Answer(r, "UNKNOWN", "");
                 break;
         }
+    }
+
+    /// <summary>
+    /// Asks an active server's entity and answers OK or ERROR with what it says; a server that is not active,
+    /// or that does not answer in time, is an ERROR.
+    /// </summary>
+    void AskServer<TResult>(ControlRequest r, int srvid, IServerMessage ask, Func<TResult, (bool Ok, string Message)> outcome)
+    {
+        if (!_known.ContainsKey(srvid))
+        {
+            Answer(r, "ERROR", CollectorProtocol.ServerNotFound(srvid));
+            return;
+        }
+        _region.Ask<TResult>(ask, ForceTimeout).PipeTo(Self,
+            success: res =>
+            {
+                var (ok, message) = outcome(res);
+                return new Forced(r, ok ? "OK" : "ERROR", message);
+            },
+            failure: _ => new Forced(r, "ERROR", $"server {srvid} did not answer in time"));
     }
 
     void OnStatuses(StatusesGathered g)

@@ -100,7 +100,6 @@ public sealed partial class ServerCollector
     const string TooSoon = "Last snapshot was less than 10s. ago";
     const string Started = "Snapshot in progress";
 
-    static string NotFound(int srvid) => $"Server id {srvid} not found";
 
     ForceSnapshotResult Force()
     {

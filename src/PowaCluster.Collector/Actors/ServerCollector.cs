@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
 using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Control;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Scheduling;
 using PowaCluster.Collector.Staging;
@@ -61,8 +62,8 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         });
         Receive<GetServerStatus>(_ => Sender.Tell(new ServerStatus(int.TryParse(Self.Path.Name, out var id) ? id : 0,
             CollectorStatus.Stopped, _node, null, null, 0, 0)));
-        Receive<ForceSnapshot>(m => Sender.Tell(new ForceSnapshotResult(m.SrvId, false, NotFound(m.SrvId))));
-        Receive<RefreshCatalogs>(m => Sender.Tell(new RefreshCatalogsResult(m.SrvId, false, NotFound(m.SrvId))));
+        Receive<ForceSnapshot>(m => Sender.Tell(new ForceSnapshotResult(m.SrvId, false, CollectorProtocol.ServerNotFound(m.SrvId))));
+        Receive<RefreshCatalogs>(m => Sender.Tell(new RefreshCatalogsResult(m.SrvId, false, CollectorProtocol.ServerNotFound(m.SrvId))));
         Receive<StopCollecting>(_ => Context.Stop(Self));
         Receive<StopEntity>(_ => Context.Stop(Self));
     }

@@ -63,6 +63,9 @@ public static class CollectorProtocol
         return n == dbs.Count ? (id, dbs, null) : (0, [], $"Caller asked for {n} db, but found {dbs.Count}: {PyRepr(dbs)}");
     }
 
+    /// <summary>The reference's answer about a server it does not collect.</summary>
+    public static string ServerNotFound(int srvid) => $"Server id {srvid} not found";
+
     /// <summary>A list of strings as Python prints it (the reference's error texts quote its arguments so).</summary>
     static string PyRepr(IEnumerable<string> items) => "[" + string.Join(", ", items.Select(s =>
         s.Contains('\'') && !s.Contains('"') ? $"\"{s.Replace("\\", "\\\\")}\""
