@@ -27,13 +27,8 @@ public static class DemoCommand
         Console.WriteLine($"demo: starting a throwaway repository and {cli.Remotes} remote PostgreSQL 15 instance(s) on loopback, " +
                           $"with {(cli.Powa == 5 ? "archivist 5.1.2" : "Debian's archivist")}...");
         var perRemote = (cli.Servers + cli.Remotes - 1) / cli.Remotes;
-        PostgresFactory? factory = null;
-        if (cli.Powa == 5)
-        {
-            var bin = LocalPostgres.Powa5BinDir ?? throw new StartupException(
-                "--powa 5 needs archivist 5.1.2: scripts/install-deps.sh builds it when ../shared/vendor/powa-archivist-5.1.2.tar.gz is there");
-            factory = async (name, n) => await LocalPostgres.StartAsync("powa5-" + name, n, binDir: bin);
-        }
+        var factory = cli.Powa != 5 ? null : LocalPostgres.Powa5Factory ?? throw new StartupException(
+            "--powa 5 needs archivist 5.1.2: scripts/install-deps.sh builds it when ../shared/vendor/powa-archivist-5.1.2.tar.gz is there");
         PowaLab lab;
         try { lab = await PowaLab.StartAsync(cli.Remotes, Math.Max(2, perRemote), factory); }
         catch (InvalidOperationException e)

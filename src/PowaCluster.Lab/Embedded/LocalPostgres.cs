@@ -69,6 +69,10 @@ public sealed class LocalPostgres : IPostgresInstance
     /// <summary>A factory for PowaLab.</summary>
     public static readonly PostgresFactory Factory = async (name, n) => await StartAsync(name, n);
 
+    /// <summary>A factory for a PoWA 5 PowaLab (archivist 5.1.2 from Powa5BinDir); null when it is not built.</summary>
+    public static PostgresFactory? Powa5Factory =>
+        Powa5BinDir is { } bin ? async (name, n) => await StartAsync("powa5-" + name, n, binDir: bin) : null;
+
     /// <param name="binDir">the PostgreSQL binaries to run (BinDir by default; Powa5BinDir for PoWA 5)</param>
     public static async Task<LocalPostgres> StartAsync(string name, int loopbackAddresses = 8,
         string? preload = "pg_stat_statements,pg_stat_kcache,pg_qualstats,pg_wait_sampling", string? binDir = null)

@@ -27,9 +27,8 @@ public sealed class LabFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var powa5 = LocalPostgres.Powa5BinDir is { } bin
-            ? PowaLab.StartAsync(remotes: 2, loopbackAddresses: 24,
-                factory: async (name, n) => await LocalPostgres.StartAsync("powa5-" + name, n, binDir: bin))
+        var powa5 = LocalPostgres.Powa5Factory is { } factory
+            ? PowaLab.StartAsync(remotes: 2, loopbackAddresses: 24, factory: factory)
             : null;
         try
         {
