@@ -168,8 +168,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _lastStartUtc = DateTime.UtcNow;
         var seq = ++_sequence;
         var stage = new SnapshotStage(_config.SrvId, _config.Name, _stages) { ServerVersionNum = _versions!.ServerVersionNum };
-        var job = new SnapshotJob(_plan, _versions.Schemas, _guarded, _refresh, _config.ToConnectionString(_settings),
-            _settings.RemoteTimeout, _settings.ConnectTimeout);
+        var job = new SnapshotJob(_plan, _versions.Schemas, _guarded, _refresh, _config, _settings.RemoteTimeout, _settings.ConnectTimeout);
         var refresh = _refresh;
         _refresh = null;
         var run = Context.ActorOf(SnapshotRun.Props(_remote, stage, job), $"run-{seq}");

@@ -26,15 +26,18 @@ public sealed record ServerConfig(
         Password != other.Password || DbName != other.DbName;
 
     /// <summary>The remote connection string. A NULL password lets Npgsql use the passfile, as libpq does.</summary>
-    public NpgsqlConnectionStringBuilder ToConnectionString(CollectorSettings settings) => new()
+    public NpgsqlConnectionStringBuilder ToConnectionString(CollectorSettings settings) => ToConnectionString(settings.ConnectTimeout);
+
+    /// <param name="database">another database of the remote than the server's own (PoWA 5's per-database datasources)</param>
+    public NpgsqlConnectionStringBuilder ToConnectionString(TimeSpan connectTimeout, string? database = null) => new()
     {
         Host = Hostname,
         Port = Port,
         Username = Username,
         Password = Password,
-        Database = DbName,
+        Database = database ?? DbName,
         ApplicationName = $"PoWA collector - worker {Name}",
-        Timeout = Math.Max(1, (int)settings.ConnectTimeout.TotalSeconds),
+        Timeout = Math.Max(1, (int)connectTimeout.TotalSeconds),
         // Remote calls have deadlines of their own (RemoteDeadline): Npgsql's command timeout would cancel
         // through a new connection and wait, synchronously, for a hung server's answer.
         CommandTimeout = 0,

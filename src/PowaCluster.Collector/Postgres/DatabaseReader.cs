@@ -1,5 +1,6 @@
 using System.Globalization;
 using Npgsql;
+using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Staging;
 
 namespace PowaCluster.Collector.Postgres;
@@ -7,10 +8,10 @@ namespace PowaCluster.Collector.Postgres;
 /// <summary>
 /// What one snapshot reads and how, handed by a server to its SnapshotRun: the plan, the remote's extension
 /// schemas, the steps to guard with a savepoint (they failed last time), the catalog refresh asked for, and
-/// the remote's connection string for the per-database connections (PoWA 5).
+/// the server, for the per-database connections (PoWA 5; their connection strings are made only then).
 /// </summary>
 public sealed record SnapshotJob(SnapshotPlan Plan, IReadOnlyDictionary<string, string> Schemas, IReadOnlySet<string> Guarded,
-    CatalogRefresh? Refresh, NpgsqlConnectionStringBuilder Remote, TimeSpan CallTimeout, TimeSpan ConnectTimeout);
+    CatalogRefresh? Refresh, ServerConfig Server, TimeSpan CallTimeout, TimeSpan ConnectTimeout);
 
 /// <summary>
 /// PoWA 5's per-database datasources: in each database of the remote that one of them applies to, a connection
@@ -34,7 +35,8 @@ public static class DatabaseReader
             try
             {
                 using var cts = PgSession.Timeout(job.ConnectTimeout);
-                conn = await PgSession.OpenAsync(ForDatabase(job.Remote, db), cts.Token, PerDatabaseSettings).ConfigureAwait(false);
+                conn = await PgSession.OpenAsync(job.Server.ToConnectionString(job.ConnectTimeout, db), cts.Token, PerDatabaseSettings)
+                    .ConfigureAwait(false);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)
             {
@@ -127,7 +129,4 @@ public static class DatabaseReader
         $"'{ts.ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss.ffffff", CultureInfo.InvariantCulture)}+00'::timestamptz";
 
     static readonly IReadOnlyDictionary<string, string> PerDatabaseSettings = new Dictionary<string, string> { ["search_path"] = "pg_catalog" };
-
-    static NpgsqlConnectionStringBuilder ForDatabase(NpgsqlConnectionStringBuilder remote, string db) =>
-        new(remote.ConnectionString) { Database = db };
 }

@@ -42,7 +42,8 @@ public static class RepositoryLimit
     {
         var v = await RemoteQueries.ReadVersionsAsync(remote, CancellationToken.None);
         var plan = await SnapshotStore.GetPlanAsync(sql, repo, srvid, v.ServerVersionNum, CancellationToken.None);
-        return new SnapshotJob(plan, v.Schemas, new HashSet<string>(), null, dsn, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(10));
+        var server = new Collector.Configuration.ServerConfig(srvid, dsn.Host!, dsn.Port, dsn.Username!, dsn.Password, dsn.Database!, 5, null);
+        return new SnapshotJob(plan, v.Schemas, new HashSet<string>(), null, server, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(10));
     }
 
     /// <summary>
