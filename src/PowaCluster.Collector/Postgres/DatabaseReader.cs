@@ -20,6 +20,10 @@ public sealed record SnapshotJob(SnapshotPlan Plan, IReadOnlyDictionary<string, 
 /// so that one snapshot has one ts across databases) and the database's oid in front, every column cast to the
 /// type of the repository's *_src_tmp column. Statements run in autocommit: one that fails is recorded and the
 /// others go on; a database dropped since it was listed is skipped.
+/// The srvid and the timestamp reach the remote as session settings of that connection, not as literals in the
+/// COPY's text: PostgreSQL 15's pg_stat_statements keys a utility statement (COPY) by its text, so a literal
+/// timestamp made a new entry per datasource, database and snapshot, which filled the remote's
+/// pg_stat_statements with the collector's own statements and pushed its real queries out.
 /// </summary>
 public static class DatabaseReader
 {
@@ -35,8 +39,8 @@ public static class DatabaseReader
             try
             {
                 using var cts = PgSession.Timeout(job.ConnectTimeout);
-                conn = await PgSession.OpenAsync(job.Server.ToConnectionString(job.ConnectTimeout, db), cts.Token, PerDatabaseSettings)
-                    .ConfigureAwait(false);
+                conn = await PgSession.OpenAsync(job.Server.ToConnectionString(job.ConnectTimeout, db), cts.Token,
+                    SessionSettings(stage.SrvId, ts)).ConfigureAwait(false);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)
             {
@@ -75,7 +79,7 @@ public static class DatabaseReader
         var text = NeedsText(ds);
         try
         {
-            var sql = ExportSql(stage.SrvId, ds, ts, text);
+            var sql = ExportSql(ds, text);
             await RemoteDeadline.RunAsync(conn, job.CallTimeout, async () =>
             {
                 if (text)
@@ -112,21 +116,33 @@ public static class DatabaseReader
 
     /// <summary>
     /// The COPY of a per-database datasource: srvid, ts (db modules only), the database's oid, then the
-    /// query's columns, each cast to the repository's column type so that the bytes load as they are.
+    /// query's columns, each cast to the repository's column type so that the bytes load as they are. The
+    /// srvid and ts come from the session's settings (<see cref="SessionSettings"/>): the text is the same
+    /// for every server and snapshot.
     /// </summary>
-    public static string ExportSql(int srvid, DbDatasource ds, DateTime ts, bool text = false)
+    public static string ExportSql(DbDatasource ds, bool text = false)
     {
         var names = Enumerable.Range(1, ds.Columns.Count).Select(i => $"c{i}").ToList();
         var casts = string.Join(", ", names.Select((n, i) => $"s.{n}::{ds.Columns[i]}"));
-        var prefix = ds.Catalog ? $"{srvid} AS srvid" : $"{srvid} AS srvid, {TimestampLiteral(ts)} AS ts";
+        var srvid = $"pg_catalog.current_setting('{SrvIdSetting}')::integer AS srvid";
+        var prefix = ds.Catalog ? srvid : $"{srvid}, pg_catalog.current_setting('{TimestampSetting}')::timestamptz AS ts";
         return $"COPY (SELECT {casts} FROM (SELECT {prefix}, d.dbid, src.* FROM ({ds.QuerySource}) src " +
                "CROSS JOIN (SELECT oid AS dbid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) d) " +
                $"s({string.Join(", ", names)})) TO STDOUT" + (text ? "" : " (FORMAT binary)");
     }
 
-    /// <summary>A timestamptz literal in ISO form (read the same whatever the session's DateStyle), to the microsecond.</summary>
-    public static string TimestampLiteral(DateTime ts) =>
-        $"'{ts.ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss.ffffff", CultureInfo.InvariantCulture)}+00'::timestamptz";
+    /// <summary>Custom settings (any role may set a dotted name) that carry the srvid and the snapshot's ts.</summary>
+    public const string SrvIdSetting = "powa_cluster.srvid", TimestampSetting = "powa_cluster.snapshot_ts";
 
-    static readonly IReadOnlyDictionary<string, string> PerDatabaseSettings = new Dictionary<string, string> { ["search_path"] = "pg_catalog" };
+    /// <summary>
+    /// A per-database connection's settings: search_path pg_catalog (as the reference), the srvid and the
+    /// snapshot's timestamp (ISO, UTC, to the microsecond: read the same whatever the session's DateStyle).
+    /// They travel as parameters of one set_config query (PgSession.OpenAsync), never as SQL text.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> SessionSettings(int srvid, DateTime ts) => new Dictionary<string, string>
+    {
+        ["search_path"] = "pg_catalog",
+        [SrvIdSetting] = srvid.ToString(CultureInfo.InvariantCulture),
+        [TimestampSetting] = ts.ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss.ffffff", CultureInfo.InvariantCulture) + "+00",
+    };
 }

@@ -98,6 +98,13 @@ public sealed class Powa5Tests(LabFixture fx)
                 "SELECT DISTINCT (record).ts FROM powa_all_tables_history_current WHERE srvid = $1 ORDER BY 1", srvid);
             Assert.NotEmpty(perDb);
             Assert.All(perDb, ts => Assert.Contains(ts, global));
+            // The per-database COPYs carry no timestamp in their text: pg_stat_statements (which keys a COPY by its
+            // text) has one entry per datasource and database, called at every snapshot, not one per snapshot.
+            Assert.Equal(0L, await remote.ScalarAsync<long>(PowaLab.Database, "SELECT count(*) FROM pg_stat_statements " +
+                "WHERE query LIKE 'COPY (SELECT s.c1::%' AND query ~ '''\\d{4}-\\d\\d-\\d\\d [0-9:.]+\\+00'''"));
+            Assert.True(await remote.ScalarAsync<long>(PowaLab.Database, "SELECT count(*) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid " +
+                $"WHERE d.datname = '{db}' AND query LIKE 'COPY (SELECT s.c1::%' AND calls >= 2") > 0,
+                "no per-database COPY of the app database was called at two snapshots");
         });
     }
 

@@ -69,18 +69,25 @@ public sealed class PowaSqlTests
     {
         var ds = new DbDatasource("pg_stat_user_functions", false, "SELECT funcid, calls FROM pg_catalog.pg_stat_user_functions",
             "public.powa_user_functions_src_tmp", ["integer", "timestamp with time zone", "oid", "oid", "bigint"], null, []);
-        var ts = new DateTime(2026, 11, 26, 10, 0, 5, DateTimeKind.Utc).AddTicks(1234560);
-        var sql = DatabaseReader.ExportSql(7, ds, ts);
+        var sql = DatabaseReader.ExportSql(ds);
         Assert.Equal("COPY (SELECT s.c1::integer, s.c2::timestamp with time zone, s.c3::oid, s.c4::oid, s.c5::bigint FROM " +
-                     "(SELECT 7 AS srvid, '2026-11-26 10:00:05.123456+00'::timestamptz AS ts, d.dbid, src.* FROM " +
+                     "(SELECT pg_catalog.current_setting('powa_cluster.srvid')::integer AS srvid, " +
+                     "pg_catalog.current_setting('powa_cluster.snapshot_ts')::timestamptz AS ts, d.dbid, src.* FROM " +
                      "(SELECT funcid, calls FROM pg_catalog.pg_stat_user_functions) src CROSS JOIN (SELECT oid AS dbid FROM " +
                      "pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) d) s(c1, c2, c3, c4, c5)) TO STDOUT (FORMAT binary)", sql);
+        // The srvid and the snapshot's one ts are the connection's settings, so the text is the same for every
+        // snapshot (pg_stat_statements keys a COPY by its text).
+        var ts = new DateTime(2026, 11, 26, 10, 0, 5, DateTimeKind.Utc).AddTicks(1234560);
+        var settings = DatabaseReader.SessionSettings(7, ts);
+        Assert.Equal("7", settings[DatabaseReader.SrvIdSetting]);
+        Assert.Equal("2026-11-26 10:00:05.123456+00", settings[DatabaseReader.TimestampSetting]);
+        Assert.Equal("pg_catalog", settings["search_path"]);
         // A catalog has no ts; pg_proc's (an oidvector column) goes in text.
         var proc = ds with { Catalog = true, Columns = ["integer", "oid", "oid", "oidvector"] };
         Assert.True(DatabaseReader.NeedsText(proc));
         Assert.False(DatabaseReader.NeedsText(ds));
-        var procSql = DatabaseReader.ExportSql(7, proc, ts, text: true);
-        Assert.Contains("(SELECT 7 AS srvid, d.dbid, src.*", procSql);
+        var procSql = DatabaseReader.ExportSql(proc, text: true);
+        Assert.Contains("(SELECT pg_catalog.current_setting('powa_cluster.srvid')::integer AS srvid, d.dbid, src.*", procSql);
         Assert.EndsWith("s(c1, c2, c3, c4)) TO STDOUT", procSql);
     }
 
