@@ -19,9 +19,14 @@ public sealed partial class ServerCollector
     {
         Receive<EnsureCollecting>(OnEnsure);
         Receive<GetServerStatus>(_ => Sender.Tell(_record.ToStatus(_config.SrvId, _node, _stopping)));
-        Receive<ForceSnapshot>(m => Sender.Tell(new ForceSnapshotResult(m.SrvId, false,
-            _stopping ? $"server {m.SrvId} is stopping"
-            : _inFlight ? InProgress : _record.Describe(m.SrvId))));
+        Receive<ForceSnapshot>(m => Sender.Tell(RefusedForce(m.SrvId)));
+        // A snapshot's read and its store are answered in every state: the queue is stored through a reconnection.
+        Receive<SnapshotRead>(_ => _run is not null && Sender.Equals(_run), OnRead);
+        Receive<SnapshotReadFailed>(_ => _run is not null && Sender.Equals(_run), OnReadFailed);
+        Receive<SnapshotStored>(r => _storing is { } s && r.Sequence == s.Sequence, OnStored);
+        Receive<SnapshotNotStored>(r => _storing is { } s && r.Sequence == s.Sequence, OnNotStored);
+        Receive<StoreWatchdog>(w => _storing is { } s && w.Sequence == s.Sequence,
+            w => OnNotStored(new(_config.SrvId, w.Sequence, "the repository did not answer in time", TimeSpan.Zero)));
         Receive<RefreshCatalogs>(m =>
         {
             if (_stopping)
@@ -44,22 +49,12 @@ public sealed partial class ServerCollector
         Receive<Connected>(m => m.Conn.Dispose()); // a connection attempt given up (the settings changed meanwhile)
     }
 
-    /// <summary>A tick while a snapshot is in flight: skipped, not queued. Logged once a row, not at every tick.</summary>
-    void SkipTicks(string phase) => Receive<Tick>(t => t.Generation == _generation, _ =>
-    {
-        ScheduleNext();
-        var text = $"Server {_config.SrvId}: the previous snapshot is still being {phase} after " +
-                   $"{(DateTime.UtcNow - _lastStartUtc).TotalSeconds:F0} s; this one is skipped";
-        if (_skipped++ == 0) _log.Warning(text);
-        else _log.Debug(text);
-    });
-
     void OnEnsure(EnsureCollecting m)
     {
         _lastEnsureUtc = DateTime.UtcNow;
         if (m.Config != _config)
         {
-            if (_inFlight) _pendingConfig = m.Config;
+            if (_run is not null) _pendingConfig = m.Config; // applied once the read is over
             else ApplyConfig(m.Config);
         }
         if (!m.Refresh || _stopping) return;
@@ -105,22 +100,30 @@ public sealed partial class ServerCollector
     {
         var id = _config.SrvId;
         if (DateTime.UtcNow - _lastStartUtc < TimeSpan.FromSeconds(10)) return new(id, false, TooSoon);
-        StartSnapshot();
-        return _inFlight ? new(id, true, Started) : new(id, false, _record.Describe(id));
+        StartRead();
+        return _run is not null ? new(id, true, Started) : new(id, false, _record.Describe(id));
     }
 
-    /// <summary>Stops now, or once the snapshot in flight is stored (Ready and Disconnected see _stopping).</summary>
+    /// <summary>FORCE_SNAPSHOT when none can start: stopping, one in progress (read or waiting to be stored), or why not.</summary>
+    ForceSnapshotResult RefusedForce(int srvid) => new(srvid, false,
+        _stopping ? $"server {srvid} is stopping" : Busy ? InProgress : _record.Describe(srvid));
+
+    /// <summary>
+    /// Stops now, or once the snapshot being read and those read before are stored (Settle and Disconnected
+    /// see _stopping); no new one is read meanwhile.
+    /// </summary>
     void RequestStop(string why)
     {
         if (_stopping) return;
         _stopping = true;
         _log.Info("Stopping collection of server {0}: {1}", _config.SrvId, why);
-        if (!_inFlight) Context.Stop(Self);
+        if (!Busy) Context.Stop(Self);
     }
 
     protected override void PostStop()
     {
         _life.Cancel();
+        DropQueue();
         if (_handedOff && _config is not null) HandOff.AskToGoOnElsewhere(Context, _config, _coordinator, _random);
         CloseRemote();
     }

@@ -11,9 +11,10 @@ namespace PowaCluster.Collector.Actors;
 
 /// <summary>
 /// Sharded entity, one per remote server (entity id = srvid). Owns the server's remote connection, its
-/// schedule, its status and its lease, as explicit states: Connecting → Restoring → Ready ⇄ Reading → Storing,
-/// Waiting (to reconnect) and Stopping. A snapshot is read by a child (SnapshotRun) into a stage; only the
-/// complete stage goes to the node's writer pool. A hung remote stalls this server alone.
+/// schedule, its status and its lease, as explicit states: Connecting → Restoring → Collecting, Waiting (to
+/// reconnect) and Stopping. A snapshot is read by a child (SnapshotRun) into a stage at its due time; only the
+/// complete stage goes to the node's writer pool, one at a time and in order, while later ones wait in a
+/// bounded queue (a slow repository costs a queue, not snapshots). A hung remote stalls this server alone.
 /// </summary>
 public sealed partial class ServerCollector : ReceiveActor, IWithTimers
 {
@@ -27,10 +28,10 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     readonly Random _random = new();
 
     ServerConfig _config = null!;
-    ServerConfig? _pendingConfig;   // a connection change that waits for the snapshot in flight
+    ServerConfig? _pendingConfig;   // a config change that waits for the snapshot being read
     readonly ServerRecord _record = new();
     long _sequence;
-    int _skipped;                   // ticks skipped in a row while a snapshot was in flight
+    int _skipped;                   // ticks skipped in a row (a read still running, or a full queue)
     DateTime _lastEnsureUtc = DateTime.UtcNow, _lastStartUtc = DateTime.MinValue;
     RemoteConnection? _remote;
     RemoteVersions? _versions;
@@ -39,7 +40,13 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     IReadOnlySet<string> _guarded = new HashSet<string>();
     int _generation, _failures;     // generation: bumps on every (re)connection, older results are ignored
     bool _scheduled, _handedOff, _stopping;
-    bool _inFlight;                 // a snapshot is being read or stored: changes and stops wait for it
+    bool _collecting;               // connected and scheduled: ticks start reads
+    IActorRef? _run;                // the snapshot being read (SnapshotRun), of _runSequence
+    long _runSequence;
+    CatalogRefresh? _runRefresh;    // the REFRESH_DB_CAT that read takes care of (back to _refresh if it fails)
+    long _catalogSequence;          // a snapshot read with the catalogs that are due, not stored yet (0: none)
+    readonly Queue<Staged> _queue = new(); // read, waiting for the repository, oldest first
+    Staged? _storing;               // at a writer
     readonly CancellationTokenSource _life = new();
     readonly SnapshotClock _clock = new();
 
@@ -118,7 +125,8 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             return;
         }
         _failures = 0;
-        _plan = m.Plan;
+        // The repository's plan, unless a snapshot read before this reconnection carries the catalogs and is not stored yet.
+        _plan = _catalogSequence != 0 ? m.Plan.WithoutCatalogs() : m.Plan;
         _record.Restored(m.Last.At);
         if (m.Plan.IsEmpty) _log.Info("No datasource configured for server {0}", _config.SrvId);
         if (!_scheduled)
@@ -128,99 +136,178 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             _log.Debug("Server {0}: first snapshot in {1:F1} s", _config.SrvId, (due - DateTime.UtcNow).TotalSeconds);
             ScheduleAt(due);
         }
-        Ready();
+        Collecting();
     }
 
-    /// <summary>Connected and scheduled, no snapshot in flight.</summary>
-    void Ready()
+    /// <summary>
+    /// Connected and scheduled. At each tick a snapshot is read into a stage, unless one is being read (the
+    /// remote is slow) or the server's queue of snapshots waiting for the repository is full; stages are
+    /// stored one at a time, in order (the store handlers are common to every state: a queue survives a
+    /// reconnection).
+    /// </summary>
+    void Collecting()
     {
-        _inFlight = false;
-        if (_skipped > 1) _log.Info("Server {0}: back on schedule after {1} skipped snapshots", _config.SrvId, _skipped);
-        var skipped = _skipped;
-        _skipped = 0;
-        if (_stopping) { Context.Stop(Self); return; }
-        if (_pendingConfig is { } pending)
-        {
-            _pendingConfig = null;
-            if (ApplyConfig(pending)) return;
-        }
+        _collecting = true;
         Become(() =>
         {
-            Receive<Tick>(t => t.Generation == _generation, _ => { ScheduleNext(); StartSnapshot(); });
-            Receive<ForceSnapshot>(_ => Sender.Tell(Force()));
+            Receive<Tick>(t => t.Generation == _generation, _ => { ScheduleNext(); OnTick(); });
+            Receive<ForceSnapshot>(m => Sender.Tell(_stopping || Busy ? RefusedForce(m.SrvId) : Force()));
             Common();
         });
-        // A tick was skipped while this snapshot was in flight (a slow store; a new server's first snapshot,
-        // whose catalogs are heavy): the missed one is taken now, as the reference does after a long snapshot,
-        // unless the next is due within half an interval. One slow store costs no snapshot, and two are
-        // never taken less than half an interval apart by catching up.
-        if (skipped > 0 && _clock.DueUtc - DateTime.UtcNow > Frequency / 2) StartSnapshot();
+        Settle();
     }
 
-    void StartSnapshot()
+    void OnTick()
+    {
+        if (_stopping) return;
+        if (_run is not null) Skip("read");
+        else if (!CanQueue) Skip("stored");
+        else StartRead();
+    }
+
+    /// <summary>
+    /// Room for one more snapshot of this server: none waiting for the repository, or fewer than
+    /// MaxQueuedSnapshots while the node's stage memory, or else its stage files, have room.
+    /// </summary>
+    bool CanQueue => Unstored == 0 || (Unstored < _settings.MaxQueuedSnapshots && _stages.HasRoomToReadAhead);
+
+    /// <summary>Snapshots read and not stored yet: queued, and the one at a writer.</summary>
+    int Unstored => _queue.Count + (_storing is null ? 0 : 1);
+
+    /// <summary>A snapshot is being read, waits for the repository or is being stored: stops and changes wait for it.</summary>
+    bool Busy => _run is not null || Unstored > 0;
+
+    /// <summary>A tick while the previous snapshot is still being read, or with a full queue: skipped. Logged once a row.</summary>
+    void Skip(string phase)
+    {
+        var text = phase == "read"
+            ? $"Server {_config.SrvId}: the previous snapshot is still being read after {(DateTime.UtcNow - _lastStartUtc).TotalSeconds:F0} s; this one is skipped"
+            : $"Server {_config.SrvId}: {Unstored} snapshots wait for the repository; this one is skipped";
+        if (_skipped++ == 0) _log.Warning(text);
+        else _log.Debug(text);
+    }
+
+    void StartRead()
     {
         if (_remote is null || _remote.IsBroken)
         {
             Disconnected(CollectorStatus.NoRemote, "the remote connection was lost", report: false, delay: TimeSpan.Zero);
             return;
         }
-        _inFlight = true;
+        if (_skipped > 1) _log.Info("Server {0}: back on schedule after {1} skipped snapshots", _config.SrvId, _skipped);
+        _skipped = 0;
         _lastStartUtc = DateTime.UtcNow;
         var seq = ++_sequence;
         var stage = new SnapshotStage(_config.SrvId, _config.Name, _stages) { ServerVersionNum = _versions!.ServerVersionNum };
         var job = new SnapshotJob(_plan, _versions.Schemas, _guarded, _refresh, _config, _settings.RemoteTimeout, _settings.ConnectTimeout);
-        var refresh = _refresh;
+        _runRefresh = _refresh;
         _refresh = null;
-        var run = Context.ActorOf(SnapshotRun.Props(_remote, stage, job), $"run-{seq}");
-        Become(() =>
+        if (_plan.HasCatalogs || job.Refresh is not null)
         {
-            Receive<SnapshotRead>(_ => Sender.Equals(run), m => Store(m, seq));
-            Receive<SnapshotReadFailed>(_ => Sender.Equals(run), m =>
-            {
-                _inFlight = false;
-                if (refresh is not null) _refresh = CatalogRefresh.Merge(_refresh, refresh); // for the next snapshot
-                Disconnected(CollectorStatus.NoRemote, m.Error, report: true, snapshotLost: true);
-            });
-            SkipTicks("read");
-            Common();
-        });
+            // This one reads the catalogs that are due: the next ones do not, until it is stored.
+            _catalogSequence = seq;
+            _plan = _plan.WithoutCatalogs();
+        }
+        _run = Context.ActorOf(SnapshotRun.Props(_remote, stage, job), $"run-{seq}");
+        _runSequence = seq;
     }
 
-    void Store(SnapshotRead m, long seq)
+    void OnRead(SnapshotRead m)
     {
+        _run = null;
         _guarded = m.Stage.FailedSteps.ToHashSet(); // what failed now gets a savepoint next time
-        _writers.Tell(new StoreSnapshot(m.Stage, seq, Self));
-        Timers.StartSingleTimer("store-watchdog", new StoreWatchdog(seq), _settings.RepositoryTimeout * 2 + TimeSpan.FromMinutes(1));
-        Become(() =>
-        {
-            Receive<SnapshotStored>(r => r.Sequence == seq, OnStored);
-            Receive<SnapshotNotStored>(r => r.Sequence == seq, OnNotStored);
-            Receive<StoreWatchdog>(w => w.Sequence == seq,
-                _ => OnNotStored(new(_config.SrvId, seq, "the repository did not answer in time", TimeSpan.Zero)));
-            SkipTicks("stored");
-            Common();
-        });
+        _queue.Enqueue(new Staged(m.Stage, _runSequence));
+        if (_log.IsDebugEnabled)
+            _log.Debug("Server {0}: snapshot read in {1:F0} ms, {2} bytes{3}; {4} waiting for the repository", _config.SrvId,
+                m.Duration.TotalMilliseconds, m.Stage.Length, m.Stage.Spilled ? " (partly in a file)" : "", Unstored);
+        StoreNext();
+        Settle();
+    }
+
+    void OnReadFailed(SnapshotReadFailed m)
+    {
+        _run = null;
+        if (_runRefresh is not null) _refresh = CatalogRefresh.Merge(_refresh, _runRefresh); // for the next snapshot
+        if (_catalogSequence == _runSequence) _catalogSequence = 0; // the next stored plan says they are due
+        Disconnected(CollectorStatus.NoRemote, m.Error, report: true, snapshotLost: true);
+    }
+
+    /// <summary>The oldest snapshot read goes to the writers, unless one of this server's is being stored.</summary>
+    void StoreNext()
+    {
+        if (_storing is not null || !_queue.TryDequeue(out var next)) return;
+        _storing = next;
+        _writers.Tell(new StoreSnapshot(next.Stage, next.Sequence, Self));
+        Timers.StartSingleTimer("store-watchdog", new StoreWatchdog(next.Sequence), _settings.RepositoryTimeout * 2 + TimeSpan.FromMinutes(1));
     }
 
     void OnStored(SnapshotStored m)
     {
         Timers.Cancel("store-watchdog");
+        _storing = null;
         _record.Stored(m.Result);
         if (m.Result.Outcome == StoreOutcome.Skipped)
             _log.Warning("Server {0}: snapshot skipped: {1}", m.SrvId, m.Result.SkipReason);
-        else _plan = m.Result.Plan;
+        else
+        {
+            // The repository's plan for the next snapshot, without the catalogs while a later one carries them.
+            if (_catalogSequence != 0 && _catalogSequence <= m.Sequence) _catalogSequence = 0;
+            _plan = _catalogSequence != 0 ? m.Result.Plan.WithoutCatalogs() : m.Result.Plan;
+        }
         foreach (var e in m.Result.Errors) _log.Warning("Server {0}: {1}", m.SrvId, e);
         if (m.Result.TakeSnapshotErrors != 0)
             _log.Warning("powa_take_snapshot({0}) reported {1} error(s); see the repository server's log", m.SrvId, m.Result.TakeSnapshotErrors);
-        Ready();
+        StoreNext();
+        Settle();
     }
 
     void OnNotStored(SnapshotNotStored m)
     {
         Timers.Cancel("store-watchdog");
+        _storing = null;
+        if (_catalogSequence == m.Sequence) _catalogSequence = 0; // the next stored plan says they are due
         _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: true);
         _log.Warning("Server {0}: snapshot not stored: {1}", m.SrvId, m.Error);
-        Ready();
+        if (_stopping && _queue.Count > 0)
+        {
+            // Stopping, and the repository fails: the others are not waited for.
+            _log.Warning("Server {0}: {1} snapshots read and not stored are dropped: the server is stopping and the repository failed",
+                m.SrvId, _queue.Count);
+            while (_queue.TryDequeue(out var dropped))
+            {
+                dropped.Stage.Dispose();
+                _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: true);
+            }
+        }
+        StoreNext();
+        Settle();
+    }
+
+    /// <summary>
+    /// After a read or a store: a stop or a connection change that waited goes ahead, and a tick skipped
+    /// while a snapshot was being read (a slow remote) or while the queue was full is caught up now, as the
+    /// reference does after a long snapshot, unless the next is due within half an interval: two snapshots
+    /// are never taken less than half an interval apart by catching up.
+    /// </summary>
+    void Settle()
+    {
+        if (_stopping)
+        {
+            if (!Busy) Context.Stop(Self);
+            return;
+        }
+        if (_run is null && _pendingConfig is { } pending)
+        {
+            _pendingConfig = null;
+            if (ApplyConfig(pending)) return;
+        }
+        if (_collecting && _skipped > 0 && _run is null && CanQueue && _clock.DueUtc - DateTime.UtcNow > Frequency / 2) StartRead();
+    }
+
+    /// <summary>The snapshots read and not given to a writer yet give their memory back.</summary>
+    void DropQueue()
+    {
+        while (_queue.TryDequeue(out var s)) s.Stage.Dispose();
     }
 
     /// <summary>No usable remote connection: report, back off, connect again.</summary>
@@ -229,7 +316,13 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         CloseRemote();
         _failures++;
         _record.Error(status, error, snapshotLost);
-        if (_stopping) { Context.Stop(Self); return; }
+        if (_stopping)
+        {
+            // Snapshots read before are still stored (Settle stops the entity after the last one).
+            if (Busy) Become(Common);
+            else Context.Stop(Self);
+            return;
+        }
         var wait = delay ?? ServerSchedule.Backoff(_failures, _settings.RetryMinDelay, _settings.RetryMaxDelay, _random.NextDouble());
         _log.Warning("Server {0}: {1}; retrying in {2:F0} s", _config.SrvId, error, wait.TotalSeconds);
         if (report) _writers.Tell(new ReportErrors(_config.SrvId, [error]));
@@ -254,8 +347,13 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _remote?.Close();
         _remote = null;
         _scheduled = false;
+        _collecting = false;
+        _skipped = 0; // the ticks of this connection: a new one gets a schedule of its own
         _clock.Dispose();
     }
+
+    /// <summary>A snapshot read, waiting for the repository.</summary>
+    sealed record Staged(SnapshotStage Stage, long Sequence);
 
     public static Props Props(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, StageBudget stages,
         IActorRef? coordinator = null) =>

@@ -37,6 +37,22 @@ public sealed class CollectorSettings
     /// </summary>
     public long StageMemoryBudget { get; set; } = 64L * 1024 * 1024;
 
+    /// <summary>
+    /// Snapshots of one server read and not yet stored (waiting for a writer, or being stored), at most. A
+    /// server keeps reading at its due times while the repository is slow (a burst of new servers' first,
+    /// catalog-heavy snapshots; a long aggregation) and its snapshots are stored later, in order, each with its
+    /// own timestamp. Beyond the first, a snapshot is read ahead only while the node's stage memory, or else
+    /// its stage files (<see cref="StageFileBudget"/>), have room.
+    /// Beyond this many, ticks are skipped (logged). 1: one snapshot in flight per server, as the reference.
+    /// </summary>
+    public int MaxQueuedSnapshots { get; set; } = 6;
+
+    /// <summary>
+    /// Bytes of stage files (snapshots beyond the memory budget) beyond which no server reads ahead: what a
+    /// slow repository may cost the node's disk, on top of one snapshot per server. 1 GiB.
+    /// </summary>
+    public long StageFileBudget { get; set; } = 1024L * 1024 * 1024;
+
     /// <summary>Where stages beyond the memory budget are written; empty: a private directory under the system's temporary directory.</summary>
     public string? StageDirectory { get; set; }
 
@@ -97,6 +113,8 @@ public sealed class CollectorSettings
         if (WriterPoolSize < 1) throw new ArgumentException("WriterPoolSize must be at least 1");
         if (ResyncInterval < TimeSpan.FromSeconds(1)) throw new ArgumentException("ResyncInterval must be at least 1 second");
         if (StageMemoryBudget < 0) throw new ArgumentException("StageMemoryBudget must be 0 (always a file) or more bytes");
+        if (MaxQueuedSnapshots < 1) throw new ArgumentException("MaxQueuedSnapshots must be at least 1");
+        if (StageFileBudget < 0) throw new ArgumentException("StageFileBudget must be 0 (no read-ahead beyond the memory budget) or more bytes");
         if (NumberOfShards < 1) throw new ArgumentException("NumberOfShards must be at least 1");
         if (EntityLeaseIntervals < 2) throw new ArgumentException("EntityLeaseIntervals must be at least 2");
         Discovery = (Discovery ?? "").Trim().ToLowerInvariant();

@@ -11,5 +11,5 @@ namespace PowaCluster.Collector.Hosting;
 /// </summary>
 public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnectionStringBuilder Repository, PowaSql Powa)
 {
-    public StageBudget Stages { get; } = new(Settings.StageMemoryBudget, Settings.StageDirectory);
+    public StageBudget Stages { get; } = new(Settings.StageMemoryBudget, Settings.StageDirectory, Settings.StageFileBudget);
 }

@@ -26,6 +26,14 @@ public sealed record SnapshotPlan(IReadOnlyList<Datasource> Global, IReadOnlyLis
     public static readonly SnapshotPlan Empty = new([], []);
 
     public bool IsEmpty => Global.Count == 0 && PerDatabase.Count == 0;
+
+    public bool HasCatalogs => PerDatabase.Any(d => d.Catalog);
+
+    /// <summary>
+    /// The plan without its catalogs: for the snapshots read while one that carries them waits for the
+    /// repository (the repository's plan says they are due until that one is stored).
+    /// </summary>
+    public SnapshotPlan WithoutCatalogs() => HasCatalogs ? this with { PerDatabase = PerDatabase.Where(d => !d.Catalog).ToList() } : this;
 }
 
 /// <summary>

@@ -123,6 +123,15 @@ public sealed class SnapshotStage : IDisposable
             throw new StageException($"cannot write the stage file in {_budget.Directory}: {e.Message}");
         }
         _fileLength += data.Length;
+        _budget.AddFileBytes(data.Length);
+    }
+
+    /// <summary>The file part is now <paramref name="length"/> bytes long (the budget counts the difference).</summary>
+    void SetFileLength(long length)
+    {
+        _budget.AddFileBytes(length - _fileLength);
+        _fileLength = length;
+        _file?.SetLength(length);
     }
 
     /// <summary>Records the bytes from <paramref name="offset"/> to the end as one datasource.</summary>
@@ -135,12 +144,11 @@ public sealed class SnapshotStage : IDisposable
         if (length >= Length) return;
         if (length >= _memoryLength)
         {
-            _fileLength = length - _memoryLength;
-            _file!.SetLength(_fileLength);
+            SetFileLength(length - _memoryLength);
             return;
         }
         _memoryLength = length;
-        if (_file is not null) { _fileLength = 0; _file.SetLength(0); }
+        SetFileLength(0);
     }
 
     /// <summary>Writes one datasource's bytes to <paramref name="destination"/>, as they were read.</summary>
@@ -186,6 +194,8 @@ public sealed class SnapshotStage : IDisposable
         foreach (var s in _segments) ArrayPool<byte>.Shared.Return(s);
         _budget.Release((long)_segments.Count * SegmentSize);
         _segments.Clear();
+        _budget.AddFileBytes(-_fileLength);
+        _fileLength = 0;
         _file?.Dispose();
         _file = null;
     }

@@ -7,7 +7,7 @@ namespace PowaCluster.Collector.Staging;
 /// </summary>
 public sealed class StageBudget
 {
-    long _used, _spilledStages, _spilledBytes, _spillFailures;
+    long _used, _fileBytes, _spilledStages, _spilledBytes, _spillFailures;
     readonly string? _configured;
     readonly Lock _lock = new();
     string? _private;
@@ -15,13 +15,17 @@ public sealed class StageBudget
     /// <param name="directory">where spilled stages go (created, mode 0700, at the first spill); null: a private
     /// directory of this process under the system's temporary directory, created with a random name at the
     /// first spill (nobody can have prepared it) and removed when the process exits</param>
-    public StageBudget(long limitBytes, string? directory)
+    /// <param name="fileLimitBytes">bytes of stage files beyond which servers stop reading ahead (a server's only
+    /// snapshot not stored yet may still go to a file): what a slow repository may cost the node's disk</param>
+    public StageBudget(long limitBytes, string? directory, long fileLimitBytes = long.MaxValue)
     {
         LimitBytes = Math.Max(0, limitBytes);
+        FileLimitBytes = Math.Max(0, fileLimitBytes);
         _configured = string.IsNullOrWhiteSpace(directory) ? null : directory;
     }
 
     public long LimitBytes { get; }
+    public long FileLimitBytes { get; }
 
     /// <summary>Where stages that outgrow the budget write the rest of their bytes, for messages.</summary>
     public string Directory => _configured ?? _private ?? $"a private directory under {Path.GetTempPath()}";
@@ -51,6 +55,17 @@ public sealed class StageBudget
 
     public long UsedBytes => Interlocked.Read(ref _used);
 
+    /// <summary>Bytes in the stage files open now.</summary>
+    public long FileBytes => Interlocked.Read(ref _fileBytes);
+
+    /// <summary>
+    /// Whether a server may read a snapshot while another of its own waits for the repository: while the
+    /// memory budget has room, or else the stage files do.
+    /// </summary>
+    public bool HasRoomToReadAhead => UsedBytes < LimitBytes || FileBytes < FileLimitBytes;
+
+    internal void AddFileBytes(long bytes) => Interlocked.Add(ref _fileBytes, bytes);
+
     public bool TryReserve(long bytes)
     {
         while (true)
@@ -71,9 +86,9 @@ public sealed class StageBudget
 
     internal void CountSpillFailure() => Interlocked.Increment(ref _spillFailures);
 
-    public StageStats Stats() => new(LimitBytes, UsedBytes, Interlocked.Read(ref _spilledStages),
+    public StageStats Stats() => new(LimitBytes, UsedBytes, FileBytes, Interlocked.Read(ref _spilledStages),
         Interlocked.Read(ref _spilledBytes), Interlocked.Read(ref _spillFailures));
 }
 
-/// <summary>Stage memory in use, and how many stages (and bytes) went to a file since start.</summary>
-public sealed record StageStats(long LimitBytes, long UsedBytes, long SpilledStages, long SpilledBytes, long SpillFailures);
+/// <summary>Stage memory and files in use, and how many stages (and bytes) went to a file since start.</summary>
+public sealed record StageStats(long LimitBytes, long UsedBytes, long FileBytes, long SpilledStages, long SpilledBytes, long SpillFailures);

@@ -57,7 +57,6 @@ public static class DemoCommand
         var cpu = TimeSpan.Zero;
         var nextReport = TimeSpan.FromSeconds(Math.Max(10, cli.Frequency * 2));
         var reportEvery = nextReport;
-        var nextWork = TimeSpan.Zero;
         await using var monitor = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
             { ApplicationName = "powa-cluster demo monitor" }.ConnectionString);
         await monitor.OpenAsync();
@@ -68,6 +67,19 @@ public static class DemoCommand
             await c.OpenAsync();
             workload.Add(c);
         }
+        // A monitored server has activity: every datasource is fed, and every snapshot finds the workload's quals
+        // (the demo's servers share two instances, and each pg_qualstats reset empties an instance; a round every
+        // 20 ms is several between two resets, so quals rows per snapshot do not depend on how the collector
+        // spaces its snapshots, and the collectors can be compared on them).
+        using var workloadStop = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
+        var workloadLoop = Task.Run(async () =>
+        {
+            while (!workloadStop.IsCancellationRequested)
+            {
+                foreach (var c in workload) await PowaLab.WorkAsync(c);
+                await Task.Delay(WorkloadPeriod, workloadStop.Token).ContinueWith(_ => { });
+            }
+        });
         var elapsed = TimeSpan.Zero;
         // CPU and snapshots at the first report: the difference to the end is the steady-state cost per
         // snapshot, without start-up and JIT warm-up.
@@ -79,13 +91,6 @@ public static class DemoCommand
                 if (collector.ExitCode is { } code)
                     throw new StartupException($"the collector ({collector.Name}) exited with code {code}; its messages are above");
                 maxConnections = Math.Max(maxConnections, await CollectorConnectionsAsync(monitor));
-                if (sw.Elapsed >= nextWork)
-                {
-                    // A monitored server has activity: keep every datasource fed.
-                    foreach (var c in workload) await PowaLab.WorkAsync(c);
-                    // Often: the demo's servers share two instances, and each pg_qualstats reset empties an instance.
-                    nextWork = sw.Elapsed + TimeSpan.FromMilliseconds(200);
-                }
                 if (sw.Elapsed >= nextReport)
                 {
                     var seen = await PrintAsync(monitor, sw.Elapsed, cli.Powa);
@@ -100,9 +105,12 @@ public static class DemoCommand
             cpu = collector.CpuTime - cpuAtStart;
             elapsed = sw.Elapsed;
             await collector.StopAsync();
+            workloadStop.Cancel();
+            await workloadLoop;
             foreach (var c in workload) await c.DisposeAsync();
         }
         var rows = await PrintAsync(monitor, elapsed, cli.Powa);
+        Console.WriteLine($"demo: entries in the remotes' pg_stat_statements: {await RemoteStatementsAsync(lab)}");
         var snaps = rows.Select(r => r.Snapshots).DefaultIfEmpty(0).ToList();
         Console.WriteLine($"demo summary ({collector.Name}, powa {cli.Powa}): {rows.Count} servers at frequency {cli.Frequency} s for {elapsed.TotalSeconds:F0} s: " +
                           $"snapshots per server min {snaps.Min()} max {snaps.Max()}; servers with errors {rows.Count(r => r.Errors.Length > 0)}; " +
@@ -162,6 +170,8 @@ public static class DemoCommand
         return 0;
     }
 
+    static readonly TimeSpan WorkloadPeriod = TimeSpan.FromMilliseconds(20);
+
     static async Task<int> CollectorConnectionsAsync(NpgsqlConnection monitor)
     {
         await using var cmd = new NpgsqlCommand(
@@ -169,7 +179,16 @@ public static class DemoCommand
         return Convert.ToInt32(await cmd.ExecuteScalarAsync());
     }
 
-    sealed record Row(int SrvId, string Alias, string Server, long Snapshots, long[] Counts, string[] Errors);
+    /// <param name="Own">statements rows of the collector's own COPY statements, and wait_sampling rows of a statement
+    /// that is not the workload's (while the demo runs, the collector's): what the collectors leave in the remote's
+    /// pg_stat_statements and pg_wait_sampling differs by design, the rest is what they are compared on</param>
+    sealed record Row(int SrvId, string Alias, string Server, long Snapshots, long[] Counts, string[] Errors, long[] Own);
+
+    /// <summary>A statement of a collector (ours or the reference), as pg_stat_statements shows it: a COPY of a query.</summary>
+    const string OwnStatement = "q.query LIKE 'COPY (SELECT %'";
+
+    /// <summary>A statement of the demo's workload (PowaLab.WorkloadSql): it names the lab's table or function.</summary>
+    const string WorkloadStatement = "q.query ~ 'lab_[tf]'";
 
     /// <summary>The datasources the report counts rows of, per powa major: a short label and the table.</summary>
     static (string Label, string Table)[] Datasources(int powa) => powa >= 5
@@ -194,7 +213,14 @@ public static class DemoCommand
         "(SELECT count(*) FROM powa_stat_bgwriter_history_current x WHERE x.srvid = s.id) " +
         "+ (SELECT coalesce(sum(cardinality(records)), 0) FROM powa_stat_bgwriter_history x WHERE x.srvid = s.id), " +
         "ARRAY[" + string.Join(", ", Datasources(powa).Select(d => $"(SELECT count(*) FROM {d.Table} x WHERE x.srvid = s.id)")) + "], " +
-        "coalesce(m.errors, '{}') FROM powa_servers s JOIN powa_snapshot_metas m ON m.srvid = s.id WHERE s.id > 0 ORDER BY s.id";
+        "coalesce(m.errors, '{}'), " +
+        "ARRAY[(SELECT count(*) FROM powa_statements_history_current x JOIN powa_statements q USING (srvid, queryid, dbid, userid) " +
+        $"WHERE x.srvid = s.id AND {OwnStatement}), " +
+        // Waits with no queryid are background processes' and idle sessions'; a queryid that is not the workload's
+        // is a collector statement (pg_wait_sampling samples every backend, the collector's own included).
+        "(SELECT count(*) FROM powa_wait_sampling_history_current x WHERE x.srvid = s.id AND x.queryid <> 0 AND NOT EXISTS " +
+        $"(SELECT 1 FROM powa_statements q WHERE q.srvid = x.srvid AND q.queryid = x.queryid AND {WorkloadStatement}))] " +
+        "FROM powa_servers s JOIN powa_snapshot_metas m ON m.srvid = s.id WHERE s.id > 0 ORDER BY s.id";
 
     static async Task<List<Row>> PrintAsync(NpgsqlConnection monitor, TimeSpan elapsed, int powa)
     {
@@ -203,7 +229,7 @@ public static class DemoCommand
         await using (var r = await cmd.ExecuteReaderAsync())
             while (await r.ReadAsync())
                 rows.Add(new Row(r.GetInt32(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetFieldValue<long[]>(4),
-                    r.GetFieldValue<string[]>(5)));
+                    r.GetFieldValue<string[]>(5), r.GetFieldValue<long[]>(6)));
         var labels = Datasources(powa).Select(d => d.Label).ToList();
         Console.WriteLine($"--- after {elapsed.TotalSeconds:F0} s: rows stored in the repository per server ---");
         Console.WriteLine($"{"srvid",5} {"alias",-9} {"server",-17} {"snapshots",9} " + string.Join(" ", labels.Select(l => $"{l,10}")) + "  errors");
@@ -218,6 +244,33 @@ public static class DemoCommand
     {
         var snapshots = Math.Max(1, rows.Sum(r => r.Snapshots));
         return string.Join(", ", Datasources(powa).Select((d, i) =>
-            $"{d.Label} {rows.Count(r => r.Counts[i] > 0)} ({rows.Sum(r => r.Counts[i]) / (double)snapshots:F1} rows per snapshot)"));
+        {
+            var text = $"{d.Label} {rows.Count(r => r.Counts[i] > 0)} ({rows.Sum(r => r.Counts[i]) / (double)snapshots:F1} rows per snapshot";
+            var own = d.Label switch { "statements" => 0, "waits" => 1, _ => -1 };
+            if (own >= 0)
+                text += $"; {rows.Sum(r => r.Counts[i] - r.Own[own]) / (double)snapshots:F1} without the collector's own " +
+                        (own == 0 ? "COPY statements" : "statements");
+            return text + ")";
+        }));
+    }
+
+    /// <summary>
+    /// What the collector left in each remote's pg_stat_statements: its entries, and how many are a collector's
+    /// COPY statements (PostgreSQL 15 keys a COPY by its text: a literal in it makes an entry per snapshot).
+    /// </summary>
+    static async Task<string> RemoteStatementsAsync(PowaLab lab)
+    {
+        var parts = new List<string>();
+        foreach (var r in lab.Remotes)
+        {
+            await using var conn = new NpgsqlConnection(r.ConnectionString(PowaLab.Database).ConnectionString);
+            await conn.OpenAsync();
+            await using var cmd = new NpgsqlCommand(
+                $"SELECT count(*), count(*) FILTER (WHERE {OwnStatement}) FROM pg_stat_statements q", conn);
+            await using var rd = await cmd.ExecuteReaderAsync();
+            await rd.ReadAsync();
+            parts.Add($"{r.Name} {rd.GetInt64(0)} ({rd.GetInt64(1)} of them COPY statements of the collector)");
+        }
+        return string.Join(", ", parts);
     }
 }

@@ -53,10 +53,13 @@ public sealed class StageTests : IDisposable
             Assert.False(stage.Datasources[1].HasRows);
             Assert.Equal(budgetBytes < a.Length + b.Length + c.Length, stage.Spilled);
             Assert.True(budget.UsedBytes <= budgetBytes);
+            Assert.Equal(stage.Spilled, budget.FileBytes > 0);
+            Assert.True(budget.FileBytes <= stage.Length);
             // The file is unlinked at once: nothing to clean up, even after a kill -9.
             Assert.Empty(Directory.Exists(_dir) ? Directory.EnumerateFiles(_dir) : []);
         }
         Assert.Equal(0, budget.UsedBytes);
+        Assert.Equal(0, budget.FileBytes);
         Assert.Equal(budgetBytes < 471_021 ? 1 : 0, budget.Stats().SpilledStages);
     }
 
@@ -80,6 +83,12 @@ public sealed class StageTests : IDisposable
         stage.AddDatasource("next", "next_tmp", offset);
         Assert.Equal(good, await ReadBack(stage, stage.Datasources[0]));
         Assert.Equal(next, await ReadBack(stage, stage.Datasources[1]));
+        // The budget counts the file bytes that are left, and none once the stage is gone.
+        if (budgetBytes == 0) Assert.Equal(stage.Length, budget.FileBytes);
+        else if (budgetBytes >= stage.Length) Assert.Equal(0, budget.FileBytes);
+        else Assert.InRange(budget.FileBytes, 1, stage.Length - 1);
+        stage.Dispose();
+        Assert.Equal(0, budget.FileBytes);
     }
 
     [Fact]
