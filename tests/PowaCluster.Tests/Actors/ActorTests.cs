@@ -114,6 +114,55 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
     }
 
     [Fact]
+    public void ServerCollector_keeps_reading_while_the_repository_is_slow_and_stores_its_snapshots_one_at_a_time_in_order()
+    {
+        var remote = fx.Lab.Remotes[1];
+        var writers = CreateTestProbe();
+        var settings = CollectorNode.FastSettings();
+        settings.ResyncInterval = TimeSpan.FromMinutes(1); // no lease expiry during the test
+        settings.MaxQueuedSnapshots = 3;
+        var entity = Sys.ActorOf(ServerCollector.Props(settings, Powa41, writers.Ref, Stages()), "45");
+        entity.Tell(new EnsureCollecting(new ServerConfig(45, remote.Host(10), remote.Port, "postgres", remote.Password, "powa", 1, "q")));
+        writers.ExpectMsg<RestoreSchedule>(TimeSpan.FromSeconds(10));
+        var plan = new SnapshotPlan([new Datasource("pg_stat_statements", false, "powa_statements_src", null, "powa_statements_snapshot", "public")], []);
+        writers.Reply(new ScheduleRestored(45, new LastSnapshot(true, DateTimeOffset.UtcNow.AddSeconds(-0.8)), plan, null));
+
+        // The repository does not answer the first store for 3.5 s: no second store is sent meanwhile (one at a
+        // time per server), but the entity goes on reading at its due times (every second).
+        var first = writers.ExpectMsg<StoreSnapshot>(TimeSpan.FromSeconds(3));
+        writers.ExpectNoMsg(TimeSpan.FromSeconds(3.5));
+        var stored = new List<StoreSnapshot> { first };
+        writers.Send(entity, new SnapshotStored(45, first.Sequence, new StoreResult(StoreOutcome.Stored, plan, 0, []), TimeSpan.Zero, TimeSpan.Zero));
+        // Then the queue comes, oldest first, each once the previous one is stored; at most 3 were unstored at
+        // once (MaxQueuedSnapshots), so a tick was skipped and is caught up.
+        for (var i = 0; i < 2; i++)
+        {
+            var next = writers.ExpectMsg<StoreSnapshot>(TimeSpan.FromSeconds(3));
+            stored.Add(next);
+            writers.Send(entity, new SnapshotStored(45, next.Sequence, new StoreResult(StoreOutcome.Stored, plan, 0, []), TimeSpan.Zero, TimeSpan.Zero));
+        }
+        try
+        {
+            Assert.Equal(stored.Select(s => s.Sequence).Order(), stored.Select(s => s.Sequence));
+            Assert.Equal(stored.Select(s => s.Stage.TakenAtUtc).Order(), stored.Select(s => s.Stage.TakenAtUtc));
+            // The queued ones were read while the first one waited, a second apart, not after it was stored.
+            var released = first.Stage.TakenAtUtc + TimeSpan.FromSeconds(3.5);
+            Assert.True(stored[1].Stage.TakenAtUtc < released - TimeSpan.FromSeconds(1.5), $"second read at {stored[1].Stage.TakenAtUtc:O}");
+            Assert.True(stored[2].Stage.TakenAtUtc < released, $"third read at {stored[2].Stage.TakenAtUtc:O}");
+            Assert.InRange((stored[2].Stage.TakenAtUtc - stored[1].Stage.TakenAtUtc).TotalSeconds, 0.7, 1.3);
+        }
+        finally
+        {
+            foreach (var s in stored) s.Stage.Dispose();
+        }
+        entity.Tell(new GetServerStatus(45));
+        var status = ExpectMsg<ServerStatus>();
+        Assert.Equal(CollectorStatus.Running, status.Status);
+        Assert.Equal(3, status.Snapshots);
+        Sys.Stop(entity);
+    }
+
+    [Fact]
     public void ServerCollector_on_an_unreachable_remote_reports_the_error_and_retries()
     {
         var writers = CreateTestProbe();
