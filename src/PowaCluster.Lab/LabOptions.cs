@@ -20,18 +20,22 @@ public sealed record LabOptions(
     int IdleSeconds = 10,
     bool Quick = false,
     bool FrozenGiven = false,
-    int Powa = 4)
+    int Powa = 4,
+    bool SideBySide = false)
 {
     public const string Usage = """
         usage:
           powa-lab demo [--seconds N] [--servers N] [--frequency S] [--remotes N] [--pool-size N] [--debug]
-                        [--powa 4|5] [--reference] [--nodes N [--failover]]
+                        [--powa 4|5] [--reference | --side-by-side] [--nodes N [--failover]]
               Starts a throwaway repository and remote PostgreSQL instances on loopback, registers
               servers, runs powa-cluster and shows what it collected (until Ctrl-C, or for N seconds).
               --powa 5 runs the throwaway instances with archivist 5.1.2 (built by scripts/install-deps.sh
               from ../shared/vendor) instead of Debian's 4.1.4, and adds rows per snapshot per datasource.
               --reference runs the reference powa-collector instead, measured the same way: Debian's
               1.2.0 on PoWA 4, 1.3.1 from ../shared/vendor on PoWA 5.
+              --side-by-side runs powa-cluster and the reference at the same time on the same remote
+              servers, each into a repository database of its own (powa, powa_reference), and compares
+              the rows they stored per snapshot, datasource by datasource.
               --nodes N runs N collector processes as one cluster (static seeds on loopback);
               --failover then kills one with SIGKILL and stops another with SIGTERM, and measures
               from the repository how their servers were taken over.
@@ -75,6 +79,7 @@ public sealed record LabOptions(
                 "--pool-size" => o with { PoolSize = Int(1, 256) },
                 "--debug" => o with { Debug = true },
                 "--reference" when o.Command == "demo" => o with { Reference = true },
+                "--side-by-side" when o.Command == "demo" => o with { SideBySide = true },
                 "--powa" when o.Command == "demo" => o with { Powa = Int(4, 5) },
                 "--nodes" when o.Command == "demo" => o with { Nodes = Int(1, 9) },
                 "--failover" when o.Command == "demo" => o with { Failover = true },
@@ -88,6 +93,8 @@ public sealed record LabOptions(
         }
         if (o.Failover && o.Nodes < 3)
             throw new UsageException("--failover needs --nodes 3 or more: it stops two nodes and the cluster must keep a majority");
+        if (o.SideBySide && (o.Reference || o.Nodes > 1))
+            throw new UsageException("--side-by-side runs powa-cluster and the reference together: leave --reference and --nodes out");
         return o;
     }
 
