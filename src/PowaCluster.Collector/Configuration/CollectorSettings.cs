@@ -32,8 +32,9 @@ public sealed class CollectorSettings
 
     /// <summary>
     /// Memory of the node for staged snapshots (read off their remote, waiting for or in a writer), in bytes.
-    /// A stage that does not fit writes the rest to a file in <see cref="StageDirectory"/>. 64 MiB hold more
-    /// than a hundred typical snapshots at once.
+    /// A stage that does not fit writes the rest to a file in <see cref="StageDirectory"/>. A snapshot's size
+    /// follows the remote's pg_stat_statements: about 2.3 MB for 2,600 entries on PoWA 5 (and 6 MB for a
+    /// server's first, with its catalogs), so 64 MiB hold some 25 of them at once (more on smaller servers).
     /// </summary>
     public long StageMemoryBudget { get; set; } = 64L * 1024 * 1024;
 
