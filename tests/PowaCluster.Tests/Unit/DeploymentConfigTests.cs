@@ -58,8 +58,11 @@ public sealed class DeploymentConfigTests
         var docs = Manifests();
         Assert.Contains(docs, d => d.File == "kustomization.yaml");
         var kustomized = List(docs.Single(d => d.File == "kustomization.yaml").Root["resources"]).Cast<string>().ToList();
-        foreach (var f in Directory.GetFiles(Path.Combine(Root, "k8s"), "*.yaml").Select(Path.GetFileName).Where(f => f != "kustomization.yaml"))
+        foreach (var f in Directory.GetFiles(Path.Combine(Root, "k8s"), "*.yaml").Select(Path.GetFileName)
+                     .Where(f => f is not "kustomization.yaml" and not "secret.example.yaml"))
             Assert.Contains(f, kustomized);
+        // The Secret is not applied with the rest: an apply must never replace the real one with the example.
+        Assert.DoesNotContain(kustomized, f => docs.Any(d => d.File == f && d.Kind == "Secret"));
 
         var sts = docs.Single(d => d.Kind == "StatefulSet");
         var spec = At(sts.Root, "spec");
@@ -105,6 +108,36 @@ public sealed class DeploymentConfigTests
         var grace = int.Parse((string)At(spec, "template", "spec")["terminationGracePeriodSeconds"]);
         Assert.True(grace > CollectorHost.ShutdownTimeout(settings).TotalSeconds, $"terminationGracePeriodSeconds {grace}");
 
+        // Least privilege: the image's user by number (the kubelet refuses runAsNonRoot with a user name), the
+        // same number as the Dockerfile's USER; a read-only root with /tmp writable; nothing more than needed.
+        var podSecurity = At(spec, "template", "spec", "securityContext");
+        Assert.Equal(true, bool.Parse(podSecurity["runAsNonRoot"].ToString()!));
+        var uid = int.Parse(podSecurity["runAsUser"].ToString()!);
+        Assert.True(uid > 0);
+        Assert.Contains($"USER {uid}\n", File.ReadAllText(Path.Combine(Root, "k8s", "Dockerfile")).ReplaceLineEndings("\n"));
+        Assert.Equal("RuntimeDefault", Str(podSecurity, "seccompProfile", "type"));
+        var security = At(container, "securityContext");
+        Assert.Equal("false", security["allowPrivilegeEscalation"].ToString()!.ToLowerInvariant());
+        Assert.Equal("true", security["readOnlyRootFilesystem"].ToString()!.ToLowerInvariant());
+        Assert.Equal(["ALL"], List(At(security, "capabilities")["drop"]).Cast<string>());
+        var tmpMount = List(container["volumeMounts"]).Select(Map).Single(m => (string)m["mountPath"] == "/tmp");
+        var tmpVolume = List(At(spec, "template", "spec")["volumes"]).Select(Map).Single(v => (string)v["name"] == (string)tmpMount["name"]);
+        Assert.True(tmpVolume.ContainsKey("emptyDir"));
+        // Spread over the hosts, by the pods' own label.
+        var antiAffinity = Map(List(At(spec, "template", "spec", "affinity", "podAntiAffinity")["preferredDuringSchedulingIgnoredDuringExecution"])[0]);
+        Assert.Equal("kubernetes.io/hostname", Str(antiAffinity, "podAffinityTerm", "topologyKey"));
+        Assert.Equal(podLabels, At(antiAffinity, "podAffinityTerm", "labelSelector", "matchLabels"));
+
+        // Only the collector's pods reach the remoting port; the HTTP port stays open to the probes.
+        var policy = docs.Single(d => d.Kind == "NetworkPolicy");
+        Assert.Contains(policy.File, kustomized);
+        Assert.Equal(podLabels, At(policy.Root, "spec", "podSelector", "matchLabels"));
+        var ingress = List(At(policy.Root, "spec")["ingress"]).Select(Map).ToList();
+        var remotingRules = ingress.Where(r => List(r["ports"]).Select(Map).Any(p => (string)p["port"] == settings.Kubernetes.RemotingPortName)).ToList();
+        var remotingRule = Assert.Single(remotingRules);
+        Assert.Equal(podLabels, At(Map(Assert.Single(List(remotingRule["from"]))), "podSelector", "matchLabels"));
+        Assert.Contains(ingress, r => !r.ContainsKey("from") && List(r["ports"]).Select(Map).Any(p => (string)p["port"] == "http"));
+
         // The repository DSN from a Secret that the manifests define, with that key.
         var dsn = env.Single(e => (string)e["name"] == "PowaCluster__RepositoryDsn");
         var secretRef = At(dsn, "valueFrom", "secretKeyRef");
@@ -124,8 +157,9 @@ public sealed class DeploymentConfigTests
         var binding = docs.Single(d => d.Kind == "RoleBinding");
         Assert.Contains(List(binding.Root["subjects"]).Select(Map), s => (string)s["kind"] == "ServiceAccount" && (string)s["name"] == account);
         var role = docs.Single(d => d.Kind == "Role" && d.Name == Str(binding.Root, "roleRef", "name"));
-        var rule = List(role.Root["rules"]).Select(Map).Single(r => List(r["resources"]).Contains("pods"));
-        Assert.Subset(List(rule["verbs"]).Cast<string>().ToHashSet(), new HashSet<string> { "get", "list", "watch" });
+        var rule = Map(Assert.Single(List(role.Root["rules"])));
+        Assert.Equal(["pods"], List(rule["resources"]).Cast<string>());
+        Assert.Equal(["list"], List(rule["verbs"]).Cast<string>()); // one list call (Kubernetes/KubernetesPods.cs), nothing else
 
         // The disruption budget selects the same pods and lets one go at a time.
         var pdb = docs.Single(d => d.Kind == "PodDisruptionBudget");
@@ -160,5 +194,26 @@ public sealed class DeploymentConfigTests
         Assert.Equal(discovery, s.Discovery);
         Assert.Equal(seeds, s.Seeds.Length);
         Assert.Equal(100, s.NumberOfShards);
+    }
+
+    /// <summary>
+    /// The host's own appsettings.json says what the code's defaults say (it shipped NumberOfShards 50 against a
+    /// default of 100, and nodes with different shard counts collect a server twice).
+    /// </summary>
+    [Fact]
+    public void The_shipped_appsettings_json_matches_the_code_defaults()
+    {
+        var config = new ConfigurationBuilder().AddJsonFile(Path.Combine(Root, "src", "PowaCluster.Host", "appsettings.json")).Build();
+        var section = config.GetSection(CollectorSettings.SectionName);
+        var shipped = new CollectorSettings();
+        section.Bind(shipped);
+        var defaults = new CollectorSettings();
+        Assert.NotEmpty(section.GetChildren());
+        foreach (var key in section.GetChildren().Select(c => c.Key))
+        {
+            var property = typeof(CollectorSettings).GetProperty(key);
+            Assert.True(property is not null, $"appsettings.json sets {key}, which CollectorSettings does not have");
+            Assert.Equal(property.GetValue(defaults), property.GetValue(shipped));
+        }
     }
 }
