@@ -94,9 +94,9 @@ public sealed partial class FleetCoordinator
             success: res =>
             {
                 var (ok, message) = outcome(res);
-                return new Forced(r, ok ? "OK" : "ERROR", message);
+                return new ServerAnswered(r, ok ? "OK" : "ERROR", message);
             },
-            failure: _ => new Forced(r, "ERROR", $"server {srvid} did not answer in time"));
+            failure: _ => new ServerAnswered(r, "ERROR", $"server {srvid} did not answer in time"));
     }
 
     void OnStatuses(StatusesGathered g)
@@ -145,6 +145,6 @@ public sealed partial class FleetCoordinator
     sealed record ServersLoaded(IReadOnlyList<ServerConfig> Servers, bool Refresh);
     sealed record LoadFailed(string Error);
     sealed record Checked(ControlRequest Request, bool Allowed, string? Error);
-    sealed record Forced(ControlRequest Request, string Status, string Message);
+    sealed record ServerAnswered(ControlRequest Request, string Status, string Message);
     sealed record ReplySent(string Command, string? Error);
 }

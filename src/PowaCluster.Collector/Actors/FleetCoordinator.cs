@@ -56,7 +56,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         Receive<ControlNotification>(OnNotification);
         Receive<Checked>(OnChecked);
         Receive<StatusesGathered>(OnStatuses);
-        Receive<Forced>(f => Answer(f.Request, f.Status, f.Message));
+        Receive<ServerAnswered>(f => Answer(f.Request, f.Status, f.Message));
         Receive<ServerHandedOff>(OnHandedOff);
         Receive<ClusterEvent.MemberRemoved>(OnMemberRemoved);
         Receive<ClusterEvent.CurrentClusterState>(_ => { });

@@ -42,7 +42,6 @@ public static class CollectorProtocol
         return Encoding.UTF8.GetByteCount(tooLong) < MaxPayloadBytes ? tooLong : null;
     }
 
-    /// <summary>{"1": "running", "2": "stopped"}: the layout of Python's json.dumps, which powa-web was written against.</summary>
     /// <summary>FORCE_SNAPSHOT's argument, checked as powa-collector 1.3.1 does: one server id.</summary>
     public static (int SrvId, string? Error) ParseForceSnapshot(IReadOnlyList<string> args)
     {
@@ -71,6 +70,7 @@ public static class CollectorProtocol
         s.Contains('\'') && !s.Contains('"') ? $"\"{s.Replace("\\", "\\\\")}\""
         : $"'{s.Replace("\\", "\\\\").Replace("'", "\\'")}'")) + "]";
 
+    /// <summary>{"1": "running", "2": "stopped"}: the layout of Python's json.dumps, which powa-web was written against.</summary>
     public static string WorkersJson(IEnumerable<KeyValuePair<int, string>> statuses)
     {
         var sb = new StringBuilder("{");
