@@ -171,9 +171,6 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     /// </summary>
     bool CanQueue => Unstored == 0 || (Unstored < _settings.MaxQueuedSnapshots && _stages.HasRoomToReadAhead);
 
-    /// <summary>Snapshots read and not stored yet: queued, and the one at a writer.</summary>
-    int Unstored => _queue.Count + (_storing is null ? 0 : 1);
-
     /// <summary>A snapshot is being read, waits for the repository or is being stored: stops and changes wait for it.</summary>
     bool Busy => _run is not null || Unstored > 0;
 
@@ -232,57 +229,6 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         Disconnected(CollectorStatus.NoRemote, m.Error, report: true, snapshotLost: true);
     }
 
-    /// <summary>The oldest snapshot read goes to the writers, unless one of this server's is being stored.</summary>
-    void StoreNext()
-    {
-        if (_storing is not null || !_queue.TryDequeue(out var next)) return;
-        _storing = next;
-        _writers.Tell(new StoreSnapshot(next.Stage, next.Sequence, Self));
-        Timers.StartSingleTimer("store-watchdog", new StoreWatchdog(next.Sequence), _settings.RepositoryTimeout * 2 + TimeSpan.FromMinutes(1));
-    }
-
-    void OnStored(SnapshotStored m)
-    {
-        Timers.Cancel("store-watchdog");
-        _storing = null;
-        _record.Stored(m.Result);
-        if (m.Result.Outcome == StoreOutcome.Skipped)
-            _log.Warning("Server {0}: snapshot skipped: {1}", m.SrvId, m.Result.SkipReason);
-        else
-        {
-            // The repository's plan for the next snapshot, without the catalogs while a later one carries them.
-            if (_catalogSequence != 0 && _catalogSequence <= m.Sequence) _catalogSequence = 0;
-            _plan = _catalogSequence != 0 ? m.Result.Plan.WithoutCatalogs() : m.Result.Plan;
-        }
-        foreach (var e in m.Result.Errors) _log.Warning("Server {0}: {1}", m.SrvId, e);
-        if (m.Result.TakeSnapshotErrors != 0)
-            _log.Warning("powa_take_snapshot({0}) reported {1} error(s); see the repository server's log", m.SrvId, m.Result.TakeSnapshotErrors);
-        StoreNext();
-        Settle();
-    }
-
-    void OnNotStored(SnapshotNotStored m)
-    {
-        Timers.Cancel("store-watchdog");
-        _storing = null;
-        if (_catalogSequence == m.Sequence) _catalogSequence = 0; // the next stored plan says they are due
-        _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: true);
-        _log.Warning("Server {0}: snapshot not stored: {1}", m.SrvId, m.Error);
-        if (_stopping && _queue.Count > 0)
-        {
-            // Stopping, and the repository fails: the others are not waited for.
-            _log.Warning("Server {0}: {1} snapshots read and not stored are dropped: the server is stopping and the repository failed",
-                m.SrvId, _queue.Count);
-            while (_queue.TryDequeue(out var dropped))
-            {
-                dropped.Stage.Dispose();
-                _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: true);
-            }
-        }
-        StoreNext();
-        Settle();
-    }
-
     /// <summary>
     /// After a read or a store: a stop or a connection change that waited goes ahead, and a tick skipped
     /// while a snapshot was being read (a slow remote) or while the queue was full is caught up now, as the
@@ -302,12 +248,6 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             if (ApplyConfig(pending)) return;
         }
         if (_collecting && _skipped > 0 && _run is null && CanQueue && _clock.DueUtc - DateTime.UtcNow > Frequency / 2) StartRead();
-    }
-
-    /// <summary>The snapshots read and not given to a writer yet give their memory back.</summary>
-    void DropQueue()
-    {
-        while (_queue.TryDequeue(out var s)) s.Stage.Dispose();
     }
 
     /// <summary>No usable remote connection: report, back off, connect again.</summary>
@@ -351,9 +291,6 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _skipped = 0; // the ticks of this connection: a new one gets a schedule of its own
         _clock.Dispose();
     }
-
-    /// <summary>A snapshot read, waiting for the repository.</summary>
-    sealed record Staged(SnapshotStage Stage, long Sequence);
 
     public static Props Props(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, StageBudget stages,
         IActorRef? coordinator = null) =>
