@@ -125,6 +125,14 @@ sealed class ReferenceCollector(Process process, string dir, string name) : IDem
     public TimeSpan CpuTime => OurCollector.ProcessCpu(process);
     public int? ExitCode => process.HasExited ? process.ExitCode : null;
 
+    /// <summary>The reference for a powa major: 1.3.1 from ../shared/vendor for PoWA 5 (Debian's 1.2.0 knows PoWA 4 only), else Debian's.</summary>
+    /// <param name="option">the demo's option that asked for it, for the message when 1.3.1's tarball is not there</param>
+    public static Task<IDemoCollector> StartForAsync(NpgsqlConnectionStringBuilder repo, int powa, string option) =>
+        powa == 5
+            ? StartFromTarballAsync(repo, VendorTarball() ?? throw new PowaCluster.Host.Startup.StartupException(
+                $"{option} --powa 5 runs powa-collector 1.3.1 from ../shared/vendor, which is not there"), "powa-collector 1.3.1")
+            : StartAsync(repo);
+
     /// <summary>Debian's powa-collector package (1.2.0).</summary>
     public static Task<IDemoCollector> StartAsync(NpgsqlConnectionStringBuilder repo)
     {
