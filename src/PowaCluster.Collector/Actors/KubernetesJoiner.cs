@@ -103,7 +103,7 @@ public sealed class KubernetesJoiner : ReceiveActor, IWithTimers
             return;
         }
         _joining = true;
-        var seeds = m.Endpoints.Select(e => new Address("akka.tcp", Context.System.Name, e.Ip, e.Port)).ToList();
+        var seeds = m.Endpoints.Select(e => new Address(_cluster.SelfAddress.Protocol, Context.System.Name, e.Ip, e.Port)).ToList();
         _log.Info("Joining the cluster through {0}", string.Join(", ", seeds));
         _cluster.JoinSeedNodes(seeds);
     }

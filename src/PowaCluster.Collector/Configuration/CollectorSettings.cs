@@ -106,6 +106,9 @@ public sealed class CollectorSettings
 
     public KubernetesSettings Kubernetes { get; set; } = new();
 
+    /// <summary>Mutual TLS between the nodes: on by default for a cluster of several nodes.</summary>
+    public TlsSettings Tls { get; set; } = new();
+
     /// <summary>The settings of a node that is itself a whole cluster: no seed, no discovery.</summary>
     public bool IsOneNode => Discovery == DiscoveryModes.Seeds && Seeds.Length == 0;
 
@@ -138,6 +141,7 @@ public sealed class CollectorSettings
             if (Seeds.Length > 0) throw new ArgumentException("Seeds and Kubernetes discovery exclude each other");
             Kubernetes.Validate();
         }
+        Tls.Validate(this);
     }
 }
 

@@ -17,7 +17,10 @@ public static class AkkaConfiguration
 {
     public const string SystemName = "powa-cluster";
 
-    /// <summary>Akka's log goes through Microsoft.Extensions.Logging; --debug / "debug": true turns on debug.</summary>
+    /// <summary>
+    /// Akka's log goes through Microsoft.Extensions.Logging (AkkaLogger, which applies the log filters);
+    /// --debug / "debug": true turns on debug.
+    /// </summary>
     public static AkkaConfigurationBuilder WithPowaLogging(this AkkaConfigurationBuilder b, CollectorRuntime rt,
         Microsoft.Extensions.Logging.LogLevel? minimumLevel = null) =>
         b.ConfigureLoggers(l =>
@@ -31,7 +34,9 @@ public static class AkkaConfiguration
                 _ => Akka.Event.LogLevel.ErrorLevel,
             };
             l.ClearLoggers();
-            l.AddLoggerFactory();
+            l.AddLogger<AkkaLogger>();
+            // A stranger's failed TLS handshakes: one line per host a minute, not an error with a stack trace per attempt.
+            if (rt.Tls is { } tls) l.WithLogFilter(f => f.Add(tls.Refusals.Filter));
         });
 
     /// <summary>
@@ -44,15 +49,42 @@ public static class AkkaConfiguration
 
     /// <summary>
     /// Akka.Remote endpoint of the node (port 0 picks a free one). It binds ClusterHost and tells the other
-    /// nodes ClusterPublicHost when set (behind NAT; in Kubernetes, the pod IP).
+    /// nodes ClusterPublicHost when set (behind NAT; in Kubernetes, the pod IP). With cluster TLS (the default
+    /// of a multi-node cluster) every association is mutual TLS: both sides present a certificate, and each
+    /// accepts the other's only when it chains to the cluster's CA (ClusterTls.Validator, which logs a refusal
+    /// in one line); the addresses are akka.ssl.tcp://.
     /// </summary>
-    public static AkkaConfigurationBuilder WithPowaRemoting(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
-        b.WithRemoting(new RemoteOptions
+    public static AkkaConfigurationBuilder WithPowaRemoting(this AkkaConfigurationBuilder b, CollectorRuntime rt)
+    {
+        var options = new RemoteOptions
         {
             HostName = rt.Settings.ClusterHost,
             PublicHostName = string.IsNullOrWhiteSpace(rt.Settings.ClusterPublicHost) ? null : rt.Settings.ClusterPublicHost,
             Port = rt.Settings.ClusterPort,
-        });
+        };
+        if (rt.Tls is { } tls)
+        {
+            options.EnableSsl = true;
+            options.Ssl = new SslOptions
+            {
+                X509Certificate = tls.Certificate,
+                RequireMutualAuthentication = true,
+                SuppressValidation = false,
+                ValidateCertificateHostname = false,
+                CustomValidator = tls.Validator,
+            };
+        }
+        else if (!rt.Settings.IsOneNode)
+        {
+            b.AddStartup((system, _) => system.Log.Warning(
+                "Cluster TLS is off (Tls:Mode off): anyone who reaches {0}:{1} can join this cluster and read what its nodes send each other",
+                rt.Settings.ClusterHost, rt.Settings.ClusterPort));
+        }
+        return b.WithRemoting(options);
+    }
+
+    /// <summary>The protocol of the node addresses: akka.ssl.tcp with cluster TLS, akka.tcp without.</summary>
+    public static string Protocol(CollectorRuntime rt) => rt.Tls is null ? "akka.tcp" : "akka.ssl.tcp";
 
     /// <summary>
     /// Cluster membership: with no seed and no discovery the node forms a cluster of its own by joining
@@ -62,7 +94,7 @@ public static class AkkaConfiguration
     public static AkkaConfigurationBuilder WithPowaClustering(this AkkaConfigurationBuilder b, CollectorRuntime rt)
     {
         var s = rt.Settings;
-        var seeds = s.Discovery == DiscoveryModes.Seeds ? s.Seeds.Select(x => $"akka.tcp://{SystemName}@{x}").ToArray() : [];
+        var seeds = s.Discovery == DiscoveryModes.Seeds ? s.Seeds.Select(x => $"{Protocol(rt)}://{SystemName}@{x}").ToArray() : [];
         b.WithClustering(new ClusterOptions { SeedNodes = seeds, LogInfo = s.Debug });
         b.AddHocon(SplitBrainHocon(s), HoconAddMode.Prepend);
         if (s.IsOneNode)

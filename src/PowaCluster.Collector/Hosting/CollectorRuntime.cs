@@ -1,6 +1,7 @@
 using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Security;
 using PowaCluster.Collector.Staging;
 
 namespace PowaCluster.Collector.Hosting;
@@ -12,4 +13,7 @@ namespace PowaCluster.Collector.Hosting;
 public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnectionStringBuilder Repository, PowaSql Powa)
 {
     public StageBudget Stages { get; } = new(Settings.StageMemoryBudget, Settings.StageDirectory, Settings.StageFileBudget);
+
+    /// <summary>The node's certificate and the cluster's CA, read at start; null when remoting runs without TLS.</summary>
+    public ClusterTls? Tls { get; } = ClusterTls.Load(Settings);
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Npgsql;
+using PowaCluster.Lab.Embedded;
 
 namespace PowaCluster.Lab.Demo;
 
@@ -22,7 +23,14 @@ public sealed class ClusterNodes : IAsyncDisposable
     readonly List<Node> _nodes = [];
     public IReadOnlyList<Node> Nodes => _nodes;
 
-    /// <summary>Starts the nodes; settings go to every node's environment (PowaCluster__Name=value).</summary>
+    /// <summary>The cluster's throwaway CA and node certificates (mutual TLS between the nodes, as in production).</summary>
+    LabCertificates? _certificates;
+
+    /// <summary>
+    /// Starts the nodes; settings go to every node's environment (PowaCluster__Name=value). Each node gets a
+    /// certificate of a throwaway CA (cluster TLS, the default of a multi-node cluster) unless the settings
+    /// say Tls__Mode.
+    /// </summary>
     public static ClusterNodes Start(NpgsqlConnectionStringBuilder repo, int count, int poolSize, bool debug,
         IReadOnlyDictionary<string, string>? settings = null, string? logDirectory = null)
     {
@@ -31,12 +39,16 @@ public sealed class ClusterNodes : IAsyncDisposable
         var dir = logDirectory ?? Path.GetTempPath();
         var env = (settings ?? new Dictionary<string, string>()).ToDictionary(kv => $"PowaCluster__{kv.Key}", kv => kv.Value);
         var nodes = new ClusterNodes();
+        if (!env.ContainsKey("PowaCluster__Tls__Mode")) nodes._certificates = LabCertificates.Create("powa-cluster demo CA");
         for (var i = 0; i < count; i++)
         {
+            var nodeEnv = new Dictionary<string, string>(env);
+            if (nodes._certificates is { } certs)
+                foreach (var kv in certs.Settings($"node{i + 1}")) nodeEnv[$"PowaCluster__{kv.Key}"] = kv.Value;
             var log = Path.Combine(dir, $"powa-cluster-{Environment.ProcessId}-node{i + 1}.log");
             var args = new List<string> { "--cluster-host", "127.0.0.1", "--cluster-port", ports[i].ToString(), "--http-port", ports[count + i].ToString() };
             foreach (var s in seeds) { args.Add("--seed"); args.Add(s); }
-            var p = OurCollector.StartRun(repo, poolSize, debug, args, env, $"node {i + 1}", log);
+            var p = OurCollector.StartRun(repo, poolSize, debug, args, nodeEnv, $"node {i + 1}", log);
             nodes._nodes.Add(new Node(i + 1, $"127.0.0.1:{ports[i]}", ports[count + i], log) { Process = p });
         }
         return nodes;
@@ -92,5 +104,6 @@ public sealed class ClusterNodes : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         foreach (var n in _nodes) await n.Process.DisposeAsync();
+        _certificates?.Dispose();
     }
 }

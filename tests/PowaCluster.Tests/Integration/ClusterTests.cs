@@ -37,6 +37,7 @@ public sealed class ClusterTests(LabFixture fx, ITestOutputHelper output)
                 s.Seeds = [$"127.0.0.1:{ports[0]}", $"127.0.0.1:{ports[1]}"];
                 s.StableAfter = TimeSpan.FromSeconds(3);
                 s.NumberOfShards = 30;
+                CollectorNode.WithTls(s, fx.Certificates, $"node-{port}");
                 // Terminating the actor system must not leave the cluster gracefully: the node just goes silent.
                 nodes.Add(await CollectorNode.StartAsync(repo, s,
                     a => a.AddHocon("akka.coordinated-shutdown.run-by-actor-system-terminate = off", Akka.Hosting.HoconAddMode.Prepend)));

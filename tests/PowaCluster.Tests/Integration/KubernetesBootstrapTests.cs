@@ -42,6 +42,7 @@ public sealed class KubernetesBootstrapTests(LabFixture fx, ITestOutputHelper ou
                 s.Kubernetes.StableMargin = TimeSpan.FromSeconds(2);
                 s.Kubernetes.ApiServer = $"https://127.0.0.1:{api.Port}";
                 s.Kubernetes.ServiceAccountPath = dir;
+                CollectorNode.WithTls(s, fx.Certificates, $"pod-{port}");
                 nodes.Add(await CollectorNode.StartAsync(repo, s));
             }
             await Eventually.HoldsAsync(() => Task.FromResult(nodes.All(n =>

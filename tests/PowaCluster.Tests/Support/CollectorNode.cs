@@ -30,6 +30,16 @@ public sealed class CollectorNode : IAsyncDisposable
         NumberOfShards = 10,
     };
 
+    /// <summary>Cluster TLS with a certificate of the fixture's throwaway CA, as a multi-node cluster needs.</summary>
+    public static CollectorSettings WithTls(CollectorSettings s, Lab.Embedded.LabCertificates certs, string name)
+    {
+        var files = certs.Settings(name);
+        s.Tls.CertificatePath = files["Tls__CertificatePath"];
+        s.Tls.KeyPath = files["Tls__KeyPath"];
+        s.Tls.CaPath = files["Tls__CaPath"];
+        return s;
+    }
+
     public static async Task<CollectorNode> StartAsync(TestRepository repo, CollectorSettings? settings = null,
         Action<Akka.Hosting.AkkaConfigurationBuilder>? configure = null)
     {

@@ -22,6 +22,9 @@ public sealed class LabFixture : IAsyncLifetime
     public PowaLab? Powa5 { get; private set; }
     int _databases;
 
+    /// <summary>A throwaway CA for the multi-node tests' cluster TLS (Settings(name) gives a node's files).</summary>
+    public LabCertificates Certificates { get; } = LabCertificates.Create("powa-cluster test CA");
+
     /// <summary>A remote database with powa but without pg_qualstats.</summary>
     public const string NoQualstatsDb = "powa_noqual";
 
@@ -49,6 +52,7 @@ public sealed class LabFixture : IAsyncLifetime
     {
         if (Powa5 is not null) await Powa5.DisposeAsync();
         if (Lab is not null) await Lab.DisposeAsync();
+        Certificates.Dispose();
     }
 
     /// <summary>A new, empty PoWA repository database (PoWA 4, or PoWA 5 on the PoWA 5 set-up).</summary>

@@ -123,7 +123,7 @@ public sealed class ConfigurationTests : IDisposable
     public void Cluster_options_on_the_command_line_and_in_settings()
     {
         var (s, _) = SettingsLoader.Load(Run("--repository", "host=h", "--cluster-host", "10.0.0.11", "--cluster-port", "4053",
-            "--seed", "10.0.0.11:4053", "--seed", "10.0.0.12:4053", "--http-port", "8080"), Config(), []);
+            "--seed", "10.0.0.11:4053", "--seed", "10.0.0.12:4053", "--http-port", "8080"), Config(TlsFiles), []);
         Assert.Equal(("10.0.0.11", 4053, 8080), (s.ClusterHost, s.ClusterPort, s.HttpPort));
         Assert.Equal(["10.0.0.11:4053", "10.0.0.12:4053"], s.Seeds);
         Assert.False(s.IsOneNode);
@@ -131,11 +131,12 @@ public sealed class ConfigurationTests : IDisposable
         // The same from appsettings / environment variables (PowaCluster__Seeds__0, ...).
         var (e, _) = SettingsLoader.Load(Run("--repository", "host=h"), Config(
             ("PowaCluster:Seeds:0", "a:1"), ("PowaCluster:Seeds:1", "b:2"), ("PowaCluster:ClusterPort", "4053"),
-            ("PowaCluster:HttpPort", "9090"), ("PowaCluster:StableAfter", "00:00:20"), ("PowaCluster:Discovery", "Seeds")), []);
+            ("PowaCluster:HttpPort", "9090"), ("PowaCluster:StableAfter", "00:00:20"), ("PowaCluster:Discovery", "Seeds"),
+            TlsFiles[0], TlsFiles[1], TlsFiles[2]), []);
         Assert.Equal(["a:1", "b:2"], e.Seeds);
         Assert.Equal((4053, 9090, TimeSpan.FromSeconds(20), "seeds"), (e.ClusterPort, e.HttpPort, e.StableAfter, e.Discovery));
 
-        var k = new CollectorSettings { Discovery = "Kubernetes", ClusterHost = "0.0.0.0", ClusterPublicHost = "10.1.2.3" };
+        var k = new CollectorSettings { Discovery = "Kubernetes", ClusterHost = "0.0.0.0", ClusterPublicHost = "10.1.2.3", Tls = { Mode = "off" } };
         k.Validate();
         Assert.Equal(DiscoveryModes.Kubernetes, k.Discovery);
         Assert.False(k.IsOneNode);
@@ -155,6 +156,36 @@ public sealed class ConfigurationTests : IDisposable
         if (key == "PowaCluster:ClusterHost") values.Add(("PowaCluster:Seeds:0", "a:1"));
         var e = Assert.Throws<StartupException>(() => SettingsLoader.Load(Run("--repository", "host=h"), Config(values.ToArray()), []));
         Assert.Contains(expected, e.Message);
+    }
+
+    static readonly (string, string)[] TlsFiles =
+    [
+        ("PowaCluster:Tls:CertificatePath", "/etc/powa-cluster/tls/node.crt"), ("PowaCluster:Tls:KeyPath", "/etc/powa-cluster/tls/node.key"),
+        ("PowaCluster:Tls:CaPath", "/etc/powa-cluster/tls/ca.crt"),
+    ];
+
+    [Fact]
+    public void A_cluster_of_several_nodes_needs_its_TLS_files_unless_told_otherwise()
+    {
+        // One node: no TLS (it binds loopback), whatever the files.
+        var one = new CollectorSettings();
+        one.Validate();
+        Assert.False(one.Tls.EnabledFor(one));
+        // Seeds without the files: one line that says what to set, and how to go without.
+        var e = Assert.Throws<StartupException>(() => SettingsLoader.Load(Run("--repository", "host=h", "--seed", "a:1"), Config(), []));
+        Assert.Contains("mutual TLS: set Tls:CertificatePath, Tls:KeyPath, Tls:CaPath", e.Message);
+        Assert.Contains("Tls:Mode off", e.Message);
+        var partial = Assert.Throws<StartupException>(() => SettingsLoader.Load(Run("--repository", "host=h", "--seed", "a:1"),
+            Config(("PowaCluster:Tls:CertificatePath", "/x.crt")), []));
+        Assert.Contains("set Tls:KeyPath, Tls:CaPath", partial.Message);
+        var (off, _) = SettingsLoader.Load(Run("--repository", "host=h", "--seed", "a:1"), Config(("PowaCluster:Tls:Mode", "OFF")), []);
+        Assert.False(off.Tls.EnabledFor(off));
+        var (on, _) = SettingsLoader.Load(Run("--repository", "host=h", "--seed", "a:1"), Config(TlsFiles), []);
+        Assert.True(on.Tls.EnabledFor(on));
+        Assert.Contains("Tls:Mode must be \"auto\", \"on\" or \"off\"", Assert.Throws<StartupException>(() =>
+            SettingsLoader.Load(Run("--repository", "host=h"), Config(("PowaCluster:Tls:Mode", "maybe")), [])).Message);
+        // On for one node too when asked.
+        Assert.Contains("Tls:Mode is on", Assert.Throws<ArgumentException>(() => new CollectorSettings { Tls = { Mode = "on" } }.Validate()).Message);
     }
 
     [Fact]

@@ -59,7 +59,7 @@ public sealed class DeploymentConfigTests
         Assert.Contains(docs, d => d.File == "kustomization.yaml");
         var kustomized = List(docs.Single(d => d.File == "kustomization.yaml").Root["resources"]).Cast<string>().ToList();
         foreach (var f in Directory.GetFiles(Path.Combine(Root, "k8s"), "*.yaml").Select(Path.GetFileName)
-                     .Where(f => f is not "kustomization.yaml" and not "secret.example.yaml"))
+                     .Where(f => f is not "kustomization.yaml" and not "secret.example.yaml" and not "tls.example.yaml"))
             Assert.Contains(f, kustomized);
         // The Secret is not applied with the rest: an apply must never replace the real one with the example.
         Assert.DoesNotContain(kustomized, f => docs.Any(d => d.File == f && d.Kind == "Secret"));
@@ -138,6 +138,21 @@ public sealed class DeploymentConfigTests
         Assert.Equal(podLabels, At(Map(Assert.Single(List(remotingRule["from"]))), "podSelector", "matchLabels"));
         Assert.Contains(ingress, r => !r.ContainsKey("from") && List(r["ports"]).Select(Map).Any(p => (string)p["port"] == "http"));
 
+        // Cluster TLS: the three files the settings name are keys of a kubernetes.io/tls Secret mounted read-only,
+        // which the kustomization leaves out like the repository's.
+        Assert.True(settings.Tls.EnabledFor(settings));
+        var tlsMount = List(container["volumeMounts"]).Select(Map).Single(m => settings.Tls.CaPath!.StartsWith((string)m["mountPath"] + "/"));
+        Assert.Equal("true", tlsMount["readOnly"].ToString()!.ToLowerInvariant());
+        var tlsVolume = List(At(spec, "template", "spec")["volumes"]).Select(Map).Single(v => (string)v["name"] == (string)tlsMount["name"]);
+        var tlsSecret = docs.Single(d => d.Kind == "Secret" && d.Name == Str(tlsVolume, "secret", "secretName"));
+        Assert.Equal("kubernetes.io/tls", tlsSecret.Root["type"]);
+        Assert.DoesNotContain(tlsSecret.File, kustomized);
+        foreach (var path in new[] { settings.Tls.CertificatePath!, settings.Tls.KeyPath!, settings.Tls.CaPath! })
+        {
+            Assert.Equal((string)tlsMount["mountPath"], Path.GetDirectoryName(path));
+            Assert.True(At(tlsSecret.Root, "data").ContainsKey(Path.GetFileName(path)), $"{Path.GetFileName(path)} in the TLS Secret");
+        }
+
         // The repository DSN from a Secret that the manifests define, with that key.
         var dsn = env.Single(e => (string)e["name"] == "PowaCluster__RepositoryDsn");
         var secretRef = At(dsn, "valueFrom", "secretKeyRef");
@@ -194,6 +209,8 @@ public sealed class DeploymentConfigTests
         Assert.Equal(discovery, s.Discovery);
         Assert.Equal(seeds, s.Seeds.Length);
         Assert.Equal(100, s.NumberOfShards);
+        // Several nodes: mutual TLS, with the three files named.
+        Assert.Equal(file != "one-node.appsettings.json", s.Tls.EnabledFor(s));
     }
 
     /// <summary>

@@ -1,0 +1,42 @@
+using Akka.Actor;
+using Akka.Dispatch;
+using Akka.Event;
+using Akka.Hosting.Logging;
+using Microsoft.Extensions.Logging;
+using MelLevel = Microsoft.Extensions.Logging.LogLevel;
+
+namespace PowaCluster.Collector.Hosting;
+
+/// <summary>
+/// Akka's log events into Microsoft.Extensions.Logging, like Akka.Hosting's LoggerFactoryLogger, with two
+/// differences: the actor system's log filters apply (Akka.Hosting's logger ignores them; ClusterTls needs
+/// one to keep a stranger's failed handshakes to a line a minute), and the line is the source and the message,
+/// without a second timestamp, level and thread inside the host logger's own line.
+/// </summary>
+public sealed class AkkaLogger : ReceiveActor, IRequiresMessageQueue<ILoggerMessageQueueSemantics>
+{
+    public AkkaLogger()
+    {
+        var factory = Context.System.Settings.Setup.Get<LoggerFactorySetup>().Value?.LoggerFactory
+                      ?? throw new InvalidOperationException("AkkaLogger needs Akka.Hosting's LoggerFactorySetup");
+        var logger = factory.CreateLogger<ActorSystem>();
+        var filter = Context.System.Settings.LogFilter;
+        Receive<InitializeLogger>(_ => Sender.Tell(new LoggerInitialized()));
+        Receive<LogEvent>(e =>
+        {
+            if (!filter.ShouldTryKeepMessage(e, out _)) return;
+            var level = e.LogLevel() switch
+            {
+                Akka.Event.LogLevel.DebugLevel => MelLevel.Debug,
+                Akka.Event.LogLevel.InfoLevel => MelLevel.Information,
+                Akka.Event.LogLevel.WarningLevel => MelLevel.Warning,
+                _ => MelLevel.Error,
+            };
+            if (!logger.IsEnabled(level)) return;
+            string text;
+            try { text = e.Message?.ToString() ?? ""; }
+            catch (FormatException) { text = e.Message is LogMessage m ? m.Format : ""; }
+            logger.Log(level, e.Cause, "[{Source}] {Message}", e.LogSource, text);
+        });
+    }
+}

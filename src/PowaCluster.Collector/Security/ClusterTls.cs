@@ -1,0 +1,93 @@
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Akka.Event;
+using Akka.Remote.Transport.DotNetty;
+using PowaCluster.Collector.Configuration;
+
+namespace PowaCluster.Collector.Security;
+
+/// <summary>
+/// The node's TLS material for Akka.Remote, read once at start from <see cref="TlsSettings"/>: its certificate
+/// with the private key, and the cluster's CA. A peer, inbound or outbound, is accepted only when it presents a
+/// certificate that chains to that CA (the system's trust store is not used: a certificate from a public CA
+/// does not make a process a member). Host names are not checked: nodes are reached by IP, and any holder of
+/// a certificate of the cluster's CA is a node.
+/// </summary>
+public sealed class ClusterTls
+{
+    public X509Certificate2 Certificate { get; }
+    public X509Certificate2Collection Authorities { get; }
+
+    /// <summary>What was said of refused peers (one line per host and reason a minute), shared with the log filter.</summary>
+    public TlsRefusals Refusals { get; } = new();
+
+    ClusterTls(X509Certificate2 certificate, X509Certificate2Collection authorities)
+    {
+        Certificate = certificate;
+        Authorities = authorities;
+    }
+
+    /// <summary>The material the settings name, or null when the node's remoting runs without TLS.</summary>
+    /// <exception cref="ArgumentException">a file missing, unreadable or not what it should be; the message names it</exception>
+    public static ClusterTls? Load(CollectorSettings s)
+    {
+        var t = s.Tls;
+        if (!t.EnabledFor(s)) return null;
+        X509Certificate2 cert;
+        try
+        {
+            cert = X509Certificate2.CreateFromPemFile(t.CertificatePath!, t.KeyPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+        {
+            throw new ArgumentException($"cluster TLS: cannot read the node's certificate {t.CertificatePath} with its key {t.KeyPath}: {e.Message}");
+        }
+        if (!cert.HasPrivateKey)
+            throw new ArgumentException($"cluster TLS: {t.KeyPath} holds no private key for {t.CertificatePath}");
+        var cas = new X509Certificate2Collection();
+        try
+        {
+            cas.ImportFromPemFile(t.CaPath!);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+        {
+            throw new ArgumentException($"cluster TLS: cannot read the CA certificate {t.CaPath}: {e.Message}");
+        }
+        if (cas.Count == 0) throw new ArgumentException($"cluster TLS: {t.CaPath} holds no PEM certificate");
+        var tls = new ClusterTls(cert, cas);
+        if (tls.Check(cert) is { } problem)
+            throw new ArgumentException($"cluster TLS: the node's own certificate {t.CertificatePath} ({cert.Subject}) is not accepted by {t.CaPath}: {problem}");
+        return tls;
+    }
+
+    /// <summary>Why a peer's certificate is refused, or null when it chains to the cluster's CA.</summary>
+    public string? Check(X509Certificate2? peer, X509Chain? presented = null)
+    {
+        if (peer is null) return "it presented no certificate";
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.AddRange(Authorities);
+        // A private CA publishes no revocation list that a node could reach; rotate by replacing the CA.
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        if (presented is not null)
+            foreach (var e in presented.ChainElements)
+                if (!e.Certificate.RawDataMemory.Span.SequenceEqual(peer.RawDataMemory.Span))
+                    chain.ChainPolicy.ExtraStore.Add(e.Certificate);
+        if (chain.Build(peer)) return null;
+        var status = chain.ChainStatus.Select(x => x.Status).Distinct().ToList();
+        return status.Contains(X509ChainStatusFlags.UntrustedRoot) || status.Contains(X509ChainStatusFlags.PartialChain)
+            ? $"its certificate ({peer.Subject}, issued by {peer.Issuer}) is not signed by the cluster's CA"
+            : $"its certificate ({peer.Subject}) is not valid: {string.Join(", ", chain.ChainStatus.Select(x => x.StatusInformation.Trim()).Distinct())}";
+    }
+
+    /// <summary>Akka.Remote's callback, on both sides of every handshake: one line per refused peer and minute.</summary>
+    public CertificateValidationCallback Validator => (certificate, chain, remotePeer, _, log) =>
+    {
+        var problem = Check(certificate, chain);
+        if (problem is null) return true;
+        if (Refusals.ShouldLog(TlsRefusals.Host(remotePeer), problem))
+            log.Warning("Cluster TLS: refused {0}: {1} (not logged again for this host and reason for a minute)", remotePeer, problem);
+        return false;
+    };
+}

@@ -1,0 +1,84 @@
+using System.Security.Cryptography.X509Certificates;
+using Akka.Event;
+using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Security;
+using PowaCluster.Lab.Embedded;
+using Xunit;
+
+namespace PowaCluster.Tests.Unit;
+
+/// <summary>The node's TLS material: what is accepted, what is refused, and the start-up errors of bad files.</summary>
+public sealed class ClusterTlsCheckTests
+{
+    static CollectorSettings Node(LabCertificates certs, string name)
+    {
+        var files = certs.Settings(name);
+        var s = new CollectorSettings { Seeds = ["127.0.0.1:4053"] };
+        (s.Tls.CertificatePath, s.Tls.KeyPath, s.Tls.CaPath) = (files["Tls__CertificatePath"], files["Tls__KeyPath"], files["Tls__CaPath"]);
+        s.Validate();
+        return s;
+    }
+
+    [Fact]
+    public void Only_certificates_of_the_clusters_CA_are_accepted()
+    {
+        using var certs = LabCertificates.Create("cluster CA");
+        using var other = LabCertificates.Create("other CA");
+        var tls = ClusterTls.Load(Node(certs, "a"))!;
+        Assert.True(tls.Certificate.HasPrivateKey);
+        var (peer, _) = certs.Issue("b");
+        Assert.Null(tls.Check(X509Certificate2.CreateFromPem(File.ReadAllText(peer))));
+        Assert.Equal("it presented no certificate", tls.Check(null));
+        var (self, _) = certs.SelfSigned("self");
+        Assert.Contains("(CN=self, issued by CN=self) is not signed by the cluster's CA", tls.Check(X509Certificate2.CreateFromPem(File.ReadAllText(self))));
+        var (foreign, _) = other.Issue("foreign");
+        Assert.Contains("issued by CN=other CA) is not signed by the cluster's CA", tls.Check(X509Certificate2.CreateFromPem(File.ReadAllText(foreign))));
+        // No TLS for one node.
+        Assert.Null(ClusterTls.Load(new CollectorSettings()));
+    }
+
+    [Fact]
+    public void Bad_TLS_files_are_a_clear_start_up_error()
+    {
+        using var certs = LabCertificates.Create("cluster CA");
+        using var other = LabCertificates.Create("other CA");
+        var s = Node(certs, "a");
+        var missing = Node(certs, "a");
+        missing.Tls.KeyPath = Path.Combine(certs.Directory, "nope.key");
+        Assert.Contains($"cannot read the node's certificate {s.Tls.CertificatePath} with its key {missing.Tls.KeyPath}",
+            Assert.Throws<ArgumentException>(() => ClusterTls.Load(missing)).Message);
+        var noCa = Node(certs, "a");
+        noCa.Tls.CaPath = noCa.Tls.KeyPath; // a PEM file with no certificate in it
+        Assert.Contains("holds no PEM certificate", Assert.Throws<ArgumentException>(() => ClusterTls.Load(noCa)).Message);
+        // A node whose own certificate is not of the CA it trusts would be refused by every other node: say so at start.
+        var wrongCa = Node(certs, "a");
+        wrongCa.Tls.CaPath = other.CaPath;
+        Assert.Contains("the node's own certificate", Assert.Throws<ArgumentException>(() => ClusterTls.Load(wrongCa)).Message);
+    }
+
+    [Fact]
+    public void Akkas_handshake_failures_are_one_line_per_host_a_minute()
+    {
+        var refusals = new TlsRefusals();
+        var filter = refusals.Filter;
+        const string source = "TcpServerHandler (akka://powa-cluster)";
+        LogFilterDecision Decide(LogEvent e) => filter.ShouldKeepMessage(e, e.Message.ToString());
+        var error = new Akka.Event.Error(null, source, typeof(object), "TLS handshake failed on channel [x] (Server side): ...");
+        var notTls = new Akka.Event.Error(null, source, typeof(object), "Error caught channel [x] Cause: DotNetty.Handlers.Tls.NotSslRecordException: not an SSL/TLS record");
+        Warning Rejected(int port) => new(source, typeof(object), $"Rejected incoming connection from [[::ffff:10.0.0.9]:{port}] due to TLS handshake failure. This is likely invalid or malicious traffic.");
+        Assert.Equal(LogFilterDecision.Drop, Decide(error));
+        Assert.Equal(LogFilterDecision.Drop, Decide(notTls));
+        Assert.Equal(LogFilterDecision.Drop, Decide(new Akka.Event.Error(new DotNetty.Handlers.Tls.NotSslRecordException("not an SSL/TLS record"),
+            source, typeof(object), "Error caught channel [x]")));
+        Assert.Equal(LogFilterDecision.Keep, Decide(Rejected(40000)));
+        Assert.Equal(LogFilterDecision.Drop, Decide(Rejected(40001))); // same host, another source port
+        Assert.Equal(LogFilterDecision.Keep, Decide(new Warning(source, typeof(object), "Rejected incoming connection from [[::ffff:10.0.0.10]:1] due to TLS handshake failure.")));
+        // A host whose certificate was refused (and said why) gets no second line from Akka.
+        Assert.True(refusals.ShouldLog("[::ffff:10.0.0.11]", "its certificate (CN=x) is not signed by the cluster's CA"));
+        Assert.False(refusals.ShouldLog("[::ffff:10.0.0.11]", "its certificate (CN=x) is not signed by the cluster's CA"));
+        Assert.Equal(LogFilterDecision.Drop, Decide(new Warning(source, typeof(object), "Rejected incoming connection from [[::ffff:10.0.0.11]:5] due to TLS handshake failure.")));
+        // Anything else is not this filter's business.
+        Assert.Equal(LogFilterDecision.NoDecision, Decide(new Warning("akka://powa-cluster/user/x", typeof(object), "Rejected incoming connection from [[a]:1] due to TLS handshake failure")));
+        Assert.Equal("[::ffff:10.0.0.5]", TlsRefusals.Host("[::ffff:10.0.0.5]:41234"));
+    }
+}
