@@ -142,7 +142,7 @@ public sealed partial class FleetCoordinator
     }
 
     sealed record ReEnsureTick(int? SrvId);
-    sealed record ServersLoaded(IReadOnlyList<ServerConfig> Servers, bool Refresh);
+    sealed record ServersLoaded(IReadOnlyList<ServerRow> Servers, bool Refresh);
     sealed record LoadFailed(string Error);
     sealed record Checked(ControlRequest Request, bool Allowed, string? Error);
     sealed record ServerAnswered(ControlRequest Request, string Status, string Message);

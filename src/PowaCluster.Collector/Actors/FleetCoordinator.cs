@@ -27,7 +27,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
     readonly IActorRef _region;
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly RepositoryLink _link;
-    Dictionary<int, ServerConfig> _known = [];
+    Dictionary<int, ServerRow> _known = [];
     bool _loading, _loadAgain, _refreshNext;
     readonly List<ControlRequest> _reloadWaiting = [];
     DateTimeOffset? _lastResync;
@@ -51,7 +51,6 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         });
         Receive<ServersLoaded>(OnLoaded);
         Receive<LoadFailed>(OnLoadFailed);
-        Receive<GetFleet>(_ => Sender.Tell(new Fleet(_known.Values.OrderBy(s => s.SrvId).ToList(), _lastResync, _lastError)));
 
         Receive<ControlNotification>(OnNotification);
         Receive<Checked>(OnChecked);
@@ -116,10 +115,10 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         if (ShuttingDown) return;
         if (srvid is { } id)
         {
-            if (_known.TryGetValue(id, out var cfg)) _region.Tell(new EnsureCollecting(cfg));
+            if (_known.TryGetValue(id, out var row)) _region.Tell(new EnsureCollecting(id, row.RowVersion));
             return;
         }
-        foreach (var cfg in _known.Values) _region.Tell(new EnsureCollecting(cfg));
+        foreach (var (other, row) in _known) _region.Tell(new EnsureCollecting(other, row.RowVersion));
     }
 
     // ---- resync: periodic, and RELOAD / SIGHUP with refresh ---------------------------------
@@ -146,15 +145,16 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         if (_lastError is not null) _log.Info("Repository reachable again");
         _lastError = null;
         _lastResync = DateTimeOffset.UtcNow;
-        var current = m.Servers.ToDictionary(s => s.SrvId);
+        var current = m.Servers.ToDictionary(s => s.Config.SrvId);
         var send = !ShuttingDown;
-        foreach (var cfg in m.Servers)
+        foreach (var (cfg, version) in m.Servers)
         {
             if (!_known.TryGetValue(cfg.SrvId, out var old))
                 _log.Info("Server {0} ({1}, alias {2}) is active: collecting it every {3} s", cfg.SrvId, cfg.Name, cfg.Alias ?? "-", cfg.Frequency);
-            else if (old != cfg)
-                _log.Info("Server {0} ({1}) changed: pushing its new configuration", cfg.SrvId, cfg.Name);
-            if (send) _region.Tell(new EnsureCollecting(cfg, m.Refresh));
+            else if (old.Config != cfg)
+                _log.Info("Server {0} ({1}) changed: its collector reads its new configuration", cfg.SrvId, cfg.Name);
+            // The srvid and the row's version only: the entity reads the row itself, password included.
+            if (send) _region.Tell(new EnsureCollecting(cfg.SrvId, version, m.Refresh));
         }
         foreach (var gone in _known.Keys.Where(id => !current.ContainsKey(id)))
         {

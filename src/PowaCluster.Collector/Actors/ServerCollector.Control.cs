@@ -18,7 +18,9 @@ public sealed partial class ServerCollector
     void Common()
     {
         Receive<EnsureCollecting>(OnEnsure);
-        Receive<GetServerStatus>(_ => Sender.Tell(_record.ToStatus(_config.SrvId, _node, _stopping)));
+        Receive<ServerRead>(OnRowRead);
+        Receive<RetryRead>(_ => ReadRow());
+        Receive<GetServerStatus>(_ => Sender.Tell(_record.ToStatus(_srvId, _node, _stopping)));
         Receive<ForceSnapshot>(m => Sender.Tell(RefusedForce(m.SrvId)));
         // A snapshot's read and its store are answered in every state: the queue is stored through a reconnection.
         Receive<SnapshotRead>(_ => _run is not null && Sender.Equals(_run), OnRead);
@@ -26,7 +28,7 @@ public sealed partial class ServerCollector
         Receive<SnapshotStored>(r => _storing is { } s && r.Sequence == s.Sequence, OnStored);
         Receive<SnapshotNotStored>(r => _storing is { } s && r.Sequence == s.Sequence, OnNotStored);
         Receive<StoreWatchdog>(w => _storing is { } s && w.Sequence == s.Sequence,
-            w => OnNotStored(new(_config.SrvId, w.Sequence, "the repository did not answer in time", TimeSpan.Zero)));
+            w => OnNotStored(new(_srvId, w.Sequence, "the repository did not answer in time", TimeSpan.Zero)));
         Receive<RefreshCatalogs>(m =>
         {
             if (_stopping)
@@ -49,15 +51,40 @@ public sealed partial class ServerCollector
         Receive<Connected>(m => m.Conn.Dispose()); // a connection attempt given up (the settings changed meanwhile)
     }
 
+    /// <summary>Renews the lease; the row is read again when it changed, or on RELOAD.</summary>
     void OnEnsure(EnsureCollecting m)
     {
         _lastEnsureUtc = DateTime.UtcNow;
-        if (m.Config != _config)
+        if (_stopping) return;
+        _refreshAfterRead |= m.Refresh;
+        if (m.RowVersion != _rowVersion || m.Refresh) ReadRow();
+    }
+
+    /// <summary>The row read again (it changed, or RELOAD): apply it, then RELOAD's own work.</summary>
+    void OnRowRead(ServerRead m)
+    {
+        _readingRow = false;
+        var refresh = _refreshAfterRead;
+        _refreshAfterRead = false;
+        if (_stopping) return;
+        if (m.Error is not null)
         {
-            if (_run is not null) _pendingConfig = m.Config; // applied once the read is over
-            else ApplyConfig(m.Config);
+            // Go on with the row we have; the next EnsureCollecting asks again (the version we know is unchanged).
+            _log.Warning("Server {0}: cannot read its powa_servers row again: {1}", _srvId, m.Error);
+            return;
         }
-        if (!m.Refresh || _stopping) return;
+        if (m.Row is null)
+        {
+            RequestStop("it is no longer active in powa_servers");
+            return;
+        }
+        _rowVersion = m.Row.RowVersion;
+        if (m.Row.Config != _config)
+        {
+            if (_run is not null) _pendingConfig = m.Row.Config; // applied once the read is over
+            else if (ApplyConfig(m.Row.Config)) return;
+        }
+        if (!refresh) return;
         // RELOAD: a server waiting to reconnect tries now; a connected one saves its versions again.
         if (Timers.IsTimerActive("reconnect"))
         {
@@ -65,7 +92,7 @@ public sealed partial class ServerCollector
             Connect();
         }
         else if (_remote is not null && _versions is not null)
-            _writers.Tell(new SaveVersions(_config.SrvId, _versions));
+            _writers.Tell(new SaveVersions(_srvId, _versions));
     }
 
     /// <summary>Applies a changed powa_servers row; true when it reconnects.</summary>
@@ -98,7 +125,7 @@ public sealed partial class ServerCollector
 
     ForceSnapshotResult Force()
     {
-        var id = _config.SrvId;
+        var id = _srvId;
         if (DateTime.UtcNow - _lastStartUtc < TimeSpan.FromSeconds(10)) return new(id, false, TooSoon);
         StartRead();
         return _run is not null ? new(id, true, Started) : new(id, false, _record.Describe(id));
@@ -116,7 +143,7 @@ public sealed partial class ServerCollector
     {
         if (_stopping) return;
         _stopping = true;
-        _log.Info("Stopping collection of server {0}: {1}", _config.SrvId, why);
+        _log.Info("Stopping collection of server {0}: {1}", _srvId, why);
         if (!Busy) Context.Stop(Self);
     }
 
@@ -124,7 +151,7 @@ public sealed partial class ServerCollector
     {
         _life.Cancel();
         DropQueue();
-        if (_handedOff && _config is not null) HandOff.AskToGoOnElsewhere(Context, _config, _coordinator, _random);
+        if (_handedOff && _srvId > 0) HandOff.AskToGoOnElsewhere(Context, _srvId, _rowVersion, _coordinator, _random);
         CloseRemote();
     }
 }

@@ -27,7 +27,10 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     readonly string? _node;
     readonly Random _random = new();
 
-    ServerConfig _config = null!;
+    int _srvId;
+    ServerConfig _config = null!;   // the server's powa_servers row, read by this entity (never sent to it)
+    string _rowVersion = "";        // that row's version (xmin): the coordinator's EnsureCollecting says when it changed
+    bool _readingRow, _refreshAfterRead;
     ServerConfig? _pendingConfig;   // a config change that waits for the snapshot being read
     readonly ServerRecord _record = new();
     long _sequence;
@@ -61,11 +64,11 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         catch (Exception) { _node = null; } // not in a cluster (actor unit tests)
         Receive<EnsureCollecting>(m =>
         {
-            _config = m.Config;
+            _srvId = m.SrvId;
+            _rowVersion = m.RowVersion;
             _lastEnsureUtc = DateTime.UtcNow;
-            _log.Info("Starting to collect server {0} ({1}) every {2} s", _config.SrvId, _config.Name, _config.Frequency);
             Timers.StartPeriodicTimer("lease", LeaseCheck.Instance, _settings.ResyncInterval);
-            Connect();
+            Load();
         });
         Receive<GetServerStatus>(_ => Sender.Tell(new ServerStatus(int.TryParse(Self.Path.Name, out var id) ? id : 0,
             CollectorStatus.Stopped, _node, null, null, 0, 0)));
@@ -76,6 +79,51 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     }
 
     // ---- states (each registers its own handlers first, then the common ones) ------------------
+
+    /// <summary>
+    /// Reads the server's own powa_servers row, password included, through the node's writers: what the
+    /// coordinator sends over the network is the srvid and the row's version, never a connection setting.
+    /// </summary>
+    void Load()
+    {
+        ReadRow();
+        Become(() =>
+        {
+            Receive<ServerRead>(OnFirstRead);
+            Common();
+        });
+    }
+
+    void ReadRow()
+    {
+        if (_readingRow) return;
+        _readingRow = true;
+        _writers.Tell(new ReadServer(_srvId, Self));
+    }
+
+    void OnFirstRead(ServerRead m)
+    {
+        _readingRow = false;
+        if (m.Error is not null)
+        {
+            _failures++;
+            _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: false);
+            var wait = ServerSchedule.Backoff(_failures, _settings.RetryMinDelay, _settings.RetryMaxDelay, _random.NextDouble());
+            _log.Warning("Server {0}: cannot read its powa_servers row: {1}; retrying in {2:F0} s", _srvId, m.Error, wait.TotalSeconds);
+            Timers.StartSingleTimer("read-row", RetryRead.Instance, wait);
+            return;
+        }
+        if (m.Row is null)
+        {
+            _log.Info("Server {0} is not active in powa_servers (removed or deactivated): not collecting it", _srvId);
+            Context.Stop(Self);
+            return;
+        }
+        _failures = 0;
+        (_config, _rowVersion) = (m.Row.Config, m.Row.RowVersion);
+        _log.Info("Starting to collect server {0} ({1}) every {2} s", _srvId, _config.Name, _config.Frequency);
+        Connect();
+    }
 
     void Connect()
     {
@@ -107,8 +155,8 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _remote = new RemoteConnection(m.Conn);
         _versions = m.Versions;
         _record.Status = CollectorStatus.Running;
-        _log.Info("Server {0}: connected to {1}", _config.SrvId, _config.Name);
-        _writers.Tell(new RestoreSchedule(_config.SrvId, m.Versions, Self));
+        _log.Info("Server {0}: connected to {1}", _srvId, _config.Name);
+        _writers.Tell(new RestoreSchedule(_srvId, m.Versions, Self));
         Become(() =>
         {
             Receive<ScheduleRestored>(OnRestored);
@@ -120,7 +168,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     {
         if (m.Last is null || !m.Last.Registered)
         {
-            var error = m.Error ?? $"server {_config.SrvId} is not correctly registered: it has no powa_snapshot_metas row";
+            var error = m.Error ?? $"server {_srvId} is not correctly registered: it has no powa_snapshot_metas row";
             Disconnected(CollectorStatus.NoRepository, error, report: false, delay: m.Last is null ? null : _settings.RetryMaxDelay);
             return;
         }
@@ -128,12 +176,12 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         // The repository's plan, unless a snapshot read before this reconnection carries the catalogs and is not stored yet.
         _plan = _catalogSequence != 0 ? m.Plan.WithoutCatalogs() : m.Plan;
         _record.Restored(m.Last.At);
-        if (m.Plan.IsEmpty) _log.Info("No datasource configured for server {0}", _config.SrvId);
+        if (m.Plan.IsEmpty) _log.Info("No datasource configured for server {0}", _srvId);
         if (!_scheduled)
         {
             _scheduled = true;
             var due = ServerSchedule.FirstDue(m.Last.At?.UtcDateTime, Frequency, DateTime.UtcNow, _random.NextDouble());
-            _log.Debug("Server {0}: first snapshot in {1:F1} s", _config.SrvId, (due - DateTime.UtcNow).TotalSeconds);
+            _log.Debug("Server {0}: first snapshot in {1:F1} s", _srvId, (due - DateTime.UtcNow).TotalSeconds);
             ScheduleAt(due);
         }
         Collecting();
@@ -178,8 +226,8 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     void Skip(string phase)
     {
         var text = phase == "read"
-            ? $"Server {_config.SrvId}: the previous snapshot is still being read after {(DateTime.UtcNow - _lastStartUtc).TotalSeconds:F0} s; this one is skipped"
-            : $"Server {_config.SrvId}: {Unstored} snapshots wait for the repository; this one is skipped";
+            ? $"Server {_srvId}: the previous snapshot is still being read after {(DateTime.UtcNow - _lastStartUtc).TotalSeconds:F0} s; this one is skipped"
+            : $"Server {_srvId}: {Unstored} snapshots wait for the repository; this one is skipped";
         if (_skipped++ == 0) _log.Warning(text);
         else _log.Debug(text);
     }
@@ -191,11 +239,11 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             Disconnected(CollectorStatus.NoRemote, "the remote connection was lost", report: false, delay: TimeSpan.Zero);
             return;
         }
-        if (_skipped > 1) _log.Info("Server {0}: back on schedule after {1} skipped snapshots", _config.SrvId, _skipped);
+        if (_skipped > 1) _log.Info("Server {0}: back on schedule after {1} skipped snapshots", _srvId, _skipped);
         _skipped = 0;
         _lastStartUtc = DateTime.UtcNow;
         var seq = ++_sequence;
-        var stage = new SnapshotStage(_config.SrvId, _config.Name, _stages) { ServerVersionNum = _versions!.ServerVersionNum };
+        var stage = new SnapshotStage(_srvId, _config.Name, _stages) { ServerVersionNum = _versions!.ServerVersionNum };
         var job = new SnapshotJob(_plan, _versions.Schemas, _guarded, _refresh, _config, _settings.RemoteTimeout, _settings.ConnectTimeout);
         _runRefresh = _refresh;
         _refresh = null;
@@ -215,7 +263,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _guarded = m.Stage.FailedSteps.ToHashSet(); // what failed now gets a savepoint next time
         _queue.Enqueue(new Staged(m.Stage, _runSequence));
         if (_log.IsDebugEnabled)
-            _log.Debug("Server {0}: snapshot read in {1:F0} ms, {2} bytes{3}; {4} waiting for the repository", _config.SrvId,
+            _log.Debug("Server {0}: snapshot read in {1:F0} ms, {2} bytes{3}; {4} waiting for the repository", _srvId,
                 m.Duration.TotalMilliseconds, m.Stage.Length, m.Stage.Spilled ? " (partly in a file)" : "", Unstored);
         StoreNext();
         Settle();
@@ -264,8 +312,8 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             return;
         }
         var wait = delay ?? ServerSchedule.Backoff(_failures, _settings.RetryMinDelay, _settings.RetryMaxDelay, _random.NextDouble());
-        _log.Warning("Server {0}: {1}; retrying in {2:F0} s", _config.SrvId, error, wait.TotalSeconds);
-        if (report) _writers.Tell(new ReportErrors(_config.SrvId, [error]));
+        _log.Warning("Server {0}: {1}; retrying in {2:F0} s", _srvId, error, wait.TotalSeconds);
+        if (report) _writers.Tell(new ReportErrors(_srvId, [error]));
         Timers.StartSingleTimer("reconnect", Reconnect.Instance, wait);
         Become(() =>
         {

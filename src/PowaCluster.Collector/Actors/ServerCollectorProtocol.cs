@@ -1,4 +1,4 @@
-using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Serialization;
 
 namespace PowaCluster.Collector.Actors;
 
@@ -9,30 +9,29 @@ public interface IServerMessage
 }
 
 /// <summary>
-/// Idempotent: starts the entity, or pushes a changed config (a connection change reconnects). Also renews its
-/// lease. With Refresh (RELOAD, SIGHUP): a server waiting to reconnect tries now, a connected one saves its
-/// versions again.
+/// Idempotent: starts the entity, or tells it its powa_servers row changed. Also renews its lease. It carries
+/// no connection setting and no password: the entity reads its own row from the repository (ReadServer)
+/// when it starts and whenever RowVersion (the row's xmin) differs from the one it read, so a password
+/// change never crosses the network. With Refresh (RELOAD, SIGHUP): the row is read again, then a server
+/// waiting to reconnect tries now and a connected one saves its versions again.
 /// </summary>
-public sealed record EnsureCollecting(ServerConfig Config, bool Refresh = false) : IServerMessage
-{
-    public int SrvId => Config.SrvId;
-}
+public sealed record EnsureCollecting(int SrvId, string RowVersion, bool Refresh = false) : IServerMessage, IWireMessage;
 
 /// <summary>The server was removed or deactivated: finish any snapshot in flight, then stop.</summary>
-public sealed record StopCollecting(int SrvId) : IServerMessage;
+public sealed record StopCollecting(int SrvId) : IServerMessage, IWireMessage;
 
-public sealed record GetServerStatus(int SrvId) : IServerMessage;
+public sealed record GetServerStatus(int SrvId) : IServerMessage, IWireMessage;
 
 /// <summary>Start a snapshot now, unless one is running or one started less than 10 s ago.</summary>
-public sealed record ForceSnapshot(int SrvId) : IServerMessage;
+public sealed record ForceSnapshot(int SrvId) : IServerMessage, IWireMessage;
 
 /// <summary>Message: powa-collector 1.3.1's words (powa-web 5 shows them), or why the server cannot be snapshotted.</summary>
-public sealed record ForceSnapshotResult(int SrvId, bool Started, string Message);
+public sealed record ForceSnapshotResult(int SrvId, bool Started, string Message) : IWireMessage;
 
 /// <summary>REFRESH_DB_CAT: the server's next snapshot reads the catalogs of these databases (every one when empty).</summary>
-public sealed record RefreshCatalogs(int SrvId, IReadOnlyList<string> DbNames) : IServerMessage;
+public sealed record RefreshCatalogs(int SrvId, IReadOnlyList<string> DbNames) : IServerMessage, IWireMessage;
 
-public sealed record RefreshCatalogsResult(int SrvId, bool Registered, string Message);
+public sealed record RefreshCatalogsResult(int SrvId, bool Registered, string Message) : IWireMessage;
 
 public sealed record ServerStatus(
     int SrvId,
@@ -41,7 +40,7 @@ public sealed record ServerStatus(
     DateTimeOffset? LastSnapshot,
     string? LastError,
     long Snapshots,
-    long FailedSnapshots);
+    long FailedSnapshots) : IWireMessage;
 
 /// <summary>The status strings powa-web shows (design brief, section 2).</summary>
 public static class CollectorStatus
@@ -65,5 +64,6 @@ internal sealed record Connected(int Generation, Npgsql.NpgsqlConnection Conn, P
 internal sealed record ConnectFailed(int Generation, string Error);
 internal sealed record Reconnect { public static readonly Reconnect Instance = new(); }
 internal sealed record Tick(int Generation);
+internal sealed record RetryRead { public static readonly RetryRead Instance = new(); }
 internal sealed record LeaseCheck { public static readonly LeaseCheck Instance = new(); }
 internal sealed record StoreWatchdog(long Sequence);

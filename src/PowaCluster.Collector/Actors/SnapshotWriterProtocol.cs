@@ -1,4 +1,5 @@
 using Akka.Actor;
+using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Staging;
 
@@ -36,6 +37,15 @@ public sealed record RestoreSchedule(int SrvId, RemoteVersions Versions, IActorR
 
 /// <summary>Last is null and Error set when the repository could not be read.</summary>
 public sealed record ScheduleRestored(int SrvId, LastSnapshot? Last, SnapshotPlan Plan, string? Error);
+
+/// <summary>
+/// An entity's own powa_servers row (active: id > 0 and frequency > 0), with its password: read on the node
+/// that collects it, so that no password crosses the network. Answered with ServerRead.
+/// </summary>
+public sealed record ReadServer(int SrvId, IActorRef ReplyTo) : IWriterWork;
+
+/// <summary>Row is null when the server is not active (removed or deactivated); Error set when the repository could not be read.</summary>
+public sealed record ServerRead(int SrvId, ServerRow? Row, string? Error);
 
 /// <summary>RELOAD: save a connected server's versions again. Not answered.</summary>
 public sealed record SaveVersions(int SrvId, RemoteVersions Versions) : IWriterWork;

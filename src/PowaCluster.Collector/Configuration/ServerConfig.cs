@@ -59,3 +59,6 @@ public sealed record ServerConfig(
         return true;
     }
 }
+
+/// <summary>A powa_servers row and its version (xmin as text: it changes with every UPDATE of the row).</summary>
+public sealed record ServerRow(ServerConfig Config, string RowVersion);

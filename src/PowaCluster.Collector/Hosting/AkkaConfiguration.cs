@@ -8,6 +8,7 @@ using Akka.Hosting;
 using Akka.Remote.Hosting;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Actors;
+using PowaCluster.Collector.Serialization;
 using PowaCluster.Collector.Sharding;
 
 namespace PowaCluster.Collector.Hosting;
@@ -82,6 +83,32 @@ public static class AkkaConfiguration
         }
         return b.WithRemoting(options);
     }
+
+    /// <summary>
+    /// What crosses the network: the collector's messages (IWireMessage) through ClusterMessageSerializer,
+    /// field by field; Akka's own through Akka's protobuf serializers; and nothing through Akka's JSON fallback,
+    /// whose payloads name the .NET type to build (RefusingSerializer takes its place and its identifier).
+    /// </summary>
+    public static AkkaConfigurationBuilder WithPowaSerialization(this AkkaConfigurationBuilder b) =>
+        b.AddHocon(SerializationHocon, HoconAddMode.Prepend);
+
+    public static readonly string SerializationHocon = $$"""
+        akka.actor {
+          serializers {
+            json = "{{ShortName(typeof(RefusingSerializer))}}"
+            powa = "{{ShortName(typeof(ClusterMessageSerializer))}}"
+          }
+          serialization-bindings {
+            "{{ShortName(typeof(IWireMessage))}}" = powa
+          }
+          serialization-identifiers {
+            "{{ShortName(typeof(RefusingSerializer))}}" = 1
+            "{{ShortName(typeof(ClusterMessageSerializer))}}" = {{ClusterMessageSerializer.Id}}
+          }
+        }
+        """;
+
+    static string ShortName(Type t) => $"{t.FullName}, {t.Assembly.GetName().Name}";
 
     /// <summary>The protocol of the node addresses: akka.ssl.tcp with cluster TLS, akka.tcp without.</summary>
     public static string Protocol(CollectorRuntime rt) => rt.Tls is null ? "akka.tcp" : "akka.ssl.tcp";
@@ -241,6 +268,7 @@ public static class AkkaConfiguration
         b.WithPowaLogging(rt, minimumLevel)
          .WithPowaScheduler()
          .WithPowaRemoting(rt)
+         .WithPowaSerialization()
          .WithPowaClustering(rt)
          .WithKubernetesJoin(rt)
          .WithPowaSharding(rt)

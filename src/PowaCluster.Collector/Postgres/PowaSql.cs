@@ -46,8 +46,13 @@ public abstract class PowaSql
     public string Q(string name) => $"{Schema}.{name}";
 
     public string ActiveServers =>
-        "SELECT id, hostname, port, username, password, dbname, frequency, alias " +
+        "SELECT id, hostname, port, username, password, dbname, frequency, alias, xmin::text " +
         $"FROM {Q("powa_servers")} WHERE id > 0 AND frequency > 0 ORDER BY id";
+
+    /// <summary>$1 srvid: the server's row if it is active, as ActiveServers gives it.</summary>
+    public string ActiveServer =>
+        "SELECT id, hostname, port, username, password, dbname, frequency, alias, xmin::text " +
+        $"FROM {Q("powa_servers")} WHERE id = $1 AND id > 0 AND frequency > 0";
 
     /// <summary>$1 srvid, $2 text[].</summary>
     public string ReplaceErrors => $"UPDATE {Q("powa_snapshot_metas")} SET errors = $2 WHERE srvid = $1";

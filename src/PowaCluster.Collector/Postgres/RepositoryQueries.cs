@@ -33,17 +33,28 @@ public sealed record LastSnapshot(bool Registered, DateTimeOffset? At);
 /// <summary>Running the repository's SQL (PowaSql, per powa major) and reading its answers.</summary>
 public static class RepositoryQueries
 {
-    public static async Task<IReadOnlyList<ServerConfig>> LoadActiveServersAsync(PowaSql sql, NpgsqlConnection conn, CancellationToken ct)
+    public static async Task<IReadOnlyList<ServerRow>> LoadActiveServersAsync(PowaSql sql, NpgsqlConnection conn, CancellationToken ct)
     {
         await using var cmd = new NpgsqlCommand(sql.ActiveServers, conn);
         await using var r = await cmd.ExecuteReaderAsync(ct);
-        var list = new List<ServerConfig>();
-        while (await r.ReadAsync(ct))
-            list.Add(new ServerConfig(r.GetInt32(0), r.GetString(1), r.GetInt32(2), r.GetString(3),
-                r.IsDBNull(4) ? null : r.GetString(4), r.GetString(5), r.GetInt32(6),
-                r.IsDBNull(7) ? null : r.GetString(7)));
+        var list = new List<ServerRow>();
+        while (await r.ReadAsync(ct)) list.Add(ReadRow(r));
         return list;
     }
+
+    /// <summary>One server's row, or null when it is not active (removed, deactivated).</summary>
+    public static async Task<ServerRow?> LoadActiveServerAsync(PowaSql sql, NpgsqlConnection conn, int srvid, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(sql.ActiveServer, conn) { Parameters = { new() { Value = srvid } } };
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        return await r.ReadAsync(ct) ? ReadRow(r) : null;
+    }
+
+    static ServerRow ReadRow(NpgsqlDataReader r) => new(
+        new ServerConfig(r.GetInt32(0), r.GetString(1), r.GetInt32(2), r.GetString(3),
+            r.IsDBNull(4) ? null : r.GetString(4), r.GetString(5), r.GetInt32(6),
+            r.IsDBNull(7) ? null : r.GetString(7)),
+        r.GetString(8));
 
     /// <summary>Appends (or replaces) the collector's errors for a server in powa_snapshot_metas.errors.</summary>
     public static async Task ReportErrorsAsync(PowaSql sql, NpgsqlConnection conn, int srvid, IReadOnlyList<string> errors, bool replace,

@@ -1,7 +1,6 @@
 using Akka.Actor;
 using Akka.Cluster;
 using PowaCluster.Collector.Actors;
-using PowaCluster.Collector.Configuration;
 
 namespace PowaCluster.Collector.Sharding;
 
@@ -13,7 +12,7 @@ namespace PowaCluster.Collector.Sharding;
 /// </summary>
 public static class HandOff
 {
-    public static void AskToGoOnElsewhere(IActorContext context, ServerConfig config, IActorRef coordinator, Random random)
+    public static void AskToGoOnElsewhere(IActorContext context, int srvid, string rowVersion, IActorRef coordinator, Random random)
     {
         List<Member> others;
         try
@@ -29,7 +28,7 @@ public static class HandOff
         // The last node of the cluster is stopping: there is nowhere to go.
         if (others.Count == 0) return;
         var region = others[random.Next(others.Count)].Address + context.Self.Path.Parent.Parent.ToStringWithoutAddress();
-        context.ActorSelection(region).Tell(new EnsureCollecting(config));
-        coordinator.Tell(new ServerHandedOff(config.SrvId));
+        context.ActorSelection(region).Tell(new EnsureCollecting(srvid, rowVersion));
+        coordinator.Tell(new ServerHandedOff(srvid));
     }
 }

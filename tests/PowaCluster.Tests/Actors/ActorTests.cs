@@ -29,13 +29,27 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
 
         var first = new[] { region.ExpectMsg<EnsureCollecting>(), region.ExpectMsg<EnsureCollecting>() };
         Assert.Equal([a, b], first.Select(m => m.SrvId).Order());
-        Assert.Equal("127.0.0.7", first.Single(m => m.SrvId == a).Config.Hostname);
+        // The srvid and the row's version: no connection setting, no password crosses the network.
+        Assert.All(first, m => Assert.False(string.IsNullOrEmpty(m.RowVersion)));
+        var version = first.Single(m => m.SrvId == a).RowVersion;
+        await repo.ExecAsync("UPDATE powa_servers SET password = 'changed' WHERE id = $1", a);
 
         await repo.ExecAsync("SELECT powa_deactivate_server($1)", b);
         region.FishForMessage(m => m is StopCollecting s && s.SrvId == b, TimeSpan.FromSeconds(5));
         // a stays alive, b is no longer ensured
         var later = region.ReceiveN(4, TimeSpan.FromSeconds(6)).OfType<EnsureCollecting>().ToList();
         Assert.All(later, m => Assert.Equal(a, m.SrvId));
+        // The password change shows as a new row version, so that the entity reads its row again.
+        Assert.NotEqual(version, later[^1].RowVersion);
+    }
+
+    /// <summary>Starts an entity as the coordinator does, and answers its read of its own row as the writers would.</summary>
+    static void Start(IActorRef entity, Akka.TestKit.TestProbe writers, ServerConfig config)
+    {
+        entity.Tell(new EnsureCollecting(config.SrvId, "v1"));
+        var read = writers.ExpectMsg<ReadServer>(TimeSpan.FromSeconds(5));
+        Assert.Equal(config.SrvId, read.SrvId);
+        writers.Reply(new ServerRead(config.SrvId, new ServerRow(config, "v1"), null));
     }
 
     static readonly RemoteVersions Versions = new("15.0", 150000, new Dictionary<string, string>(), null, new Dictionary<string, string>());
@@ -85,7 +99,7 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         var writers = CreateTestProbe();
         var settings = CollectorNode.FastSettings();
         var entity = Sys.ActorOf(ServerCollector.Props(settings, Powa41, writers.Ref, Stages()), "42");
-        entity.Tell(new EnsureCollecting(new ServerConfig(42, remote.Host(9), remote.Port, "postgres", remote.Password, "powa", 5, "x")));
+        Start(entity, writers, new ServerConfig(42, remote.Host(9), remote.Port, "postgres", remote.Password, "powa", 5, "x"));
 
         var restore = writers.ExpectMsg<RestoreSchedule>(TimeSpan.FromSeconds(10));
         Assert.Equal(42, restore.SrvId);
@@ -122,7 +136,7 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         settings.ResyncInterval = TimeSpan.FromMinutes(1); // no lease expiry during the test
         settings.MaxQueuedSnapshots = 3;
         var entity = Sys.ActorOf(ServerCollector.Props(settings, Powa41, writers.Ref, Stages()), "45");
-        entity.Tell(new EnsureCollecting(new ServerConfig(45, remote.Host(10), remote.Port, "postgres", remote.Password, "powa", 1, "q")));
+        Start(entity, writers, new ServerConfig(45, remote.Host(10), remote.Port, "postgres", remote.Password, "powa", 1, "q"));
         writers.ExpectMsg<RestoreSchedule>(TimeSpan.FromSeconds(10));
         var plan = new SnapshotPlan([new Datasource("pg_stat_statements", false, "powa_statements_src", null, "powa_statements_snapshot", "public")], []);
         writers.Reply(new ScheduleRestored(45, new LastSnapshot(true, DateTimeOffset.UtcNow.AddSeconds(-0.8)), plan, null));
@@ -168,7 +182,7 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         var writers = CreateTestProbe();
         var settings = CollectorNode.FastSettings();
         var entity = Sys.ActorOf(ServerCollector.Props(settings, Powa41, writers.Ref, Stages()), "43");
-        entity.Tell(new EnsureCollecting(new ServerConfig(43, "127.0.0.1", 1, "postgres", "Hush-Hush-42", "powa", 5, null)));
+        Start(entity, writers, new ServerConfig(43, "127.0.0.1", 1, "postgres", "Hush-Hush-42", "powa", 5, null));
 
         var report = writers.ExpectMsg<ReportErrors>(TimeSpan.FromSeconds(10));
         Assert.Contains("cannot connect to 127.0.0.1:1/powa user=postgres", Assert.Single(report.Errors));
@@ -187,7 +201,7 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         var writers = CreateTestProbe();
         var entity = Sys.ActorOf(ServerCollector.Props(CollectorNode.FastSettings(), Powa41, writers.Ref, Stages()), "44");
         Watch(entity);
-        entity.Tell(new EnsureCollecting(new ServerConfig(44, "127.0.0.1", 1, "postgres", null, "powa", 5, null)));
+        Start(entity, writers, new ServerConfig(44, "127.0.0.1", 1, "postgres", null, "powa", 5, null));
         entity.Tell(new StopCollecting(44));
         ExpectTerminated(entity, TimeSpan.FromSeconds(5));
     }

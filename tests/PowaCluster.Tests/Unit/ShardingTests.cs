@@ -10,14 +10,13 @@ namespace PowaCluster.Tests.Unit;
 
 public sealed class ShardingTests
 {
-    static ServerConfig Server(int id) => new(id, "127.0.0.1", 5432, "powa", null, "powa", 300, null);
 
     [Fact]
     public void Consecutive_srvids_fill_the_shards_evenly()
     {
         var x = new ServerMessageExtractor(100);
         // 60 servers: 60 shards of one server each, so least-shard allocation gives 20 to each of 3 nodes.
-        var shards = Enumerable.Range(1, 60).Select(id => x.ShardId(new EnsureCollecting(Server(id)))).ToList();
+        var shards = Enumerable.Range(1, 60).Select(id => x.ShardId(new EnsureCollecting(id, "1"))).ToList();
         Assert.Equal(60, shards.Distinct().Count());
         // 1000 servers: 10 per shard, exactly.
         var sizes = Enumerable.Range(1, 1000).GroupBy(id => x.ShardId(id.ToString())).Select(g => g.Count()).ToList();
@@ -34,7 +33,7 @@ public sealed class ShardingTests
         Assert.Equal("42", x.EntityId(new StopCollecting(42)));
         Assert.Equal("7", x.EntityId(new ShardRegion.StartEntity("7")));
         Assert.Null(x.EntityId("not a server message"));
-        var m = new EnsureCollecting(Server(3));
+        var m = new EnsureCollecting(3, "1");
         Assert.Same(m, x.EntityMessage(m));
         // Not a number (never sent by the collector): still the same shard on every node.
         Assert.Equal(x.ShardId("abc"), new ServerMessageExtractor(10).ShardId("abc"));
