@@ -12,30 +12,105 @@ public sealed partial class FleetCoordinator
 {
     // ---- powa-web's protocol -----------------------------------------------------------------
 
+    /// <summary>How long a permission verdict holds for a sending backend (a pid is reused after its backend exits).</summary>
+    static readonly TimeSpan VerdictFor = TimeSpan.FromSeconds(5);
+    /// <summary>Refusals answered per sending backend and minute; beyond, counted and dropped (a flood gets no reply each).</summary>
+    const int RefusalRepliesPerMinute = 10;
+
+    readonly Dictionary<int, (bool Allowed, DateTime UntilUtc)> _verdicts = [];
+    readonly Dictionary<int, List<ControlRequest>> _checking = [];   // requests waiting for their sender's verdict
+    readonly Dictionary<int, (DateTime MinuteUtc, int Refused)> _refusals = [];
+    long _refusedQuietly, _droppedLogged;
+    DateTime _lastFloodLogUtc = DateTime.MinValue;
+
     void OnNotification(ControlNotification n)
     {
         var request = CollectorProtocol.Parse(n.Payload);
-        _log.Debug("Received {0} (reply on {1}) from backend {2}", ForLog(request.Command), ForLog(request.Channel), n.SenderPid);
+        if (_log.IsDebugEnabled)
+            _log.Debug("Received {0} (reply on {1}) from backend {2}", ForLog(request.Command), ForLog(request.Channel), n.SenderPid);
         // Only the senders the reference allows may drive the collector: members of pg_signal_backend
         // (PostgreSQL 14+), powa's own roles (PoWA 5), or before 14 with PoWA 4 the roles that may write powa's data.
+        // One query per sending backend every few seconds, whatever it sends.
+        if (_verdicts.TryGetValue(n.SenderPid, out var v) && v.UntilUtc > DateTime.UtcNow)
+        {
+            _gate.Release(n.SenderPid);
+            Handle(request, n.SenderPid, v.Allowed, null);
+            return;
+        }
+        if (_checking.TryGetValue(n.SenderPid, out var waiting))
+        {
+            waiting.Add(request);
+            return;
+        }
+        _checking[n.SenderPid] = [request];
+        var pid = n.SenderPid;
         _link.RunAsync(async (c, ct) =>
         {
-            await using var cmd = new NpgsqlCommand(_sql.NotifyAllowed, c)
-                { Parameters = { new() { Value = n.SenderPid } } };
+            await using var cmd = new NpgsqlCommand(_sql.NotifyAllowed, c) { Parameters = { new() { Value = pid } } };
             return await cmd.ExecuteScalarAsync(ct) is true;
-        }).PipeTo(Self, success: ok => new Checked(request, ok, null), failure: e => new Checked(request, false, PgSession.Describe(e)));
+        }).PipeTo(Self, success: ok => new Checked(pid, ok, null), failure: e => new Checked(pid, false, PgSession.Describe(e)));
     }
 
     void OnChecked(Checked c)
     {
-        var r = c.Request;
-        if (!c.Allowed)
+        if (c.Error is null) _verdicts[c.SenderPid] = (c.Allowed, DateTime.UtcNow + VerdictFor);
+        if (_verdicts.Count > 10_000) PruneVerdicts();
+        if (!_checking.Remove(c.SenderPid, out var requests)) return;
+        foreach (var r in requests)
         {
-            if (c.Error is not null) _log.Warning("Cannot check who sent {0}: {1}", ForLog(r.Command), c.Error);
-            else _log.Warning("Refused {0}: its sender may not drive the collector", ForLog(r.Command));
-            Answer(r, "ERROR", "Permission denied");
+            _gate.Release(c.SenderPid);
+            Handle(r, c.SenderPid, c.Allowed, c.Error);
+        }
+    }
+
+    void PruneVerdicts()
+    {
+        var now = DateTime.UtcNow;
+        foreach (var pid in _verdicts.Where(kv => kv.Value.UntilUtc <= now).Select(kv => kv.Key).ToList()) _verdicts.Remove(pid);
+        foreach (var pid in _refusals.Where(kv => now - kv.Value.MinuteUtc > TimeSpan.FromMinutes(1)).Select(kv => kv.Key).ToList())
+            _refusals.Remove(pid);
+    }
+
+    /// <summary>
+    /// A refused request: answered and logged while its backend has had fewer than 10 refusals this minute (the
+    /// first one logged, the rest counted); beyond, dropped. Dropped notifications (NotifyGate) are logged with
+    /// them, once a minute.
+    /// </summary>
+    void Refuse(ControlRequest r, int pid, string? error)
+    {
+        var now = DateTime.UtcNow;
+        var (minute, count) = _refusals.TryGetValue(pid, out var x) && now - x.MinuteUtc < TimeSpan.FromMinutes(1) ? x : (now, 0);
+        _refusals[pid] = (minute, count + 1);
+        if (count == 0)
+        {
+            if (error is not null) _log.Warning("Cannot check who sent {0} (backend {1}): {2}", ForLog(r.Command), pid, error);
+            else _log.Warning("Refused {0} from backend {1}: its role may not drive the collector (this backend's next refusals this minute are counted, not logged)",
+                ForLog(r.Command), pid);
+        }
+        if (count < RefusalRepliesPerMinute) Answer(r, "ERROR", "Permission denied");
+        else _refusedQuietly++;
+        LogFlood();
+    }
+
+    void LogFlood()
+    {
+        var dropped = _gate.Dropped;
+        if ((dropped == _droppedLogged && _refusedQuietly == 0) || DateTime.UtcNow - _lastFloodLogUtc < TimeSpan.FromMinutes(1)) return;
+        _log.Warning("powa_collector NOTIFY flood: {0} notifications dropped (more than {1} waiting, or {2} from one backend), " +
+                     "{3} refusals not answered, since the last report", dropped - _droppedLogged, _gate.MaxPending, _gate.MaxPerSender, _refusedQuietly);
+        _droppedLogged = dropped;
+        _refusedQuietly = 0;
+        _lastFloodLogUtc = DateTime.UtcNow;
+    }
+
+    void Handle(ControlRequest r, int pid, bool allowed, string? error)
+    {
+        if (!allowed)
+        {
+            Refuse(r, pid, error);
             return;
         }
+        LogFlood();
         switch (r.Command)
         {
             case "RELOAD":
@@ -144,7 +219,7 @@ public sealed partial class FleetCoordinator
     sealed record ReEnsureTick(int? SrvId);
     sealed record ServersLoaded(IReadOnlyList<ServerRow> Servers, bool Refresh);
     sealed record LoadFailed(string Error);
-    sealed record Checked(ControlRequest Request, bool Allowed, string? Error);
+    sealed record Checked(int SenderPid, bool Allowed, string? Error);
     sealed record ServerAnswered(ControlRequest Request, string Status, string Message);
     sealed record ReplySent(string Command, string? Error);
 }

@@ -10,10 +10,13 @@ namespace PowaCluster.Collector.Actors;
 
 /// <summary>
 /// Cluster singleton. Reads the active servers (powa_servers with id > 0 and frequency > 0) at start, at every
-/// resync and on RELOAD; sends every one an idempotent EnsureCollecting through the shard region (which
-/// starts, updates or keeps alive its entity) and tells the ones that disappeared to stop. Its child
+/// resync and on RELOAD, through its node's writers; sends every one an idempotent EnsureCollecting through
+/// the shard region (which starts, updates or keeps alive its entity) and tells the ones that disappeared to
+/// stop. While a read hangs (a repository that accepts connections and answers nothing), every resync tick
+/// still renews the leases of the servers it knows: a hung repository never stops the fleet. Its child
 /// NotifyListener holds the cluster's one LISTEN powa_collector connection; the coordinator answers
-/// powa-web's requests (RELOAD, WORKERS_STATUS, FORCE_SNAPSHOT) on its own repository connection.
+/// powa-web's requests (RELOAD, WORKERS_STATUS, FORCE_SNAPSHOT) on its own repository connection, which
+/// carries nothing else.
 /// </summary>
 public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
 {
@@ -25,32 +28,44 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
     readonly NpgsqlConnectionStringBuilder _csb;
     readonly PowaSql _sql;
     readonly IActorRef _region;
+    readonly IActorRef _writers;
     readonly ILoggingAdapter _log = Context.GetLogger();
-    readonly RepositoryLink _link;
+    readonly RepositoryLink _link;          // powa-web's requests: permission checks and replies, nothing else
+    readonly NotifyGate _gate = new();
     Dictionary<int, ServerRow> _known = [];
-    bool _loading, _loadAgain, _refreshNext;
+    bool _loading, _loadAgain, _refreshNext, _loadRefresh;
     readonly List<ControlRequest> _reloadWaiting = [];
     DateTimeOffset? _lastResync;
     string? _lastError;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public FleetCoordinator(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, IActorRef region)
+    public FleetCoordinator(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, IActorRef region,
+        IActorRef writers)
     {
         _sql = sql;
         _settings = settings;
         _region = region;
+        _writers = writers;
         _csb = PgSession.ForRole(repository, "PoWA collector - coordinator", settings.ConnectTimeout, settings.RepositoryTimeout);
         _link = new RepositoryLink(_csb, settings.ConnectTimeout + settings.RepositoryTimeout);
 
-        Receive<Resync>(_ => StartResync(refresh: false));
+        Receive<Resync>(_ =>
+        {
+            if (_loading) ReEnsure(null); // the last read has not come back: renew the leases with what we know
+            StartResync(refresh: false);
+            LogFlood();
+        });
         Receive<Reload>(_ =>
         {
             _log.Info("Reload requested by a signal");
             StartResync(refresh: true);
         });
-        Receive<ServersLoaded>(OnLoaded);
-        Receive<LoadFailed>(OnLoadFailed);
+        Receive<ServersRead>(m =>
+        {
+            if (m.Error is null) OnLoaded(new ServersLoaded(m.Rows, _loadRefresh));
+            else OnLoadFailed(new LoadFailed($"cannot read powa_servers: {m.Error}"));
+        });
 
         Receive<ControlNotification>(OnNotification);
         Receive<Checked>(OnChecked);
@@ -67,7 +82,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
     protected override void PreStart()
     {
         _log.Info("FleetCoordinator started; reading powa_servers every {0:F0} s", _settings.ResyncInterval.TotalSeconds);
-        Context.ActorOf(NotifyListener.Props(_settings, _csb), "notify-listener");
+        Context.ActorOf(NotifyListener.Props(_settings, _csb, _gate), "notify-listener");
         Self.Tell(Resync.Instance);
         Timers.StartPeriodicTimer("resync", Resync.Instance, _settings.ResyncInterval);
         try { Cluster.Get(Context.System).Subscribe(Self, typeof(ClusterEvent.MemberRemoved)); }
@@ -133,10 +148,8 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
             return;
         }
         _loading = true;
-        var describe = Dsn.Describe(_csb);
-        _link.RunAsync((c, ct) => RepositoryQueries.LoadActiveServersAsync(_sql, c, ct)).PipeTo(Self,
-            success: servers => new ServersLoaded(servers, refresh),
-            failure: e => new LoadFailed($"cannot read powa_servers from the repository {describe}: {PgSession.Describe(e)}"));
+        _loadRefresh = refresh;
+        _writers.Tell(new LoadServers(Self));
     }
 
     void OnLoaded(ServersLoaded m)
@@ -189,6 +202,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         _reloadWaiting.Clear();
     }
 
-    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, IActorRef region) =>
-        Akka.Actor.Props.Create(() => new FleetCoordinator(settings, repository, sql, region));
+    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, IActorRef region,
+        IActorRef writers) =>
+        Akka.Actor.Props.Create(() => new FleetCoordinator(settings, repository, sql, region, writers));
 }

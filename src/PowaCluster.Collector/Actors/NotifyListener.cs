@@ -9,7 +9,7 @@ namespace PowaCluster.Collector.Actors;
 
 /// <summary>
 /// Holds the cluster's one LISTEN powa_collector connection (a child of the FleetCoordinator singleton, so
-/// it moves with it) and hands every notification to its parent. The connection is checked at least every
+/// it moves with it) and hands every notification its NotifyGate admits to its parent. The connection is checked at least every
 /// 10 s and replaced when dropped.
 /// </summary>
 public sealed class NotifyListener : ReceiveActor, IWithTimers
@@ -25,9 +25,12 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public NotifyListener(CollectorSettings settings, NpgsqlConnectionStringBuilder repository)
+    readonly NotifyGate _gate;
+
+    public NotifyListener(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, NotifyGate gate)
     {
         _settings = settings;
+        _gate = gate;
         // powa-web's configuration page finds a running collector by this name on the LISTEN connection.
         _csb = PgSession.ForRole(repository, $"PoWA collector - main thread (powa-cluster {FleetCoordinator.Version})",
             settings.ConnectTimeout, settings.ConnectTimeout);
@@ -69,12 +72,13 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
         var csb = _csb;
         var connectTimeout = _settings.ConnectTimeout;
         var token = _stop.Token;
+        var gate = _gate;
         _ = Task.Run(async () =>
         {
             string? error = null;
             try
             {
-                await ListenLoop(csb, connectTimeout, gen, self, parent, token);
+                await ListenLoop(csb, connectTimeout, gen, self, parent, gate, token);
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested) { return; }
             catch (Exception e) { error = PgSession.Describe(e); }
@@ -84,7 +88,7 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
 
     /// <summary>LISTEN, then wait for notifications; every 10 s without one, prove the connection alive.</summary>
     static async Task ListenLoop(NpgsqlConnectionStringBuilder csb, TimeSpan connectTimeout, int gen,
-        IActorRef self, IActorRef parent, CancellationToken token)
+        IActorRef self, IActorRef parent, NotifyGate gate, CancellationToken token)
     {
         NpgsqlConnection conn;
         using (var cts = CancellationTokenSource.CreateLinkedTokenSource(token))
@@ -96,7 +100,8 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
         {
             conn.Notification += (_, e) =>
             {
-                if (e.Channel == CollectorProtocol.Channel)
+                // Beyond the gate's bounds a notification is dropped here (counted), before it costs anything.
+                if (e.Channel == CollectorProtocol.Channel && gate.TryAdmit(e.PID))
                     parent.Tell(new ControlNotification(e.PID, e.Payload));
             };
             await PgSession.ExecAsync(conn, $"LISTEN {CollectorProtocol.Channel}", token);
@@ -117,6 +122,6 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
     sealed record Started(int Generation);
     sealed record Ended(int Generation, string? Error);
 
-    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository) =>
-        Akka.Actor.Props.Create(() => new NotifyListener(settings, repository));
+    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, NotifyGate gate) =>
+        Akka.Actor.Props.Create(() => new NotifyListener(settings, repository, gate));
 }

@@ -53,6 +53,7 @@ public sealed class SnapshotWriter : ReceiveActor
         StoreSnapshot s => s.ReplyTo,
         RestoreSchedule r => r.ReplyTo,
         ReadServer r => r.ReplyTo,
+        LoadServers l => l.ReplyTo,
         _ => null,
     };
 
@@ -75,6 +76,7 @@ public sealed class SnapshotWriter : ReceiveActor
                 StoreSnapshot s => await StoreAsync(conn, s, waited, sw, cts.Token).ConfigureAwait(false),
                 RestoreSchedule r => await RestoreAsync(conn, r, cts.Token).ConfigureAwait(false),
                 ReadServer r => new ServerRead(r.SrvId, await RepositoryQueries.LoadActiveServerAsync(_sql, conn, r.SrvId, cts.Token).ConfigureAwait(false), null),
+                LoadServers => new ServersRead(await RepositoryQueries.LoadActiveServersAsync(_sql, conn, cts.Token).ConfigureAwait(false), null),
                 SaveVersions v => await InTransaction(conn, c => RepositoryQueries.SaveVersionsAsync(_sql, c, v.SrvId, v.Versions, cts.Token), cts.Token),
                 ReportErrors e => await InTransaction(conn, c => RepositoryQueries.ReportErrorsAsync(_sql, c, e.SrvId, e.Errors, replace: true, cts.Token), cts.Token),
                 CheckRepository => await InTransaction(conn, c => PgSession.ExecAsync(c, "SELECT 1", cts.Token), cts.Token),
@@ -93,6 +95,7 @@ public sealed class SnapshotWriter : ReceiveActor
                 StoreSnapshot s => new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited),
                 RestoreSchedule r => new ScheduleRestored(r.SrvId, null, SnapshotPlan.Empty, msg),
                 ReadServer r => new ServerRead(r.SrvId, null, msg),
+                LoadServers => new ServersRead([], msg),
                 _ => null,
             };
             var broken = work is CheckRepository || e is RepositoryUnavailableException || _conn is null;

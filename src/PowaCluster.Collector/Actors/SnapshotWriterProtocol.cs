@@ -47,6 +47,18 @@ public sealed record ReadServer(int SrvId, IActorRef ReplyTo) : IWriterWork;
 /// <summary>Row is null when the server is not active (removed or deactivated); Error set when the repository could not be read.</summary>
 public sealed record ServerRead(int SrvId, ServerRow? Row, string? Error);
 
+/// <summary>
+/// The coordinator's resync: every active server's row. On a writer's connection, not on the coordinator's
+/// own (which answers powa-web): a flood of NOTIFY requests cannot delay it, nor it them. Answered with ServersRead.
+/// </summary>
+public sealed record LoadServers(IActorRef ReplyTo) : IWriterWork
+{
+    public int SrvId => 0;
+}
+
+/// <summary>Rows is empty and Error set when the repository could not be read.</summary>
+public sealed record ServersRead(IReadOnlyList<ServerRow> Rows, string? Error);
+
 /// <summary>RELOAD: save a connected server's versions again. Not answered.</summary>
 public sealed record SaveVersions(int SrvId, RemoteVersions Versions) : IWriterWork;
 

@@ -245,7 +245,8 @@ public static class AkkaConfiguration
         b.AddHocon("akka.cluster.singleton-proxy.log-singleton-identification-failure = off", HoconAddMode.Prepend)
          .WithSingleton<FleetCoordinator>(
             "fleet-coordinator",
-            (_, registry, _) => FleetCoordinator.Props(rt.Settings, rt.Repository, rt.Powa, registry.Get<ServerCollector>()),
+            (_, registry, _) => FleetCoordinator.Props(rt.Settings, rt.Repository, rt.Powa, registry.Get<ServerCollector>(),
+                registry.Get<SnapshotWriterPool>()),
             new ClusterSingletonOptions(),
             createProxyToo: true);
 

@@ -25,7 +25,8 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         var b = await repo.RegisterAsync(fx.Lab.Remotes[0], 8, "b");
         var region = CreateTestProbe();
         var settings = CollectorNode.FastSettings();
-        Sys.ActorOf(FleetCoordinator.Props(settings, repo.ConnectionString, Sql41, region.Ref));
+        var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, repo.ConnectionString, Sql41));
+        Sys.ActorOf(FleetCoordinator.Props(settings, repo.ConnectionString, Sql41, region.Ref, pool));
 
         var first = new[] { region.ExpectMsg<EnsureCollecting>(), region.ExpectMsg<EnsureCollecting>() };
         Assert.Equal([a, b], first.Select(m => m.SrvId).Order());

@@ -119,6 +119,57 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
         Assert.Equal("WORKERS_STATUS OK {}", await allowed.AskAsync("WORKERS_STATUS", "ok2"));
     }
 
+    /// <summary>
+    /// 100,000 notifications from a role that may not drive the collector: bounded (dropped and counted beyond
+    /// NotifyGate's bounds), one permission query per backend, a few refusals answered and logged, and powa-web's
+    /// WORKERS_STATUS answered at once after it; collection goes on. (The fault script prints the figures.)
+    /// </summary>
+    [Fact]
+    public async Task A_NOTIFY_flood_from_a_stranger_costs_neither_the_control_plane_nor_snapshots()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var srvid = await repo.RegisterAsync(fx.Lab.Remotes[0], 24, "ctl-flood", frequency: 5);
+        var role = $"flood_{Guid.NewGuid():N}"[..20];
+        await repo.ExecAsync($"CREATE ROLE {role} LOGIN PASSWORD 'x{role}'");
+        await using var node = await CollectorNode.StartAsync(repo, ReloadOnly());
+        var warnings = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var listener = node.System.ActorOf(Akka.Actor.Props.Create(() => new LogCollector(warnings)));
+        node.System.EventStream.Subscribe(listener, typeof(Akka.Event.Warning));
+        await using var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
+        await web.WaitForCollectorAsync();
+        await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 1, TimeSpan.FromSeconds(20), "a first snapshot");
+
+        await using (var stranger = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(repo.ConnectionString.ConnectionString)
+                         { Username = role, Password = "x" + role }.ConnectionString))
+        {
+            await stranger.OpenAsync();
+            await using var cmd = new Npgsql.NpgsqlCommand(
+                "SELECT pg_notify('powa_collector', 'WORKERS_STATUS flood_' || i || ' ') FROM generate_series(1, 100000) i", stranger);
+            await cmd.ExecuteNonQueryAsync();
+        }
+        var sw = Stopwatch.StartNew();
+        var reply = await web.AskAsync("WORKERS_STATUS", "after_flood", "", TimeSpan.FromSeconds(10));
+        output.WriteLine($"WORKERS_STATUS after 100,000 hostile notifications: {reply} in {sw.ElapsedMilliseconds} ms");
+        Assert.Equal($"WORKERS_STATUS OK {{\"{srvid}\": \"running\"}}", reply);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"answered after {sw.ElapsedMilliseconds} ms");
+
+        // Snapshots went on through the flood, every 5 s.
+        var before = (await repo.SnapshotTimesAsync(srvid)).Count;
+        await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= before + 2, TimeSpan.FromSeconds(12), "snapshots after the flood");
+        // A handful of lines, not one per notification.
+        await Task.Delay(500);
+        var lines = warnings.Where(w => w.Contains("Refused") || w.Contains("flood")).ToList();
+        foreach (var l in lines) output.WriteLine(l);
+        Assert.InRange(lines.Count, 1, 5);
+        Assert.Contains(lines, l => l.Contains("notifications dropped"));
+    }
+
+    sealed class LogCollector : Akka.Actor.ReceiveActor
+    {
+        public LogCollector(System.Collections.Concurrent.ConcurrentQueue<string> into) =>
+            Receive<Akka.Event.LogEvent>(e => into.Enqueue(e.Message?.ToString() ?? ""));
+    }
+
     [Fact]
     public async Task Register_configure_deactivate_delete_then_RELOAD_take_effect_within_2_s()
     {
