@@ -127,7 +127,7 @@ public sealed partial class ServerCollector
     {
         var id = _srvId;
         if (DateTime.UtcNow - _lastStartUtc < TimeSpan.FromSeconds(10)) return new(id, false, TooSoon);
-        StartRead();
+        StartRead(forced: true);
         return _run is not null ? new(id, true, Started) : new(id, false, _record.Describe(id));
     }
 

@@ -232,7 +232,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         else _log.Debug(text);
     }
 
-    void StartRead()
+    void StartRead(bool forced = false)
     {
         if (_remote is null || _remote.IsBroken)
         {
@@ -243,7 +243,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _skipped = 0;
         _lastStartUtc = DateTime.UtcNow;
         var seq = ++_sequence;
-        var stage = new SnapshotStage(_srvId, _config.Name, _stages) { ServerVersionNum = _versions!.ServerVersionNum };
+        var stage = new SnapshotStage(_srvId, _config.Name, _stages) { ServerVersionNum = _versions!.ServerVersionNum, Forced = forced };
         var job = new SnapshotJob(_plan, _versions.Schemas, _guarded, _refresh, _config, _settings.RemoteTimeout, _settings.ConnectTimeout);
         _runRefresh = _refresh;
         _refresh = null;

@@ -61,9 +61,16 @@ public sealed class SnapshotWriter : ReceiveActor
 
     protected override void PostStop()
     {
-        _conn?.Dispose(); // an open transaction is rolled back by the server when the connection closes
+        _stopped = true;
+        // An open transaction is rolled back by the server when the connection closes. Closed off the actor's
+        // thread: Dispose is synchronous, and with a call still in flight on the connection it waits for it.
+        var conn = _conn;
         _conn = null;
+        if (conn is not null) _ = Task.Run(() => conn.Dispose());
     }
+
+    /// <summary>Set when the writer stops: work still running then fails on its closed connection, and says nothing.</summary>
+    volatile bool _stopped;
 
     async Task<Done> RunAsync(IWriterWork work, TimeSpan waited, Stopwatch sw)
     {
@@ -88,7 +95,7 @@ public sealed class SnapshotWriter : ReceiveActor
         {
             var msg = e is RepositoryUnavailableException ? e.Message : PgSession.Describe(e);
             await ResetConnectionAsync().ConfigureAwait(false);
-            if (work is not CheckRepository)
+            if (work is not CheckRepository && !_stopped)
                 _log.Warning("Repository work for server {0} ({1}) failed: {2}", work.SrvId, work.GetType().Name, msg);
             object? reply = work switch
             {

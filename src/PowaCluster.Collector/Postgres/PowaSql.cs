@@ -64,8 +64,19 @@ public abstract class PowaSql
         "SELECT CASE WHEN snapts = '-infinity' THEN NULL ELSE extract(epoch FROM snapts)::float8 END " +
         $"FROM {Q("powa_snapshot_metas")} WHERE srvid = $1";
 
-    /// <summary>The lock powa_take_snapshot takes to refuse concurrent snapshots of a server, taken first, NOWAIT.</summary>
-    public string LockServer => $"SELECT 1 FROM {Q("powa_snapshot_metas")} WHERE srvid = $1 FOR UPDATE NOWAIT";
+    /// <summary>
+    /// The lock powa_take_snapshot takes to refuse concurrent snapshots of a server, taken first, NOWAIT; with
+    /// the time of the server's last stored snapshot and its frequency, for the once-per-interval fence.
+    /// </summary>
+    public string LockServer =>
+        $"SELECT m.snapts, s.frequency FROM {Q("powa_snapshot_metas")} m JOIN {Q("powa_servers")} s ON s.id = m.srvid " +
+        "WHERE m.srvid = $1 FOR UPDATE OF m NOWAIT";
+
+    /// <summary>
+    /// $1 srvid, $2 when the snapshot was taken: powa_take_snapshot sets snapts to the repository's now(), the
+    /// time it was stored; the collector sets it to the time it was taken, which the fence compares with.
+    /// </summary>
+    public string SetSnapshotTime => $"UPDATE {Q("powa_snapshot_metas")} SET snapts = $2 WHERE srvid = $1";
 
     /// <summary>$1 a srvid or NULL for all: each server's alias, address, last snapshot, last error and frequency (powa-cluster status).</summary>
     public string ServerStatuses =>

@@ -30,9 +30,10 @@ public sealed class RepositoryLink(NpgsqlConnectionStringBuilder csb, TimeSpan t
         return task;
     }
 
+    /// <summary>Closes the connection once the call in flight, if any, has ended; never blocks the caller (an actor's thread).</summary>
     public void Dispose()
     {
-        _conn?.Dispose();
-        _conn = null;
+        var tail = _tail;
+        _ = tail.ContinueWith(_ => { _conn?.Dispose(); _conn = null; }, TaskScheduler.Default);
     }
 }

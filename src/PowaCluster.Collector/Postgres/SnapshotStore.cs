@@ -9,7 +9,10 @@ public enum StoreOutcome
     /// <summary>Committed: the data, powa_take_snapshot and the errors.</summary>
     Stored,
 
-    /// <summary>Another collector holds the server's snapshot right now; nothing was written.</summary>
+    /// <summary>
+    /// Nothing was written: another collector holds the server's snapshot right now, or one taken less than half
+    /// an interval from this one is stored already (SkipReason says which).
+    /// </summary>
     Skipped,
 }
 
@@ -50,6 +53,7 @@ public static class SnapshotStore
         var errors = stage.Errors;
         await using var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(TakeSnapshotCommand(sql, stage.SrvId));
+        foreach (var c in AfterTakeSnapshotCommands(sql, stage)) batch.BatchCommands.Add(c);
         if (errors.Count > 0) batch.BatchCommands.Add(AppendErrorsCommand(sql, stage.SrvId, errors));
         foreach (var c in PlanCommands(sql, stage.SrvId, stage.ServerVersionNum)) batch.BatchCommands.Add(c);
         batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
@@ -81,8 +85,10 @@ public static class SnapshotStore
         try
         {
             await using var cmd = new NpgsqlBatch(conn) { BatchCommands = { TakeSnapshotCommand(sql, stage.SrvId) } };
+            foreach (var c in AfterTakeSnapshotCommands(sql, stage)) cmd.BatchCommands.Add(c);
             await using var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
             takeErrors = await ReadTakeSnapshotAsync(r, ct).ConfigureAwait(false);
+            while (await r.NextResultAsync(ct).ConfigureAwait(false)) { }
         }
         catch (PostgresException e)
         {
@@ -103,7 +109,14 @@ public static class SnapshotStore
         return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors);
     }
 
-    /// <summary>BEGIN, the NOWAIT lock and the transaction's application_name in one round trip; a Skipped result when locked.</summary>
+    /// <summary>
+    /// BEGIN, the NOWAIT lock and the transaction's application_name in one round trip; a Skipped result when
+    /// another collector holds the lock, or when a snapshot taken less than half an interval from this one (10 s
+    /// for a forced one) is stored already: at most one snapshot per server and interval, whatever the cluster
+    /// does (two clusters formed side by side, a frozen node that wakes and fires its overdue tick, an old
+    /// collector still running). The times compared are when each snapshot was taken (SetSnapshotTime), so a
+    /// queue of snapshots read an interval apart and stored back to back passes.
+    /// </summary>
     static async Task<StoreResult?> BeginAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
         await using var batch = new NpgsqlBatch(conn)
@@ -117,16 +130,44 @@ public static class SnapshotStore
                     { Parameters = { new() { Value = $"PoWA collector - repo_conn for worker {stage.ServerName}" } } },
             },
         };
+        DateTime? last = null;
+        var frequency = 0;
         try
         {
-            await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
-            return null;
+            await using (var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false))
+            {
+                if (await r.ReadAsync(ct).ConfigureAwait(false))
+                {
+                    var snapts = r.GetFieldValue<DateTime>(0); // -infinity (never) reads as DateTime.MinValue
+                    if (snapts != DateTime.MinValue && snapts != DateTime.MaxValue) last = snapts.ToUniversalTime();
+                    frequency = r.GetInt32(1);
+                }
+                while (await r.NextResultAsync(ct).ConfigureAwait(false)) { }
+            }
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
             return new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], new SnapshotInProgressException(stage.SrvId).Message);
         }
+        if (TooClose(stage, last, frequency) is { } reason)
+        {
+            await RollbackAsync(conn, ct).ConfigureAwait(false);
+            return new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], reason);
+        }
+        return null;
+    }
+
+    /// <summary>Why a snapshot taken at stage.TakenAtUtc is one too many, or null.</summary>
+    public static string? TooClose(SnapshotStage stage, DateTime? lastTakenUtc, int frequencySeconds)
+    {
+        if (lastTakenUtc is not { } last) return null;
+        var limit = stage.Forced ? TimeSpan.FromSeconds(10) : TimeSpan.FromSeconds(frequencySeconds / 2.0);
+        var gap = (stage.TakenAtUtc - last).Duration();
+        return gap < limit
+            ? $"a snapshot of server {stage.SrvId} taken at {last:HH:mm:ss.fff} UTC is stored already, {gap.TotalSeconds:F1} s from this one " +
+              $"(less than {(stage.Forced ? "10 s, for a forced snapshot" : "half its interval")}): another collector collects this server too"
+            : null;
     }
 
     static async Task CopyInAsync(NpgsqlConnection conn, SnapshotStage stage, StagedDatasource ds, CancellationToken ct)
@@ -147,6 +188,20 @@ public static class SnapshotStore
 
     static NpgsqlBatchCommand TakeSnapshotCommand(PowaSql sql, int srvid) =>
         new(sql.TakeSnapshot) { Parameters = { new() { Value = srvid } } };
+
+    /// <summary>
+    /// Right after powa_take_snapshot: the snapshot's time is when it was taken (SetSnapshotTime); and a
+    /// datasource whose snapshot function failed inside powa_take_snapshot (which catches it and rolls that
+    /// function back) leaves its rows in its *_src_tmp table, which would be stored with the next snapshot:
+    /// they are deleted (a DELETE that finds nothing when all went well).
+    /// </summary>
+    static IEnumerable<NpgsqlBatchCommand> AfterTakeSnapshotCommands(PowaSql sql, SnapshotStage stage)
+    {
+        yield return new NpgsqlBatchCommand(sql.SetSnapshotTime)
+            { Parameters = { new() { Value = stage.SrvId }, new() { Value = stage.TakenAtUtc, NpgsqlDbType = NpgsqlDbType.TimestampTz } } };
+        foreach (var ds in stage.Datasources.Where(d => d.HasRows))
+            yield return new NpgsqlBatchCommand($"DELETE FROM {ds.Target} WHERE srvid = $1") { Parameters = { new() { Value = stage.SrvId } } };
+    }
 
     static async Task<int> ReadTakeSnapshotAsync(NpgsqlDataReader r, CancellationToken ct) =>
         await r.ReadAsync(ct).ConfigureAwait(false) && !r.IsDBNull(0) ? r.GetInt32(0) : 0;

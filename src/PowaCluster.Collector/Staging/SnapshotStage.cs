@@ -47,7 +47,10 @@ public sealed class SnapshotStage : IDisposable
     public string ServerName { get; }
 
     /// <summary>When the read started (UTC): the remote's rows carry the remote's own timestamp.</summary>
-    public DateTime TakenAtUtc { get; } = DateTime.UtcNow;
+    public DateTime TakenAtUtc { get; init; } = DateTime.UtcNow;
+
+    /// <summary>FORCE_SNAPSHOT: the fence allows it 10 s after the last one (the reference's rule), not half an interval.</summary>
+    public bool Forced { get; init; }
 
     public IReadOnlyList<StagedDatasource> Datasources => _datasources;
 

@@ -39,4 +39,50 @@ public sealed class ConcurrentSnapshotTests(LabFixture fx, ITestOutputHelper out
         Assert.Empty(await repo.ErrorsAsync(srvid));
         output.WriteLine($"{before} snapshots before the release, more after it");
     }
+
+    /// <summary>
+    /// Two collectors that each believe they own the server (two clusters formed side by side, an old collector
+    /// still running): the repository stores at most one snapshot per half interval, whoever takes them.
+    /// </summary>
+    [Fact]
+    public async Task Two_collectors_side_by_side_store_at_most_one_snapshot_per_half_interval()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var srvid = await repo.RegisterAsync(fx.Lab.Remotes[0], 47, "twice", frequency: 5);
+        DateTime from, to;
+        await using (var a = await CollectorNode.StartAsync(repo))
+        await using (var b = await CollectorNode.StartAsync(repo))
+        {
+            from = DateTime.UtcNow;
+            await Task.Delay(TimeSpan.FromSeconds(30));
+            to = DateTime.UtcNow;
+        }
+        var times = (await repo.SnapshotTimesAsync(srvid)).Select(t => t.ToUniversalTime()).Where(t => t >= from && t < to).ToList();
+        var gaps = times.Zip(times.Skip(1), (x, y) => (y - x).TotalSeconds).ToList();
+        output.WriteLine($"{times.Count} snapshots in 30 s at 5 s by two collectors; gaps: {string.Join(", ", gaps.Select(g => g.ToString("F1")))}");
+        Assert.NotEmpty(gaps);
+        Assert.True(gaps.Min() >= 2.4, $"two snapshots {gaps.Min():F1} s apart");
+        Assert.InRange(times.Count, 5, 7); // 6 due in 30 s; two collectors unfenced store about 12
+        Assert.Empty(await repo.ErrorsAsync(srvid));
+    }
+
+    /// <summary>
+    /// A datasource whose snapshot function fails inside powa_take_snapshot (which catches the error and rolls
+    /// that function back) leaves nothing in its *_src_tmp table for the next snapshot to store.
+    /// </summary>
+    [Fact]
+    public async Task A_snapshot_function_that_fails_leaves_nothing_in_its_tmp_table()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var srvid = await repo.RegisterAsync(fx.Lab.Remotes[0], 46, "leftover", frequency: 5);
+        await repo.ExecAsync("""
+            CREATE FUNCTION refuse_statements() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'statements refused by the test'; END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON powa_statements_history_current FOR EACH ROW EXECUTE FUNCTION refuse_statements();
+            """);
+        await using var node = await CollectorNode.StartAsync(repo);
+        await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 2, TimeSpan.FromSeconds(20), "two snapshots");
+        Assert.Contains(await repo.ErrorsAsync(srvid), e => e.Contains("statements refused by the test") || e.Contains("powa_statements_snapshot"));
+        Assert.Equal(0, await repo.CountAsync("powa_statements_src_tmp", srvid));
+    }
 }
