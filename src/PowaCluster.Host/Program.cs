@@ -88,6 +88,10 @@ public static class Program
                 Console.Error.WriteLine("powa-cluster: this node was downed by the cluster (unreachable from the majority); " +
                                         "its servers are collected by the other nodes. Exiting: start it again to rejoin.");
                 return 1;
+            case ShardCountMismatchReason:
+                Console.Error.WriteLine("powa-cluster: this node's NumberOfShards differs from its cluster's (its log says which): " +
+                                        "it left the cluster without collecting. Set the cluster's value and start it again.");
+                return 1;
             case JoinFailedReason:
                 Console.Error.WriteLine("powa-cluster: could not join the cluster in time (its log says why). Exiting: start it again.");
                 return 1;

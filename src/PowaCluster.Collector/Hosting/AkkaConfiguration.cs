@@ -122,7 +122,8 @@ public static class AkkaConfiguration
     {
         var s = rt.Settings;
         var seeds = s.Discovery == DiscoveryModes.Seeds ? s.Seeds.Select(x => $"{Protocol(rt)}://{SystemName}@{x}").ToArray() : [];
-        b.WithClustering(new ClusterOptions { SeedNodes = seeds, LogInfo = s.Debug });
+        // The node's NumberOfShards as a role: shards and the coordinator go only to nodes of the same number.
+        b.WithClustering(new ClusterOptions { SeedNodes = seeds, LogInfo = s.Debug, Roles = [ShardRole(s)] });
         b.AddHocon(SplitBrainHocon(s), HoconAddMode.Prepend);
         if (s.IsOneNode)
             b.AddStartup((system, _) =>
@@ -138,6 +139,15 @@ public static class AkkaConfiguration
     /// more than half of the nodes downs the others, and a side in minority downs itself (its process
     /// exits, so that Kubernetes or the service manager restarts it).
     /// </summary>
+    public const string ShardRolePrefix = "powa-shards-";
+
+    /// <summary>The cluster role that carries a node's NumberOfShards (ShardCountGuard).</summary>
+    public static string ShardRole(CollectorSettings s) => ShardRolePrefix + s.NumberOfShards;
+
+    /// <summary>A node whose NumberOfShards is not its cluster's leaves it (exit code 1): ShardCountGuard.</summary>
+    public static AkkaConfigurationBuilder WithShardCountGuard(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithActors((system, _) => system.ActorOf(ShardCountGuard.Props(rt.Settings.NumberOfShards), "shard-count-guard"));
+
     public static string SplitBrainHocon(CollectorSettings s) => $$"""
         akka.cluster {
           downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
@@ -231,6 +241,7 @@ public static class AkkaConfiguration
                 StateStoreMode = StateStoreMode.DData,
                 ShouldPassivateIdleEntities = false,
                 HandOffStopMessage = StopEntity.Instance,
+                Role = ShardRole(rt.Settings),
             });
 
     /// <summary>
@@ -247,7 +258,7 @@ public static class AkkaConfiguration
             "fleet-coordinator",
             (_, registry, _) => FleetCoordinator.Props(rt.Settings, rt.Repository, rt.Powa, registry.Get<ServerCollector>(),
                 registry.Get<SnapshotWriterPool>()),
-            new ClusterSingletonOptions(),
+            new ClusterSingletonOptions { Role = ShardRole(rt.Settings) },
             createProxyToo: true);
 
     /// <summary>Where the FleetCoordinator singleton lives on the node that hosts it.</summary>
@@ -271,6 +282,7 @@ public static class AkkaConfiguration
          .WithPowaRemoting(rt)
          .WithPowaSerialization()
          .WithPowaClustering(rt)
+         .WithShardCountGuard(rt)
          .WithKubernetesJoin(rt)
          .WithPowaSharding(rt)
          .WithSnapshotWriters(rt)

@@ -18,8 +18,11 @@ public static class HandOff
         try
         {
             var cluster = Cluster.Get(context.System);
+            // Only members of this node's NumberOfShards (its role): another number's region would start the server
+            // under a coordinator of its own.
+            var role = cluster.SelfRoles.FirstOrDefault(r => r.StartsWith(Hosting.AkkaConfiguration.ShardRolePrefix, StringComparison.Ordinal));
             others = cluster.State.Members
-                .Where(m => m.Status == MemberStatus.Up && !m.Address.Equals(cluster.SelfAddress)).ToList();
+                .Where(m => m.Status == MemberStatus.Up && !m.Address.Equals(cluster.SelfAddress) && (role is null || m.HasRole(role))).ToList();
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
