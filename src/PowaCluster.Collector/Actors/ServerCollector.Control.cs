@@ -102,7 +102,7 @@ public sealed partial class ServerCollector
         _config = cfg;
         if (old.ConnectionDiffers(cfg))
         {
-            _log.Info("Server {0}: connection settings changed ({1} -> {2}), reconnecting", cfg.SrvId, old.Name, cfg.Name);
+            _log.Info("Server {0}: connection settings changed ({1} -> {2}), reconnecting", cfg.SrvId, ServerConfig.Shown(old.Name), ServerConfig.Shown(cfg.Name));
             CloseRemote();
             _failures = 0;
             Connect();

@@ -121,12 +121,19 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         }
         _failures = 0;
         (_config, _rowVersion) = (m.Row.Config, m.Row.RowVersion);
-        _log.Info("Starting to collect server {0} ({1}) every {2} s", _srvId, _config.Name, _config.Frequency);
+        _log.Info("Starting to collect server {0} ({1}) every {2} s", _srvId, ServerConfig.Shown(_config.Name), _config.Frequency);
         Connect();
     }
 
     void Connect()
     {
+        if (_config.Problem() is { } problem)
+        {
+            // Not a row to connect with (a socket path, a host list): said in powa_snapshot_metas.errors and the
+            // log, tried again after the longest backoff, and at once when the row changes.
+            Disconnected(CollectorStatus.NoRemote, problem, report: true, delay: _settings.RetryMaxDelay);
+            return;
+        }
         var gen = ++_generation;
         var csb = _config.ToConnectionString(_settings);
         var life = _life.Token;
@@ -244,7 +251,8 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _lastStartUtc = DateTime.UtcNow;
         var seq = ++_sequence;
         var stage = new SnapshotStage(_srvId, _config.Name, _stages) { ServerVersionNum = _versions!.ServerVersionNum, Forced = forced };
-        var job = new SnapshotJob(_plan, _versions.Schemas, _guarded, _refresh, _config, _settings.RemoteTimeout, _settings.ConnectTimeout);
+        var job = new SnapshotJob(_plan, _versions.Schemas, _guarded, _refresh, _config, _settings.RemoteTimeout, _settings.ConnectTimeout,
+            _settings.RemoteSecurity);
         _runRefresh = _refresh;
         _refresh = null;
         if (_plan.HasCatalogs || job.Refresh is not null)

@@ -57,6 +57,25 @@ public sealed class CollectorSettings
     /// <summary>Where stages beyond the memory budget are written; empty: a private directory under the system's temporary directory.</summary>
     public string? StageDirectory { get; set; }
 
+    /// <summary>
+    /// TLS of the connections to the remote servers, as libpq's sslmode: disable, allow, prefer (libpq's default:
+    /// TLS when the server offers it, its certificate not checked), require, verify-ca, verify-full (the
+    /// certificate checked against RemoteSslRootCert, and for verify-full its name against powa_servers.hostname).
+    /// </summary>
+    public string RemoteSslMode { get; set; } = "prefer";
+
+    /// <summary>The CA certificate(s) (PEM) that signed the remotes' server certificates (verify-ca, verify-full).</summary>
+    public string? RemoteSslRootCert { get; set; }
+
+    /// <summary>
+    /// libpq's require_auth for the remotes: the authentication methods a remote may ask for (for example
+    /// scram-sha-256: never a password in clear or as MD5, whoever answers). Empty: any.
+    /// </summary>
+    public string? RemoteRequireAuth { get; set; }
+
+    /// <summary>The three settings above, checked (Validate).</summary>
+    public RemoteSecurity RemoteSecurity { get; private set; } = RemoteSecurity.Default;
+
     /// <summary>Connection timeout, remote and repository.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -142,6 +161,7 @@ public sealed class CollectorSettings
             Kubernetes.Validate();
         }
         Tls.Validate(this);
+        RemoteSecurity = RemoteSecurity.Parse(RemoteSslMode, RemoteSslRootCert, RemoteRequireAuth);
     }
 }
 

@@ -186,6 +186,7 @@ public static class Dsn
                 case "sslkey": b.SslKey = value; break;
                 case "sslrootcert": b.RootCertificate = value; break;
                 case "sslpassword": b.SslPassword = value; break;
+                case "require_auth": b.RequireAuth = ParseRequireAuth(value); break;
                 case "target_session_attrs": b.TargetSessionAttributes = value; break;
                 case "keepalives": b.TcpKeepAlive = value != "0"; break;
                 case "keepalives_idle": b.TcpKeepAliveTime = ParseInt(key, value); break;
@@ -226,7 +227,29 @@ public static class Dsn
     static int ParseInt(string key, string value) =>
         int.TryParse(value, out var n) ? n : throw new DsnException($"\"{key}\" must be a number");
 
-    static SslMode ParseSslMode(string value) => value switch
+    /// <summary>
+    /// libpq's require_auth (PostgreSQL 16): the authentication methods the server may ask for, as Npgsql's
+    /// RequireAuth. scram-sha-256 alone means a server (or a man in the middle) can never get a password in
+    /// clear or an MD5 hash of it.
+    /// </summary>
+    public static string ParseRequireAuth(string value)
+    {
+        var methods = value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(m => m.ToLowerInvariant() switch
+        {
+            "password" => "Password",
+            "md5" => "MD5",
+            "gss" => "GSS",
+            "sspi" => "SSPI",
+            "scram-sha-256" => "ScramSHA256",
+            "none" => "None",
+            _ when m.StartsWith('!') => throw new DsnException($"require_auth \"{m}\": negated methods are not supported; list the allowed ones"),
+            _ => throw new DsnException($"invalid require_auth method \"{m}\" (password, md5, gss, sspi, scram-sha-256 or none)"),
+        }).ToList();
+        if (methods.Count == 0) throw new DsnException("require_auth is empty");
+        return string.Join(",", methods);
+    }
+
+    public static SslMode ParseSslMode(string value) => value switch
     {
         "disable" => SslMode.Disable,
         "allow" => SslMode.Allow,

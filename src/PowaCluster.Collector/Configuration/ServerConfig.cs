@@ -26,10 +26,41 @@ public sealed record ServerConfig(
         Password != other.Password || DbName != other.DbName;
 
     /// <summary>The remote connection string. A NULL password lets Npgsql use the passfile, as libpq does.</summary>
-    public NpgsqlConnectionStringBuilder ToConnectionString(CollectorSettings settings) => ToConnectionString(settings.ConnectTimeout);
+    public NpgsqlConnectionStringBuilder ToConnectionString(CollectorSettings settings) =>
+        ToConnectionString(settings.ConnectTimeout, null, settings.RemoteSecurity);
+
+    /// <summary>
+    /// Why this row cannot be collected, or null. powa_servers.hostname is a host name or an address: a socket
+    /// path would connect to a server on the collector's own host (whichever node runs it), and a host list
+    /// (a,b) to whichever answers; neither is what powa-web shows.
+    /// </summary>
+    public string? Problem()
+    {
+        if (string.IsNullOrWhiteSpace(Hostname)) return "powa_servers.hostname is empty";
+        if (Hostname.StartsWith('/') || Hostname.StartsWith('@'))
+            return $"powa_servers.hostname \"{Shown(Hostname)}\" is a socket path: a remote server is reached by host name or address";
+        if (Hostname.IndexOfAny([',', ' ', '\t', '\n', '\r', '=', ';', '\'', '"', '\\']) >= 0 || Hostname.Any(char.IsControl))
+            return $"powa_servers.hostname \"{Shown(Hostname)}\" is not one host name or address (a list, or characters no host name has)";
+        if (Port is < 1 or > 65535) return $"powa_servers.port {Port} is not a TCP port";
+        return null;
+    }
+
+    /// <summary>A value from powa_servers for a log line: one line, 100 characters at most.</summary>
+    public static string Shown(string s)
+    {
+        var one = new string(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());
+        return one.Length <= 100 ? one : one[..97] + "...";
+    }
 
     /// <param name="database">another database of the remote than the server's own (PoWA 5's per-database datasources)</param>
-    public NpgsqlConnectionStringBuilder ToConnectionString(TimeSpan connectTimeout, string? database = null) => new()
+    public NpgsqlConnectionStringBuilder ToConnectionString(TimeSpan connectTimeout, string? database = null, RemoteSecurity? security = null)
+    {
+        var b = Build(connectTimeout, database);
+        (security ?? RemoteSecurity.Default).ApplyTo(b);
+        return b;
+    }
+
+    NpgsqlConnectionStringBuilder Build(TimeSpan connectTimeout, string? database) => new()
     {
         Host = Hostname,
         Port = Port,

@@ -11,7 +11,7 @@ namespace PowaCluster.Collector.Postgres;
 /// the server, for the per-database connections (PoWA 5; their connection strings are made only then).
 /// </summary>
 public sealed record SnapshotJob(SnapshotPlan Plan, IReadOnlyDictionary<string, string> Schemas, IReadOnlySet<string> Guarded,
-    CatalogRefresh? Refresh, ServerConfig Server, TimeSpan CallTimeout, TimeSpan ConnectTimeout);
+    CatalogRefresh? Refresh, ServerConfig Server, TimeSpan CallTimeout, TimeSpan ConnectTimeout, RemoteSecurity? Security = null);
 
 /// <summary>
 /// PoWA 5's per-database datasources: in each database of the remote that one of them applies to, a connection
@@ -39,7 +39,7 @@ public static class DatabaseReader
             try
             {
                 using var cts = PgSession.Timeout(job.ConnectTimeout);
-                conn = await PgSession.OpenAsync(job.Server.ToConnectionString(job.ConnectTimeout, db), cts.Token,
+                conn = await PgSession.OpenAsync(job.Server.ToConnectionString(job.ConnectTimeout, db, job.Security), cts.Token,
                     SessionSettings(stage.SrvId, ts)).ConfigureAwait(false);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)

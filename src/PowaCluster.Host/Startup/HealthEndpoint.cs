@@ -63,7 +63,10 @@ public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILog
         return app;
     }
 
-    /// <summary>Ready: an Up member, and the repository answers through this node's writer pool.</summary>
+    /// <summary>
+    /// Ready: an Up member, and the repository answers through this node's writer pool. The body says which of
+    /// the two is missing, nothing about the repository's address or the error (the log has them).
+    /// </summary>
     public async Task<(bool Ready, string Text)> ReadinessAsync()
     {
         if (system.WhenTerminated.IsCompleted) return (false, "actor system terminated\n");
@@ -79,7 +82,9 @@ public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILog
             {
                 var h = await pool.Ask<RepositoryHealth>(GetRepositoryHealth.Instance, RepositoryCheckTimeout);
                 reachable = h.Reachable;
-                repository = h.Reachable ? "reachable" : $"unreachable: {h.Error}";
+                // Not the error's text: /ready answers anyone who reaches HttpHost, and the text names the
+                // repository's host, database and user. The writers log it.
+                repository = h.Reachable ? "reachable" : "unreachable (the node's log says why)";
             }
             catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
             {

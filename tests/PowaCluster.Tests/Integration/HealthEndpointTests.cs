@@ -39,9 +39,9 @@ public sealed class HealthEndpointTests(LabFixture fx, ITestOutputHelper output)
             (int Status, string Body) ready = default;
             await Eventually.HoldsAsync(async () => (ready = await GetAsync(port, "/ready")).Status == 503, TimeSpan.FromSeconds(40), "/ready answers 503");
             output.WriteLine(ready.Body);
-            Assert.StartsWith("not ready\nmember: Up\nrepository: unreachable: ", ready.Body);
-            Assert.Contains(repo.Database, ready.Body);
-            Assert.DoesNotContain(repo.ConnectionString.Password!, ready.Body);
+            // Anyone who reaches the port reads it: no host, database, user or error text of the repository.
+            Assert.Equal("not ready\nmember: Up\nrepository: unreachable (the node's log says why)\n", ready.Body);
+            Assert.DoesNotContain(repo.Database, ready.Body);
             // Alive all the same: a liveness probe must not restart a node because the repository is down.
             Assert.Equal((200, "ok\n"), await GetAsync(port, "/healthz"));
         }

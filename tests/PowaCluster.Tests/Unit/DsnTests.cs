@@ -110,4 +110,44 @@ public sealed class DsnTests
         Assert.True(cfg.ConnectionDiffers(cfg with { Password = "x" }));
         Assert.False(cfg.ConnectionDiffers(cfg with { Frequency = 60, Alias = "b" }));
     }
+
+    [Fact]
+    public void Rows_that_are_not_one_remote_server_are_refused_with_the_reason()
+    {
+        var ok = new ServerConfig(3, "db1.example", 5432, "powa", null, "powa", 300, new string('a', 10_000));
+        Assert.Null(ok.Problem());
+        Assert.Null((ok with { Hostname = "10.0.0.5" }).Problem());
+        Assert.Null((ok with { Hostname = "::1" }).Problem());
+        Assert.Null((ok with { Hostname = "hôte.example", Username = "po'st\"gres;x=1" }).Problem());
+        Assert.Contains("is a socket path", (ok with { Hostname = "/var/run/postgresql" }).Problem());
+        Assert.Contains("is not one host name or address", (ok with { Hostname = "a,b" }).Problem());
+        Assert.Contains("is not one host name or address", (ok with { Hostname = "a;Host=b" }).Problem());
+        Assert.Contains("is not one host name or address", (ok with { Hostname = "a\nb" }).Problem());
+        Assert.Contains("is empty", (ok with { Hostname = " " }).Problem());
+        Assert.Contains("is not a TCP port", (ok with { Port = 0 }).Problem());
+        // A long or multi-line value is shown on one line, cut.
+        var shown = ServerConfig.Shown(new string('x', 500) + "\nINJECTED");
+        Assert.Equal(100, shown.Length);
+        Assert.DoesNotContain("\n", shown);
+    }
+
+    [Fact]
+    public void Remote_TLS_and_authentication_settings()
+    {
+        var s = new CollectorSettings { RemoteSslMode = "require", RemoteRequireAuth = "scram-sha-256" };
+        s.Validate();
+        var csb = new ServerConfig(3, "db1", 5432, "powa", "x", "powa", 300, null).ToConnectionString(s);
+        Assert.Equal(Npgsql.SslMode.Require, csb.SslMode);
+        Assert.Equal("ScramSHA256", csb.RequireAuth);
+        Assert.Equal(Npgsql.SslMode.Prefer, new ServerConfig(3, "db1", 5432, "powa", "x", "powa", 300, null).ToConnectionString(new CollectorSettings()).SslMode);
+        Assert.Contains("set RemoteSslRootCert", Assert.Throws<ArgumentException>(() => new CollectorSettings { RemoteSslMode = "verify-full" }.Validate()).Message);
+        Assert.Contains("RemoteSslRootCert: no file /nope.crt", Assert.Throws<ArgumentException>(() =>
+            new CollectorSettings { RemoteSslMode = "verify-ca", RemoteSslRootCert = "/nope.crt" }.Validate()).Message);
+        Assert.Contains("RemoteSslMode: invalid sslmode \"sometimes\"", Assert.Throws<ArgumentException>(() => new CollectorSettings { RemoteSslMode = "sometimes" }.Validate()).Message);
+        Assert.Contains("invalid require_auth method \"kerberos\"", Assert.Throws<ArgumentException>(() => new CollectorSettings { RemoteRequireAuth = "kerberos" }.Validate()).Message);
+        // The repository's DSN says the same with libpq's own parameters.
+        var repo = Dsn.Parse("postgresql://powa@repo/powa?sslmode=verify-full&sslrootcert=/etc/ca.crt&require_auth=scram-sha-256");
+        Assert.Equal((Npgsql.SslMode.VerifyFull, "/etc/ca.crt", "ScramSHA256"), (repo.SslMode, repo.RootCertificate, repo.RequireAuth));
+        Assert.Equal("Password,ScramSHA256", Dsn.ParseRequireAuth("password, scram-sha-256"));
+    }
 }
