@@ -21,7 +21,9 @@ public sealed record LabOptions(
     bool Quick = false,
     bool FrozenGiven = false,
     int Powa = 4,
-    bool SideBySide = false)
+    bool SideBySide = false,
+    IReadOnlyList<string>? Only = null,
+    int LongFreezeSeconds = 0)
 {
     public const string Usage = """
         usage:
@@ -47,6 +49,13 @@ public sealed record LabOptions(
               powa-cluster and the reference collectors one after the other on the same servers, one
               table: snapshots, interval error, CPU per snapshot, memory, threads, connections; the
               repository's own limit and our throughput at saturation; a frozen-remote run.
+          powa-lab faults [--servers N] [--frequency S] [--only FAULT,FAULT,...] [--long-freeze SECONDS] [--debug]
+              A cluster of 3 powa-cluster processes (mutual TLS) on throwaway instances, put through faults one
+              after the other, and a table: collector alive, snapshots due and stored, longest and shortest
+              gap, sessions idle in transaction, time to resume. Faults: repository-stop (60 s),
+              repository-freeze (60 s), remote-freeze (90 s), notify-flood (100,000), hostile-rows, strangers,
+              isolated-seed, node-freeze; --long-freeze 600 adds the repository frozen 10 minutes. Defaults:
+              10 servers at 5 s; about 12 minutes without --long-freeze. Exit code 1 when a row fails.
         """;
 
     public static LabOptions Parse(IReadOnlyList<string> args)
@@ -55,6 +64,7 @@ public sealed record LabOptions(
         var o = args[0] switch
         {
             "demo" or "bench" => new LabOptions(args[0]),
+            "faults" => new LabOptions(args[0]) { Servers = 10 },
             "--help" or "-h" or "help" => new LabOptions("help"),
             var c => throw new UsageException($"unknown command \"{c}\""),
         };
@@ -88,6 +98,8 @@ public sealed record LabOptions(
                 "--idle" when o.Command == "bench" => o with { IdleSeconds = Int(0, 600) },
                 "--loads" when o.Command == "bench" => o with { Loads = ParseList(Value()) },
                 "--quick" when o.Command == "bench" => o with { Quick = true },
+                "--only" when o.Command == "faults" => o with { Only = ParseFaults(Value()) },
+                "--long-freeze" when o.Command == "faults" => o with { LongFreezeSeconds = Int(1, 3600) },
                 _ => throw new UsageException($"unknown option \"{a}\" for {o.Command}"),
             };
         }
@@ -96,6 +108,15 @@ public sealed record LabOptions(
         if (o.SideBySide && (o.Reference || o.Nodes > 1))
             throw new UsageException("--side-by-side runs powa-cluster and the reference together: leave --reference and --nodes out");
         return o;
+    }
+
+    static IReadOnlyList<string> ParseFaults(string v)
+    {
+        var list = v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+        foreach (var f in list)
+            if (!Faults.FaultsCommand.All.Contains(f))
+                throw new UsageException($"unknown fault \"{f}\": {string.Join(", ", Faults.FaultsCommand.All)}");
+        return list.Count > 0 ? list : throw new UsageException("--only needs at least one fault");
     }
 
     static IReadOnlyList<int> ParseList(string v)

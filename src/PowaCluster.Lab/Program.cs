@@ -23,6 +23,7 @@ public static class Program
             {
                 "demo" => await DemoCommand.RunAsync(options),
                 "bench" => await BenchCommand.RunAsync(options),
+                "faults" => await Faults.FaultsCommand.RunAsync(options),
                 _ => Help(),
             };
         }

@@ -26,6 +26,12 @@ public sealed class ClusterNodes : IAsyncDisposable
     /// <summary>The cluster's throwaway CA and node certificates (mutual TLS between the nodes, as in production).</summary>
     LabCertificates? _certificates;
 
+    /// <summary>The cluster's CA and node certificates (null when the settings said Tls__Mode).</summary>
+    public LabCertificates? Certificates => _certificates;
+
+    /// <summary>host:port of the seed nodes every node was given.</summary>
+    public IReadOnlyList<string> Seeds { get; private set; } = [];
+
     /// <summary>
     /// Starts the nodes; settings go to every node's environment (PowaCluster__Name=value). Each node gets a
     /// certificate of a throwaway CA (cluster TLS, the default of a multi-node cluster) unless the settings
@@ -38,7 +44,7 @@ public sealed class ClusterNodes : IAsyncDisposable
         var seeds = ports.Take(Math.Min(2, count)).Select(p => $"127.0.0.1:{p}").ToList();
         var dir = logDirectory ?? Path.GetTempPath();
         var env = (settings ?? new Dictionary<string, string>()).ToDictionary(kv => $"PowaCluster__{kv.Key}", kv => kv.Value);
-        var nodes = new ClusterNodes();
+        var nodes = new ClusterNodes { Seeds = seeds };
         if (!env.ContainsKey("PowaCluster__Tls__Mode")) nodes._certificates = LabCertificates.Create("powa-cluster demo CA");
         for (var i = 0; i < count; i++)
         {

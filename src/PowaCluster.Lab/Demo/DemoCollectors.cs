@@ -69,6 +69,18 @@ sealed class OurCollector(Process process, string name = "powa-cluster") : IDemo
     /// <summary>SIGKILL: the process dies at once, as on a crash; nothing it holds is released by itself.</summary>
     public void Kill() => process.Kill();
 
+    /// <summary>SIGSTOP: the process stops where it is (a frozen host, a long GC pause); its sockets stay open.</summary>
+    public void Freeze() => Signal("STOP");
+
+    /// <summary>SIGCONT: it goes on where it stopped.</summary>
+    public void Thaw() => Signal("CONT");
+
+    void Signal(string name)
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill", $"-{name} {process.Id}") { UseShellExecute = false })!;
+        kill.WaitForExit();
+    }
+
     public Task<int?> TerminateAsync(TimeSpan timeout) => Terminate(process, timeout);
 
     public Task StopAsync() => Terminate(process, TimeSpan.FromSeconds(30));

@@ -163,6 +163,13 @@ public sealed partial class LocalPostgres : IPostgresInstance
     /// <summary>SIGCONT: the instance goes on where it stopped.</summary>
     public void Thaw() => SignalAll(SigCont);
 
+    /// <summary>Stops the server (fast mode: sessions are ended, as a restart for a minor upgrade does), keeping its data.</summary>
+    public Task StopAsync() => RunPg(BinDir, "pg_ctl", $"-D {DataPath} -m fast -w -t 60 stop");
+
+    /// <summary>Starts it again after StopAsync, on the same port.</summary>
+    public Task StartAgainAsync() =>
+        RunPg(BinDir, "pg_ctl", $"-D {DataPath} -l {Path.Combine(Directory, "postgresql.log")} -w -t 60 start");
+
     /// <summary>SIGKILL to the postmaster and its children, as a host that loses power.</summary>
     public void Kill() => SignalAll(SigKill);
 

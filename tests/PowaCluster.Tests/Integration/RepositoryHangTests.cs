@@ -27,7 +27,7 @@ public sealed class RepositoryHangTests(LabFixture fx, ITestOutputHelper output)
         for (var i = 0; i < 3; i++) ids.Add(await repo.RegisterAsync(remote, 41 + i, $"hang-{i}", frequency: 5));
         var s = CollectorNode.FastSettings();
         s.ResyncInterval = TimeSpan.FromSeconds(1);
-        s.EntityLeaseIntervals = 2;                   // a lease of 2 s; the freeze lasts 8 times that
+        s.EntityLeaseIntervals = 3;                   // a lease of 3 s (a tick of slack); the freeze lasts 5 times that
         s.RepositoryTimeout = TimeSpan.FromSeconds(30); // longer than the freeze: every repository call hangs through it
         await using var node = await CollectorNode.StartAsync(repo, s);
         await Eventually.HoldsAsync(async () =>

@@ -209,5 +209,9 @@ public sealed class ConfigurationTests : IDisposable
         Assert.Contains("unknown option \"--frozen\" for demo", Assert.Throws<UsageException>(() => LabOptions.Parse(["demo", "--frozen", "3"])).Message);
         Assert.Contains("unknown option \"--nodes\" for run", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--nodes", "3"])).Message);
         Assert.Equal(8080, CommandLine.Parse(["run", "--http-port", "8080"]).HttpPort);
+        var faults = LabOptions.Parse(["faults", "--only", "notify-flood,strangers", "--long-freeze", "600"]);
+        Assert.Equal((10, 600), (faults.Servers, faults.LongFreezeSeconds));
+        Assert.Equal(["notify-flood", "strangers"], faults.Only!);
+        Assert.Contains("unknown fault \"earthquake\"", Assert.Throws<UsageException>(() => LabOptions.Parse(["faults", "--only", "earthquake"])).Message);
     }
 }
