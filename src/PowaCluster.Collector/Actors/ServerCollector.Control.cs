@@ -57,7 +57,9 @@ public sealed partial class ServerCollector
         _lastEnsureUtc = DateTime.UtcNow;
         if (_stopping) return;
         _refreshAfterRead |= m.Refresh;
-        if (m.RowVersion != _rowVersion || m.Refresh) ReadRow();
+        // Without a row yet (its first read failed: the repository was down when the server moved here), every
+        // EnsureCollecting tries again: the coordinator sends one as soon as it reads the repository again.
+        if (m.RowVersion != _rowVersion || m.Refresh || _config is null) ReadRow();
     }
 
     /// <summary>The row read again (it changed, or RELOAD): apply it, then RELOAD's own work.</summary>

@@ -12,6 +12,9 @@ namespace PowaCluster.Collector.Actors;
 /// </summary>
 public sealed partial class ServerCollector
 {
+    /// <summary>Snapshots not stored since the last one stored (logged once, counted).</summary>
+    int _notStoredInARow;
+
     /// <summary>A snapshot read, waiting for the repository.</summary>
     sealed record Staged(SnapshotStage Stage, long Sequence);
 
@@ -31,6 +34,9 @@ public sealed partial class ServerCollector
     {
         Timers.Cancel("store-watchdog");
         _storing = null;
+        if (_notStoredInARow > 0)
+            _log.Info("Server {0}: the repository stores snapshots again; {1} could not be stored before", m.SrvId, _notStoredInARow);
+        _notStoredInARow = 0;
         _record.Stored(m.Result);
         if (m.Result.Outcome == StoreOutcome.Skipped)
             _log.Warning("Server {0}: snapshot skipped: {1}", m.SrvId, m.Result.SkipReason);
@@ -53,7 +59,10 @@ public sealed partial class ServerCollector
         _storing = null;
         if (_catalogSequence == m.Sequence) _catalogSequence = 0; // the next stored plan says they are due
         _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: true);
-        _log.Warning("Server {0}: snapshot not stored: {1}", m.SrvId, m.Error);
+        // Once per outage, not once per snapshot (a 10-minute outage was 120 lines per server); OnStored says
+        // how many were lost when the repository takes them again.
+        if (_notStoredInARow++ == 0) _log.Warning("Server {0}: snapshot not stored: {1}", m.SrvId, m.Error);
+        else _log.Debug("Server {0}: snapshot not stored: {1}", m.SrvId, m.Error);
         if (_stopping && _queue.Count > 0)
         {
             // Stopping, and the repository fails: the others are not waited for.

@@ -69,6 +69,9 @@ public sealed class SnapshotWriter : ReceiveActor
         if (conn is not null) _ = Task.Run(() => conn.Dispose());
     }
 
+    string? _lastFailure;
+    DateTime _lastFailureLogUtc;
+
     /// <summary>Set when the writer stops: work still running then fails on its closed connection, and says nothing.</summary>
     volatile bool _stopped;
 
@@ -95,8 +98,13 @@ public sealed class SnapshotWriter : ReceiveActor
         {
             var msg = e is RepositoryUnavailableException ? e.Message : PgSession.Describe(e);
             await ResetConnectionAsync().ConfigureAwait(false);
-            if (work is not CheckRepository && !_stopped)
+            // The first failure of a kind, then once a minute: the entities say what each failure cost.
+            if (work is not CheckRepository && !_stopped && (msg != _lastFailure || DateTime.UtcNow - _lastFailureLogUtc > TimeSpan.FromMinutes(1)))
+            {
+                _lastFailure = msg;
+                _lastFailureLogUtc = DateTime.UtcNow;
                 _log.Warning("Repository work for server {0} ({1}) failed: {2}", work.SrvId, work.GetType().Name, msg);
+            }
             object? reply = work switch
             {
                 StoreSnapshot s => new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited),

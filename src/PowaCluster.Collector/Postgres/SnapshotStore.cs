@@ -166,7 +166,7 @@ public static class SnapshotStore
         var gap = (stage.TakenAtUtc - last).Duration();
         return gap < limit
             ? $"a snapshot of server {stage.SrvId} taken at {last:HH:mm:ss.fff} UTC is stored already, {gap.TotalSeconds:F1} s from this one " +
-              $"(less than {(stage.Forced ? "10 s, for a forced snapshot" : "half its interval")}): another collector collects this server too"
+              $"(less than {(stage.Forced ? "10 s, for a forced snapshot" : "half its interval")}): a forced snapshot, or another collector on this server"
             : null;
     }
 

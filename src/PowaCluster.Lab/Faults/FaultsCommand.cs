@@ -39,6 +39,7 @@ public static class FaultsCommand
         catch (Exception e) when (e is TimeoutException or InvalidOperationException) { throw new StartupException(e.Message); }
         if (await measure.ResumedAsync(ids, DateTime.UtcNow.AddSeconds(-300), TimeSpan.FromSeconds(90)) is null)
             throw new StartupException($"not every server was snapshotted within 90 s; the nodes' logs are in {logs}");
+        await SettledAsync(repoDsn, ids, nodes);
         Console.WriteLine($"faults: the cluster collects every server; the nodes' logs are in {logs}");
 
         using var stopSampling = new CancellationTokenSource();
@@ -79,11 +80,46 @@ public static class FaultsCommand
         return rows.All(r => r.Alive && !(r.ShortestGapSeconds < frequency.TotalSeconds / 2) && r.StuckInTransaction == 0) ? 0 : 1;
     }
 
+    /// <summary>
+    /// The first node up is given every shard and the others take theirs by rebalancing: the faults start once
+    /// every node holds servers and the spread has not changed for 20 s (at most 3 minutes).
+    /// </summary>
+    static async Task SettledAsync(NpgsqlConnectionStringBuilder repo, IReadOnlyList<int> ids, ClusterNodes nodes)
+    {
+        await using var monitor = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repo.ConnectionString)
+            { ApplicationName = "powa-cluster fault monitor" }.ConnectionString);
+        await monitor.OpenAsync();
+        string? last = null;
+        var stableSince = DateTime.UtcNow;
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                var statuses = await Host.Cli.ControlClient.ClusterStatusAsync(monitor, repo, ids, TimeSpan.FromSeconds(3));
+                var spread = string.Join(", ", statuses.Values.GroupBy(v => v.Node).OrderBy(g => g.Key).Select(g => $"{g.Key} {g.Count()}"));
+                if (spread != last) { last = spread; stableSince = DateTime.UtcNow; }
+                else if (statuses.Values.Select(v => v.Node).Distinct().Count() == nodes.Nodes.Count && DateTime.UtcNow - stableSince > TimeSpan.FromSeconds(20))
+                {
+                    Console.WriteLine($"faults: servers per node: {spread}");
+                    return;
+                }
+            }
+            catch (StartupException) { /* the coordinator is moving */ }
+            await Task.Delay(2000);
+        }
+        Console.WriteLine($"faults: the spread of the servers did not settle in 3 minutes (last: {last}); going on");
+    }
+
     sealed record FaultContext(PowaLab Lab, ClusterNodes Nodes, IReadOnlyList<int> Servers, TimeSpan Frequency, FaultMeasure Measure,
         NpgsqlConnectionStringBuilder Repository, string Logs)
     {
+        /// <summary>Nodes a fault stopped on purpose (an earlier fault's frozen node, downed): not counted after.</summary>
+        public HashSet<ClusterNodes.Node> Gone { get; } = [];
+
         /// <summary>The cluster's nodes still running, but those a fault stopped on purpose.</summary>
-        public bool Alive(params ClusterNodes.Node[] except) => Nodes.Nodes.Where(n => !except.Contains(n)).All(n => n.ExitCode is null);
+        public bool Alive(params ClusterNodes.Node[] except) =>
+            Nodes.Nodes.Where(n => !except.Contains(n) && !Gone.Contains(n)).All(n => n.ExitCode is null);
     }
 
     /// <summary>
@@ -189,6 +225,8 @@ public static class FaultsCommand
             await using var conn = await c.Measure.OpenAsync(c.Repository, c.Repository.Database!, TimeSpan.FromSeconds(10));
             await using var reload = new NpgsqlCommand("SELECT pg_notify('powa_collector', 'RELOAD - ')", conn);
             await reload.ExecuteNonQueryAsync();
+            // The collector checks who sent it while the sender is still connected, as powa-web is.
+            await Task.Delay(TimeSpan.FromSeconds(2));
         }, () => Task.CompletedTask, note: async () =>
         {
             await using var conn = await c.Measure.OpenAsync(c.Repository, c.Repository.Database!, TimeSpan.FromSeconds(10));
@@ -271,6 +309,7 @@ public static class FaultsCommand
             note: async () =>
             {
                 for (var i = 0; i < 30 && victim.ExitCode is null; i++) await Task.Delay(1000);
+                c.Gone.Add(victim);
                 return $"the frozen node {(victim.ExitCode is { } code ? $"exited with code {code} (downed, as designed)" : "is still running")}";
             });
     }
