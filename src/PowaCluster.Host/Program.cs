@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Hosting;
+using PowaCluster.Collector.Security;
 using PowaCluster.Host.Cli;
 using PowaCluster.Host.Startup;
 
@@ -60,8 +61,14 @@ public static class Program
     {
         var builder = CollectorHost.CreateBuilder();
         var (settings, repository) = SettingsLoader.Load(cli, builder.Configuration);
+        // The cluster's TLS files before anything connects: a missing or wrong file is one line, exit code 1.
+        try { _ = ClusterTls.Load(settings); }
+        catch (ArgumentException e) { throw new StartupException(e.Message); }
         var powa = await RepositoryCheck.VerifyAsync(repository, settings, CancellationToken.None);
-        using var host = CollectorHost.Build(new CollectorRuntime(settings, repository, powa), builder);
+        CollectorRuntime runtime;
+        try { runtime = new CollectorRuntime(settings, repository, powa); }
+        catch (ArgumentException e) { throw new StartupException(e.Message); }
+        using var host = CollectorHost.Build(runtime, builder);
         try
         {
             await host.StartAsync();

@@ -155,7 +155,8 @@ public static class FaultsCommand
         WindowAsync(c, $"repository frozen (SIGSTOP) {hold.TotalSeconds:F0} s", hold,
             () => { Local(c.Lab.Repository).Freeze(); return Task.CompletedTask; },
             () => { Local(c.Lab.Repository).Thaw(); return Task.CompletedTask; },
-            note: () => Task.FromResult("snapshots read during the freeze are queued (MaxQueuedSnapshots 6) and stored after it"));
+            note: () => Task.FromResult("snapshots read during the freeze are queued (MaxQueuedSnapshots 6 per server) and stored after it; " +
+                                         "beyond that they are lost until a spool exists (issue 12)"));
 
     /// <summary>One remote frozen: the servers of the other remotes are measured (they must keep their schedule).</summary>
     static async Task<FaultRow> RemoteFreezeAsync(FaultContext c, TimeSpan hold)

@@ -8,7 +8,9 @@ namespace PowaCluster.Tests.Integration;
 [Collection(LabCollection.Name)]
 public sealed class StartupErrorTests(LabFixture fx)
 {
-    internal static async Task<(int Code, string Stdout, string Stderr)> RunAsync(params string[] args)
+    internal static Task<(int Code, string Stdout, string Stderr)> RunAsync(params string[] args) => RunAsync(new Dictionary<string, string>(), args);
+
+    internal static async Task<(int Code, string Stdout, string Stderr)> RunAsync(IReadOnlyDictionary<string, string> env, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -18,6 +20,7 @@ public sealed class StartupErrorTests(LabFixture fx)
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "powa-cluster.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["HOME"] = Path.GetTempPath(); // no ~/.powa-collector.conf either
+        foreach (var (k, v) in env) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
@@ -74,6 +77,37 @@ public sealed class StartupErrorTests(LabFixture fx)
             Assert.Equal(1, code2);
             AssertOneLine(err2, "no repository DSN");
         }
+    }
+
+    [Fact]
+    public async Task Missing_cluster_TLS_files_or_a_certificate_of_another_CA()
+    {
+        var files = fx.Certificates.Settings("startup-node");
+        var repo = fx.Lab.Repository;
+        var dsn = $"host=127.0.0.1 port={repo.Port} dbname=postgres user=postgres password={repo.Password}";
+        // Several nodes without the files: what to set.
+        var (code, _, err) = await RunAsync("run", "--repository", dsn, "--seed", "127.0.0.1:4053");
+        Assert.Equal(1, code);
+        AssertOneLine(err, "mutual TLS: set Tls:CertificatePath, Tls:KeyPath, Tls:CaPath");
+        // A key file that is not there: named, before anything connects.
+        var env = new Dictionary<string, string>
+        {
+            ["PowaCluster__Tls__CertificatePath"] = files["Tls__CertificatePath"],
+            ["PowaCluster__Tls__KeyPath"] = "/nonexistent/node.key",
+            ["PowaCluster__Tls__CaPath"] = files["Tls__CaPath"],
+        };
+        (code, _, err) = await RunAsync(env, "run", "--repository", dsn, "--seed", "127.0.0.1:4053");
+        Assert.Equal(1, code);
+        AssertOneLine(err, "cluster TLS: cannot read the node's certificate");
+        Assert.Contains("/nonexistent/node.key", err);
+        // Its own certificate not signed by the CA it trusts.
+        using var other = Lab.Embedded.LabCertificates.Create("other CA");
+        env["PowaCluster__Tls__KeyPath"] = files["Tls__KeyPath"];
+        env["PowaCluster__Tls__CaPath"] = other.CaPath;
+        (code, _, err) = await RunAsync(env, "run", "--repository", dsn, "--seed", "127.0.0.1:4053");
+        Assert.Equal(1, code);
+        AssertOneLine(err, "the node's own certificate");
+        Assert.DoesNotContain(repo.Password, err);
     }
 
     [Fact]
