@@ -134,11 +134,6 @@ public static class AkkaConfiguration
         return b;
     }
 
-    /// <summary>
-    /// keep-majority: when nodes become unreachable and membership stays so for stable-after, the side with
-    /// more than half of the nodes downs the others, and a side in minority downs itself (its process
-    /// exits, so that Kubernetes or the service manager restarts it).
-    /// </summary>
     public const string ShardRolePrefix = "powa-shards-";
 
     /// <summary>The cluster role that carries a node's NumberOfShards (ShardCountGuard).</summary>
@@ -148,6 +143,11 @@ public static class AkkaConfiguration
     public static AkkaConfigurationBuilder WithShardCountGuard(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithActors((system, _) => system.ActorOf(ShardCountGuard.Props(rt.Settings.NumberOfShards), "shard-count-guard"));
 
+    /// <summary>
+    /// keep-majority: when nodes become unreachable and membership stays so for stable-after, the side with
+    /// more than half of the nodes downs the others, and a side in minority downs itself (its process
+    /// exits, so that Kubernetes or the service manager restarts it).
+    /// </summary>
     public static string SplitBrainHocon(CollectorSettings s) => $$"""
         akka.cluster {
           downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
