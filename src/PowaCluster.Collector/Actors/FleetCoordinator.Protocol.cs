@@ -210,11 +210,7 @@ public sealed partial class FleetCoordinator
     }
 
     /// <summary>Anyone may NOTIFY powa_collector: what they send goes to the log short and on one line.</summary>
-    static string ForLog(string s)
-    {
-        var oneLine = new string(s.Select(ch => char.IsControl(ch) ? '?' : ch).ToArray());
-        return oneLine.Length <= 64 ? oneLine : oneLine[..61] + "...";
-    }
+    static string ForLog(string s) => LogText.OneLine(s, 64);
 
     sealed record ReEnsureTick(int? SrvId);
     sealed record ServersLoaded(IReadOnlyList<ServerRow> Servers, bool Refresh);

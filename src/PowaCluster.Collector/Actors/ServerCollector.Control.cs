@@ -51,52 +51,6 @@ public sealed partial class ServerCollector
         Receive<Connected>(m => m.Conn.Dispose()); // a connection attempt given up (the settings changed meanwhile)
     }
 
-    /// <summary>Renews the lease; the row is read again when it changed, or on RELOAD.</summary>
-    void OnEnsure(EnsureCollecting m)
-    {
-        _lastEnsureUtc = DateTime.UtcNow;
-        if (_stopping) return;
-        _refreshAfterRead |= m.Refresh;
-        // Without a row yet (its first read failed: the repository was down when the server moved here), every
-        // EnsureCollecting tries again: the coordinator sends one as soon as it reads the repository again.
-        if (m.RowVersion != _rowVersion || m.Refresh || _config is null) ReadRow();
-    }
-
-    /// <summary>The row read again (it changed, or RELOAD): apply it, then RELOAD's own work.</summary>
-    void OnRowRead(ServerRead m)
-    {
-        _readingRow = false;
-        var refresh = _refreshAfterRead;
-        _refreshAfterRead = false;
-        if (_stopping) return;
-        if (m.Error is not null)
-        {
-            // Go on with the row we have; the next EnsureCollecting asks again (the version we know is unchanged).
-            _log.Warning("Server {0}: cannot read its powa_servers row again: {1}", _srvId, m.Error);
-            return;
-        }
-        if (m.Row is null)
-        {
-            RequestStop("it is no longer active in powa_servers");
-            return;
-        }
-        _rowVersion = m.Row.RowVersion;
-        if (m.Row.Config != _config)
-        {
-            if (_run is not null) _pendingConfig = m.Row.Config; // applied once the read is over
-            else if (ApplyConfig(m.Row.Config)) return;
-        }
-        if (!refresh) return;
-        // RELOAD: a server waiting to reconnect tries now; a connected one saves its versions again.
-        if (Timers.IsTimerActive("reconnect"))
-        {
-            _failures = 0;
-            Connect();
-        }
-        else if (_remote is not null && _versions is not null)
-            _writers.Tell(new SaveVersions(_srvId, _versions));
-    }
-
     /// <summary>Applies a changed powa_servers row; true when it reconnects.</summary>
     bool ApplyConfig(ServerConfig cfg)
     {

@@ -80,51 +80,6 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
 
     // ---- states (each registers its own handlers first, then the common ones) ------------------
 
-    /// <summary>
-    /// Reads the server's own powa_servers row, password included, through the node's writers: what the
-    /// coordinator sends over the network is the srvid and the row's version, never a connection setting.
-    /// </summary>
-    void Load()
-    {
-        ReadRow();
-        Become(() =>
-        {
-            Receive<ServerRead>(OnFirstRead);
-            Common();
-        });
-    }
-
-    void ReadRow()
-    {
-        if (_readingRow) return;
-        _readingRow = true;
-        _writers.Tell(new ReadServer(_srvId, Self));
-    }
-
-    void OnFirstRead(ServerRead m)
-    {
-        _readingRow = false;
-        if (m.Error is not null)
-        {
-            _failures++;
-            _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: false);
-            var wait = ServerSchedule.Backoff(_failures, _settings.RetryMinDelay, _settings.RetryMaxDelay, _random.NextDouble());
-            _log.Warning("Server {0}: cannot read its powa_servers row: {1}; retrying in {2:F0} s", _srvId, m.Error, wait.TotalSeconds);
-            Timers.StartSingleTimer("read-row", RetryRead.Instance, wait);
-            return;
-        }
-        if (m.Row is null)
-        {
-            _log.Info("Server {0} is not active in powa_servers (removed or deactivated): not collecting it", _srvId);
-            Context.Stop(Self);
-            return;
-        }
-        _failures = 0;
-        (_config, _rowVersion) = (m.Row.Config, m.Row.RowVersion);
-        _log.Info("Starting to collect server {0} ({1}) every {2} s", _srvId, ServerConfig.Shown(_config.Name), _config.Frequency);
-        Connect();
-    }
-
     void Connect()
     {
         if (_config.Problem() is { } problem)
@@ -210,79 +165,6 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             Common();
         });
         Settle();
-    }
-
-    void OnTick()
-    {
-        if (_stopping) return;
-        if (_run is not null) Skip("read");
-        else if (!CanQueue) Skip("stored");
-        else StartRead();
-    }
-
-    /// <summary>
-    /// Room for one more snapshot of this server: none waiting for the repository, or fewer than
-    /// MaxQueuedSnapshots while the node's stage memory, or else its stage files, have room.
-    /// </summary>
-    bool CanQueue => Unstored == 0 || (Unstored < _settings.MaxQueuedSnapshots && _stages.HasRoomToReadAhead);
-
-    /// <summary>A snapshot is being read, waits for the repository or is being stored: stops and changes wait for it.</summary>
-    bool Busy => _run is not null || Unstored > 0;
-
-    /// <summary>A tick while the previous snapshot is still being read, or with a full queue: skipped. Logged once a row.</summary>
-    void Skip(string phase)
-    {
-        var text = phase == "read"
-            ? $"Server {_srvId}: the previous snapshot is still being read after {(DateTime.UtcNow - _lastStartUtc).TotalSeconds:F0} s; this one is skipped"
-            : $"Server {_srvId}: {Unstored} snapshots wait for the repository; this one is skipped";
-        if (_skipped++ == 0) _log.Warning(text);
-        else _log.Debug(text);
-    }
-
-    void StartRead(bool forced = false)
-    {
-        if (_remote is null || _remote.IsBroken)
-        {
-            Disconnected(CollectorStatus.NoRemote, "the remote connection was lost", report: false, delay: TimeSpan.Zero);
-            return;
-        }
-        if (_skipped > 1) _log.Info("Server {0}: back on schedule after {1} skipped snapshots", _srvId, _skipped);
-        _skipped = 0;
-        _lastStartUtc = DateTime.UtcNow;
-        var seq = ++_sequence;
-        var stage = new SnapshotStage(_srvId, _config.Name, _stages) { ServerVersionNum = _versions!.ServerVersionNum, Forced = forced };
-        var job = new SnapshotJob(_plan, _versions.Schemas, _guarded, _refresh, _config, _settings.RemoteTimeout, _settings.ConnectTimeout,
-            _settings.RemoteSecurity);
-        _runRefresh = _refresh;
-        _refresh = null;
-        if (_plan.HasCatalogs || job.Refresh is not null)
-        {
-            // This one reads the catalogs that are due: the next ones do not, until it is stored.
-            _catalogSequence = seq;
-            _plan = _plan.WithoutCatalogs();
-        }
-        _run = Context.ActorOf(SnapshotRun.Props(_remote, stage, job), $"run-{seq}");
-        _runSequence = seq;
-    }
-
-    void OnRead(SnapshotRead m)
-    {
-        _run = null;
-        _guarded = m.Stage.FailedSteps.ToHashSet(); // what failed now gets a savepoint next time
-        _queue.Enqueue(new Staged(m.Stage, _runSequence));
-        if (_log.IsDebugEnabled)
-            _log.Debug("Server {0}: snapshot read in {1:F0} ms, {2} bytes{3}; {4} waiting for the repository", _srvId,
-                m.Duration.TotalMilliseconds, m.Stage.Length, m.Stage.Spilled ? " (partly in a file)" : "", Unstored);
-        StoreNext();
-        Settle();
-    }
-
-    void OnReadFailed(SnapshotReadFailed m)
-    {
-        _run = null;
-        if (_runRefresh is not null) _refresh = CatalogRefresh.Merge(_refresh, _runRefresh); // for the next snapshot
-        if (_catalogSequence == _runSequence) _catalogSequence = 0; // the next stored plan says they are due
-        Disconnected(CollectorStatus.NoRemote, m.Error, report: true, snapshotLost: true);
     }
 
     /// <summary>

@@ -46,11 +46,7 @@ public sealed record ServerConfig(
     }
 
     /// <summary>A value from powa_servers for a log line: one line, 100 characters at most.</summary>
-    public static string Shown(string s)
-    {
-        var one = new string(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());
-        return one.Length <= 100 ? one : one[..97] + "...";
-    }
+    public static string Shown(string s) => LogText.OneLine(s, 100);
 
     /// <param name="database">another database of the remote than the server's own (PoWA 5's per-database datasources)</param>
     public NpgsqlConnectionStringBuilder ToConnectionString(TimeSpan connectTimeout, string? database = null, RemoteSecurity? security = null)

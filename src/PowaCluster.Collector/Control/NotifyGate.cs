@@ -49,6 +49,4 @@ public sealed class NotifyGate(int maxPending = 1000, int maxPerSender = 50)
 
     /// <summary>Notifications dropped since the start.</summary>
     public long Dropped { get { lock (_lock) return _dropped; } }
-
-    public int Pending { get { lock (_lock) return _pending; } }
 }

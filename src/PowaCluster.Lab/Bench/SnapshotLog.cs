@@ -43,6 +43,15 @@ public static class SnapshotLog
         return Convert.ToInt32(await cmd.ExecuteScalarAsync());
     }
 
+    /// <summary>Collector sessions idle in transaction for more than 5 s on this instance: none should ever be.</summary>
+    public static async Task<int> StuckInTransactionAsync(NpgsqlConnection c, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'PoWA collector%' " +
+            "AND state LIKE 'idle in transaction%' AND now() - state_change > interval '5 s'", c);
+        return Convert.ToInt32(await cmd.ExecuteScalarAsync(ct));
+    }
+
     public static async Task<DateTime> NowAsync(NpgsqlConnection repo)
     {
         await using var cmd = new NpgsqlCommand("SELECT now()", repo);

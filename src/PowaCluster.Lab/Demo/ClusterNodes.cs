@@ -50,7 +50,7 @@ public sealed class ClusterNodes : IAsyncDisposable
         {
             var nodeEnv = new Dictionary<string, string>(env);
             if (nodes._certificates is { } certs)
-                foreach (var kv in certs.Settings($"node{i + 1}")) nodeEnv[$"PowaCluster__{kv.Key}"] = kv.Value;
+                foreach (var kv in certs.Environment($"node{i + 1}")) nodeEnv[kv.Key] = kv.Value;
             var log = Path.Combine(dir, $"powa-cluster-{Environment.ProcessId}-node{i + 1}.log");
             var args = new List<string> { "--cluster-host", "127.0.0.1", "--cluster-port", ports[i].ToString(), "--http-port", ports[count + i].ToString() };
             foreach (var s in seeds) { args.Add("--seed"); args.Add(s); }

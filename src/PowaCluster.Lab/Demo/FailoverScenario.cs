@@ -196,10 +196,7 @@ public sealed class FailoverScenario(NpgsqlConnectionStringBuilder repository, I
             await using var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(csb.ConnectionString)
                 { Database = "postgres", ApplicationName = "powa-cluster failover monitor" }.ConnectionString);
             await c.OpenAsync(ct);
-            await using var cmd = new NpgsqlCommand(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'PoWA collector%' " +
-                "AND state LIKE 'idle in transaction%' AND now() - state_change > interval '5 s'", c);
-            count += Convert.ToInt32(await cmd.ExecuteScalarAsync(ct));
+            count += await Bench.SnapshotLog.StuckInTransactionAsync(c, ct);
         }
         _stuck = Math.Max(_stuck, count);
     }

@@ -69,6 +69,10 @@ public sealed class LabCertificates : IDisposable
         };
     }
 
+    /// <summary>The same as the environment of a powa-cluster process (PowaCluster__Tls__...).</summary>
+    public Dictionary<string, string> Environment(string name) =>
+        Settings(name).ToDictionary(kv => $"PowaCluster__{kv.Key}", kv => kv.Value);
+
     static CertificateRequest NodeRequest(string name, ECDsa key)
     {
         var req = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);

@@ -49,10 +49,7 @@ public sealed class FaultMeasure(NpgsqlConnectionStringBuilder repository, IRead
                 {
                     using var t = new CancellationTokenSource(TimeSpan.FromSeconds(2));
                     await using var c = await OpenAsync(csb, "postgres", TimeSpan.FromSeconds(2));
-                    await using var cmd = new NpgsqlCommand(
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'PoWA collector%' " +
-                        "AND state LIKE 'idle in transaction%' AND now() - state_change > interval '5 s'", c);
-                    count += Convert.ToInt32(await cmd.ExecuteScalarAsync(t.Token));
+                    count += await SnapshotLog.StuckInTransactionAsync(c, t.Token);
                 }
                 catch (Exception) { /* stopped or frozen: nothing to sample there */ }
             }

@@ -38,10 +38,7 @@ public sealed class ClusterTlsTests(LabFixture fx, ITestOutputHelper output)
                 s.Seeds = [$"127.0.0.1:{ports[0]}"];
                 nodes.Add(await CollectorNode.StartAsync(repo, s));
             }
-            var warnings = new ConcurrentQueue<string>();
-            var listener = nodes[0].System.ActorOf(Props.Create(() => new WarningCollector(warnings)));
-            nodes[0].System.EventStream.Subscribe(listener, typeof(Warning));
-            nodes[0].System.EventStream.Subscribe(listener, typeof(Error));
+            var warnings = LogCapture.Start(nodes[0].System, typeof(Warning), typeof(Error));
 
             Assert.Equal("akka.ssl.tcp", Cluster.Get(nodes[0].System).SelfAddress.Protocol);
             await Eventually.HoldsAsync(() => Task.FromResult(nodes.All(n =>
@@ -98,11 +95,5 @@ public sealed class ClusterTlsTests(LabFixture fx, ITestOutputHelper output)
         return certificate is null
             ? ActorSystem.Create("powa-cluster", setup)
             : ActorSystem.Create("powa-cluster", ActorSystemSetup.Create(setup, new DotNettySslSetup(certificate, suppressValidation: true, requireMutualAuthentication: true)));
-    }
-
-    /// <summary>The node's warnings and errors as published (before the loggers' filter).</summary>
-    sealed class WarningCollector : ReceiveActor
-    {
-        public WarningCollector(ConcurrentQueue<string> into) => Receive<LogEvent>(w => into.Enqueue(w.Message?.ToString() ?? ""));
     }
 }

@@ -132,9 +132,7 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
         var role = $"flood_{Guid.NewGuid():N}"[..20];
         await repo.ExecAsync($"CREATE ROLE {role} LOGIN PASSWORD 'x{role}'");
         await using var node = await CollectorNode.StartAsync(repo, ReloadOnly());
-        var warnings = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var listener = node.System.ActorOf(Akka.Actor.Props.Create(() => new LogCollector(warnings)));
-        node.System.EventStream.Subscribe(listener, typeof(Akka.Event.Warning));
+        var warnings = LogCapture.Start(node.System, typeof(Akka.Event.Warning));
         await using var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
         await web.WaitForCollectorAsync();
         await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 1, TimeSpan.FromSeconds(20), "a first snapshot");
@@ -162,12 +160,6 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
         foreach (var l in lines) output.WriteLine(l);
         Assert.InRange(lines.Count, 1, 5);
         Assert.Contains(lines, l => l.Contains("notifications dropped"));
-    }
-
-    sealed class LogCollector : Akka.Actor.ReceiveActor
-    {
-        public LogCollector(System.Collections.Concurrent.ConcurrentQueue<string> into) =>
-            Receive<Akka.Event.LogEvent>(e => into.Enqueue(e.Message?.ToString() ?? ""));
     }
 
     [Fact]

@@ -52,12 +52,7 @@ public sealed class KubernetesBootstrapTests(LabFixture fx, ITestOutputHelper ou
             var addresses = nodes.Select(n => Cluster.Get(n.System).SelfAddress).ToList();
             Assert.All(nodes, n => Assert.Equal(addresses.OrderBy(a => a.Port).ToList(),
                 Cluster.Get(n.System).State.Members.Select(m => m.Address).OrderBy(a => a.Port).ToList()));
-            await Eventually.HoldsAsync(async () =>
-            {
-                foreach (var id in ids)
-                    if ((await repo.SnapshotTimesAsync(id)).Count == 0) return false;
-                return true;
-            }, TimeSpan.FromSeconds(30), "a snapshot of every registered server");
+            await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(30), "a snapshot of every registered server");
         }
         finally
         {

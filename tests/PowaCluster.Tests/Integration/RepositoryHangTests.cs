@@ -30,11 +30,7 @@ public sealed class RepositoryHangTests(LabFixture fx, ITestOutputHelper output)
         s.EntityLeaseIntervals = 3;                   // a lease of 3 s (a tick of slack); the freeze lasts 5 times that
         s.RepositoryTimeout = TimeSpan.FromSeconds(30); // longer than the freeze: every repository call hangs through it
         await using var node = await CollectorNode.StartAsync(repo, s);
-        await Eventually.HoldsAsync(async () =>
-        {
-            foreach (var id in ids) if ((await repo.SnapshotTimesAsync(id)).Count == 0) return false;
-            return true;
-        }, TimeSpan.FromSeconds(30), "a first snapshot of every server");
+        await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(30), "a first snapshot of every server");
         var workers = await WorkerPidsAsync(remote);
         Assert.Equal(3, workers.Count);
 
@@ -58,11 +54,7 @@ public sealed class RepositoryHangTests(LabFixture fx, ITestOutputHelper output)
 
         // Snapshots resume within about an interval (5 s) of the thaw; the snapshots read during the freeze are
         // stored too, with their own times; the remote connections are the same ones.
-        await Eventually.HoldsAsync(async () =>
-        {
-            foreach (var id in ids) if (!(await repo.SnapshotTimesAsync(id)).Any(t => t.ToUniversalTime() > thawed)) return false;
-            return true;
-        }, TimeSpan.FromSeconds(12), "a snapshot of every server after the thaw");
+        await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids, thawed), TimeSpan.FromSeconds(12), "a snapshot of every server after the thaw");
         output.WriteLine($"resumed {(DateTime.UtcNow - thawed).TotalSeconds:F1} s after the thaw");
         foreach (var id in ids)
         {

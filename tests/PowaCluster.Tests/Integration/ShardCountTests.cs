@@ -26,11 +26,7 @@ public sealed class ShardCountTests(LabFixture fx)
         a.Seeds = [$"127.0.0.1:{ports[0]}"];
         a.NumberOfShards = 30;
         await using var first = await CollectorNode.StartAsync(repo, a);
-        await Eventually.HoldsAsync(async () =>
-        {
-            foreach (var id in ids) if ((await repo.SnapshotTimesAsync(id)).Count == 0) return false;
-            return true;
-        }, TimeSpan.FromSeconds(30), "a first snapshot of every server");
+        await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(30), "a first snapshot of every server");
 
         var b = CollectorNode.WithTls(CollectorNode.FastSettings(), fx.Certificates, "shards-b");
         b.ClusterPort = ports[1];
@@ -45,10 +41,6 @@ public sealed class ShardCountTests(LabFixture fx)
         await Eventually.HoldsAsync(() => Task.FromResult(Cluster.Get(first.System).State.Members.Count(m => m.Status == MemberStatus.Up) == 1),
             TimeSpan.FromSeconds(20), "one member left");
         var since = DateTime.UtcNow;
-        await Eventually.HoldsAsync(async () =>
-        {
-            foreach (var id in ids) if (!(await repo.SnapshotTimesAsync(id)).Any(t => t.ToUniversalTime() > since)) return false;
-            return true;
-        }, TimeSpan.FromSeconds(15), "snapshots of every server after it left");
+        await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids, since), TimeSpan.FromSeconds(15), "snapshots of every server after it left");
     }
 }

@@ -20,13 +20,6 @@ public sealed class StagingTests(LabFixture fx)
         return pg;
     }
 
-    static async Task<bool> AllSnapshotted(TestRepository repo, IEnumerable<int> ids)
-    {
-        foreach (var id in ids)
-            if ((await repo.SnapshotTimesAsync(id)).Count == 0) return false;
-        return true;
-    }
-
     [Fact]
     public async Task A_frozen_remote_costs_only_its_own_servers_the_others_keep_their_schedule()
     {
@@ -41,7 +34,7 @@ public sealed class StagingTests(LabFixture fx)
         }
         var settings = CollectorNode.FastSettings(); // 2 writers: fewer than the servers of the frozen remote
         await using var node = await CollectorNode.StartAsync(repo, settings);
-        await Eventually.HoldsAsync(() => AllSnapshotted(repo, healthy.Concat(hung)), TimeSpan.FromSeconds(40),
+        await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(healthy.Concat(hung)), TimeSpan.FromSeconds(40),
             "a first snapshot of every server");
 
         var window = TimeSpan.FromSeconds(30); // longer than RemoteTimeout (20 s): the hung reads time out inside it
@@ -121,7 +114,7 @@ public sealed class StagingTests(LabFixture fx)
             settings.StageMemoryBudget = 0;
             settings.StageDirectory = dir;
             await using var node = await CollectorNode.StartAsync(repo, settings);
-            await Eventually.HoldsAsync(() => AllSnapshotted(repo, [.. victims, healthy]), TimeSpan.FromSeconds(40),
+            await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync([.. victims, healthy]), TimeSpan.FromSeconds(40),
                 "a first snapshot of every server");
 
             // Frozen past the next due snapshots, so that reads are in flight, then killed.

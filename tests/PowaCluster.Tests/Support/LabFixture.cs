@@ -119,6 +119,14 @@ public sealed class TestRepository(PowaLab lab, string database)
     public Task<List<DateTime>> SnapshotTimesAsync(int srvid) => ListAsync<DateTime>(
         "SELECT (record).ts FROM powa_stat_bgwriter_history_current WHERE srvid = $1 ORDER BY 1", srvid);
 
+    /// <summary>Every one of the servers has a snapshot (taken after afterUtc, when given).</summary>
+    public async Task<bool> AllSnapshottedAsync(IEnumerable<int> ids, DateTime? afterUtc = null)
+    {
+        foreach (var id in ids)
+            if (!(await SnapshotTimesAsync(id)).Any(t => afterUtc is not { } after || t.ToUniversalTime() > after)) return false;
+        return true;
+    }
+
     public async Task<string[]> ErrorsAsync(int srvid) =>
         await ScalarAsync<string[]?>("SELECT errors FROM powa_snapshot_metas WHERE srvid = $1", srvid) ?? [];
 
