@@ -77,12 +77,14 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         Receive<ReEnsureTick>(r => ReEnsure(r.SrvId));
         Receive<ListenerState>(_ => { });
         Receive<ReplySent>(_ => { });
+        FormationHandlers();
     }
 
     protected override void PreStart()
     {
         _log.Info("FleetCoordinator started; reading powa_servers every {0:F0} s", _settings.ResyncInterval.TotalSeconds);
         Context.ActorOf(NotifyListener.Props(_settings, _csb, _gate), "notify-listener");
+        StartFormation();
         Self.Tell(Resync.Instance);
         Timers.StartPeriodicTimer("resync", Resync.Instance, _settings.ResyncInterval);
         try { Cluster.Get(Context.System).Subscribe(Self, typeof(ClusterEvent.MemberRemoved)); }
@@ -127,7 +129,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
 
     void ReEnsure(int? srvid)
     {
-        if (ShuttingDown) return;
+        if (ShuttingDown || !_formed) return;
         if (srvid is { } id)
         {
             if (_known.TryGetValue(id, out var row)) _region.Tell(new EnsureCollecting(id, row.RowVersion));
@@ -159,7 +161,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         _lastError = null;
         _lastResync = DateTimeOffset.UtcNow;
         var current = m.Servers.ToDictionary(s => s.Config.SrvId);
-        var send = !ShuttingDown;
+        var send = !ShuttingDown && _formed; // a new cluster's first allocation waits for its nodes (Formation)
         foreach (var (cfg, version) in m.Servers)
         {
             if (!_known.TryGetValue(cfg.SrvId, out var old))

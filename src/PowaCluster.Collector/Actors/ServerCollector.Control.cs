@@ -42,13 +42,20 @@ public sealed partial class ServerCollector
             Sender.Tell(new RefreshCatalogsResult(m.SrvId, true, "Catalogs will be refreshed during the next snapshot"));
         });
         Receive<StopCollecting>(_ => RequestStop("the server was removed or deactivated"));
-        Receive<StopEntity>(_ => { _handedOff = true; RequestStop("its shard is handed off to another node"); });
+        Receive<StopEntity>(_ => HandOffNow());
+        Receive<HandOffDeadline>(_ =>
+        {
+            _log.Warning("Server {0}: its snapshot is still being read {1:F0} s after its shard was handed off: given up, the server goes on on its new node",
+                _srvId, (_settings.HandOffTimeout / 2).TotalSeconds);
+            Context.Stop(Self);
+        });
         Receive<LeaseCheck>(_ =>
         {
             var lease = _settings.ResyncInterval * _settings.EntityLeaseIntervals;
             if (DateTime.UtcNow - _lastEnsureUtc > lease) RequestStop($"no word from the coordinator for {lease.TotalSeconds:F0} s");
         });
         Receive<Connected>(m => m.Conn.Dispose()); // a connection attempt given up (the settings changed meanwhile)
+        Receive<ConnectGranted>(m => _ramp.Tell(new ConnectFinished(m.Generation))); // for an attempt given up: its slot back
     }
 
     /// <summary>Applies a changed powa_servers row; true when it reconnects.</summary>
@@ -103,11 +110,25 @@ public sealed partial class ServerCollector
         if (!Busy) Context.Stop(Self);
     }
 
+    /// <summary>
+    /// The shard moves (a rebalance, a node that stops): what was read goes to the node's writers at once
+    /// (StoreNext), a snapshot being read gets half the hand-off timeout to finish, and the entity stops
+    /// well within the hand-off timeout whatever the remote or the repository does.
+    /// </summary>
+    void HandOffNow()
+    {
+        if (_handedOff) return;
+        _handedOff = true;
+        StoreNext();
+        RequestStop("its shard is handed off to another node");
+        if (_run is not null) Timers.StartSingleTimer("hand-off", HandOffDeadline.Instance, _settings.HandOffTimeout / 2);
+    }
+
     protected override void PostStop()
     {
         _life.Cancel();
         DropQueue();
-        if (_handedOff && _srvId > 0) HandOff.AskToGoOnElsewhere(Context, _srvId, _rowVersion, _coordinator, _random);
+        if (_handedOff && _srvId > 0) Sharding.HandOff.AskToGoOnElsewhere(Context, _srvId, _rowVersion, _coordinator, _random);
         CloseRemote();
     }
 }

@@ -21,9 +21,21 @@ public sealed partial class ServerCollector
     /// <summary>Snapshots read and not stored yet: queued, and the one at a writer.</summary>
     int Unstored => _queue.Count + (_storing is null ? 0 : 1);
 
-    /// <summary>The oldest snapshot read goes to the writers, unless one of this server's is being stored.</summary>
+    /// <summary>
+    /// The oldest snapshot read goes to the writers, unless one of this server's is being stored. A server
+    /// handed off to another node leaves what it read to its node's writers, which store it in order without
+    /// it (the pool never stores two snapshots of one server at once): its hand-off does not wait for the
+    /// repository.
+    /// </summary>
     void StoreNext()
     {
+        if (_handedOff)
+        {
+            while (_queue.TryDequeue(out var left)) _writers.Tell(new StoreSnapshot(left.Stage, left.Sequence, ActorRefs.Nobody));
+            if (_storing is not null) Timers.Cancel("store-watchdog");
+            _storing = null; // stored or not, by the writers
+            return;
+        }
         if (_storing is not null || !_queue.TryDequeue(out var next)) return;
         _storing = next;
         _writers.Tell(new StoreSnapshot(next.Stage, next.Sequence, Self));

@@ -22,6 +22,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     readonly PowaVersion _repositoryPowa;
     readonly IActorRef _writers;
     readonly IActorRef _coordinator;
+    readonly IActorRef _ramp;       // the node's ConnectRamp (Nobody: connect at once, as in actor unit tests)
     readonly StageBudget _stages;
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly string? _node;
@@ -56,10 +57,11 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     public ITimerScheduler Timers { get; set; } = null!;
 
     public ServerCollector(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, StageBudget stages,
-        IActorRef? coordinator = null)
+        IActorRef? coordinator = null, IActorRef? ramp = null)
     {
         (_settings, _repositoryPowa, _writers, _stages) = (settings, repositoryPowa, writers, stages);
         _coordinator = coordinator ?? ActorRefs.Nobody;
+        _ramp = ramp ?? ActorRefs.Nobody;
         try { _node = Cluster.Get(Context.System).SelfAddress.ToString(); }
         catch (Exception) { _node = null; } // not in a cluster (actor unit tests)
         Receive<EnsureCollecting>(m =>
@@ -90,13 +92,34 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             return;
         }
         var gen = ++_generation;
-        var csb = _config.ToConnectionString(_settings);
-        var life = _life.Token;
         Timers.Cancel("reconnect");
+        if (_ramp.IsNobody())
+        {
+            Open(gen);
+            return;
+        }
+        // The node's ConnectRamp paces the connections of a batch of servers (a cold start, a failover).
+        _ramp.Tell(new RequestConnect(_srvId, gen, Frequency));
         Become(() =>
         {
-            Receive<Connected>(m => m.Generation == gen, OnConnected);
-            Receive<ConnectFailed>(m => m.Generation == gen, m => Disconnected(CollectorStatus.NoRemote, m.Error, report: true));
+            Receive<ConnectGranted>(m => m.Generation == gen, _ => Open(gen));
+            Common();
+        });
+    }
+
+    /// <summary>Opens the remote connection (and checks powa on it): Connected or ConnectFailed.</summary>
+    void Open(int gen)
+    {
+        var csb = _config.ToConnectionString(_settings);
+        var life = _life.Token;
+        Become(() =>
+        {
+            Receive<Connected>(m => m.Generation == gen, m => { _ramp.Tell(new ConnectFinished(gen)); OnConnected(m); });
+            Receive<ConnectFailed>(m => m.Generation == gen, m =>
+            {
+                _ramp.Tell(new ConnectFinished(gen));
+                Disconnected(CollectorStatus.NoRemote, m.Error, report: true);
+            });
             Common();
         });
         // A remote transaction waits for nothing but the remote; one left by a collector that died ends after a while.
@@ -231,6 +254,6 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     }
 
     public static Props Props(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, StageBudget stages,
-        IActorRef? coordinator = null) =>
-        Akka.Actor.Props.Create(() => new ServerCollector(settings, repositoryPowa, writers, stages, coordinator));
+        IActorRef? coordinator = null, IActorRef? ramp = null) =>
+        Akka.Actor.Props.Create(() => new ServerCollector(settings, repositoryPowa, writers, stages, coordinator, ramp));
 }

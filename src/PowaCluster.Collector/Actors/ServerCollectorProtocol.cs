@@ -66,4 +66,6 @@ internal sealed record Reconnect { public static readonly Reconnect Instance = n
 internal sealed record Tick(int Generation);
 internal sealed record RetryRead { public static readonly RetryRead Instance = new(); }
 internal sealed record LeaseCheck { public static readonly LeaseCheck Instance = new(); }
+/// <summary>A handed-off server whose snapshot is still being read at half the hand-off timeout stops anyway.</summary>
+internal sealed record HandOffDeadline { public static readonly HandOffDeadline Instance = new(); }
 internal sealed record StoreWatchdog(long Sequence);

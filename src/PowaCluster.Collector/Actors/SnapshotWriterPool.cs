@@ -8,14 +8,19 @@ namespace PowaCluster.Collector.Actors;
 
 /// <summary>
 /// Node-local pool of SnapshotWriters. Its size bounds the node's repository connections and transactions.
-/// Work waits in one FIFO queue and goes to the first idle writer, so no server starves: each server has at
-/// most one staged snapshot queued (its actor waits for the answer before it reads another). The wait and
-/// the writers' busy time are measured (GetWriterPoolStats).
+/// Work waits in one queue and goes to the first idle writer, short work first (NextWork), so no server starves: a server's actor
+/// gives its staged snapshots one at a time (it waits for the answer before it sends the next). Snapshots
+/// of one server are never stored by two writers at once, and are stored in the order they came: a handed-off
+/// server leaves its whole queue here (ServerCollector.StoreNext). The wait and the writers' busy time are
+/// measured (GetWriterPoolStats). DrainWriters answers once nothing is queued or being stored (a node that
+/// stops stores what its servers left it).
 /// </summary>
 public sealed class SnapshotWriterPool : ReceiveActor
 {
     readonly ILoggingAdapter _log = Context.GetLogger();
-    readonly Queue<AssignWork> _pending = new();
+    readonly LinkedList<AssignWork> _pending = new();
+    readonly Dictionary<IActorRef, int> _storingFor = [];  // writer -> the server whose snapshot it stores
+    readonly List<IActorRef> _drainWaiting = [];
     readonly LinkedList<IActorRef> _idle = new();
     readonly HashSet<IActorRef> _busy = [];
     readonly int _size;
@@ -37,9 +42,16 @@ public sealed class SnapshotWriterPool : ReceiveActor
         Receive<WriterIdle>(m =>
         {
             if (_busy.Remove(m.Writer)) _totalBusy += m.Busy;
+            _storingFor.Remove(m.Writer);
             if (m.Stored) _stored++;
             if (!_idle.Contains(m.Writer)) _idle.AddLast(m.Writer);
             Dispatch();
+            AnswerDrained();
+        });
+        Receive<DrainWriters>(_ =>
+        {
+            _drainWaiting.Add(Sender);
+            AnswerDrained();
         });
         Receive<RepositoryOutcome>(OnOutcome);
         Receive<GetRepositoryHealth>(_ => OnHealthRequest());
@@ -72,17 +84,43 @@ public sealed class SnapshotWriterPool : ReceiveActor
 
     void Enqueue(IWriterWork work)
     {
-        _pending.Enqueue(new AssignWork(work, DateTime.UtcNow));
+        _pending.AddLast(new AssignWork(work, DateTime.UtcNow));
         Dispatch();
+    }
+
+    void AnswerDrained()
+    {
+        if (_drainWaiting.Count == 0 || _pending.Count > 0 || _busy.Count > 0) return;
+        foreach (var w in _drainWaiting) w.Tell(WritersDrained.Instance);
+        _drainWaiting.Clear();
+    }
+
+    /// <summary>
+    /// The work to start now: the oldest short one (a row, a schedule, the coordinator's resync, errors,
+    /// versions: one quick statement or three each), else the oldest snapshot of a server none of whose
+    /// snapshots a writer is storing. Short work does not wait behind a backlog of snapshots: a server taken
+    /// over, or a coordinator that moved, would otherwise wait minutes to learn what to collect.
+    /// </summary>
+    LinkedListNode<AssignWork>? NextWork()
+    {
+        LinkedListNode<AssignWork>? store = null;
+        for (var n = _pending.First; n is not null; n = n.Next)
+        {
+            if (n.Value.Work is not StoreSnapshot s) return n;
+            if (store is null && !_storingFor.ContainsValue(s.SrvId)) store = n;
+        }
+        return store;
     }
 
     void Dispatch()
     {
-        while (_pending.Count > 0 && _idle.First is { } first)
+        while (_idle.First is { } first && NextWork() is { } next)
         {
             var writer = first.Value;
             _idle.RemoveFirst();
-            var work = _pending.Dequeue();
+            _pending.Remove(next);
+            var work = next.Value;
+            if (work.Work is StoreSnapshot store) _storingFor[writer] = store.SrvId;
             var waited = DateTime.UtcNow - work.EnqueuedAtUtc;
             _dispatched++;
             _totalWait += waited;

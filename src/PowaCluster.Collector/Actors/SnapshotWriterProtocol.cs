@@ -74,6 +74,17 @@ internal sealed record CheckRepository : IWriterWork
 
 // ---- Pool statistics and node health -------------------------------------------------------------
 
+/// <summary>Answered with WritersDrained once no work is queued or running (the node stops: what its servers left is stored first).</summary>
+public sealed record DrainWriters
+{
+    public static readonly DrainWriters Instance = new();
+}
+
+public sealed record WritersDrained
+{
+    public static readonly WritersDrained Instance = new();
+}
+
 public sealed record GetWriterPoolStats
 {
     public static readonly GetWriterPoolStats Instance = new();

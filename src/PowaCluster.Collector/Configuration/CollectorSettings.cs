@@ -117,6 +117,40 @@ public sealed class CollectorSettings
     /// <summary>On SIGTERM, how long a snapshot in flight may take to commit before the node's shards are handed off anyway.</summary>
     public TimeSpan HandOffTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Nodes a new cluster waits for before its first server is allocated, so that each node is handed its share
+    /// once instead of the first node up taking everything and giving most of it away. 0: the number of Seeds
+    /// (seed mode), Kubernetes:RequiredContactPoints (Kubernetes), 1 for a one-node cluster. Set it to the
+    /// cluster's size (the StatefulSet's replicas). A node that joins later takes its share by rebalancing.
+    /// </summary>
+    public int ExpectedNodes { get; set; }
+
+    /// <summary>How long a new cluster waits for ExpectedNodes before it allocates the servers to the nodes it has.</summary>
+    public TimeSpan ExpectedNodesWait { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>ExpectedNodes, or its default when 0.</summary>
+    public int ExpectedNodesOrDefault => ExpectedNodes > 0 ? ExpectedNodes
+        : IsOneNode ? 1
+        : Discovery == DiscoveryModes.Kubernetes ? Kubernetes.RequiredContactPoints
+        : Seeds.Length;
+
+    /// <summary>
+    /// Remote connections a node opens per second at most; 0 (the default): derived from the servers waiting to
+    /// connect and their frequency, so that a batch of them (a cold start, a failover, a rebalance) connects
+    /// within a quarter of its shortest interval, at 5 to 100 per second. Each with jitter.
+    /// </summary>
+    public double ConnectRate { get; set; }
+
+    /// <summary>Remote connections a node has in progress at once, at most (a hung one counts for ConnectTimeout / 2).</summary>
+    public int MaxConcurrentConnects { get; set; } = 16;
+
+    /// <summary>
+    /// How long another node may stay silent (no cluster heartbeat) before it is marked unreachable (Akka's
+    /// acceptable-heartbeat-pause; Akka's own default, 3 s, marks a node busy for a few seconds on a loaded
+    /// machine). A dead node's servers move after about this + StableAfter + 3 s.
+    /// </summary>
+    public TimeSpan HeartbeatPause { get; set; } = TimeSpan.FromSeconds(8);
+
     /// <summary>HTTP port of /healthz and /ready; null = no HTTP endpoint.</summary>
     public int? HttpPort { get; set; }
 
@@ -147,6 +181,11 @@ public sealed class CollectorSettings
         if (HttpPort is < 1 or > 65535) throw new ArgumentException("HttpPort must be from 1 to 65535");
         if (StableAfter < TimeSpan.FromSeconds(1)) throw new ArgumentException("StableAfter must be at least 1 second");
         if (HandOffTimeout < TimeSpan.FromSeconds(1)) throw new ArgumentException("HandOffTimeout must be at least 1 second");
+        if (ExpectedNodes < 0) throw new ArgumentException("ExpectedNodes must be 0 (derived) or a number of nodes");
+        if (ExpectedNodesWait < TimeSpan.Zero) throw new ArgumentException("ExpectedNodesWait must not be negative");
+        if (ConnectRate < 0) throw new ArgumentException("ConnectRate must be 0 (derived) or connections per second");
+        if (MaxConcurrentConnects < 1) throw new ArgumentException("MaxConcurrentConnects must be at least 1");
+        if (HeartbeatPause < TimeSpan.FromSeconds(1)) throw new ArgumentException("HeartbeatPause must be at least 1 second");
         foreach (var seed in Seeds)
         {
             var colon = seed.LastIndexOf(':');

@@ -14,7 +14,7 @@ using PowaCluster.Collector.Sharding;
 namespace PowaCluster.Collector.Hosting;
 
 /// <summary>The node's Akka.NET set-up, one extension method per concern.</summary>
-public static class AkkaConfiguration
+public static partial class AkkaConfiguration
 {
     public const string SystemName = "powa-cluster";
 
@@ -114,89 +114,6 @@ public static class AkkaConfiguration
     public static string Protocol(CollectorRuntime rt) => rt.Tls is null ? "akka.tcp" : "akka.ssl.tcp";
 
     /// <summary>
-    /// Cluster membership: with no seed and no discovery the node forms a cluster of its own by joining
-    /// itself; with seeds it joins them; in Kubernetes, the pods listed through the Kubernetes API are the
-    /// seeds (WithKubernetesJoin). Split brain resolver keep-majority after StableAfter.
-    /// </summary>
-    public static AkkaConfigurationBuilder WithPowaClustering(this AkkaConfigurationBuilder b, CollectorRuntime rt)
-    {
-        var s = rt.Settings;
-        var seeds = s.Discovery == DiscoveryModes.Seeds ? s.Seeds.Select(x => $"{Protocol(rt)}://{SystemName}@{x}").ToArray() : [];
-        // The node's NumberOfShards as a role: shards and the coordinator go only to nodes of the same number.
-        b.WithClustering(new ClusterOptions { SeedNodes = seeds, LogInfo = s.Debug, Roles = [ShardRole(s)] });
-        b.AddHocon(SplitBrainHocon(s), HoconAddMode.Prepend);
-        if (s.IsOneNode)
-            b.AddStartup((system, _) =>
-            {
-                var cluster = Cluster.Get(system);
-                cluster.Join(cluster.SelfAddress);
-            });
-        return b;
-    }
-
-    public const string ShardRolePrefix = "powa-shards-";
-
-    /// <summary>The cluster role that carries a node's NumberOfShards (ShardCountGuard).</summary>
-    public static string ShardRole(CollectorSettings s) => ShardRolePrefix + s.NumberOfShards;
-
-    /// <summary>A node whose NumberOfShards is not its cluster's leaves it (exit code 1): ShardCountGuard.</summary>
-    public static AkkaConfigurationBuilder WithShardCountGuard(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
-        b.WithActors((system, _) => system.ActorOf(ShardCountGuard.Props(rt.Settings.NumberOfShards), "shard-count-guard"));
-
-    /// <summary>
-    /// keep-majority: when nodes become unreachable and membership stays so for stable-after, the side with
-    /// more than half of the nodes downs the others, and a side in minority downs itself (its process
-    /// exits, so that Kubernetes or the service manager restarts it).
-    /// </summary>
-    public static string SplitBrainHocon(CollectorSettings s) => $$"""
-        akka.cluster {
-          downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
-          split-brain-resolver {
-            active-strategy = keep-majority
-            stable-after = {{(int)s.StableAfter.TotalMilliseconds}}ms
-            down-all-when-unstable = on
-          }
-          run-coordinated-shutdown-when-down = on
-          # How long after a node is downed its shards and singletons start elsewhere (by default, with SBR,
-          # stable-after again). The minority side of a partition downs itself after the same stable-after
-          # and stops its servers at once (WithStopWhenDowned), and the repository refuses two snapshots of
-          # one server at the same time anyway: a few seconds are enough, and a dead node's servers are not
-          # kept waiting.
-          down-removal-margin = {{(int)DownRemovalMargin(s).TotalMilliseconds}}ms
-        }
-        """;
-
-    public static TimeSpan DownRemovalMargin(CollectorSettings s) =>
-        s.StableAfter < TimeSpan.FromSeconds(3) ? s.StableAfter : TimeSpan.FromSeconds(3);
-
-    /// <summary>
-    /// Kubernetes: the pods are listed through the Kubernetes API and become the seed nodes (KubernetesJoiner).
-    /// </summary>
-    public static AkkaConfigurationBuilder WithKubernetesJoin(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
-        rt.Settings.Discovery != DiscoveryModes.Kubernetes
-            ? b
-            : b.WithActors((system, _) => system.ActorOf(KubernetesJoiner.Props(rt.Settings.Kubernetes), "kubernetes-joiner"));
-
-    /// <summary>
-    /// Shards and hand-off: least-shard allocation with the rebalance algorithm that reaches balance in one or
-    /// two rounds; on SIGTERM a shard's entities get HandOffTimeout to finish their snapshot in flight.
-    /// </summary>
-    public static AkkaConfigurationBuilder WithPowaSharding(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
-        b.AddHocon(ShardingHocon(rt.Settings), HoconAddMode.Prepend);
-
-    public static string ShardingHocon(CollectorSettings s) => $$"""
-        akka.cluster.sharding {
-          least-shard-allocation-strategy {
-            rebalance-absolute-limit = 20
-            rebalance-relative-limit = 0.2
-          }
-          rebalance-interval = 10s
-          handoff-timeout = {{(int)s.HandOffTimeout.TotalMilliseconds}}ms
-        }
-        akka.coordinated-shutdown.phases.cluster-sharding-shutdown-region.timeout = {{(int)(s.HandOffTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds}}ms
-        """;
-
-    /// <summary>
     /// A node that is downed (the minority side of a partition, or one the others found unreachable) stops its
     /// servers at once, first thing in its CoordinatedShutdown: the majority starts them elsewhere after
     /// down-removal-margin, and the graceful hand-off would wait for a shard coordinator that is on the other
@@ -217,13 +134,30 @@ public static class AkkaConfiguration
             });
         });
 
-    /// <summary>The node-local pool of repository writers.</summary>
+    /// <summary>The node-local pool of repository writers, drained when the node stops.</summary>
     public static AkkaConfigurationBuilder WithSnapshotWriters(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithActors((system, registry) =>
         {
             var pool = system.ActorOf(SnapshotWriterPool.Props(rt.Settings, rt.Repository, rt.Powa), "snapshot-writers");
             registry.Register<SnapshotWriterPool>(pool);
+            // A stopping node stores what its servers read before it goes (they leave it to the pool when their
+            // shards are handed off), within the hand-off timeout.
+            var cs = CoordinatedShutdown.Get(system);
+            cs.AddTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate, "store-what-was-read", async () =>
+            {
+                try { await pool.Ask<WritersDrained>(DrainWriters.Instance, rt.Settings.HandOffTimeout); }
+                catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+                {
+                    system.Log.Warning("Stopping with snapshots not stored: the repository did not store them within {0:F0} s (HandOffTimeout)",
+                        rt.Settings.HandOffTimeout.TotalSeconds);
+                }
+                return Done.Instance;
+            });
         });
+
+    /// <summary>The node-local pace of remote connections (ConnectRamp).</summary>
+    public static AkkaConfigurationBuilder WithConnectRamp(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithActors((system, registry) => registry.Register<ConnectRamp>(system.ActorOf(ConnectRamp.Props(rt.Settings), "connect-ramp")));
 
     /// <summary>
     /// One ServerCollector entity per srvid, spread over the cluster. No remember-entities and no persistence:
@@ -233,7 +167,7 @@ public static class AkkaConfiguration
         b.WithShardRegion<ServerCollector>(
             "server-collector",
             (_, registry, _) => _ => ServerCollector.Props(rt.Settings, rt.Powa.Version, registry.Get<SnapshotWriterPool>(),
-                rt.Stages, registry.Get<FleetCoordinator>()),
+                rt.Stages, registry.Get<FleetCoordinator>(), registry.Get<ConnectRamp>()),
             new ServerMessageExtractor(rt.Settings.NumberOfShards),
             new ShardOptions
             {
@@ -279,6 +213,7 @@ public static class AkkaConfiguration
         Microsoft.Extensions.Logging.LogLevel? minimumLevel = null) =>
         b.WithPowaLogging(rt, minimumLevel)
          .WithPowaScheduler()
+         .WithPowaDispatchers()
          .WithPowaRemoting(rt)
          .WithPowaSerialization()
          .WithPowaClustering(rt)
@@ -286,6 +221,7 @@ public static class AkkaConfiguration
          .WithKubernetesJoin(rt)
          .WithPowaSharding(rt)
          .WithSnapshotWriters(rt)
+         .WithConnectRamp(rt)
          .WithServerCollectors(rt)
          .WithStopWhenDowned()
          .WithFleetCoordinator(rt);

@@ -1,6 +1,7 @@
 using System.Net;
 using Akka.Actor;
 using Akka.Cluster;
+using Akka.Cluster.Sharding;
 using Akka.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -15,7 +16,8 @@ namespace PowaCluster.Host.Startup;
 /// <summary>
 /// HTTP on --http-port: GET /healthz answers 200 while the process and its actor system live (a liveness
 /// probe); GET /ready answers 200 when this node is an Up member of the cluster and reaches the repository,
-/// 503 and why otherwise (a readiness probe). Nothing else is served.
+/// 503 and why otherwise (a readiness probe); its last line gives the servers this node collects. Nothing
+/// else is served.
 /// </summary>
 public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILogger<HealthEndpoint> log) : IHostedService
 {
@@ -92,7 +94,22 @@ public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILog
             }
         }
         var ready = member && reachable;
-        return (ready, $"{(ready ? "ready" : "not ready")}\nmember: {status}\nrepository: {repository}\n");
+        return (ready, $"{(ready ? "ready" : "not ready")}\nmember: {status}\nrepository: {repository}\nservers: {await ServersHeldAsync()}\n");
+    }
+
+    /// <summary>Servers collected on this node (entities of its shard region), or why it cannot say.</summary>
+    async Task<string> ServersHeldAsync()
+    {
+        if (!ActorRegistry.For(system).TryGet<ServerCollector>(out var region)) return "not started";
+        try
+        {
+            var state = await region.Ask<CurrentShardRegionState>(GetShardRegionState.Instance, RepositoryCheckTimeout);
+            return state.Shards.Sum(s => s.EntityIds.Count).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+        {
+            return $"no answer within {RepositoryCheckTimeout.TotalSeconds:F0} s";
+        }
     }
 
     public async Task StopAsync(CancellationToken ct)

@@ -73,8 +73,10 @@ public sealed partial class LocalPostgres : IPostgresInstance
         Powa5BinDir is { } bin ? async (name, n) => await StartAsync("powa5-" + name, n, binDir: bin) : null;
 
     /// <param name="binDir">the PostgreSQL binaries to run (BinDir by default; Powa5BinDir for PoWA 5)</param>
+    /// <param name="settings">more lines for postgresql.auto.conf</param>
     public static async Task<LocalPostgres> StartAsync(string name, int loopbackAddresses = 8,
-        string? preload = "pg_stat_statements,pg_stat_kcache,pg_qualstats,pg_wait_sampling", string? binDir = null)
+        string? preload = "pg_stat_statements,pg_stat_kcache,pg_qualstats,pg_wait_sampling", string? binDir = null,
+        IReadOnlyList<string>? settings = null)
     {
         binDir ??= BinDir;
         if (loopbackAddresses is < 1 or > MaxLoopbackAddresses) throw new ArgumentOutOfRangeException(nameof(loopbackAddresses));
@@ -110,6 +112,7 @@ public sealed partial class LocalPostgres : IPostgresInstance
                 conf.AppendLine("pg_qualstats.sample_rate = 1");
                 conf.AppendLine("track_functions = 'all'");
                 conf.AppendLine("log_min_messages = warning");
+                foreach (var line in settings ?? []) conf.AppendLine(line);
                 await File.WriteAllTextAsync(Path.Combine(DataDir(dir), "postgresql.auto.conf"), conf.ToString());
                 if (IsRoot) await Run("chown", $"postgres:postgres {Path.Combine(DataDir(dir), "postgresql.auto.conf")}");
                 try

@@ -1,0 +1,124 @@
+using Akka.Cluster;
+using Akka.Cluster.Hosting;
+using Akka.Hosting;
+using PowaCluster.Collector.Actors;
+using PowaCluster.Collector.Configuration;
+
+namespace PowaCluster.Collector.Hosting;
+
+/// <summary>The node's cluster set-up (AkkaConfiguration.cs has the rest): membership, failure detection, the threads of Akka's internals, sharding.</summary>
+public static partial class AkkaConfiguration
+{
+    /// <summary>
+    /// Cluster membership: with no seed and no discovery the node forms a cluster of its own by joining
+    /// itself; with seeds it joins them; in Kubernetes, the pods listed through the Kubernetes API are the
+    /// seeds (WithKubernetesJoin). Split brain resolver keep-majority after StableAfter.
+    /// </summary>
+    public static AkkaConfigurationBuilder WithPowaClustering(this AkkaConfigurationBuilder b, CollectorRuntime rt)
+    {
+        var s = rt.Settings;
+        var seeds = s.Discovery == DiscoveryModes.Seeds ? s.Seeds.Select(x => $"{Protocol(rt)}://{SystemName}@{x}").ToArray() : [];
+        // The node's NumberOfShards as a role: shards and the coordinator go only to nodes of the same number.
+        b.WithClustering(new ClusterOptions { SeedNodes = seeds, LogInfo = s.Debug, Roles = [ShardRole(s)] });
+        b.AddHocon(SplitBrainHocon(s), HoconAddMode.Prepend);
+        b.AddHocon(FailureDetectionHocon(s), HoconAddMode.Prepend);
+        if (s.IsOneNode)
+            b.AddStartup((system, _) =>
+            {
+                var cluster = Cluster.Get(system);
+                cluster.Join(cluster.SelfAddress);
+            });
+        return b;
+    }
+
+    public const string ShardRolePrefix = "powa-shards-";
+
+    /// <summary>The cluster role that carries a node's NumberOfShards (ShardCountGuard).</summary>
+    public static string ShardRole(CollectorSettings s) => ShardRolePrefix + s.NumberOfShards;
+
+    /// <summary>A node whose NumberOfShards is not its cluster's leaves it (exit code 1): ShardCountGuard.</summary>
+    public static AkkaConfigurationBuilder WithShardCountGuard(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithActors((system, _) => system.ActorOf(ShardCountGuard.Props(rt.Settings.NumberOfShards), "shard-count-guard"));
+
+    /// <summary>
+    /// keep-majority: when nodes become unreachable and membership stays so for stable-after, the side with
+    /// more than half of the nodes downs the others, and a side in minority downs itself (its process
+    /// exits, so that Kubernetes or the service manager restarts it).
+    /// </summary>
+    public static string SplitBrainHocon(CollectorSettings s) => $$"""
+        akka.cluster {
+          downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
+          split-brain-resolver {
+            active-strategy = keep-majority
+            stable-after = {{(int)s.StableAfter.TotalMilliseconds}}ms
+            down-all-when-unstable = on
+          }
+          run-coordinated-shutdown-when-down = on
+          # How long after a node is downed its shards and singletons start elsewhere (by default, with SBR,
+          # stable-after again). The minority side of a partition downs itself after the same stable-after
+          # and stops its servers at once (WithStopWhenDowned), and the repository refuses two snapshots of
+          # one server at the same time anyway: a few seconds are enough, and a dead node's servers are not
+          # kept waiting.
+          down-removal-margin = {{(int)DownRemovalMargin(s).TotalMilliseconds}}ms
+        }
+        """;
+
+    /// <summary>
+    /// A node is marked unreachable when it has sent no heartbeat for HeartbeatPause (plus the phi detector's
+    /// margin, under a second): Akka's 3 s mark a node that is only busy on a loaded machine.
+    /// </summary>
+    public static string FailureDetectionHocon(CollectorSettings s) =>
+        $"akka.cluster.failure-detector.acceptable-heartbeat-pause = {(int)s.HeartbeatPause.TotalMilliseconds}ms";
+
+    /// <summary>
+    /// Akka's cluster and remoting internals (heartbeats, gossip, the shard coordinator, the endpoints) run on
+    /// threads of their own instead of the .NET thread pool, where they would queue behind the collection's
+    /// work (Npgsql's continuations, COPY parsing) when a node is busy: a heartbeat waits for a CPU, never for
+    /// a queue of snapshots.
+    /// </summary>
+    public static AkkaConfigurationBuilder WithPowaDispatchers(this AkkaConfigurationBuilder b) =>
+        b.AddHocon(DispatchersHocon, HoconAddMode.Prepend);
+
+    public const string DispatchersHocon = """
+        akka.actor.internal-dispatcher {
+          executor = fork-join-executor
+          fork-join-executor { parallelism-min = 2, parallelism-factor = 1.0, parallelism-max = 4 }
+        }
+        akka.remote.default-remote-dispatcher {
+          executor = fork-join-executor
+          fork-join-executor { parallelism-min = 2, parallelism-factor = 0.5, parallelism-max = 2 }
+        }
+        """;
+
+    public static TimeSpan DownRemovalMargin(CollectorSettings s) =>
+        s.StableAfter < TimeSpan.FromSeconds(3) ? s.StableAfter : TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// Kubernetes: the pods are listed through the Kubernetes API and become the seed nodes (KubernetesJoiner).
+    /// </summary>
+    public static AkkaConfigurationBuilder WithKubernetesJoin(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        rt.Settings.Discovery != DiscoveryModes.Kubernetes
+            ? b
+            : b.WithActors((system, _) => system.ActorOf(KubernetesJoiner.Props(rt.Settings.Kubernetes), "kubernetes-joiner"));
+
+    /// <summary>
+    /// Shards and hand-off: least-shard allocation, rebalancing at most 5 shards every 10 s; on SIGTERM a shard's entities get HandOffTimeout to finish their snapshot in flight.
+    /// </summary>
+    public static AkkaConfigurationBuilder WithPowaSharding(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.AddHocon(ShardingHocon(rt.Settings), HoconAddMode.Prepend);
+
+    public static string ShardingHocon(CollectorSettings s) => $$"""
+        akka.cluster.sharding {
+          least-shard-allocation-strategy {
+            # A node that joins a running cluster takes its share a few shards at a time (each moved server
+            # stops, reads its row and connects again on its new node, through that node's ConnectRamp).
+            rebalance-absolute-limit = 5
+            rebalance-relative-limit = 0.2
+          }
+          rebalance-interval = 10s
+          handoff-timeout = {{(int)s.HandOffTimeout.TotalMilliseconds}}ms
+        }
+        akka.coordinated-shutdown.phases.cluster-sharding-shutdown-region.timeout = {{(int)(s.HandOffTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds}}ms
+        akka.coordinated-shutdown.phases.before-actor-system-terminate.timeout = {{(int)(s.HandOffTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds}}ms
+        """;
+}

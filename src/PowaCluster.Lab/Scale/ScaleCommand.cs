@@ -1,0 +1,118 @@
+using System.Diagnostics;
+using Npgsql;
+using PowaCluster.Collector.Configuration;
+using PowaCluster.Host.Startup;
+using PowaCluster.Lab.Bench;
+using PowaCluster.Lab.Demo;
+using PowaCluster.Lab.Embedded;
+
+namespace PowaCluster.Lab.Scale;
+
+/// <summary>
+/// powa-lab scale: many servers on a cluster of nodes started together, from a cold start, measured from
+/// outside (the nodes' /ready, /proc and logs) and from the repository (each snapshot's remote timestamp).
+/// Optionally a SIGKILL of the oldest node afterwards, and how long its servers take to resume.
+/// </summary>
+public static class ScaleCommand
+{
+    /// <summary>Servers per remote instance: PostgreSQL listens on 64 addresses at most (MAXLISTEN).</summary>
+    const int PerInstance = LocalPostgres.MaxLoopbackAddresses;
+    static readonly TimeSpan SampleEvery = TimeSpan.FromSeconds(5);
+
+    public static async Task<int> RunAsync(LabOptions o)
+    {
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        var remotes = (o.Servers + PerInstance - 1) / PerInstance;
+        var binDir = o.Powa != 5 ? null : LocalPostgres.Powa5BinDir ?? throw new StartupException(
+            "--powa 5 needs archivist 5.1.2: scripts/install-deps.sh builds it when ../shared/vendor/powa-archivist-5.1.2.tar.gz is there");
+        // Seventeen instances share this machine's cores, where in production each remote has a host of its own:
+        // pg_wait_sampling's sampler (every 10 ms by default, over every backend slot) would cost the lab most of
+        // a core by itself. Sampled every 100 ms here; the data collected is the same kind.
+        PostgresFactory factory = async (name, n) => await LocalPostgres.StartAsync((o.Powa == 5 ? "powa5-" : "") + name, n, binDir: binDir,
+            settings: ["pg_wait_sampling.profile_period = 100", "pg_wait_sampling.history_period = 100"]);
+        Say($"starting a throwaway repository and {remotes} remote instances ({PerInstance} loopback addresses each, archivist {(o.Powa == 5 ? "5.1.2" : "4.1.4")})");
+        PowaLab lab;
+        try { lab = await PowaLab.StartAsync(remotes, Math.Min(PerInstance, (o.Servers + remotes - 1) / remotes), factory); }
+        catch (InvalidOperationException e) { throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}"); }
+        await using var _ = lab;
+        var ids = await lab.RegisterManyAsync(o.Servers, o.Frequency, "scale");
+        var repoDsn = lab.Repository.ConnectionString(PowaLab.Database);
+        var (settings, _) = SettingsLoader.Load(o.ToRun(repoDsn.ConnectionString), CollectorHost.CreateBuilder().Configuration);
+        var ports = lab.Remotes.Select(r => r.Port).ToHashSet();
+        var logDir = Directory.CreateTempSubdirectory("powa-scale-").FullName;
+
+        await using var monitor = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
+            { ApplicationName = "powa-cluster scale monitor" }.ConnectionString);
+        await monitor.OpenAsync(stop.Token);
+        var t0 = await SnapshotLog.NowAsync(monitor);
+        Say($"{ids.Count} servers at {o.Frequency} s registered; starting {o.Nodes} nodes together (logs in {logDir})");
+        await using var nodes = ClusterNodes.Start(repoDsn, o.Nodes, settings.WriterPoolSize, settings.Debug,
+            new Dictionary<string, string> { ["ExpectedNodes"] = o.Nodes.ToString() }, logDir);
+        var watch = new ScaleWatch(nodes, ports, ids.Count);
+        var sw = Stopwatch.StartNew();
+        MachineCpu.Reading? cpuFrom = null;
+        while (!stop.IsCancellationRequested && sw.Elapsed < TimeSpan.FromSeconds(o.Seconds!.Value))
+        {
+            await watch.SampleAsync(sw.Elapsed);
+            // The machine's CPU over the steady part, after the first two intervals.
+            if (cpuFrom is null && sw.Elapsed >= TimeSpan.FromSeconds(2 * o.Frequency)) cpuFrom = Cpu(lab, nodes);
+            await Task.Delay(SampleEvery, stop.Token).ContinueWith(_ => { });
+        }
+        var cpuTo = Cpu(lab, nodes);
+        var tEnd = await SnapshotLog.NowAsync(monitor);
+        var freq = TimeSpan.FromSeconds(o.Frequency);
+        var times = await SnapshotLog.TimesAsync(monitor, t0, tEnd);
+        var fleet = FleetFigures.From(ids, times, t0, tEnd, freq);
+        Console.WriteLine();
+        Console.WriteLine(watch.NodeTable());
+        Console.WriteLine(LogCounts.Table(nodes, since: null));
+        Console.WriteLine(fleet.Summary(o.Nodes, watch));
+        if (cpuFrom is not null) Console.WriteLine(MachineCpu.Split(cpuFrom, cpuTo));
+        var ok = fleet.Pass && watch.Pass;
+        if (o.Kill && !stop.IsCancellationRequested) ok &= await KillAsync(o, nodes, watch, monitor, ids, settings, stop.Token);
+        Console.WriteLine($"scale: {(ok ? "PASS" : "FAIL")}");
+        return ok ? 0 : 1;
+    }
+
+    /// <summary>SIGKILL of the oldest node (the singletons go with it); every server must resume within stable-after + frequency + 10 s.</summary>
+    static async Task<bool> KillAsync(LabOptions o, ClusterNodes nodes, ScaleWatch watch, NpgsqlConnection monitor, IReadOnlyList<int> ids,
+        CollectorSettings settings, CancellationToken ct)
+    {
+        var victim = nodes.Nodes[0];
+        var freq = TimeSpan.FromSeconds(o.Frequency);
+        var bound = settings.StableAfter + freq + TimeSpan.FromSeconds(10);
+        var killedAt = await SnapshotLog.NowAsync(monitor);
+        var marks = LogCounts.Marks(nodes);
+        nodes.Kill(victim);
+        Say($"SIGKILL of {victim.Name}, which held {watch.LastHeld(victim.Index)} servers; watching for {(bound + TimeSpan.FromSeconds(20)).TotalSeconds:F0} s");
+        var sw = Stopwatch.StartNew();
+        while (!ct.IsCancellationRequested && sw.Elapsed < bound + TimeSpan.FromSeconds(20))
+        {
+            await watch.SampleAsync(TimeSpan.FromSeconds(o.Seconds!.Value) + sw.Elapsed);
+            await Task.Delay(SampleEvery, ct).ContinueWith(_ => { });
+        }
+        var times = await SnapshotLog.TimesAsync(monitor, killedAt, await SnapshotLog.NowAsync(monitor));
+        var resumed = ids.Select(id => times.TryGetValue(id, out var t) && t.Count > 0 ? (t[0] - killedAt).TotalSeconds : double.PositiveInfinity).ToList();
+        var late = resumed.Count(s => s > bound.TotalSeconds);
+        Console.WriteLine(watch.NodeTable(since: TimeSpan.FromSeconds(o.Seconds!.Value)));
+        Console.WriteLine(LogCounts.Table(nodes, since: marks));
+        var survivorsDowned = nodes.Nodes.Count(n => n != victim && n.ExitCode is not null);
+        Console.WriteLine($"scale kill -9: {victim.Name} killed; every server's first snapshot after the kill: latest " +
+                          $"{(resumed.Max() is var m && double.IsInfinity(m) ? "never" : $"{m:F1} s")} (bound stable-after + frequency + 10 s = " +
+                          $"{bound.TotalSeconds:F0} s), {late} servers later than the bound; surviving nodes downed {survivorsDowned}");
+        return late == 0 && survivorsDowned == 0;
+    }
+
+    static void Say(string m) => Console.WriteLine($"scale: {m}");
+
+    static MachineCpu.Reading Cpu(PowaLab lab, ClusterNodes nodes) => MachineCpu.Read(
+        new Dictionary<string, IReadOnlyList<int>>
+        {
+            ["repository"] = Postmaster(lab.Repository),
+            ["remotes"] = lab.Remotes.SelectMany(Postmaster).ToList(),
+        },
+        new Dictionary<string, IReadOnlyList<int>> { ["collector nodes"] = nodes.Nodes.Select(n => n.Process.Pid).ToList() });
+
+    static IReadOnlyList<int> Postmaster(IPostgresInstance pg) => pg is LocalPostgres l ? l.ProcessIds().Take(1).ToList() : [];
+}

@@ -1,0 +1,127 @@
+using System.Collections.Immutable;
+using Akka.Actor;
+using Akka.Cluster.Sharding;
+using Akka.TestKit.Xunit2;
+using PowaCluster.Collector.Actors;
+using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Postgres;
+using PowaCluster.Tests.Support;
+using Xunit;
+
+namespace PowaCluster.Tests.Actors;
+
+/// <summary>
+/// What a cold start of a large fleet relies on, each actor alone: the FleetCoordinator's first allocation
+/// waits for the nodes expected (its shard region replaced by a probe that answers sharding's statistics), and
+/// the ConnectRamp paces connections (servers replaced by probes).
+/// </summary>
+[Collection(LabCollection.Name)]
+public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
+{
+    static readonly PowaSql Sql41 = PowaSql.For(new PowaVersion(4, 1, "4.1.4"), "public");
+
+    static ClusterShardingStats Stats(int regions, int shards) => new(Enumerable.Range(1, regions).ToImmutableDictionary(
+        i => new Address("akka.tcp", "powa-cluster", "127.0.0.1", 4000 + i),
+        i => new ShardRegionStats(Enumerable.Range(0, i == 1 ? shards : 0).ToImmutableDictionary(s => s.ToString(), _ => 1))));
+
+    async Task<(TestRepository Repo, List<int> Ids)> ThreeServersAsync()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var ids = new List<int>();
+        for (var i = 0; i < 3; i++) ids.Add(await repo.RegisterAsync(fx.Lab.Remotes[0], 40 + i, $"scale-{i}"));
+        return (repo, ids);
+    }
+
+    CollectorSettings Expecting(int nodes, TimeSpan wait)
+    {
+        var s = CollectorNode.FastSettings();
+        s.Seeds = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"];
+        s.ExpectedNodes = nodes;
+        s.ExpectedNodesWait = wait;
+        return s;
+    }
+
+    [Fact]
+    public async Task A_new_cluster_allocates_its_servers_once_the_expected_nodes_are_members()
+    {
+        var (repo, ids) = await ThreeServersAsync();
+        var region = CreateTestProbe();
+        var settings = Expecting(3, TimeSpan.FromMinutes(5));
+        var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, repo.ConnectionString, Sql41));
+        Sys.ActorOf(FleetCoordinator.Props(settings, repo.ConnectionString, Sql41, region.Ref, pool));
+
+        // Two regions of three, nothing allocated: powa_servers is read (resyncs go on), no server is ensured.
+        for (var round = 0; round < 3; round++)
+        {
+            region.ExpectMsg<GetClusterShardingStats>(TimeSpan.FromSeconds(5));
+            region.Reply(Stats(2, 0));
+        }
+        region.ExpectNoMsg(TimeSpan.FromMilliseconds(500));
+        // The third node's region registers: every server is ensured.
+        region.ExpectMsg<GetClusterShardingStats>(TimeSpan.FromSeconds(5));
+        region.Reply(Stats(3, 0));
+        var ensured = region.ReceiveN(3, TimeSpan.FromSeconds(5)).Cast<EnsureCollecting>().Select(e => e.SrvId).Order().ToList();
+        Assert.Equal(ids, ensured);
+    }
+
+    [Fact]
+    public async Task The_first_allocation_waits_ExpectedNodesWait_at_most_and_a_running_cluster_does_not_wait()
+    {
+        var (repo, ids) = await ThreeServersAsync();
+        var region = CreateTestProbe();
+        var settings = Expecting(3, TimeSpan.FromSeconds(3));
+        var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, repo.ConnectionString, Sql41));
+        Sys.ActorOf(FleetCoordinator.Props(settings, repo.ConnectionString, Sql41, region.Ref, pool));
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var ensured = new List<int>();
+        // One node only, for ever: the servers go to it after ExpectedNodesWait.
+        region.FishForMessage(m =>
+        {
+            if (m is GetClusterShardingStats) region.Reply(Stats(1, 0));
+            if (m is EnsureCollecting e) ensured.Add(e.SrvId);
+            return m is EnsureCollecting;
+        }, TimeSpan.FromSeconds(10));
+        Assert.InRange(sw.Elapsed.TotalSeconds, 2.5, 10);
+
+        // A coordinator that starts in a running cluster (shards allocated: it took over from a node that died)
+        // ensures at once, though fewer nodes than expected are left.
+        var region2 = CreateTestProbe();
+        var pool2 = Sys.ActorOf(SnapshotWriterPool.Props(settings, repo.ConnectionString, Sql41));
+        Sys.ActorOf(FleetCoordinator.Props(settings, repo.ConnectionString, Sql41, region2.Ref, pool2));
+        region2.ExpectMsg<GetClusterShardingStats>(TimeSpan.FromSeconds(5));
+        region2.Reply(Stats(2, 7));
+        var again = region2.ReceiveN(3, TimeSpan.FromSeconds(5)).Cast<EnsureCollecting>().Select(e => e.SrvId).Order().ToList();
+        Assert.Equal(ids, again);
+    }
+
+    [Fact]
+    public void The_ramp_bounds_attempts_in_progress_and_the_rate_and_frees_a_slot_when_a_server_goes()
+    {
+        var settings = new CollectorSettings { ConnectRate = 4, MaxConcurrentConnects = 2, ConnectTimeout = TimeSpan.FromSeconds(60) };
+        var ramp = Sys.ActorOf(ConnectRamp.Props(settings));
+        var servers = Enumerable.Range(0, 5).Select(_ => CreateTestProbe()).ToList();
+        for (var i = 0; i < servers.Count; i++) servers[i].Send(ramp, new RequestConnect(i, 1, TimeSpan.FromSeconds(60)));
+
+        // Two attempts at most: the first at once, the second a quarter of a second or so later (4 a second, jitter).
+        servers[0].ExpectMsg<ConnectGranted>(TimeSpan.FromSeconds(1));
+        servers[1].ExpectMsg<ConnectGranted>(TimeSpan.FromSeconds(2));
+        servers[2].ExpectNoMsg(TimeSpan.FromSeconds(1));
+        // One attempt is over: the next server may connect.
+        servers[0].Send(ramp, new ConnectFinished(1));
+        servers[2].ExpectMsg<ConnectGranted>(TimeSpan.FromSeconds(2));
+        // A server that stops while it connects gives its slot back.
+        Watch(servers[1].Ref);
+        Sys.Stop(servers[1].Ref);
+        ExpectTerminated(servers[1].Ref);
+        servers[3].ExpectMsg<ConnectGranted>(TimeSpan.FromSeconds(2));
+        servers[4].ExpectNoMsg(TimeSpan.FromMilliseconds(500));
+
+        // Ten servers at 4 a second, slots to spare: spaced out (the last one not within 0.8 s), all within a few seconds.
+        var wide = Sys.ActorOf(ConnectRamp.Props(new CollectorSettings { ConnectRate = 4, MaxConcurrentConnects = 100 }));
+        var ten = Enumerable.Range(0, 10).Select(_ => CreateTestProbe()).ToList();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        for (var i = 0; i < ten.Count; i++) ten[i].Send(wide, new RequestConnect(100 + i, 1, TimeSpan.FromSeconds(60)));
+        ten[9].ExpectNoMsg(TimeSpan.FromMilliseconds(800) - sw.Elapsed);
+        foreach (var p in ten) p.ExpectMsg<ConnectGranted>(TimeSpan.FromSeconds(6));
+    }
+}
