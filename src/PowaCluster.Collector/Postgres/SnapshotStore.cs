@@ -193,14 +193,14 @@ public static class SnapshotStore
     /// Right after powa_take_snapshot: the snapshot's time is when it was taken (SetSnapshotTime); and a
     /// datasource whose snapshot function failed inside powa_take_snapshot (which catches it and rolls that
     /// function back) leaves its rows in its *_src_tmp table, which would be stored with the next snapshot:
-    /// they are deleted (a DELETE that finds nothing when all went well).
+    /// they are deleted (when powa_take_snapshot reported an error: PowaSql.LeftoverCleanup).
     /// </summary>
     static IEnumerable<NpgsqlBatchCommand> AfterTakeSnapshotCommands(PowaSql sql, SnapshotStage stage)
     {
         yield return new NpgsqlBatchCommand(sql.SetSnapshotTime)
             { Parameters = { new() { Value = stage.SrvId }, new() { Value = stage.TakenAtUtc, NpgsqlDbType = NpgsqlDbType.TimestampTz } } };
         foreach (var ds in stage.Datasources.Where(d => d.HasRows))
-            yield return new NpgsqlBatchCommand($"DELETE FROM {ds.Target} WHERE srvid = $1") { Parameters = { new() { Value = stage.SrvId } } };
+            yield return new NpgsqlBatchCommand(PowaSql.LeftoverCleanup(ds.Target)) { Parameters = { new() { Value = stage.SrvId } } };
     }
 
     static async Task<int> ReadTakeSnapshotAsync(NpgsqlDataReader r, CancellationToken ct) =>

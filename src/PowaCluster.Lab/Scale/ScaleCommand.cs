@@ -29,13 +29,16 @@ public static class ScaleCommand
         // Seventeen instances share this machine's cores, where in production each remote has a host of its own:
         // pg_wait_sampling's sampler (every 10 ms by default, over every backend slot) would cost the lab most of
         // a core by itself. Sampled every 100 ms here; the data collected is the same kind.
+        // The repository gets what README ("A large fleet: the repository") asks of one: autovacuum every 5 s.
         PostgresFactory factory = async (name, n) => await LocalPostgres.StartAsync((o.Powa == 5 ? "powa5-" : "") + name, n, binDir: binDir,
-            settings: ["pg_wait_sampling.profile_period = 100", "pg_wait_sampling.history_period = 100"]);
+            settings: name == "repository" ? ["autovacuum_naptime = 5s"]
+                : ["pg_wait_sampling.profile_period = 100", "pg_wait_sampling.history_period = 100"]);
         Say($"starting a throwaway repository and {remotes} remote instances ({PerInstance} loopback addresses each, archivist {(o.Powa == 5 ? "5.1.2" : "4.1.4")})");
         PowaLab lab;
         try { lab = await PowaLab.StartAsync(remotes, Math.Min(PerInstance, (o.Servers + remotes - 1) / remotes), factory); }
         catch (InvalidOperationException e) { throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}"); }
         await using var _ = lab;
+        await lab.Repository.ExecAsync(PowaLab.Database, SrcTmpAutovacuum);
         var ids = await lab.RegisterManyAsync(o.Servers, o.Frequency, "scale");
         var repoDsn = lab.Repository.ConnectionString(PowaLab.Database);
         var (settings, _) = SettingsLoader.Load(o.ToRun(repoDsn.ConnectionString), CollectorHost.CreateBuilder().Configuration);
@@ -103,6 +106,17 @@ public static class ScaleCommand
                           $"{bound.TotalSeconds:F0} s), {late} servers later than the bound; surviving nodes downed {survivorsDowned}");
         return late == 0 && survivorsDowned == 0;
     }
+
+    /// <summary>README, "A large fleet: the repository": the *_src_tmp tables vacuumed as soon as 1,000 rows are dead.</summary>
+    public const string SrcTmpAutovacuum = """
+        DO $$
+        DECLARE t regclass;
+        BEGIN
+          FOR t IN SELECT c.oid::regclass FROM pg_class c WHERE c.relname LIKE 'powa\_%\_src\_tmp' AND c.relkind = 'r' LOOP
+            EXECUTE format('ALTER TABLE %s SET (autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 0)', t);
+          END LOOP;
+        END $$
+        """;
 
     static void Say(string m) => Console.WriteLine($"scale: {m}");
 

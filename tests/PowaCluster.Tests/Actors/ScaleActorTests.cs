@@ -124,4 +124,51 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
         ten[9].ExpectNoMsg(TimeSpan.FromMilliseconds(800) - sw.Elapsed);
         foreach (var p in ten) p.ExpectMsg<ConnectGranted>(TimeSpan.FromSeconds(6));
     }
+
+    [Fact]
+    public void A_handed_off_server_leaves_what_it_read_to_the_writers_in_order_and_stops_at_once()
+    {
+        var remote = fx.Lab.Remotes[1];
+        var writers = CreateTestProbe();
+        var settings = CollectorNode.FastSettings();
+        settings.ResyncInterval = TimeSpan.FromMinutes(1);
+        settings.HandOffTimeout = TimeSpan.FromSeconds(30);
+        var ramp = Sys.ActorOf(ConnectRamp.Props(settings));
+        var entity = Sys.ActorOf(ServerCollector.Props(settings, new PowaVersion(4, 1, "4.1.4"), writers.Ref,
+            new Collector.Staging.StageBudget(1 << 20, Path.Combine(Path.GetTempPath(), $"powa-cluster-test-stage-{Guid.NewGuid():N}")),
+            ramp: ramp), "47");
+        var config = new ServerConfig(47, remote.Host(11), remote.Port, "postgres", remote.Password, "powa", 1, "h");
+        entity.Tell(new EnsureCollecting(47, "v1"));
+        writers.ExpectMsg<ReadServer>(TimeSpan.FromSeconds(5));
+        writers.Reply(new ServerRead(47, new ServerRow(config, "v1"), null));
+        // Through the node's ramp, then connected.
+        writers.ExpectMsg<RestoreSchedule>(TimeSpan.FromSeconds(10));
+        var plan = new SnapshotPlan([new Datasource("pg_stat_statements", false, "powa_statements_src", null, "powa_statements_snapshot", "public")], []);
+        writers.Reply(new ScheduleRestored(47, new LastSnapshot(true, DateTimeOffset.UtcNow.AddSeconds(-0.8)), plan, null));
+
+        // The repository does not answer: the first snapshot stays at a writer, the next two wait in the server's queue.
+        var first = writers.ExpectMsg<StoreSnapshot>(TimeSpan.FromSeconds(3));
+        first.Stage.Dispose();
+        System.Threading.Thread.Sleep(2500);
+        // Sharding hands the shard off: the queue goes to the writers at once, oldest first, with nobody to answer,
+        // and the entity stops without waiting for the repository.
+        Watch(entity);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        entity.Tell(StopEntity.Instance);
+        var left = new List<StoreSnapshot>();
+        FishForMessage<Terminated>(t => t.ActorRef.Equals(entity), TimeSpan.FromSeconds(5));
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(3), $"stopped after {sw.Elapsed.TotalSeconds:F1} s");
+        while (writers.HasMessages) left.Add(writers.ExpectMsg<StoreSnapshot>());
+        try
+        {
+            Assert.InRange(left.Count, 2, 3);
+            Assert.All(left, l => Assert.True(l.ReplyTo.IsNobody()));
+            Assert.Equal(left.Select(l => l.Sequence).Order(), left.Select(l => l.Sequence));
+            Assert.All(left, l => Assert.True(l.Sequence > first.Sequence));
+        }
+        finally
+        {
+            foreach (var l in left) l.Stage.Dispose();
+        }
+    }
 }
