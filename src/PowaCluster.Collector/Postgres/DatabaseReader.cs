@@ -132,7 +132,7 @@ public static class DatabaseReader
     }
 
     /// <summary>Custom settings (any role may set a dotted name) that carry the srvid and the snapshot's ts.</summary>
-    public const string SrvIdSetting = "powa_cluster.srvid", TimestampSetting = "powa_cluster.snapshot_ts";
+    public const string SrvIdSetting = ServerConfig.SrvIdSetting, TimestampSetting = "powa_cluster.snapshot_ts";
 
     /// <summary>
     /// A per-database connection's settings: search_path pg_catalog (as the reference), the srvid and the

@@ -1,4 +1,5 @@
 using Npgsql;
+using PowaCluster.Collector.Configuration;
 
 namespace PowaCluster.Collector.Postgres;
 
@@ -60,10 +61,11 @@ public static class RemoteQueries
     /// <summary>
     /// Binary COPY of one datasource, srvid first as the repository's *_src_tmp tables expect, from its source
     /// function in <paramref name="schema"/> (quoted). Binary: the bytes go to the repository as they came,
-    /// and the repository does not parse text.
+    /// and the repository does not parse text. The srvid is the session's setting (ServerConfig.SrvIdSetting),
+    /// not a literal: the text is the same for every server.
     /// </summary>
-    public static string ExportSql(int srvid, string schema, string querySource) =>
-        $"COPY (SELECT {srvid}, * FROM {schema}.{RepositoryQueries.QuoteIdentifier(querySource)}(0)) TO STDOUT (FORMAT binary)";
+    public static string ExportSql(string schema, string querySource) =>
+        $"COPY (SELECT pg_catalog.current_setting('{ServerConfig.SrvIdSetting}')::integer, * FROM {schema}.{RepositoryQueries.QuoteIdentifier(querySource)}(0)) TO STDOUT (FORMAT binary)";
 
     /// <summary>
     /// A datasource's cleanup with its placeholders resolved: PoWA 5 writes <c>{extension}</c> where the

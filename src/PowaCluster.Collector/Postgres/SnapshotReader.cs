@@ -42,7 +42,7 @@ public static class SnapshotReader
                 continue;
             }
             string sql;
-            try { sql = RemoteQueries.ExportSql(stage.SrvId, schema, ds.QuerySource); }
+            try { sql = RemoteQueries.ExportSql(schema, ds.QuerySource); }
             catch (ArgumentException e)
             {
                 stage.Errors.Add($"Error while calling {schema}.{ds.QuerySource}: {e.Message}");

@@ -33,7 +33,8 @@ public sealed class ClusterNodes : IAsyncDisposable
     public IReadOnlyList<string> Seeds { get; private set; } = [];
 
     /// <summary>
-    /// Starts the nodes; settings go to every node's environment (PowaCluster__Name=value). Each node gets a
+    /// Starts the nodes, ExpectedNodes = count unless the settings say; settings go to every node's environment
+    /// (PowaCluster__Name=value). Each node gets a
     /// certificate of a throwaway CA (cluster TLS, the default of a multi-node cluster) unless the settings
     /// say Tls__Mode.
     /// </summary>
@@ -44,6 +45,8 @@ public sealed class ClusterNodes : IAsyncDisposable
         var seeds = ports.Take(Math.Min(2, count)).Select(p => $"127.0.0.1:{p}").ToList();
         var dir = logDirectory ?? Path.GetTempPath();
         var env = (settings ?? new Dictionary<string, string>()).ToDictionary(kv => $"PowaCluster__{kv.Key}", kv => kv.Value);
+        // Started together: the first allocation waits for all of them (each takes its share, nothing moves after).
+        env.TryAdd("PowaCluster__ExpectedNodes", count.ToString(System.Globalization.CultureInfo.InvariantCulture));
         var nodes = new ClusterNodes { Seeds = seeds };
         if (!env.ContainsKey("PowaCluster__Tls__Mode")) nodes._certificates = LabCertificates.Create("powa-cluster demo CA");
         for (var i = 0; i < count; i++)
