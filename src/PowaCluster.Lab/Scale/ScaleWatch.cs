@@ -61,11 +61,15 @@ public sealed class ScaleWatch(ClusterNodes nodes, IReadOnlySet<int> remotePorts
         {
             var s = rows.Select(r => r.Samples.First(x => x.Node == n.Index)).ToList();
             var alive = s.Where(x => x.Alive).ToList();
+            // Held from the first allocation on (before it, the nodes wait for each other and hold nothing).
+            var held = since is null && FirstAllocation is { } fa0
+                ? rows.Where(r => r.At >= fa0.At).Select(r => r.Samples.First(x => x.Node == n.Index)).Where(x => x.Alive).ToList()
+                : alive;
             var first = FirstAllocation is { } f && since is null ? f.Held[n.Index - 1].ToString() : "-";
             // CPU while the node ran (a killed node's last reading is of a process that is gone).
             var cpu = alive.Count > 1 ? alive[^1].Cpu - alive[0].Cpu : TimeSpan.Zero;
             var span = alive.Count > 1 ? rows[s.LastIndexOf(alive[^1])].At - rows[s.IndexOf(alive[0])].At : TimeSpan.Zero;
-            sb.AppendLine($"{n.Index,-6} {(s[^1].Alive ? "yes" : "no"),-5} {first,12} {Min(alive, Held),5} {Max(alive, Held),5} " +
+            sb.AppendLine($"{n.Index,-6} {(s[^1].Alive ? "yes" : "no"),-5} {first,12} {Min(held, Held),5} {Max(held, Held),5} " +
                           $"{(s[^1].Alive ? Held(s[^1]).ToString() : "-"),5} {(alive.Count > 0 ? alive[^1].RemoteConnections : 0),12} " +
                           $"{alive.Select(x => x.RssBytes).DefaultIfEmpty(0).Max() / 1048576.0,6:F0} MB {cpu.TotalSeconds,6:F1} s " +
                           $"{(span.TotalSeconds > 0 ? cpu.TotalSeconds / span.TotalSeconds * 100 : 0),5:F0}%");

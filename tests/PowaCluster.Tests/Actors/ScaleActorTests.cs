@@ -41,14 +41,21 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
         return s;
     }
 
+    /// <summary>A FleetCoordinator with a writer pool of its own; its shard region is the probe returned.</summary>
+    Akka.TestKit.TestProbe StartCoordinator(TestRepository repo, CollectorSettings settings)
+    {
+        var region = CreateTestProbe();
+        var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, repo.ConnectionString, Sql41));
+        Sys.ActorOf(FleetCoordinator.Props(settings, repo.ConnectionString, Sql41, region.Ref, pool));
+        return region;
+    }
+
     [Fact]
     public async Task A_new_cluster_allocates_its_servers_once_the_expected_nodes_are_members()
     {
         var (repo, ids) = await ThreeServersAsync();
-        var region = CreateTestProbe();
         var settings = Expecting(3, TimeSpan.FromMinutes(5));
-        var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, repo.ConnectionString, Sql41));
-        Sys.ActorOf(FleetCoordinator.Props(settings, repo.ConnectionString, Sql41, region.Ref, pool));
+        var region = StartCoordinator(repo, settings);
 
         // Two regions of three, nothing allocated: powa_servers is read (resyncs go on), no server is ensured.
         for (var round = 0; round < 3; round++)
@@ -68,10 +75,8 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
     public async Task The_first_allocation_waits_ExpectedNodesWait_at_most_and_a_running_cluster_does_not_wait()
     {
         var (repo, ids) = await ThreeServersAsync();
-        var region = CreateTestProbe();
         var settings = Expecting(3, TimeSpan.FromSeconds(3));
-        var pool = Sys.ActorOf(SnapshotWriterPool.Props(settings, repo.ConnectionString, Sql41));
-        Sys.ActorOf(FleetCoordinator.Props(settings, repo.ConnectionString, Sql41, region.Ref, pool));
+        var region = StartCoordinator(repo, settings);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var ensured = new List<int>();
         // One node only, for ever: the servers go to it after ExpectedNodesWait.
@@ -85,9 +90,7 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
 
         // A coordinator that starts in a running cluster (shards allocated: it took over from a node that died)
         // ensures at once, though fewer nodes than expected are left.
-        var region2 = CreateTestProbe();
-        var pool2 = Sys.ActorOf(SnapshotWriterPool.Props(settings, repo.ConnectionString, Sql41));
-        Sys.ActorOf(FleetCoordinator.Props(settings, repo.ConnectionString, Sql41, region2.Ref, pool2));
+        var region2 = StartCoordinator(repo, settings);
         region2.ExpectMsg<GetClusterShardingStats>(TimeSpan.FromSeconds(5));
         region2.Reply(Stats(2, 7));
         var again = region2.ReceiveN(3, TimeSpan.FromSeconds(5)).Cast<EnsureCollecting>().Select(e => e.SrvId).Order().ToList();
