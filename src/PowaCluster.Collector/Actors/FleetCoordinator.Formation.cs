@@ -40,10 +40,21 @@ public sealed partial class FleetCoordinator
     /// <summary>Registered by the constructor.</summary>
     void FormationHandlers()
     {
-        Receive<CheckFormation>(_ => _region.Ask<ClusterShardingStats>(new GetClusterShardingStats(TimeSpan.FromSeconds(3)), TimeSpan.FromSeconds(5))
-            .PipeTo(Self, success: s => new FormationSeen(s.Regions.Count == 0 ? -1 : s.Regions.Count, s.Regions.Values.Sum(r => r.Stats.Count)),
-                failure: _ => new FormationSeen(-1, 0)));
+        Receive<CheckFormation>(_ => CheckAsync().PipeTo(Self, failure: _ => new FormationSeen(-1, 0)));
         Receive<FormationSeen>(OnFormationSeen);
+    }
+
+    /// <summary>
+    /// This node's own region first (local, at once): holding shards, the cluster runs already (a coordinator
+    /// that took over after its node's predecessor died must not wait for the statistics of a cluster where a
+    /// dead region answers nothing). Otherwise the whole cluster's statistics (empty when a region did not answer).
+    /// </summary>
+    async Task<FormationSeen> CheckAsync()
+    {
+        var local = await _region.Ask<CurrentShardRegionState>(GetShardRegionState.Instance, TimeSpan.FromSeconds(3)).ConfigureAwait(false);
+        if (local.Shards.Count > 0) return new FormationSeen(0, local.Shards.Count);
+        var s = await _region.Ask<ClusterShardingStats>(new GetClusterShardingStats(TimeSpan.FromSeconds(3)), TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        return new FormationSeen(s.Regions.Count == 0 ? -1 : s.Regions.Count, s.Regions.Values.Sum(r => r.Stats.Count));
     }
 
     void OnFormationSeen(FormationSeen m)
@@ -52,7 +63,7 @@ public sealed partial class FleetCoordinator
         var expected = _settings.ExpectedNodesOrDefault;
         var waited = DateTime.UtcNow - _formationStartUtc;
         if (m.Shards > 0)
-            Formed($"servers are allocated already (a running cluster, {m.Regions} nodes)");
+            Formed("servers are allocated already (a running cluster)");
         else if (m.Regions >= expected)
             Formed($"{m.Regions} nodes of {expected} expected are members, after {waited.TotalSeconds:F1} s");
         else if (waited >= _settings.ExpectedNodesWait)

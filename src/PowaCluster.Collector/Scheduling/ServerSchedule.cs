@@ -8,21 +8,22 @@ public static class ServerSchedule
     /// - never snapshotted: at a random phase within the interval, so that servers registered together do not
     ///   fire together;
     /// - last one less than an interval ago (a hand-off): one interval after it, as if nothing had happened;
-    /// - overdue by less than an interval (taken over from a node that died): soon, at a random point within
-    ///   a fifth of an interval, so that servers that move together do not all fire at the same instant, and
-    ///   before 1.8 intervals have passed since the last one (connecting and the writer queue take some time
-    ///   too), so that the gap stays under two intervals;
-    /// - overdue by an interval or more (the whole fleet started again after a stop): at a random phase within
-    ///   the interval, as new servers, so that a thousand of them do not all come due in the same few seconds.
+    /// - overdue (taken over from a node that died, a restart after an outage): soon, at a random point within
+    ///   a fifth of an interval, so that servers that move together do not all fire at the same instant; and
+    ///   while the gap can still stay under two intervals, before 1.8 intervals have passed since the last
+    ///   one (connecting and the writer queue take some time too).
     /// </summary>
     public static DateTime FirstDue(DateTime? lastUtc, TimeSpan frequency, DateTime nowUtc, double random)
     {
         if (lastUtc is not { } last) return nowUtc + frequency * random;
         var since = nowUtc - last;
         if (since <= frequency) return last + frequency;
-        if (since >= frequency * 2) return nowUtc + frequency * random;
-        var beforeGapLimit = frequency * 9 / 5 - since; // time left until 1.8 intervals since the last one
-        var window = TimeSpan.FromTicks(Math.Clamp(beforeGapLimit.Ticks, 0, (frequency / 5).Ticks));
+        var window = frequency / 5;
+        if (since < frequency * 2)
+        {
+            var beforeGapLimit = frequency * 9 / 5 - since; // time left until 1.8 intervals since the last one
+            window = TimeSpan.FromTicks(Math.Clamp(beforeGapLimit.Ticks, 0, window.Ticks));
+        }
         return nowUtc + window * random;
     }
 

@@ -41,6 +41,17 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
         return s;
     }
 
+    static readonly CurrentShardRegionState NoShardHere = new(ImmutableHashSet<ShardState>.Empty);
+
+    /// <summary>The coordinator asks its node's region, which holds no shard, then the cluster: regions and shards.</summary>
+    static void Answer(Akka.TestKit.TestProbe region, int regions, int shards)
+    {
+        region.ExpectMsg<GetShardRegionState>(TimeSpan.FromSeconds(5));
+        region.Reply(NoShardHere);
+        region.ExpectMsg<GetClusterShardingStats>(TimeSpan.FromSeconds(5));
+        region.Reply(Stats(regions, shards));
+    }
+
     /// <summary>A FleetCoordinator with a writer pool of its own; its shard region is the probe returned.</summary>
     Akka.TestKit.TestProbe StartCoordinator(TestRepository repo, CollectorSettings settings)
     {
@@ -58,15 +69,10 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
         var region = StartCoordinator(repo, settings);
 
         // Two regions of three, nothing allocated: powa_servers is read (resyncs go on), no server is ensured.
-        for (var round = 0; round < 3; round++)
-        {
-            region.ExpectMsg<GetClusterShardingStats>(TimeSpan.FromSeconds(5));
-            region.Reply(Stats(2, 0));
-        }
+        for (var round = 0; round < 3; round++) Answer(region, 2, 0);
         region.ExpectNoMsg(TimeSpan.FromMilliseconds(500));
         // The third node's region registers: every server is ensured.
-        region.ExpectMsg<GetClusterShardingStats>(TimeSpan.FromSeconds(5));
-        region.Reply(Stats(3, 0));
+        Answer(region, 3, 0);
         var ensured = region.ReceiveN(3, TimeSpan.FromSeconds(5)).Cast<EnsureCollecting>().Select(e => e.SrvId).Order().ToList();
         Assert.Equal(ids, ensured);
     }
@@ -82,6 +88,7 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
         // One node only, for ever: the servers go to it after ExpectedNodesWait.
         region.FishForMessage(m =>
         {
+            if (m is GetShardRegionState) region.Reply(NoShardHere);
             if (m is GetClusterShardingStats) region.Reply(Stats(1, 0));
             if (m is EnsureCollecting e) ensured.Add(e.SrvId);
             return m is EnsureCollecting;
@@ -89,12 +96,15 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
         Assert.InRange(sw.Elapsed.TotalSeconds, 2.5, 10);
 
         // A coordinator that starts in a running cluster (shards allocated: it took over from a node that died)
-        // ensures at once, though fewer nodes than expected are left.
+        // ensures at once, though fewer nodes than expected are left; at once too when its own node holds shards.
         var region2 = StartCoordinator(repo, settings);
-        region2.ExpectMsg<GetClusterShardingStats>(TimeSpan.FromSeconds(5));
-        region2.Reply(Stats(2, 7));
+        Answer(region2, 2, 7);
         var again = region2.ReceiveN(3, TimeSpan.FromSeconds(5)).Cast<EnsureCollecting>().Select(e => e.SrvId).Order().ToList();
         Assert.Equal(ids, again);
+        var region3 = StartCoordinator(repo, settings);
+        region3.ExpectMsg<GetShardRegionState>(TimeSpan.FromSeconds(5));
+        region3.Reply(new CurrentShardRegionState(ImmutableHashSet.Create(new ShardState("3", ImmutableHashSet.Create("3")))));
+        Assert.Equal(ids, region3.ReceiveN(3, TimeSpan.FromSeconds(5)).Cast<EnsureCollecting>().Select(e => e.SrvId).Order().ToList());
     }
 
     [Fact]

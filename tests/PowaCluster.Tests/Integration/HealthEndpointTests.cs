@@ -20,14 +20,17 @@ public sealed class HealthEndpointTests(LabFixture fx, ITestOutputHelper output)
     public async Task Ready_follows_the_repository_and_healthz_the_process()
     {
         var repo = await fx.NewRepositoryAsync();
+        await repo.RegisterAsync(fx.Lab.Remotes[0], 2, "ready-1");
+        await repo.RegisterAsync(fx.Lab.Remotes[1], 2, "ready-2");
         var port = ClusterTests.FreePorts(1)[0];
         var s = CollectorNode.FastSettings();
         s.HttpPort = port;
         s.HttpHost = "127.0.0.1";
         await using var node = await CollectorNode.StartAsync(repo, s);
 
-        await Eventually.HoldsAsync(async () => (await GetAsync(port, "/ready")).Status == 200, TimeSpan.FromSeconds(20), "/ready answers 200");
-        Assert.Equal((200, "ready\nmember: Up\nrepository: reachable\n"), await GetAsync(port, "/ready"));
+        // Ready, and the last line says how many servers the node collects.
+        await Eventually.HoldsAsync(async () => await GetAsync(port, "/ready") == (200, "ready\nmember: Up\nrepository: reachable\nservers: 2\n"),
+            TimeSpan.FromSeconds(20), "/ready answers 200 with the node's 2 servers");
         Assert.Equal((200, "ok\n"), await GetAsync(port, "/healthz"));
 
         // The repository refuses this node: its writers' connections are terminated and no new one is allowed.
@@ -40,7 +43,7 @@ public sealed class HealthEndpointTests(LabFixture fx, ITestOutputHelper output)
             await Eventually.HoldsAsync(async () => (ready = await GetAsync(port, "/ready")).Status == 503, TimeSpan.FromSeconds(40), "/ready answers 503");
             output.WriteLine(ready.Body);
             // Anyone who reaches the port reads it: no host, database, user or error text of the repository.
-            Assert.Equal("not ready\nmember: Up\nrepository: unreachable (the node's log says why)\n", ready.Body);
+            Assert.Equal("not ready\nmember: Up\nrepository: unreachable (the node's log says why)\nservers: 2\n", ready.Body);
             Assert.DoesNotContain(repo.Database, ready.Body);
             // Alive all the same: a liveness probe must not restart a node because the repository is down.
             Assert.Equal((200, "ok\n"), await GetAsync(port, "/healthz"));

@@ -22,7 +22,7 @@ public sealed class PowaSqlTests
         Assert.Contains("\"My Powa\".powa_db_functions($1, $2)", p5.PerDatabaseDatasources);
         Assert.Contains("\"My Powa\".powa_catalog_functions($1, $2, '1 year')", p5.PerDatabaseDatasources);
         Assert.Contains("\"My Powa\".powa_roles", p5.NotifyAllowed);
-        Assert.Equal("SELECT \"My Powa\".powa_take_snapshot($1)", p5.TakeSnapshot);
+        Assert.Contains("\"My Powa\".powa_take_snapshot($1)", p5.TakeSnapshot);
     }
 
     [Theory]
