@@ -28,6 +28,9 @@ public sealed class FailoverTests(LabFixture fx, ITestOutputHelper output)
         var settings = new Dictionary<string, string>
         {
             ["StableAfter"] = StableAfter.ToString(),
+            // Akka's own 3 s on this lightly loaded machine: at 5 s intervals the bound (StableAfter + frequency
+            // + 10 s = 20 s) has no room for the default's 2 s more of failure detection (measured 19.9 s with it).
+            ["HeartbeatPause"] = "00:00:03",
             ["RetryMinDelay"] = "00:00:01",
         };
         FailoverReport? report = null;
