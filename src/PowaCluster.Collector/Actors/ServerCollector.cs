@@ -123,7 +123,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             Common();
         });
         // A remote transaction waits for nothing but the remote; one left by a collector that died ends after a while.
-        RemoteQueries.ConnectAsync(csb, _repositoryPowa, _settings.ConnectTimeout + _settings.RemoteTimeout,
+        RemoteQueries.ConnectAsync(csb, _srvId, _repositoryPowa, _settings.ConnectTimeout + _settings.RemoteTimeout,
                 _settings.RemoteTimeout + _settings.RemoteTimeout + TimeSpan.FromSeconds(30))
             .ContinueWith(t =>
             {

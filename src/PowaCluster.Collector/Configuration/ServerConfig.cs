@@ -64,10 +64,6 @@ public sealed record ServerConfig(
         Password = Password,
         Database = database ?? DbName,
         ApplicationName = $"PoWA collector - worker {Name}",
-        // The srvid the snapshot's COPYs put first, as a setting of the session (sent with the start-up packet):
-        // the COPY texts are then the same for every server, one pg_stat_statements entry each on a remote
-        // that several servers share (the lab's, a server registered twice).
-        Options = $"-c {SrvIdSetting}={SrvId.ToString(System.Globalization.CultureInfo.InvariantCulture)}",
         Timeout = Math.Max(1, (int)connectTimeout.TotalSeconds),
         // Remote calls have deadlines of their own (RemoteDeadline): Npgsql's command timeout would cancel
         // through a new connection and wait, synchronously, for a hung server's answer.
@@ -80,7 +76,12 @@ public sealed record ServerConfig(
         ReadBufferSize = RemoteReadBuffer,
     };
 
-    /// <summary>The session setting that carries the srvid on every remote connection.</summary>
+    /// <summary>
+    /// The session setting that carries the srvid on every remote connection (set with lock_timeout, in the
+    /// same round trip; not in the start-up packet, which a pooler such as PgBouncer may refuse): the snapshot's
+    /// COPY texts are then the same for every server, one pg_stat_statements entry each on a remote that
+    /// several servers share (the lab's, a server registered twice).
+    /// </summary>
     public const string SrvIdSetting = "powa_cluster.srvid";
 
     /// <summary>The remote connection's read buffer (Npgsql's default is 8 kB).</summary>

@@ -82,13 +82,18 @@ public static class RemoteQueries
     /// versions to save. The remote transaction of a snapshot is short (the repository is written later,
     /// from the stage), but a transaction left by a collector that died still ends after a while.
     /// </summary>
+    /// <param name="srvid">set as the session's ServerConfig.SrvIdSetting, which the global datasources' COPYs read</param>
     public static async Task<(NpgsqlConnection Conn, RemoteVersions Versions)> ConnectAsync(
-        NpgsqlConnectionStringBuilder csb, PowaVersion repository, TimeSpan timeout, TimeSpan idleInTransaction)
+        NpgsqlConnectionStringBuilder csb, int srvid, PowaVersion repository, TimeSpan timeout, TimeSpan idleInTransaction)
     {
         NpgsqlConnection conn;
+        var settings = new Dictionary<string, string>(PgSession.DeadPeerSettings(idleInTransaction))
+        {
+            [ServerConfig.SrvIdSetting] = srvid.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
         // Opening has no backend to cancel yet: the token only breaks the socket.
         using (var cts = PgSession.Timeout(timeout))
-            conn = await PgSession.OpenAsync(csb, cts.Token, PgSession.DeadPeerSettings(idleInTransaction));
+            conn = await PgSession.OpenAsync(csb, cts.Token, settings);
         try
         {
             // Once open, a deadline closes the connection rather than a token that makes Npgsql cancel (RemoteDeadline).

@@ -13,6 +13,13 @@ namespace PowaCluster.Lab.Bench;
 /// </summary>
 public static class RepositoryLimit
 {
+    /// <summary>A remote connection as the collector opens one: with the srvid that the COPYs read (ServerConfig.SrvIdSetting).</summary>
+    static Task<NpgsqlConnection> OpenRemoteAsync(NpgsqlConnectionStringBuilder dsn, int srvid) =>
+        PgSession.OpenAsync(dsn, CancellationToken.None, new Dictionary<string, string>
+        {
+            [Collector.Configuration.ServerConfig.SrvIdSetting] = srvid.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+
     public static async Task<List<SnapshotStage>> ReadStagesAsync(NpgsqlConnectionStringBuilder repo,
         IReadOnlyList<(int SrvId, NpgsqlConnectionStringBuilder Remote)> servers)
     {
@@ -23,8 +30,7 @@ public static class RepositoryLimit
         var sql = await PowaOfAsync(r);
         foreach (var (srvid, remote) in servers)
         {
-            await using var c = new NpgsqlConnection(remote.ConnectionString);
-            await c.OpenAsync();
+            await using var c = await OpenRemoteAsync(remote, srvid);
             var job = await JobAsync(sql, r, srvid, c, remote);
             var stage = new SnapshotStage(srvid, remote.Host!, budget);
             await SnapshotReader.ReadAsync(c, job, stage, CancellationToken.None);
@@ -67,8 +73,7 @@ public static class RepositoryLimit
             var remotes = new List<(int SrvId, string Name, NpgsqlConnection Conn, SnapshotJob Job)>();
             foreach (var (srvid, dsn) in mine)
             {
-                var c = new NpgsqlConnection(dsn.ConnectionString);
-                await c.OpenAsync();
+                var c = await OpenRemoteAsync(dsn, srvid);
                 remotes.Add((srvid, dsn.Host!, c, await JobAsync(sql, r, srvid, c, dsn)));
             }
             for (var i = 0; sw.Elapsed < duration; i++)
