@@ -82,7 +82,7 @@ public sealed class ConnectRamp : ReceiveActor, IWithTimers
     void Grant()
     {
         var now = DateTime.UtcNow;
-        foreach (var (entity, f) in _inFlight.Where(kv => kv.Value.UntilUtc <= now).ToList()) _inFlight.Remove(entity);
+        foreach (var entity in _inFlight.Where(kv => kv.Value.UntilUtc <= now).Select(kv => kv.Key).ToList()) _inFlight.Remove(entity);
         while (_queue.First is { } first && _inFlight.Count < _settings.MaxConcurrentConnects && _nextGrantUtc <= now)
         {
             var rate = Rate(now);
