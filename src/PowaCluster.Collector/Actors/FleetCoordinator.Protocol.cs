@@ -5,6 +5,8 @@ using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Control;
 using PowaCluster.Collector.Postgres;
 
+using PowaCluster.Collector.Telemetry;
+
 namespace PowaCluster.Collector.Actors;
 
 /// <summary>The FleetCoordinator's answers to powa-web's NOTIFY protocol (the rest is in FleetCoordinator.cs).</summary>
@@ -81,13 +83,14 @@ public sealed partial class FleetCoordinator
         var now = DateTime.UtcNow;
         var (minute, count) = _refusals.TryGetValue(pid, out var x) && now - x.MinuteUtc < TimeSpan.FromMinutes(1) ? x : (now, 0);
         _refusals[pid] = (minute, count + 1);
+        CollectorMetrics.NotifyRequests.Add(1, new KeyValuePair<string, object?>("outcome", "refused"));
         if (count == 0)
         {
             if (error is not null) _log.Warning("Cannot check who sent {0} (backend {1}): {2}", ForLog(r.Command), pid, error);
             else _log.Warning("Refused {0} from backend {1}: its role may not drive the collector (this backend's next refusals this minute are counted, not logged)",
                 ForLog(r.Command), pid);
         }
-        if (count < RefusalRepliesPerMinute) Answer(r, "ERROR", "Permission denied");
+        if (count < RefusalRepliesPerMinute) Answer(r, "ERROR", "Permission denied", refused: true);
         else _refusedQuietly++;
         LogFlood();
     }
@@ -184,8 +187,9 @@ public sealed partial class FleetCoordinator
     }
 
     /// <summary>Replies with pg_notify($1, $2): whatever the channel name or payload holds, nothing is executed.</summary>
-    void Answer(ControlRequest r, string status, string data)
+    void Answer(ControlRequest r, string status, string data, bool refused = false)
     {
+        if (!refused) CollectorMetrics.NotifyRequests.Add(1, new KeyValuePair<string, object?>("outcome", "answered"));
         if (!r.WantsReply) return;
         var payload = CollectorProtocol.Reply(r.Command, status, data);
         if (payload is null)

@@ -4,6 +4,8 @@ using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Sharding;
 
+using PowaCluster.Collector.Telemetry;
+
 namespace PowaCluster.Collector.Actors;
 
 /// <summary>
@@ -63,6 +65,7 @@ public sealed partial class ServerCollector
     {
         var old = _config;
         _config = cfg;
+        if (old.Alias != cfg.Alias) CollectorMetrics.Track(_srvId, cfg.Alias, _record);
         if (old.ConnectionDiffers(cfg))
         {
             _log.Info("Server {0}: connection settings changed ({1} -> {2}), reconnecting", cfg.SrvId, ServerConfig.Shown(old.Name), ServerConfig.Shown(cfg.Name));
@@ -128,6 +131,7 @@ public sealed partial class ServerCollector
     {
         _life.Cancel();
         DropQueue();
+        CollectorMetrics.Untrack(_srvId, _record);
         if (_handedOff && _srvId > 0) Sharding.HandOff.AskToGoOnElsewhere(Context, _srvId, _rowVersion, _coordinator, _random);
         CloseRemote();
     }

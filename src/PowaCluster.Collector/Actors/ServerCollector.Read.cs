@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.Event;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Staging;
+using PowaCluster.Collector.Telemetry;
 
 namespace PowaCluster.Collector.Actors;
 
@@ -68,6 +69,7 @@ public sealed partial class ServerCollector
     void OnRead(SnapshotRead m)
     {
         _run = null;
+        CollectorMetrics.SnapshotDuration.Record(m.Duration.TotalSeconds, new KeyValuePair<string, object?>("phase", "read"));
         _guarded = m.Stage.FailedSteps.ToHashSet(); // what failed now gets a savepoint next time
         _queue.Enqueue(new Staged(m.Stage, _runSequence));
         if (_log.IsDebugEnabled)
@@ -80,6 +82,7 @@ public sealed partial class ServerCollector
     void OnReadFailed(SnapshotReadFailed m)
     {
         _run = null;
+        CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(_srvId, _config.Alias, "read_failed"));
         if (_runRefresh is not null) _refresh = CatalogRefresh.Merge(_refresh, _runRefresh); // for the next snapshot
         if (_catalogSequence == _runSequence) _catalogSequence = 0; // the next stored plan says they are due
         Disconnected(CollectorStatus.NoRemote, m.Error, report: true, snapshotLost: true);

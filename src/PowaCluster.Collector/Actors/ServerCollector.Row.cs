@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.Event;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Scheduling;
+using PowaCluster.Collector.Telemetry;
 
 namespace PowaCluster.Collector.Actors;
 
@@ -53,6 +54,7 @@ public sealed partial class ServerCollector
         }
         _failures = 0;
         (_config, _rowVersion) = (m.Row.Config, m.Row.RowVersion);
+        CollectorMetrics.Track(_srvId, _config.Alias, _record);
         _log.Info("Starting to collect server {0} ({1}) every {2} s", _srvId, ServerConfig.Shown(_config.Name), _config.Frequency);
         Connect();
     }

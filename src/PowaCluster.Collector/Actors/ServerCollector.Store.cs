@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.Event;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Staging;
+using PowaCluster.Collector.Telemetry;
 
 namespace PowaCluster.Collector.Actors;
 
@@ -50,6 +51,8 @@ public sealed partial class ServerCollector
             _log.Info("Server {0}: the repository stores snapshots again; {1} could not be stored before", m.SrvId, _notStoredInARow);
         _notStoredInARow = 0;
         _record.Stored(m.Result);
+        CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(m.SrvId, _config.Alias,
+            m.Result.Outcome == StoreOutcome.Skipped ? "skipped" : "stored"));
         if (m.Result.Outcome == StoreOutcome.Skipped)
             _log.Warning("Server {0}: snapshot skipped: {1}", m.SrvId, m.Result.SkipReason);
         else
@@ -71,6 +74,7 @@ public sealed partial class ServerCollector
         _storing = null;
         if (_catalogSequence == m.Sequence) _catalogSequence = 0; // the next stored plan says they are due
         _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: true);
+        CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(m.SrvId, _config.Alias, "not_stored"));
         // Once per outage, not once per snapshot (a 10-minute outage was 120 lines per server); OnStored says
         // how many were lost when the repository takes them again.
         if (_notStoredInARow++ == 0) _log.Warning("Server {0}: snapshot not stored: {1}", m.SrvId, m.Error);

@@ -6,6 +6,7 @@ using PowaCluster.Collector.Control;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Scheduling;
 using PowaCluster.Collector.Staging;
+using PowaCluster.Collector.Telemetry;
 
 namespace PowaCluster.Collector.Actors;
 
@@ -118,6 +119,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             Receive<ConnectFailed>(m => m.Generation == gen, m =>
             {
                 _ramp.Tell(new ConnectFinished(gen));
+                CollectorMetrics.RemoteConnectFailures.Add(1, CollectorMetrics.ServerTags(_srvId, _config.Alias));
                 Disconnected(CollectorStatus.NoRemote, m.Error, report: true);
             });
             Common();

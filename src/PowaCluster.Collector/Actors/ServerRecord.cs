@@ -15,8 +15,18 @@ public sealed class ServerRecord
     public long Snapshots { get; private set; }
     public long Failed { get; private set; }
 
+    readonly DateTime _startedUtc = DateTime.UtcNow;
+    long _lastSnapshotTicks; // LastSnapshot for the metrics' thread (UTC ticks, 0: none)
+
+    /// <summary>The last snapshot stored, or when this record began without one (read by the metrics' thread).</summary>
+    public DateTime LastSuccessOrStartUtc => Interlocked.Read(ref _lastSnapshotTicks) is var t and > 0 ? new DateTime(t, DateTimeKind.Utc) : _startedUtc;
+
     /// <summary>The repository's last snapshot time, known after a (re)start; a later own one wins.</summary>
-    public void Restored(DateTimeOffset? last) => LastSnapshot ??= last;
+    public void Restored(DateTimeOffset? last)
+    {
+        LastSnapshot ??= last;
+        if (LastSnapshot is { } at) Interlocked.Exchange(ref _lastSnapshotTicks, at.UtcTicks);
+    }
 
     public void Stored(StoreResult r)
     {
@@ -24,6 +34,7 @@ public sealed class ServerRecord
         if (r.Outcome != StoreOutcome.Stored) return;
         Snapshots++;
         LastSnapshot = DateTimeOffset.UtcNow;
+        Interlocked.Exchange(ref _lastSnapshotTicks, LastSnapshot.Value.UtcTicks);
         LastError = r.Errors.Count > 0 ? r.Errors[^1] : null;
     }
 

@@ -4,6 +4,7 @@ using Akka.Event;
 using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Telemetry;
 
 namespace PowaCluster.Collector.Actors;
 
@@ -126,6 +127,7 @@ public sealed class SnapshotWriter : ReceiveActor
     {
         var started = sw.Elapsed;
         var result = await SnapshotStore.StoreAsync(_sql, conn, s.Stage, ct).ConfigureAwait(false);
+        CollectorMetrics.SnapshotDuration.Record((sw.Elapsed - started).TotalSeconds, new KeyValuePair<string, object?>("phase", "store"));
         return new SnapshotStored(s.SrvId, s.Sequence, result, waited, sw.Elapsed - started);
     }
 

@@ -3,6 +3,7 @@ using Akka.Event;
 using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Telemetry;
 
 namespace PowaCluster.Collector.Actors;
 
@@ -42,6 +43,7 @@ public sealed class SnapshotWriterPool : ReceiveActor
         Receive<WriterIdle>(m =>
         {
             if (_busy.Remove(m.Writer)) _totalBusy += m.Busy;
+            CollectorMetrics.WriterPool(_pending.Count, _busy.Count);
             _storingFor.Remove(m.Writer);
             if (m.Stored) _stored++;
             if (!_idle.Contains(m.Writer)) _idle.AddLast(m.Writer);
@@ -134,7 +136,9 @@ public sealed class SnapshotWriterPool : ReceiveActor
             }
             _busy.Add(writer);
             writer.Tell(work);
+            CollectorMetrics.WriterQueueWait.Record(waited.TotalSeconds);
         }
+        CollectorMetrics.WriterPool(_pending.Count, _busy.Count);
     }
 
     /// <summary>Staged snapshots still queued when the node stops give their memory back.</summary>

@@ -27,6 +27,7 @@ public sealed class NotifyGate(int maxPending = 1000, int maxPerSender = 50)
             if (_pending >= maxPending || mine >= maxPerSender)
             {
                 _dropped++;
+                Telemetry.CollectorMetrics.NotifyRequests.Add(1, new KeyValuePair<string, object?>("outcome", "dropped"));
                 return false;
             }
             _pending++;

@@ -80,6 +80,7 @@ public static class DatabaseReader
         try
         {
             var sql = ExportSql(ds, text);
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
             await RemoteDeadline.RunAsync(conn, job.CallTimeout, async () =>
             {
                 if (text)
@@ -98,6 +99,7 @@ public static class DatabaseReader
                 return true;
             }).ConfigureAwait(false);
             stage.AddDatasource($"{ds.Name} ({db})", target, offset, text);
+            Telemetry.CollectorMetrics.DatasourceRead(ds.Name, System.Diagnostics.Stopwatch.GetElapsedTime(started), stage.Length - offset);
             return true;
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException)

@@ -49,13 +49,18 @@ public static class SnapshotReader
                 continue;
             }
             var offset = stage.Length;
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
             var key = SourceStep(ds.QuerySource);
             var ok = await StepAsync(conn, stage, key, guarded.Contains(key), async () =>
             {
                 await using (var copy = await conn.BeginRawBinaryCopyAsync(sql).ConfigureAwait(false))
                     await stage.AppendAsync(copy, CancellationToken.None).ConfigureAwait(false);
             }, e => $"Error while calling {schema}.{ds.QuerySource}: {e}", callTimeout).ConfigureAwait(false);
-            if (ok) stage.AddDatasource(ds.Name, target, offset);
+            if (ok)
+            {
+                stage.AddDatasource(ds.Name, target, offset);
+                Telemetry.CollectorMetrics.DatasourceRead(ds.Name, System.Diagnostics.Stopwatch.GetElapsedTime(started), stage.Length - offset);
+            }
             else stage.Truncate(offset);
             // As the reference does, the cleanup runs even when the datasource failed.
             if (ds.QueryCleanup is { } cleanupTemplate)

@@ -1,0 +1,120 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using PowaCluster.Collector.Actors;
+
+namespace PowaCluster.Collector.Telemetry;
+
+/// <summary>
+/// The collector's instruments (System.Diagnostics.Metrics), under the meter <see cref="MeterName"/>. The host
+/// exports them (Prometheus at /metrics, OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set); without a listener an
+/// instrument costs a flag test. Labels are bounded: srvid and alias on per-server series only (one series
+/// per server this node collects), a datasource name, an outcome or a phase from a fixed list; never an
+/// error's text.
+/// </summary>
+public static class CollectorMetrics
+{
+    public const string MeterName = "PowaCluster";
+    static readonly Meter Meter = new(MeterName, FleetCoordinator.Version);
+
+    /// <summary>Snapshots by server and outcome (stored, skipped, not_stored, read_failed).</summary>
+    public static readonly Counter<long> Snapshots = Meter.CreateCounter<long>(
+        "powa.snapshots", "{snapshot}", "Snapshots by server and outcome: stored, skipped (one already running), not_stored (repository), read_failed (remote)");
+
+    /// <summary>Duration of a snapshot's phases: read (the remote into a stage), store (the repository's transaction).</summary>
+    public static readonly Histogram<double> SnapshotDuration = Meter.CreateHistogram(
+        "powa.snapshot.duration", "s", "Duration of a snapshot's phase: read (remote to stage) or store (repository transaction)",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
+
+    /// <summary>Time of one datasource's read (its COPY) on a remote.</summary>
+    public static readonly Histogram<double> DatasourceDuration = Meter.CreateHistogram(
+        "powa.datasource.read.duration", "s", "Time to read one datasource off a remote server (its COPY)",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30] });
+
+    /// <summary>Bytes one datasource gave in one snapshot (binary COPY).</summary>
+    public static readonly Histogram<long> DatasourceSize = Meter.CreateHistogram(
+        "powa.datasource.size", "By", "Bytes one datasource gave in one snapshot (binary COPY, as stored)",
+        advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = [64, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216] });
+
+    /// <summary>How long repository work waited for a writer.</summary>
+    public static readonly Histogram<double> WriterQueueWait = Meter.CreateHistogram(
+        "powa.writer.queue.wait", "s", "Time repository work waited for a writer of this node",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60] });
+
+    /// <summary>Remote connection attempts that failed, by server.</summary>
+    public static readonly Counter<long> RemoteConnectFailures = Meter.CreateCounter<long>(
+        "powa.remote.connect.failures", "{failure}", "Remote connection attempts that failed (the log says why)");
+
+    /// <summary>NOTIFY requests on powa_collector, by outcome: answered, refused (permission), dropped (flood bounds, malformed).</summary>
+    public static readonly Counter<long> NotifyRequests = Meter.CreateCounter<long>(
+        "powa.notify.requests", "{request}", "NOTIFY requests on powa_collector by outcome: answered, refused, dropped");
+
+    /// <summary>One datasource read: its time and its bytes, labelled with its name (a bounded set).</summary>
+    public static void DatasourceRead(string datasource, TimeSpan elapsed, long bytes)
+    {
+        if (!DatasourceDuration.Enabled && !DatasourceSize.Enabled) return;
+        var tag = new KeyValuePair<string, object?>("datasource", datasource);
+        DatasourceDuration.Record(elapsed.TotalSeconds, tag);
+        DatasourceSize.Record(bytes, tag);
+    }
+
+    static int _queueDepth, _inFlight;
+
+    /// <summary>The writer pool's queue and busy writers, set by SnapshotWriterPool.</summary>
+    public static void WriterPool(int queued, int busy) => (_queueDepth, _inFlight) = (queued, busy);
+
+    /// <summary>The servers this process collects (their ServerCollector), for the per-server gauges.</summary>
+    static readonly ConcurrentDictionary<int, TrackedServer> Servers = new();
+
+    sealed class TrackedServer(ServerRecord record, string alias)
+    {
+        public ServerRecord Record { get; } = record;
+        public volatile string Alias = alias;
+    }
+
+    public static void Track(int srvId, string? alias, ServerRecord record)
+    {
+        var label = string.IsNullOrEmpty(alias) ? "" : alias;
+        var t = Servers.GetOrAdd(srvId, _ => new TrackedServer(record, label));
+        if (!ReferenceEquals(t.Record, record)) Servers[srvId] = new TrackedServer(record, label);
+        else t.Alias = label;
+    }
+
+    public static void Untrack(int srvId, ServerRecord record)
+    {
+        if (Servers.TryGetValue(srvId, out var t) && ReferenceEquals(t.Record, record))
+            Servers.TryRemove(new KeyValuePair<int, TrackedServer>(srvId, t));
+    }
+
+    /// <summary>The labels of a per-server series.</summary>
+    public static KeyValuePair<string, object?>[] ServerTags(int srvId, string? alias, string? outcome = null) => outcome is null
+        ? [new("srvid", srvId), new("alias", alias ?? "")]
+        : [new("srvid", srvId), new("alias", alias ?? ""), new("outcome", outcome)];
+
+    /// <summary>Cluster membership, read at each collection: set by the host once its actor system runs.</summary>
+    public static Func<IEnumerable<(string Status, int Count)>>? Members { get; set; }
+
+    static CollectorMetrics()
+    {
+        Meter.CreateObservableGauge("powa.server.last_snapshot.age", ObserveAges, "s",
+            "Seconds since the server's last stored snapshot (since collection started here when it has none)");
+        Meter.CreateObservableGauge("powa.servers", () => Servers.Count, "{server}", "Servers this node collects");
+        Meter.CreateObservableGauge("powa.writer.queue.depth", () => _queueDepth, "{work}", "Repository work waiting for a writer of this node");
+        Meter.CreateObservableGauge("powa.repository.transactions", () => _inFlight, "{transaction}",
+            "Repository transactions in flight (busy writers of this node)");
+        Meter.CreateObservableGauge("powa.cluster.members", ObserveMembers, "{member}", "Cluster members by status, as this node sees them");
+    }
+
+    static IEnumerable<Measurement<double>> ObserveAges()
+    {
+        var now = DateTime.UtcNow;
+        foreach (var (id, t) in Servers)
+            yield return new Measurement<double>(Math.Max(0, (now - t.Record.LastSuccessOrStartUtc).TotalSeconds), ServerTags(id, t.Alias));
+    }
+
+    static IEnumerable<Measurement<int>> ObserveMembers()
+    {
+        if (Members is not { } members) yield break;
+        foreach (var (status, count) in members())
+            yield return new Measurement<int>(count, new KeyValuePair<string, object?>("status", status));
+    }
+}
