@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postgresql-15 postgresql-15-powa postgresql-15-pg-stat-kcache postgresql-15-pg-qualstats postgresql-15-pg-wait-sampling)
+packages=(postgresql-15 postgresql-15-powa postgresql-15-pg-stat-kcache postgresql-15-pg-qualstats postgresql-15-pg-wait-sampling
+  prometheus systemd)  # prometheus and promtool: the metrics tests; systemd-analyze: the unit file test
 tarball="$(cd .. && pwd)/shared/vendor/powa-archivist-5.1.2.tar.gz"
 powa5_root="${POWA5_ROOT:-/opt/powa-cluster/pg15-powa5}"
 # Building archivist 5 needs PostgreSQL's server headers (and make and gcc, which the machine has).

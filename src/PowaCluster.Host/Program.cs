@@ -23,16 +23,17 @@ public static class Program
         catch (UsageException e)
         {
             Console.Error.WriteLine($"powa-cluster: {e.Message}");
-            Console.Error.WriteLine(CommandLine.Usage);
+            Console.Error.WriteLine($"powa-cluster: {CommandLine.Hint}");
             return 2;
         }
         try
         {
             switch (cli.Command)
             {
-                case "help": Console.WriteLine(CommandLine.Usage); return 0;
+                case "help": return cli.Help!.Invoke();
                 case "version": Console.WriteLine($"powa-cluster {FleetCoordinator.Version}"); return 0;
                 case "status" or "reload" or "snapshot": return await ControlCommands.RunAsync(cli);
+                case "check": return await CheckCommand.RunAsync(cli);
                 default: return await RunAsync(cli);
             }
         }

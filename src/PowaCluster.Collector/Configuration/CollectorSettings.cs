@@ -16,6 +16,9 @@ public sealed class CollectorSettings
 
     public bool Debug { get; set; }
 
+    /// <summary>The log's format, one line per event: "plain" (the default) or "json" (one JSON object a line, for a log shipper).</summary>
+    public string LogFormat { get; set; } = "plain";
+
     /// <summary>
     /// Repository connections (and concurrent snapshot transactions) per node. Two: a PoWA repository stores
     /// most snapshots per second on one or two connections and fewer on more (powa_take_snapshot's work
@@ -169,6 +172,7 @@ public sealed class CollectorSettings
     public void Validate()
     {
         if (WriterPoolSize < 1) throw new ArgumentException("WriterPoolSize must be at least 1");
+        if (LogFormat is not ("plain" or "json")) throw new ArgumentException($"LogFormat must be plain or json, not \"{LogFormat}\"");
         if (ResyncInterval < TimeSpan.FromSeconds(1)) throw new ArgumentException("ResyncInterval must be at least 1 second");
         if (StageMemoryBudget < 0) throw new ArgumentException("StageMemoryBudget must be 0 (always a file) or more bytes");
         if (MaxQueuedSnapshots < 1) throw new ArgumentException("MaxQueuedSnapshots must be at least 1");

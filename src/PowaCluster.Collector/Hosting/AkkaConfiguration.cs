@@ -208,6 +208,20 @@ public static partial class AkkaConfiguration
             system.ActorSelection(member.Address + CoordinatorPath).Tell(Reload.Instance);
     }
 
+    /// <summary>The cluster's members by status, for the powa.cluster.members gauge (CollectorMetrics).</summary>
+    public static AkkaConfigurationBuilder WithPowaMetrics(this AkkaConfigurationBuilder b) =>
+        b.AddStartup((system, _) =>
+        {
+            var cluster = Cluster.Get(system);
+            Telemetry.CollectorMetrics.Members = () =>
+            {
+                var state = cluster.State;
+                var unreachable = state.Unreachable;
+                return state.Members.GroupBy(m => unreachable.Contains(m) ? "unreachable" : m.Status.ToString().ToLowerInvariant())
+                    .Select(g => (g.Key, g.Count())).ToList();
+            };
+        });
+
     /// <summary>The whole collector node.</summary>
     public static AkkaConfigurationBuilder WithPowaCollector(this AkkaConfigurationBuilder b, CollectorRuntime rt,
         Microsoft.Extensions.Logging.LogLevel? minimumLevel = null) =>
@@ -224,5 +238,6 @@ public static partial class AkkaConfiguration
          .WithConnectRamp(rt)
          .WithServerCollectors(rt)
          .WithStopWhenDowned()
-         .WithFleetCoordinator(rt);
+         .WithFleetCoordinator(rt)
+         .WithPowaMetrics();
 }

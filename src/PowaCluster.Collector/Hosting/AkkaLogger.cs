@@ -10,8 +10,9 @@ namespace PowaCluster.Collector.Hosting;
 /// <summary>
 /// Akka's log events into Microsoft.Extensions.Logging, like Akka.Hosting's LoggerFactoryLogger, with two
 /// differences: the actor system's log filters apply (Akka.Hosting's logger ignores them; ClusterTls needs
-/// one to keep a stranger's failed handshakes to a line a minute), and the line is the source and the message,
-/// without a second timestamp, level and thread inside the host logger's own line.
+/// one to keep a stranger's failed handshakes to a line a minute), and the state is the event's fields
+/// (AkkaLogState: its time, source, message, and a server's srvid and alias), without a second timestamp,
+/// level and thread inside the host logger's own line.
 /// </summary>
 public sealed class AkkaLogger : ReceiveActor, IRequiresMessageQueue<ILoggerMessageQueueSemantics>
 {
@@ -36,7 +37,7 @@ public sealed class AkkaLogger : ReceiveActor, IRequiresMessageQueue<ILoggerMess
             string text;
             try { text = e.Message?.ToString() ?? ""; }
             catch (FormatException) { text = e.Message is LogMessage m ? m.Format : ""; }
-            logger.Log(level, e.Cause, "[{Source}] {Message}", e.LogSource, text);
+            logger.Log(level, default, new AkkaLogState(e.Timestamp, e.LogSource, text), e.Cause, static (s, _) => s.Message);
         });
     }
 }

@@ -9,6 +9,9 @@ public sealed class Powa5Sql(PowaVersion version, string schema) : PowaSql(versi
 {
     protected override string ExtensionVersionTable => "powa_extension_config";
 
+    public override string RegisteredExtensions =>
+        $"SELECT extname FROM {Q("powa_extension_config")} WHERE srvid = $1 AND enabled ORDER BY extname";
+
     public override string Datasources =>
         "SELECT f.name, f.external, f.query_source, f.query_cleanup, f.function_name, " +
         SchemaOf("CASE WHEN f.external THEN f.name ELSE 'powa' END") + " " +

@@ -116,6 +116,32 @@ public abstract class PowaSql
         "FROM unnest($2::text[], $3::text[]) AS r(extname, version) " +
         "WHERE e.srvid = $1 AND e.extname = r.extname AND e.version IS DISTINCT FROM r.version";
 
+    /// <summary>$1 srvid: the extensions the repository has registered (and enabled) for the server, by name.</summary>
+    public virtual string RegisteredExtensions =>
+        $"SELECT extname FROM {Q(ExtensionVersionTable)} WHERE srvid = $1 ORDER BY extname";
+
+    /// <summary>
+    /// What the collector's repository role may not do, one text per missing privilege (none: all there): read
+    /// powa_servers, read and update powa_snapshot_metas, write the *_src_tmp tables, run powa_take_snapshot.
+    /// </summary>
+    public string MissingRepositoryPrivileges =>
+        // has_*_privilege with a list is true when any one is held: one privilege per test.
+        "SELECT p || ' on ' || o FROM (" +
+        $"SELECT {L(Q("powa_servers"))} AS o, 'SELECT' AS p, pg_catalog.has_table_privilege({L(Q("powa_servers"))}, 'SELECT') AS ok UNION ALL " +
+        $"SELECT {L(Q("powa_snapshot_metas"))}, p, pg_catalog.has_table_privilege({L(Q("powa_snapshot_metas"))}, p) FROM unnest(ARRAY['SELECT', 'UPDATE']) p UNION ALL " +
+        $"SELECT {L(Q("powa_take_snapshot") + "(integer)")}, 'EXECUTE', pg_catalog.has_function_privilege({L(Q("powa_take_snapshot") + "(integer)")}, 'EXECUTE') UNION ALL " +
+        "SELECT c.oid::regclass::text, p, pg_catalog.has_table_privilege(c.oid, p) FROM pg_catalog.pg_class c " +
+        "JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e' " +
+        "CROSS JOIN unnest(ARRAY['INSERT', 'DELETE']) p " +
+        "WHERE c.relkind IN ('r', 'p') AND c.relname LIKE '%\\_src\\_tmp') x WHERE NOT ok ORDER BY 1";
+
+    /// <summary>The number of *_src_tmp tables of installed extensions (what MissingRepositoryPrivileges looked at).</summary>
+    public const string SrcTmpTableCount =
+        "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass " +
+        "AND d.objid = c.oid AND d.deptype = 'e' WHERE c.relkind IN ('r', 'p') AND c.relname LIKE '%\\_src\\_tmp'";
+
+    static string L(string text) => "'" + text.Replace("'", "''") + "'";
+
     public string ForgetHypopg => $"DELETE FROM {Q(ExtensionVersionTable)} WHERE srvid = $1 AND extname = 'hypopg'";
 
     /// <summary>$1 srvid, $2 hypopg's version on the remote.</summary>

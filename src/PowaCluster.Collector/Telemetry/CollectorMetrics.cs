@@ -79,6 +79,9 @@ public static class CollectorMetrics
         else t.Alias = label;
     }
 
+    /// <summary>The alias of a server this process collects, for its log lines.</summary>
+    public static string? AliasOf(int srvId) => Servers.TryGetValue(srvId, out var t) && t.Alias.Length > 0 ? t.Alias : null;
+
     public static void Untrack(int srvId, ServerRecord record)
     {
         if (Servers.TryGetValue(srvId, out var t) && ReferenceEquals(t.Record, record))

@@ -16,13 +16,13 @@ public static class CollectorHost
         Action<AkkaConfigurationBuilder>? configure = null)
     {
         builder ??= CreateBuilder();
+        // Under systemd (Type=notify, cluster-config/powa-cluster.service): READY=1 once started, STOPPING=1 on
+        // SIGTERM. Elsewhere it does nothing. Before the logging: it would set systemd's console format, ours wins.
+        builder.Services.AddSystemd();
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "yyyy-MM-dd HH:mm:ss.fff ";
-            o.UseUtcTimestamp = true;
-        });
+        // One line per event, one timestamp, one level; plain or JSON (LogFormatter).
+        builder.Logging.AddConsole(o => o.FormatterName = LogFormatter.FormatterName)
+            .AddConsoleFormatter<LogFormatter, LogFormatterOptions>(o => o.Json = rt.Settings.LogFormat == "json");
         builder.Logging.SetMinimumLevel(minimumLevel ?? (rt.Settings.Debug ? LogLevel.Debug : LogLevel.Information));
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Services.AddSingleton(rt);
@@ -34,6 +34,7 @@ public static class CollectorHost
         // After Akka: CoordinatedShutdown hands off the node's shards (HandOffTimeout) and leaves the cluster
         // before the host gives up.
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ShutdownTimeout(rt.Settings));
+        builder.Services.AddPowaMetrics(rt, builder.Configuration);
         builder.Services.AddHostedService<HealthEndpoint>();
         return builder.Build();
     }

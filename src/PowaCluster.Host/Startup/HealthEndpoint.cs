@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
 using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Hosting;
 
@@ -16,10 +17,10 @@ namespace PowaCluster.Host.Startup;
 /// <summary>
 /// HTTP on --http-port: GET /healthz answers 200 while the process and its actor system live (a liveness
 /// probe); GET /ready answers 200 when this node is an Up member of the cluster and reaches the repository,
-/// 503 and why otherwise (a readiness probe); its last line gives the servers this node collects. Nothing
-/// else is served.
+/// 503 and why otherwise (a readiness probe); its last line gives the servers this node collects. GET
+/// /metrics: the node's metrics in the Prometheus text format (MetricsExport). Nothing else is served.
 /// </summary>
-public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILogger<HealthEndpoint> log) : IHostedService
+public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILogger<HealthEndpoint> log, IServiceProvider services) : IHostedService
 {
     static readonly TimeSpan RepositoryCheckTimeout = TimeSpan.FromSeconds(3);
     IHost? _app;
@@ -28,7 +29,7 @@ public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILog
     {
         if (rt.Settings.HttpPort is not { } port) return;
         _app = await StartKestrelAsync(port, rt.Settings.HttpHost, ct);
-        log.LogInformation("Serving /healthz and /ready on {Host}:{Port}", rt.Settings.HttpHost, port);
+        log.LogInformation("Serving /healthz, /ready and /metrics on {Host}:{Port}", rt.Settings.HttpHost, port);
     }
 
     /// <summary>In a method of its own: a node without --http-port never loads ASP.NET Core.</summary>
@@ -45,6 +46,9 @@ public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILog
             else throw new InvalidOperationException($"HttpHost must be an IP address, localhost or 0.0.0.0, not \"{host}\"");
         });
         var app = builder.Build();
+        // The host's MeterProvider (MetricsExport), scraped on this port.
+        if (services.GetService(typeof(MeterProvider)) is MeterProvider meters)
+            app.UseOpenTelemetryPrometheusScrapingEndpoint(meters, ctx => ctx.Request.Path == "/metrics", null, null, null);
         app.MapGet("/healthz", () => system.WhenTerminated.IsCompleted
             ? Results.Text("actor system terminated\n", statusCode: StatusCodes.Status503ServiceUnavailable)
             : Results.Text("ok\n"));
@@ -60,7 +64,7 @@ public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILog
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
         {
             await app.DisposeAsync();
-            throw new StartupException($"cannot serve /healthz and /ready on {host}:{port}: {e.Message}");
+            throw new StartupException($"cannot serve /healthz, /ready and /metrics on {host}:{port}: {e.Message}");
         }
         return app;
     }

@@ -33,6 +33,7 @@ public static class SettingsLoader
         if (cli.ClusterPort is { } cp) s.ClusterPort = cp;
         if (cli.Seeds.Count > 0) s.Seeds = cli.Seeds.ToArray();
         if (cli.HttpPort is { } hp) s.HttpPort = hp;
+        if (cli.LogFormat is { } lf) s.LogFormat = lf;
         try { s.Validate(); }
         catch (ArgumentException e) { throw new StartupException($"invalid setting: {e.Message}"); }
 

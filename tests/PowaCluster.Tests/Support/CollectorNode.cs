@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using PowaCluster.Collector.Configuration;
@@ -41,7 +42,7 @@ public sealed class CollectorNode : IAsyncDisposable
     }
 
     public static async Task<CollectorNode> StartAsync(TestRepository repo, CollectorSettings? settings = null,
-        Action<Akka.Hosting.AkkaConfigurationBuilder>? configure = null)
+        Action<Akka.Hosting.AkkaConfigurationBuilder>? configure = null, IReadOnlyDictionary<string, string?>? configuration = null)
     {
         settings ??= FastSettings();
         var csb = repo.ConnectionString;
@@ -49,7 +50,9 @@ public sealed class CollectorNode : IAsyncDisposable
         var powa = await RepositoryCheck.VerifyAsync(csb, settings, CancellationToken.None);
         settings.Validate();
         var runtime = new CollectorRuntime(settings, csb, powa);
-        var host = CollectorHost.Build(runtime, minimumLevel: Microsoft.Extensions.Logging.LogLevel.Warning,
+        var builder = CollectorHost.CreateBuilder();
+        if (configuration is not null) builder.Configuration.AddInMemoryCollection(configuration);
+        var host = CollectorHost.Build(runtime, builder, minimumLevel: Microsoft.Extensions.Logging.LogLevel.Warning,
             configure: configure);
         await host.StartAsync();
         return new CollectorNode(host, runtime);
