@@ -24,7 +24,7 @@ public static partial class AkkaConfiguration
     /// </summary>
     public static AkkaConfigurationBuilder WithPowaLogging(this AkkaConfigurationBuilder b, CollectorRuntime rt,
         Microsoft.Extensions.Logging.LogLevel? minimumLevel = null) =>
-        b.ConfigureLoggers(l =>
+        b.AddHocon(AkkaStdoutLogger.Hocon, HoconAddMode.Prepend).ConfigureLoggers(l =>
         {
             l.LogLevel = minimumLevel switch
             {

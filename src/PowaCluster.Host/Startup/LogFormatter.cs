@@ -4,6 +4,8 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
+using Akka.Event;
+using LogLevel = Microsoft.Extensions.Logging.LogLevel;
 using PowaCluster.Collector.Hosting;
 
 namespace PowaCluster.Host.Startup;
@@ -33,6 +35,21 @@ public sealed class LogFormatter : ConsoleFormatter, IDisposable
         _options = options.CurrentValue;
         _reload = options.OnChange(o => _options = o);
     }
+
+    /// <summary>Akka's logger of last resort (before the loggers start, after they stop) in the same format.</summary>
+    public static void UseForAkkaStdout(bool json) => AkkaStdoutLogger.Write = (e, state) =>
+    {
+        var level = e.LogLevel() switch
+        {
+            Akka.Event.LogLevel.DebugLevel => LogLevel.Debug,
+            Akka.Event.LogLevel.InfoLevel => LogLevel.Information,
+            Akka.Event.LogLevel.WarningLevel => LogLevel.Warning,
+            _ => LogLevel.Error,
+        };
+        var w = Console.Out;
+        if (json) WriteJson(w, state.TimestampUtc, level, state.Source, state, state.Message, e.Cause);
+        else WritePlain(w, state.TimestampUtc, level, state.Source, state, state.Message, e.Cause);
+    };
 
     public override void Write<TState>(in LogEntry<TState> entry, IExternalScopeProvider? scopes, TextWriter writer)
     {

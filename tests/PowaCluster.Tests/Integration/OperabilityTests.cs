@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using PowaCluster.Tests.Support;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace PowaCluster.Tests.Integration;
+
+/// <summary>
+/// powa-cluster as an operator meets it: `check` on a good and a broken set-up, and the log of `run` in both
+/// formats (real processes).
+/// </summary>
+[Collection(LabCollection.Name)]
+public sealed partial class OperabilityTests(LabFixture fx, ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Check_passes_on_a_good_setup_and_names_each_problem()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var remote = fx.Lab.Remotes[0];
+        await repo.RegisterAsync(remote, 32, "check-good");
+        var dsn = repo.ConnectionString.ConnectionString;
+        var metasBefore = await repo.ListAsync<string>("SELECT srvid || ' ' || snapts::text || coalesce(errors::text, '') FROM powa_snapshot_metas ORDER BY srvid");
+
+        var good = await StartupErrorTests.RunAsync("check", "--repository", dsn);
+        output.WriteLine(good.Stdout + good.Stderr);
+        Assert.Equal(0, good.Code);
+        Assert.Matches(@"repository connection\s+ok", good.Stdout);
+        Assert.Matches(@"repository powa\s+ok\s+powa 4\.", good.Stdout);
+        Assert.Matches(@"repository privileges\s+ok", good.Stdout);
+        Assert.Matches(@"server \d+ \(check-good\) 127\.0\.0\.32:\d+\s+ok\s+PostgreSQL 15\.\d+.*; .*pg_stat_statements", good.Stdout);
+        Assert.Contains("check: everything the collector needs is there", good.Stdout);
+
+        // A remote database without powa, one without pg_qualstats (which the repository has registered for it).
+        var noPowa = await repo.RegisterAsync(remote, 33, "check-nopowa", dbname: "postgres");
+        var noQual = await repo.RegisterAsync(remote, 34, "check-noqual", dbname: LabFixture.NoQualstatsDb);
+        Assert.Contains("pg_qualstats", await repo.ListAsync<string>(
+            "SELECT extname FROM powa_extensions WHERE srvid = $1", noQual));
+        var broken = await StartupErrorTests.RunAsync("check", "--repository", dsn);
+        output.WriteLine(broken.Stdout + broken.Stderr);
+        Assert.Equal(1, broken.Code);
+        Assert.Matches(@"server \d+ \(check-good\) \S+\s+ok", broken.Stdout);
+        Assert.Matches($@"server {noPowa} \(check-nopowa\) \S+\s+FAILED\s+the powa extension is not installed in database ""postgres""", broken.Stdout);
+        Assert.Matches($@"server {noQual} \(check-noqual\) \S+\s+FAILED\s+registered in the repository but not installed here: pg_qualstats", broken.Stdout);
+        Assert.Contains("check: 2 of ", broken.Stdout);
+
+        // A wrong repository password: said, and the password is not.
+        var wrong = new Npgsql.NpgsqlConnectionStringBuilder(dsn) { Password = "not-the-password-42" };
+        var denied = await StartupErrorTests.RunAsync("check", "--repository", wrong.ConnectionString);
+        output.WriteLine(denied.Stdout + denied.Stderr);
+        Assert.Equal(1, denied.Code);
+        Assert.Matches(@"repository connection\s+FAILED\s+.*password authentication failed", denied.Stdout);
+        Assert.DoesNotContain("not-the-password-42", denied.Stdout + denied.Stderr);
+        Assert.DoesNotContain(remote.Password, good.Stdout + broken.Stdout + denied.Stdout);
+
+        // Nothing was written: the servers' snapshot rows are as they were.
+        var metasAfter = await repo.ListAsync<string>("SELECT srvid || ' ' || snapts::text || coalesce(errors::text, '') FROM powa_snapshot_metas " +
+            "WHERE srvid <> ALL($1) ORDER BY srvid", new[] { noPowa, noQual });
+        Assert.Equal(metasBefore, metasAfter);
+    }
+
+    [Fact]
+    public async Task Run_logs_one_line_per_event_in_plain_and_json_without_a_password()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var remote = fx.Lab.Remotes[1];
+        var srvid = await repo.RegisterAsync(remote, 35, "log-alias");
+        // A server whose password is wrong: its connection failure is logged, its password must not be.
+        var denied = await repo.RegisterAsync(remote, 36, "log-denied", password: "wrong-remote-pw-77");
+        var dsn = repo.ConnectionString.ConnectionString;
+
+        var plain = await RunForAsync(TimeSpan.FromSeconds(12), "run", "--repository", dsn);
+        var json = await RunForAsync(TimeSpan.FromSeconds(12), "run", "--repository", dsn, "--log-format", "json");
+        output.WriteLine(plain);
+        output.WriteLine(json);
+        foreach (var text in new[] { plain, json })
+        {
+            Assert.DoesNotContain(repo.ConnectionString.Password!, text);
+            Assert.DoesNotContain(remote.Password, text);
+            Assert.DoesNotContain("wrong-remote-pw-77", text);
+        }
+
+        var lines = plain.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length >= 3, "the node logged its start");
+        foreach (var line in lines)
+        {
+            Assert.Matches(PlainLine(), line);
+            // One timestamp and one level: no second date, no level in brackets (Akka's own format).
+            Assert.Single(Timestamp().Matches(line));
+            Assert.DoesNotMatch(@"\[(INFO|WARNING|ERROR|DEBUG)\]", line);
+        }
+        Assert.Contains(lines, l => l.Contains($"[srvid={srvid} alias=log-alias] Server {srvid}: connected to"));
+        Assert.Contains(lines, l => l.Contains($"WARN  [srvid={denied} alias=log-denied]") && l.Contains("password authentication failed"));
+
+        var events = json.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+        Assert.True(events.Count >= 3);
+        Assert.All(events, e =>
+        {
+            Assert.True(DateTime.TryParse(e.GetProperty("time").GetString(), out _));
+            Assert.Contains(e.GetProperty("level").GetString(), new[] { "debug", "info", "warn", "error", "fatal" });
+            Assert.False(string.IsNullOrEmpty(e.GetProperty("message").GetString()));
+        });
+        Assert.Contains(events, e => e.TryGetProperty("srvid", out var id) && id.GetInt32() == srvid
+                                     && e.GetProperty("alias").GetString() == "log-alias"
+                                     && e.GetProperty("message").GetString()!.StartsWith($"Server {srvid}: connected to"));
+    }
+
+    [GeneratedRegex(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (TRACE|DEBUG|INFO |WARN |ERROR|FATAL) \[[^\]]+\] \S")]
+    private static partial Regex PlainLine();
+
+    [GeneratedRegex(@"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d|\d\d/\d\d/\d{4} \d\d:\d\d")]
+    private static partial Regex Timestamp();
+
+    /// <summary>Runs powa-cluster for a while, then SIGTERM; its standard output (stderr must be empty).</summary>
+    static async Task<string> RunForAsync(TimeSpan duration, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Path.GetTempPath() };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "powa-cluster.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["HOME"] = Path.GetTempPath();
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await Task.Delay(duration);
+        using (var kill = Process.Start("kill", ["-TERM", p.Id.ToString()])) await kill.WaitForExitAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await p.WaitForExitAsync(cts.Token);
+        Assert.Equal("", (await stderr).Trim());
+        Assert.Equal(0, p.ExitCode);
+        return await stdout;
+    }
+}
