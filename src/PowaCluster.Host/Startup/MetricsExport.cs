@@ -34,6 +34,11 @@ public static class MetricsExport
             .WithMetrics(m =>
             {
                 m.AddMeter(CollectorMetrics.MeterName, "System.Runtime");
+                // Three gauges of the runtime end in .count, which Prometheus keeps for histograms and summaries
+                // (promtool check metrics says so): the same values under names that do not.
+                m.AddView("dotnet.assembly.count", "dotnet.assemblies.loaded")
+                 .AddView("dotnet.process.cpu.count", "dotnet.process.cpus")
+                 .AddView("dotnet.timer.count", "dotnet.timers.active");
                 if (prometheus) m.AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 1000);
                 if (otlp) m.AddOtlpExporter();
             });
