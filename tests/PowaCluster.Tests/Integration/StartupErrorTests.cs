@@ -117,4 +117,22 @@ public sealed class StartupErrorTests(LabFixture fx)
         Assert.Equal(2, code);
         Assert.Contains("powa-cluster: unknown option \"--bogus\" for run", err);
     }
+
+    [Fact]
+    public async Task Help_for_each_command_exits_0()
+    {
+        foreach (var (command, option) in new[] { ("run", "--http-port"), ("check", "--timeout"), ("status", "--server"), ("reload", "--repository"), ("snapshot", "<ID>") })
+        {
+            var (code, stdout, stderr) = await RunAsync(command, "--help");
+            Assert.Equal((0, ""), (code, stderr.Trim()));
+            Assert.Contains($"powa-cluster {command}", stdout);
+            Assert.Contains(option, stdout);
+        }
+        var (c, o, _) = await RunAsync("--help");
+        Assert.Equal(0, c);
+        Assert.All(new[] { "run", "check", "status", "reload", "snapshot" }, cmd => Assert.Contains(cmd, o));
+        var (c2, _, e2) = await RunAsync("run", "--bogus");
+        Assert.Equal(2, c2);
+        Assert.Contains("powa-cluster COMMAND --help", e2);
+    }
 }
