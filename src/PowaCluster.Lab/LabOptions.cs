@@ -24,12 +24,13 @@ public sealed record LabOptions(
     bool SideBySide = false,
     IReadOnlyList<string>? Only = null,
     int LongFreezeSeconds = 0,
-    bool Kill = false)
+    bool Kill = false,
+    bool Prometheus = false)
 {
     public const string Usage = """
         usage:
           powa-lab demo [--seconds N] [--servers N] [--frequency S] [--remotes N] [--pool-size N] [--debug]
-                        [--powa 4|5] [--reference | --side-by-side] [--nodes N [--failover]]
+                        [--powa 4|5] [--reference | --side-by-side] [--nodes N [--failover | --prometheus]]
               Starts a throwaway repository and remote PostgreSQL instances on loopback, registers
               servers, runs powa-cluster and shows what it collected (until Ctrl-C, or for N seconds).
               --powa 5 runs the throwaway instances with archivist 5.1.2 (built by scripts/install-deps.sh
@@ -41,7 +42,9 @@ public sealed record LabOptions(
               the rows they stored per snapshot, datasource by datasource.
               --nodes N runs N collector processes as one cluster (static seeds on loopback);
               --failover then kills one with SIGKILL and stops another with SIGTERM, and measures
-              from the repository how their servers were taken over.
+              from the repository how their servers were taken over; --prometheus has a throwaway
+              Prometheus (Debian's package) scrape every node's /metrics every 5 s and, at the end,
+              reports promtool's verdict, the main series per node and every dashboard expression.
           powa-lab bench [--servers N] [--frequency S] [--seconds N] [--warmup N] [--frozen N] [--idle N]
                          [--loads N,N,...] [--pool-size N] [--remotes N] [--quick]
               Defaults: 20 servers at 5 s, a 30 s window after 15 s of warm-up, 45 s frozen, 10 s idle.
@@ -103,6 +106,7 @@ public sealed record LabOptions(
                 "--nodes" when o.Command is "demo" or "scale" => o with { Nodes = Int(1, 9) },
                 "--kill" when o.Command == "scale" => o with { Kill = true },
                 "--failover" when o.Command == "demo" => o with { Failover = true },
+                "--prometheus" when o.Command == "demo" => o with { Prometheus = true },
                 "--warmup" when o.Command == "bench" => o with { Warmup = Int(0, 600) },
                 "--frozen" when o.Command == "bench" => o with { FrozenSeconds = Int(0, 3600), FrozenGiven = true },
                 "--idle" when o.Command == "bench" => o with { IdleSeconds = Int(0, 600) },
@@ -117,6 +121,8 @@ public sealed record LabOptions(
             throw new UsageException("--kill needs --nodes 3 or more: the cluster must keep a majority");
         if (o.Failover && o.Nodes < 3)
             throw new UsageException("--failover needs --nodes 3 or more: it stops two nodes and the cluster must keep a majority");
+        if (o.Prometheus && (o.Nodes < 2 || o.Failover))
+            throw new UsageException("--prometheus goes with --nodes 2 or more (the nodes serve /metrics), not with --failover");
         if (o.SideBySide && (o.Reference || o.Nodes > 1))
             throw new UsageException("--side-by-side runs powa-cluster and the reference together: leave --reference and --nodes out");
         return o;

@@ -55,6 +55,9 @@ public static class BenchCommand
 
         // The comparison, on the same servers, one collector after the other.
         rows.Add(await bench.RunAsync(Ours(o, repoDsn), o.Servers, o.Frequency));
+        // The cost of the metrics: the same, serving /metrics and scraped every 15 s (the row above has no exporter).
+        var scraped = await bench.RunAsync(ScrapedCollector.Start(args => StartOurs(o, repoDsn, args)), o.Servers, o.Frequency);
+        rows.Add(scraped with { Collector = $"powa-cluster, /metrics scraped every {ScrapedCollector.Every.TotalSeconds:F0} s" });
         if (o.Quick)
         {
             foreach (var n in loads) rows.Add(await bench.RunAsync(Ours(o, repoDsn), n, o.Frequency));
@@ -107,11 +110,14 @@ public static class BenchCommand
 
     /// <summary>powa-cluster run with its defaults (the pool size if given), its log in a file of its own.</summary>
     static Func<Task<IDemoCollector>> Ours(LabOptions o, NpgsqlConnectionStringBuilder repo) => () =>
+        Task.FromResult(StartOurs(o, repo, []));
+
+    static IDemoCollector StartOurs(LabOptions o, NpgsqlConnectionStringBuilder repo, IReadOnlyList<string> args)
     {
         var log = Path.Combine(Path.GetTempPath(), $"powa-lab-bench-{Environment.ProcessId}-{++_runs}.log");
-        return Task.FromResult<IDemoCollector>(OurCollector.StartRun(repo, o.PoolSize ?? new Collector.Configuration.CollectorSettings().WriterPoolSize,
-            o.Debug, [], new Dictionary<string, string>(), "powa-cluster", log));
-    };
+        return OurCollector.StartRun(repo, o.PoolSize ?? new Collector.Configuration.CollectorSettings().WriterPoolSize,
+            o.Debug, args, new Dictionary<string, string>(), "powa-cluster", log);
+    }
 
     static int _runs;
 

@@ -127,6 +127,10 @@ public static class DemoCommand
             Console.WriteLine(report.Summary());
             return 0;
         }
+        // --prometheus: a real Prometheus scrapes every node; its report when the demo ends.
+        await using var prometheus = cli.Prometheus
+            ? await Embedded.PrometheusServer.StartAsync(nodes.Nodes.Select(n => $"127.0.0.1:{n.HttpPort}"), TimeSpan.FromSeconds(5))
+            : null;
         await using var monitor = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
             { ApplicationName = "powa-cluster demo monitor" }.ConnectionString);
         await monitor.OpenAsync(stop);
@@ -146,6 +150,7 @@ public static class DemoCommand
             if (nodes.Nodes.FirstOrDefault(n => n.ExitCode is not null) is { } gone)
                 throw new StartupException($"{gone.Name} exited with code {gone.ExitCode}; see {gone.LogFile}");
         }
+        if (prometheus is not null) return await PrometheusReport.PrintAsync(prometheus, nodes.Nodes) == 0 ? 0 : 1;
         return 0;
     }
 }
