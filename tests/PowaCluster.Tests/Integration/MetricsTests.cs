@@ -68,7 +68,7 @@ public sealed class MetricsTests(LabFixture fx, ITestOutputHelper output)
         Assert.DoesNotContain("password", scrape);
 
         // Every expression of the dashboard, through Prometheus' API, returns series.
-        var dashboard = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(ManifestRoot(), "k8s", "grafana-dashboard.json")));
+        var dashboard = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(RepoRoot.Path, "k8s", "grafana-dashboard.json")));
         var exprs = dashboard.RootElement.GetProperty("panels").EnumerateArray()
             .SelectMany(p => p.GetProperty("targets").EnumerateArray()).Select(t => t.GetProperty("expr").GetString()!).ToList();
         Assert.True(exprs.Count >= 12);
@@ -88,13 +88,6 @@ public sealed class MetricsTests(LabFixture fx, ITestOutputHelper output)
         await Eventually.HoldsAsync(() => Task.FromResult(new[] { "powa.snapshots", "powa.writer.queue.wait", "powa.server.last_snapshot.age",
             "powa.servers", "dotnet.process.cpu.time" }.All(otlp.Received.Contains)), TimeSpan.FromSeconds(20), "the instruments over OTLP");
         Assert.Equal("application/x-protobuf", otlp.ContentType);
-    }
-
-    static string ManifestRoot()
-    {
-        var d = new DirectoryInfo(AppContext.BaseDirectory);
-        while (d is not null && !File.Exists(Path.Combine(d.FullName, "PowaCluster.sln"))) d = d.Parent;
-        return d?.FullName ?? throw new InvalidOperationException("PowaCluster.sln not found above the test binaries");
     }
 
     /// <summary>

@@ -14,14 +14,7 @@ namespace PowaCluster.Tests.Unit;
 /// </summary>
 public sealed class DeploymentConfigTests
 {
-    static readonly string Root = FindRoot();
-
-    static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "PowaCluster.sln"))) return d.FullName;
-        throw new InvalidOperationException("PowaCluster.sln not found above " + AppContext.BaseDirectory);
-    }
+    static readonly string Root = Support.RepoRoot.Path;
 
     sealed record Doc(string File, Dictionary<object, object> Root)
     {

@@ -11,14 +11,8 @@ namespace PowaCluster.Tests.Unit;
 /// </summary>
 public sealed class ManifestStrictTests
 {
-    static readonly string K8s = Path.Combine(FindRoot(), "k8s");
+    static readonly string K8s = Path.Combine(Support.RepoRoot.Path, "k8s");
 
-    static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "PowaCluster.sln"))) return d.FullName;
-        throw new InvalidOperationException("PowaCluster.sln not found");
-    }
 
     static List<object> LoadAll() =>
         Directory.GetFiles(K8s, "*.yaml").Where(f => Path.GetFileName(f) != "kustomization.yaml").Order()

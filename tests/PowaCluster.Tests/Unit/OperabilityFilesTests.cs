@@ -9,14 +9,7 @@ namespace PowaCluster.Tests.Unit;
 /// <summary>The systemd unit of cluster-config/ (systemd-analyze verify), and the command line (System.CommandLine).</summary>
 public sealed class OperabilityFilesTests
 {
-    static readonly string Root = FindRoot();
-
-    static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "PowaCluster.sln"))) return d.FullName;
-        throw new InvalidOperationException("PowaCluster.sln not found above " + AppContext.BaseDirectory);
-    }
+    static readonly string Root = Support.RepoRoot.Path;
 
     [Fact]
     public async Task The_systemd_unit_verifies_and_fits_the_hand_off()
