@@ -39,6 +39,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" postgresql-15 >/dev/null
   # The Debian package creates and starts a default cluster on port 5432; the demo and the tests use
   # their own throwaway instances and do not need it.
+  # Debian's prometheus package starts a server on :9090 where services may start (no policy-rc.d): the
+  # tests start their own on free ports, so the one this install started is stopped.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -x /etc/init.d/prometheus ]; then
+    $sudo /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+  fi
 fi
 
 [ -f "$tarball" ] || exit 0

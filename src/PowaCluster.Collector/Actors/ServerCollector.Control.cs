@@ -131,7 +131,7 @@ public sealed partial class ServerCollector
     {
         _life.Cancel();
         DropQueue();
-        CollectorMetrics.Untrack(_srvId, _record);
+        CollectorMetrics.Untrack(_record);
         if (_handedOff && _srvId > 0) Sharding.HandOff.AskToGoOnElsewhere(Context, _srvId, _rowVersion, _coordinator, _random);
         CloseRemote();
     }

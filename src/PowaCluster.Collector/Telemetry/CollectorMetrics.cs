@@ -62,31 +62,38 @@ public static class CollectorMetrics
     /// <summary>The writer pool's queue and busy writers, set by SnapshotWriterPool.</summary>
     public static void WriterPool(int queued, int busy) => (_queueDepth, _inFlight) = (queued, busy);
 
-    /// <summary>The servers this process collects (their ServerCollector), for the per-server gauges.</summary>
-    static readonly ConcurrentDictionary<int, TrackedServer> Servers = new();
+    /// <summary>
+    /// The servers this process collects (their ServerCollector's record), for the per-server gauges and the
+    /// log's alias field. Keyed by record, not srvid: actor systems of tests may share a process.
+    /// </summary>
+    static readonly ConcurrentDictionary<ServerRecord, TrackedServer> Servers = new();
 
-    sealed class TrackedServer(ServerRecord record, string alias)
+    sealed class TrackedServer(int srvId, string alias)
     {
-        public ServerRecord Record { get; } = record;
+        public int SrvId { get; } = srvId;
         public volatile string Alias = alias;
     }
 
     public static void Track(int srvId, string? alias, ServerRecord record)
     {
         var label = string.IsNullOrEmpty(alias) ? "" : alias;
-        var t = Servers.GetOrAdd(srvId, _ => new TrackedServer(record, label));
-        if (!ReferenceEquals(t.Record, record)) Servers[srvId] = new TrackedServer(record, label);
-        else t.Alias = label;
+        Servers.AddOrUpdate(record, _ => new TrackedServer(srvId, label), (_, t) =>
+        {
+            if (t.SrvId != srvId) return new TrackedServer(srvId, label);
+            t.Alias = label;
+            return t;
+        });
     }
 
     /// <summary>The alias of a server this process collects, for its log lines.</summary>
-    public static string? AliasOf(int srvId) => Servers.TryGetValue(srvId, out var t) && t.Alias.Length > 0 ? t.Alias : null;
-
-    public static void Untrack(int srvId, ServerRecord record)
+    public static string? AliasOf(int srvId)
     {
-        if (Servers.TryGetValue(srvId, out var t) && ReferenceEquals(t.Record, record))
-            Servers.TryRemove(new KeyValuePair<int, TrackedServer>(srvId, t));
+        foreach (var (_, t) in Servers) // the dictionary's enumerator: no copy
+            if (t.SrvId == srvId) return t.Alias.Length > 0 ? t.Alias : null;
+        return null;
     }
+
+    public static void Untrack(ServerRecord record) => Servers.TryRemove(record, out _);
 
     /// <summary>The labels of a per-server series.</summary>
     public static KeyValuePair<string, object?>[] ServerTags(int srvId, string? alias, string? outcome = null) => outcome is null
@@ -110,8 +117,8 @@ public static class CollectorMetrics
     static IEnumerable<Measurement<double>> ObserveAges()
     {
         var now = DateTime.UtcNow;
-        foreach (var (id, t) in Servers)
-            yield return new Measurement<double>(Math.Max(0, (now - t.Record.LastSuccessOrStartUtc).TotalSeconds), ServerTags(id, t.Alias));
+        foreach (var (record, t) in Servers)
+            yield return new Measurement<double>(Math.Max(0, (now - record.LastSuccessOrStartUtc).TotalSeconds), ServerTags(t.SrvId, t.Alias));
     }
 
     static IEnumerable<Measurement<int>> ObserveMembers()

@@ -90,10 +90,19 @@ public static class CheckCommand
                 ? new("repository privileges", true, $"powa_servers, powa_snapshot_metas, powa_take_snapshot and {tables} *_src_tmp tables")
                 : new("repository privileges", false, $"{csb.Username ?? "the user"} lacks {string.Join(", ", missing)}"));
 
-            var servers = await RepositoryQueries.LoadActiveServersAsync(sql, conn, cts.Token);
-            if (servers.Count == 0) lines.Add(new("servers", true, "no active server in powa_servers (nothing to collect yet)"));
+            IReadOnlyList<ServerRow> servers;
             var registered = new Dictionary<int, List<string>>();
-            foreach (var s in servers) registered[s.Config.SrvId] = await ListAsync(conn, sql.RegisteredExtensions, s.Config.SrvId, cts.Token);
+            try
+            {
+                servers = await RepositoryQueries.LoadActiveServersAsync(sql, conn, cts.Token);
+                foreach (var s in servers) registered[s.Config.SrvId] = await ListAsync(conn, sql.RegisteredExtensions, s.Config.SrvId, cts.Token);
+            }
+            catch (PostgresException e)
+            {
+                lines.Add(new("servers", false, $"cannot read the servers and their extensions: {PgSession.Describe(e)}"));
+                return lines;
+            }
+            if (servers.Count == 0) lines.Add(new("servers", true, "no active server in powa_servers (nothing to collect yet)"));
             using var gate = new SemaphoreSlim(Parallel);
             var checks = servers.Select(async s =>
             {

@@ -43,6 +43,10 @@ public sealed record CommandLine(
                     ? command == syntax.Root ? $"unknown command \"{token}\"" : $"unexpected argument \"{token}\" for {command.Name}"
                     : $"unknown option \"{token}\" for {command.Name}");
             if (command == syntax.Root) throw new UsageException("no command given");
+            // An option given without its value: said as before System.CommandLine ("--repository needs a value").
+            if (result.Errors[0].SymbolResult is System.CommandLine.Parsing.OptionResult { Tokens.Count: 0 } missing
+                && missing.Option.Arity.MinimumNumberOfValues > 0)
+                throw new UsageException($"{missing.Option.Name} needs a value");
             throw new UsageException(result.Errors[0].Message);
         }
         if (command == syntax.Root)

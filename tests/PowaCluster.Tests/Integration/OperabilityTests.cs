@@ -54,6 +54,22 @@ public sealed partial class OperabilityTests(LabFixture fx, ITestOutputHelper ou
         Assert.DoesNotContain("not-the-password-42", denied.Stdout + denied.Stderr);
         Assert.DoesNotContain(remote.Password, good.Stdout + broken.Stdout + denied.Stdout);
 
+        // A repository role that may read powa_servers but not store snapshots: each missing privilege named.
+        await repo.ExecAsync("DROP ROLE IF EXISTS check_limited; CREATE ROLE check_limited LOGIN PASSWORD 'limited-pw-5'; " +
+                             "GRANT SELECT ON powa_servers, powa_snapshot_metas, powa_extensions TO check_limited; " +
+                             "REVOKE EXECUTE ON FUNCTION powa_take_snapshot(integer) FROM PUBLIC");
+        var limited = new Npgsql.NpgsqlConnectionStringBuilder(dsn) { Username = "check_limited", Password = "limited-pw-5" };
+        var refused = await StartupErrorTests.RunAsync("check", "--repository", limited.ConnectionString);
+        output.WriteLine(refused.Stdout + refused.Stderr);
+        Assert.Equal(1, refused.Code);
+        var privileges = refused.Stdout.Split('\n').Single(l => l.StartsWith("repository privileges"));
+        Assert.Matches(@"FAILED\s+check_limited lacks ", privileges);
+        Assert.Contains("UPDATE on public.powa_snapshot_metas", privileges);
+        Assert.Contains("EXECUTE on public.powa_take_snapshot(integer)", privileges);
+        Assert.Contains("INSERT on powa_statements_src_tmp", privileges);
+        Assert.DoesNotContain("SELECT on public.powa_servers", privileges);
+        Assert.DoesNotContain("limited-pw-5", refused.Stdout + refused.Stderr);
+
         // Nothing was written: the servers' snapshot rows are as they were.
         var metasAfter = await repo.ListAsync<string>("SELECT srvid || ' ' || snapts::text || coalesce(errors::text, '') FROM powa_snapshot_metas " +
             "WHERE srvid <> ALL($1) ORDER BY srvid", new[] { noPowa, noQual });
