@@ -121,19 +121,20 @@ public abstract class PowaSql
         $"SELECT extname FROM {Q(ExtensionVersionTable)} WHERE srvid = $1 ORDER BY extname";
 
     /// <summary>
-    /// What the collector's repository role may not do, one text per missing privilege (none: all there): read
-    /// powa_servers, read and update powa_snapshot_metas, write the *_src_tmp tables, run powa_take_snapshot.
+    /// What the collector's repository role may not do, one (privilege, object) row per missing privilege (none:
+    /// all there): read powa_servers, read and update powa_snapshot_metas, write the *_src_tmp tables, run
+    /// powa_take_snapshot.
     /// </summary>
     public string MissingRepositoryPrivileges =>
         // has_*_privilege with a list is true when any one is held: one privilege per test.
-        "SELECT p || ' on ' || o FROM (" +
+        "SELECT p, o FROM (" +
         $"SELECT {L(Q("powa_servers"))} AS o, 'SELECT' AS p, pg_catalog.has_table_privilege({L(Q("powa_servers"))}, 'SELECT') AS ok UNION ALL " +
         $"SELECT {L(Q("powa_snapshot_metas"))}, p, pg_catalog.has_table_privilege({L(Q("powa_snapshot_metas"))}, p) FROM unnest(ARRAY['SELECT', 'UPDATE']) p UNION ALL " +
         $"SELECT {L(Q("powa_take_snapshot") + "(integer)")}, 'EXECUTE', pg_catalog.has_function_privilege({L(Q("powa_take_snapshot") + "(integer)")}, 'EXECUTE') UNION ALL " +
         "SELECT c.oid::regclass::text, p, pg_catalog.has_table_privilege(c.oid, p) FROM pg_catalog.pg_class c " +
         "JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e' " +
         "CROSS JOIN unnest(ARRAY['INSERT', 'DELETE']) p " +
-        "WHERE c.relkind IN ('r', 'p') AND c.relname LIKE '%\\_src\\_tmp') x WHERE NOT ok ORDER BY 1";
+        "WHERE c.relkind IN ('r', 'p') AND c.relname LIKE '%\\_src\\_tmp') x WHERE NOT ok ORDER BY o, p";
 
     /// <summary>The number of *_src_tmp tables of installed extensions (what MissingRepositoryPrivileges looked at).</summary>
     public const string SrcTmpTableCount =

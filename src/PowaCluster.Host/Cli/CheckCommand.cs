@@ -84,11 +84,11 @@ public static class CheckCommand
                 lines.Add(new("repository powa", false, e.Message));
                 return lines;
             }
-            var missing = await ListAsync(conn, sql.MissingRepositoryPrivileges, null, cts.Token);
+            var missing = await PairsAsync(conn, sql.MissingRepositoryPrivileges, cts.Token);
             var tables = await ScalarAsync<long>(conn, PowaSql.SrcTmpTableCount, cts.Token);
             lines.Add(missing.Count == 0
                 ? new("repository privileges", true, $"powa_servers, powa_snapshot_metas, powa_take_snapshot and {tables} *_src_tmp tables")
-                : new("repository privileges", false, $"{csb.Username ?? "the user"} lacks {string.Join(", ", missing)}"));
+                : new("repository privileges", false, $"{csb.Username ?? "the user"} lacks {Grouped(missing)}"));
 
             IReadOnlyList<ServerRow> servers;
             var registered = new Dictionary<int, List<string>>();
@@ -145,9 +145,9 @@ public static class CheckCommand
                 readAllStats = await ScalarAsync<bool>(conn, "SELECT pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') " +
                     "OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)", cts.Token);
             if (!readAllStats) problems.Add($"{csb.Username} is not a member of pg_read_all_stats (other roles' queries would read <insufficient privilege>)");
-            var installed = string.Join(", ", registered.Where(versions.Extensions.ContainsKey).Select(e => $"{e} {versions.Extensions[e]}"));
+            var installed = string.Join(", ", registered.Where(e => e != "powa" && versions.Extensions.ContainsKey(e)).Select(e => $"{e} {versions.Extensions[e]}"));
             return problems.Count == 0
-                ? new(name, true, $"PostgreSQL {versions.ServerVersion}; {installed}; pg_read_all_stats")
+                ? new(name, true, $"PostgreSQL {versions.ServerVersion}; powa {versions.Extensions.GetValueOrDefault("powa")}; {installed}; pg_read_all_stats")
                 : new(name, false, string.Join("; ", problems));
         }
     }
@@ -159,6 +159,21 @@ public static class CheckCommand
         await using var r = await cmd.ExecuteReaderAsync(ct);
         var list = new List<string>();
         while (await r.ReadAsync(ct)) list.Add(r.GetString(0));
+        return list;
+    }
+
+    /// <summary>(privilege, object) pairs as "DELETE, INSERT on a, b; UPDATE on c": the objects that lack the same privileges together.</summary>
+    static string Grouped(IEnumerable<(string Privilege, string Object)> missing) => string.Join("; ", missing
+        .GroupBy(m => m.Object, m => m.Privilege)
+        .GroupBy(o => string.Join(", ", o), o => o.Key)
+        .Select(g => $"{g.Key} on {string.Join(", ", g)}"));
+
+    static async Task<List<(string, string)>> PairsAsync(NpgsqlConnection conn, string query, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(query, conn);
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        var list = new List<(string, string)>();
+        while (await r.ReadAsync(ct)) list.Add((r.GetString(0), r.GetString(1)));
         return list;
     }
 

@@ -66,7 +66,7 @@ public sealed partial class OperabilityTests(LabFixture fx, ITestOutputHelper ou
         Assert.Matches(@"FAILED\s+check_limited lacks ", privileges);
         Assert.Contains("UPDATE on public.powa_snapshot_metas", privileges);
         Assert.Contains("EXECUTE on public.powa_take_snapshot(integer)", privileges);
-        Assert.Contains("INSERT on powa_statements_src_tmp", privileges);
+        Assert.Matches(@"DELETE, INSERT on [^;]*powa_statements_src_tmp", privileges);
         Assert.DoesNotContain("SELECT on public.powa_servers", privileges);
         Assert.DoesNotContain("limited-pw-5", refused.Stdout + refused.Stderr);
 
@@ -74,6 +74,19 @@ public sealed partial class OperabilityTests(LabFixture fx, ITestOutputHelper ou
         var metasAfter = await repo.ListAsync<string>("SELECT srvid || ' ' || snapts::text || coalesce(errors::text, '') FROM powa_snapshot_metas " +
             "WHERE srvid <> ALL($1) ORDER BY srvid", new[] { noPowa, noQual });
         Assert.Equal(metasBefore, metasAfter);
+    }
+
+    [Powa5Fact]
+    public async Task Check_on_PoWA_5_reads_its_extension_config_and_its_external_tables()
+    {
+        var repo = await fx.NewRepositoryAsync(powa5: true);
+        await repo.RegisterAsync(fx.Powa5!.Remotes[0], 20, "check-powa5");
+        var (code, stdout, stderr) = await StartupErrorTests.RunAsync("check", "--repository", repo.ConnectionString.ConnectionString);
+        output.WriteLine(stdout + stderr);
+        Assert.Equal(0, code);
+        Assert.Matches(@"repository powa\s+ok\s+powa 5\.", stdout);
+        Assert.Matches(@"repository privileges\s+ok\s+.* and \d+ \*_src_tmp tables", stdout);
+        Assert.Matches(@"server \d+ \(check-powa5\) \S+\s+ok\s+.*powa 5\.", stdout);
     }
 
     [Fact]
