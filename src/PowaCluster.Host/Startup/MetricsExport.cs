@@ -26,6 +26,8 @@ public static class MetricsExport
         var prometheus = rt.Settings.HttpPort is not null;
         var otlp = !string.IsNullOrWhiteSpace(config[OtlpEndpointVariable]);
         if (!prometheus && !otlp) return;
+        // A failed push is otherwise silent (the SDK's EventSource): into the node's log.
+        if (otlp) services.AddHostedService<OtlpExportLog>();
         services.AddOpenTelemetry()
             // The node's cluster address names the instance (a random id when its port is chosen at start).
             .ConfigureResource(r => r.AddService("powa-cluster", serviceVersion: Collector.Actors.FleetCoordinator.Version,

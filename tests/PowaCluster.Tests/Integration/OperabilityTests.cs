@@ -141,13 +141,35 @@ public sealed partial class OperabilityTests(LabFixture fx, ITestOutputHelper ou
     [GeneratedRegex(@"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d|\d\d/\d\d/\d{4} \d\d:\d\d")]
     private static partial Regex Timestamp();
 
+    [Fact]
+    public async Task An_OTLP_endpoint_that_refuses_is_a_warning_in_the_log_not_silence()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        await repo.RegisterAsync(fx.Lab.Remotes[0], 35, "otlp-down");
+        var closed = ClusterTests.FreePorts(1)[0]; // nothing listens there
+        var log = await RunForAsync(TimeSpan.FromSeconds(10), new Dictionary<string, string>
+        {
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = $"http://127.0.0.1:{closed}",
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+            ["OTEL_METRIC_EXPORT_INTERVAL"] = "1000",
+        }, "run", "--repository", repo.ConnectionString.ConnectionString);
+        output.WriteLine(log);
+        var warnings = log.Split('\n').Where(l => l.Contains("OTLP metrics export failed")).ToList();
+        // Said, in the node's format, and not once a second: the same failure again within a minute is counted.
+        Assert.Single(warnings);
+        Assert.Matches(@"^\S+Z WARN  \[PowaCluster\.Host\.Startup\.OtlpExportLog\] OTLP metrics export failed: .*127\.0\.0\.1:" + closed, warnings[0]);
+    }
+
     /// <summary>Runs powa-cluster for a while, then SIGTERM; its standard output (stderr must be empty).</summary>
-    static async Task<string> RunForAsync(TimeSpan duration, params string[] args)
+    static Task<string> RunForAsync(TimeSpan duration, params string[] args) => RunForAsync(duration, new Dictionary<string, string>(), args);
+
+    static async Task<string> RunForAsync(TimeSpan duration, IReadOnlyDictionary<string, string> env, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Path.GetTempPath() };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "powa-cluster.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["HOME"] = Path.GetTempPath();
+        foreach (var (k, v) in env) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
