@@ -10,8 +10,8 @@ namespace PowaCluster.Host.Cli;
 /// powa-cluster check: reads the configuration as run does, then checks the repository (connection, powa and
 /// its version, the privileges the collector uses) and every active server of powa_servers (connection, powa
 /// and its version, the extensions the repository registered for it against those installed, pg_read_all_stats),
-/// and prints one line per check with its verdict. Every session is read-only (default_transaction_read_only):
-/// nothing is written anywhere. Exit code 0 when every line is ok, 1 otherwise.
+/// and prints one line per check with its verdict. The repository session is read-only
+/// (default_transaction_read_only); on a remote it runs the reads run's connection runs: nothing is written. Exit code 0 when every line is ok, 1 otherwise.
 /// </summary>
 public static class CheckCommand
 {
