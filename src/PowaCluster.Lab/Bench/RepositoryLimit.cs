@@ -13,12 +13,18 @@ namespace PowaCluster.Lab.Bench;
 /// </summary>
 public static class RepositoryLimit
 {
-    /// <summary>A remote connection as the collector opens one: with the srvid that the COPYs read (ServerConfig.SrvIdSetting).</summary>
-    static Task<NpgsqlConnection> OpenRemoteAsync(NpgsqlConnectionStringBuilder dsn, int srvid) =>
-        PgSession.OpenAsync(dsn, CancellationToken.None, new Dictionary<string, string>
-        {
-            [Collector.Configuration.ServerConfig.SrvIdSetting] = srvid.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        });
+    /// <summary>
+    /// A remote connection as the collector opens one (RemoteQueries.ConnectAsync: the srvid that the COPYs
+    /// read, powa checked, the versions read), and what a snapshot of the server reads on it.
+    /// </summary>
+    static async Task<(NpgsqlConnection Conn, SnapshotJob Job)> OpenRemoteAsync(PowaSql sql, NpgsqlConnection repo, int srvid,
+        NpgsqlConnectionStringBuilder dsn)
+    {
+        var (conn, v) = await RemoteQueries.ConnectAsync(dsn, srvid, sql.Version, TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(5));
+        var plan = await SnapshotStore.GetPlanAsync(sql, repo, srvid, v.ServerVersionNum, CancellationToken.None);
+        var server = new Collector.Configuration.ServerConfig(srvid, dsn.Host!, dsn.Port, dsn.Username!, dsn.Password, dsn.Database!, 5, null);
+        return (conn, new SnapshotJob(plan, v.Schemas, new HashSet<string>(), null, server, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(10)));
+    }
 
     public static async Task<List<SnapshotStage>> ReadStagesAsync(NpgsqlConnectionStringBuilder repo,
         IReadOnlyList<(int SrvId, NpgsqlConnectionStringBuilder Remote)> servers)
@@ -30,8 +36,8 @@ public static class RepositoryLimit
         var sql = await PowaOfAsync(r);
         foreach (var (srvid, remote) in servers)
         {
-            await using var c = await OpenRemoteAsync(remote, srvid);
-            var job = await JobAsync(sql, r, srvid, c, remote);
+            var (c, job) = await OpenRemoteAsync(sql, r, srvid, remote);
+            await using var _ = c;
             var stage = new SnapshotStage(srvid, remote.Host!, budget);
             await SnapshotReader.ReadAsync(c, job, stage, CancellationToken.None);
             stages.Add(stage);
@@ -42,15 +48,6 @@ public static class RepositoryLimit
     /// <summary>The repository's SQL, for the powa found there.</summary>
     static Task<PowaSql> PowaOfAsync(NpgsqlConnection repo) =>
         RepositoryCheck.PowaOfAsync(repo, new NpgsqlConnectionStringBuilder(repo.ConnectionString), CancellationToken.None);
-
-    /// <summary>What a snapshot of the server reads, as its collector would read it.</summary>
-    static async Task<SnapshotJob> JobAsync(PowaSql sql, NpgsqlConnection repo, int srvid, NpgsqlConnection remote, NpgsqlConnectionStringBuilder dsn)
-    {
-        var v = await RemoteQueries.ReadVersionsAsync(remote, CancellationToken.None);
-        var plan = await SnapshotStore.GetPlanAsync(sql, repo, srvid, v.ServerVersionNum, CancellationToken.None);
-        var server = new Collector.Configuration.ServerConfig(srvid, dsn.Host!, dsn.Port, dsn.Username!, dsn.Password, dsn.Database!, 5, null);
-        return new SnapshotJob(plan, v.Schemas, new HashSet<string>(), null, server, TimeSpan.FromSeconds(60), TimeSpan.FromSeconds(10));
-    }
 
     /// <summary>
     /// Snapshots per second when each is read off its remote and then stored, back to back, on
@@ -73,8 +70,8 @@ public static class RepositoryLimit
             var remotes = new List<(int SrvId, string Name, NpgsqlConnection Conn, SnapshotJob Job)>();
             foreach (var (srvid, dsn) in mine)
             {
-                var c = await OpenRemoteAsync(dsn, srvid);
-                remotes.Add((srvid, dsn.Host!, c, await JobAsync(sql, r, srvid, c, dsn)));
+                var (c, job) = await OpenRemoteAsync(sql, r, srvid, dsn);
+                remotes.Add((srvid, dsn.Host!, c, job));
             }
             for (var i = 0; sw.Elapsed < duration; i++)
             {
