@@ -1,5 +1,7 @@
 using System.Collections;
 using System.Text.RegularExpressions;
+using Akka.Event;
+using MelLevel = Microsoft.Extensions.Logging.LogLevel;
 
 namespace PowaCluster.Collector.Hosting;
 
@@ -16,6 +18,24 @@ public sealed partial class AkkaLogState : IReadOnlyList<KeyValuePair<string, ob
     public string Message { get; }
     public int? SrvId { get; }
     public string? Alias { get; }
+
+    /// <summary>The event's fields; its message formatted (an Akka format that does not match its arguments: the format itself).</summary>
+    public static AkkaLogState From(LogEvent e)
+    {
+        string text;
+        try { text = e.Message?.ToString() ?? ""; }
+        catch (FormatException) { text = e.Message is LogMessage m ? m.Format : ""; }
+        return new AkkaLogState(e.Timestamp, e.LogSource, text);
+    }
+
+    /// <summary>The event's level in Microsoft.Extensions.Logging's terms.</summary>
+    public static MelLevel LevelOf(LogEvent e) => e.LogLevel() switch
+    {
+        Akka.Event.LogLevel.DebugLevel => MelLevel.Debug,
+        Akka.Event.LogLevel.InfoLevel => MelLevel.Information,
+        Akka.Event.LogLevel.WarningLevel => MelLevel.Warning,
+        _ => MelLevel.Error,
+    };
 
     public AkkaLogState(DateTime timestampUtc, string source, string message)
     {

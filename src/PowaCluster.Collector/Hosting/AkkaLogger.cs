@@ -3,7 +3,6 @@ using Akka.Dispatch;
 using Akka.Event;
 using Akka.Hosting.Logging;
 using Microsoft.Extensions.Logging;
-using MelLevel = Microsoft.Extensions.Logging.LogLevel;
 
 namespace PowaCluster.Collector.Hosting;
 
@@ -26,18 +25,9 @@ public sealed class AkkaLogger : ReceiveActor, IRequiresMessageQueue<ILoggerMess
         Receive<LogEvent>(e =>
         {
             if (!filter.ShouldTryKeepMessage(e, out _)) return;
-            var level = e.LogLevel() switch
-            {
-                Akka.Event.LogLevel.DebugLevel => MelLevel.Debug,
-                Akka.Event.LogLevel.InfoLevel => MelLevel.Information,
-                Akka.Event.LogLevel.WarningLevel => MelLevel.Warning,
-                _ => MelLevel.Error,
-            };
+            var level = AkkaLogState.LevelOf(e);
             if (!logger.IsEnabled(level)) return;
-            string text;
-            try { text = e.Message?.ToString() ?? ""; }
-            catch (FormatException) { text = e.Message is LogMessage m ? m.Format : ""; }
-            logger.Log(level, default, new AkkaLogState(e.Timestamp, e.LogSource, text), e.Cause, static (s, _) => s.Message);
+            logger.Log(level, default, AkkaLogState.From(e), e.Cause, static (s, _) => s.Message);
         });
     }
 }
