@@ -84,7 +84,7 @@ public static class CheckCommand
                 lines.Add(new("repository powa", false, e.Message));
                 return lines;
             }
-            var missing = await PairsAsync(conn, sql.MissingRepositoryPrivileges, cts.Token);
+            var missing = await ListAsync(conn, sql.MissingRepositoryPrivileges, null, r => (r.GetString(0), r.GetString(1)), cts.Token);
             var tables = await ScalarAsync<long>(conn, PowaSql.SrcTmpTableCount, cts.Token);
             lines.Add(missing.Count == 0
                 ? new("repository privileges", true, $"powa_servers, powa_snapshot_metas, powa_take_snapshot and {tables} *_src_tmp tables")
@@ -95,7 +95,7 @@ public static class CheckCommand
             try
             {
                 servers = await RepositoryQueries.LoadActiveServersAsync(sql, conn, cts.Token);
-                foreach (var s in servers) registered[s.Config.SrvId] = await ListAsync(conn, sql.RegisteredExtensions, s.Config.SrvId, cts.Token);
+                foreach (var s in servers) registered[s.Config.SrvId] = await ListAsync(conn, sql.RegisteredExtensions, s.Config.SrvId, r => r.GetString(0), cts.Token);
             }
             catch (PostgresException e)
             {
@@ -152,28 +152,20 @@ public static class CheckCommand
         }
     }
 
-    static async Task<List<string>> ListAsync(NpgsqlConnection conn, string query, int? srvid, CancellationToken ct)
-    {
-        await using var cmd = new NpgsqlCommand(query, conn);
-        if (srvid is { } id) cmd.Parameters.Add(new NpgsqlParameter { Value = id });
-        await using var r = await cmd.ExecuteReaderAsync(ct);
-        var list = new List<string>();
-        while (await r.ReadAsync(ct)) list.Add(r.GetString(0));
-        return list;
-    }
-
     /// <summary>(privilege, object) pairs as "DELETE, INSERT on a, b; UPDATE on c": the objects that lack the same privileges together.</summary>
     static string Grouped(IEnumerable<(string Privilege, string Object)> missing) => string.Join("; ", missing
         .GroupBy(m => m.Object, m => m.Privilege)
         .GroupBy(o => string.Join(", ", o), o => o.Key)
         .Select(g => $"{g.Key} on {string.Join(", ", g)}"));
 
-    static async Task<List<(string, string)>> PairsAsync(NpgsqlConnection conn, string query, CancellationToken ct)
+    /// <summary>The rows of a query ($1 = srvid when given), each made by <paramref name="row"/>.</summary>
+    static async Task<List<T>> ListAsync<T>(NpgsqlConnection conn, string query, int? srvid, Func<NpgsqlDataReader, T> row, CancellationToken ct)
     {
         await using var cmd = new NpgsqlCommand(query, conn);
+        if (srvid is { } id) cmd.Parameters.Add(new NpgsqlParameter { Value = id });
         await using var r = await cmd.ExecuteReaderAsync(ct);
-        var list = new List<(string, string)>();
-        while (await r.ReadAsync(ct)) list.Add((r.GetString(0), r.GetString(1)));
+        var list = new List<T>();
+        while (await r.ReadAsync(ct)) list.Add(row(r));
         return list;
     }
 

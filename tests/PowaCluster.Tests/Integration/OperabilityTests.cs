@@ -165,12 +165,7 @@ public sealed partial class OperabilityTests(LabFixture fx, ITestOutputHelper ou
 
     static async Task<string> RunForAsync(TimeSpan duration, IReadOnlyDictionary<string, string> env, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Path.GetTempPath() };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "powa-cluster.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["HOME"] = Path.GetTempPath();
-        foreach (var (k, v) in env) psi.Environment[k] = v;
-        using var p = Process.Start(psi)!;
+        using var p = StartupErrorTests.Start(env, args);
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         await Task.Delay(duration);

@@ -10,7 +10,8 @@ public sealed class StartupErrorTests(LabFixture fx)
 {
     internal static Task<(int Code, string Stdout, string Stderr)> RunAsync(params string[] args) => RunAsync(new Dictionary<string, string>(), args);
 
-    internal static async Task<(int Code, string Stdout, string Stderr)> RunAsync(IReadOnlyDictionary<string, string> env, params string[] args)
+    /// <summary>powa-cluster as a process of its own, its output redirected, with no powa-collector file to find.</summary>
+    internal static Process Start(IReadOnlyDictionary<string, string> env, IEnumerable<string> args)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -21,7 +22,12 @@ public sealed class StartupErrorTests(LabFixture fx)
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["HOME"] = Path.GetTempPath(); // no ~/.powa-collector.conf either
         foreach (var (k, v) in env) psi.Environment[k] = v;
-        using var p = Process.Start(psi)!;
+        return Process.Start(psi)!;
+    }
+
+    internal static async Task<(int Code, string Stdout, string Stderr)> RunAsync(IReadOnlyDictionary<string, string> env, params string[] args)
+    {
+        using var p = Start(env, args);
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));

@@ -61,7 +61,8 @@ public sealed class OperabilityFilesTests
         Assert.Equal(("run", "host=x", 4, "10.0.0.1", 4053, 8080, true, "json"),
             (run.Command, run.Repository, run.PoolSize, run.ClusterHost, run.ClusterPort, run.HttpPort, run.Debug, run.LogFormat));
         Assert.Equal(["10.0.0.1:4053", "10.0.0.2:4053"], run.Seeds);
-        Assert.Equal((7, 9), (CommandLine.Parse(["status", "--server", "7", "--timeout", "9"]).ServerId, CommandLine.Parse(["status", "--server", "7", "--timeout", "9"]).Timeout));
+        var status = CommandLine.Parse(["status", "--server", "7", "--timeout", "9"]);
+        Assert.Equal((7, 9), (status.ServerId, status.Timeout));
         Assert.Equal(12, CommandLine.Parse(["snapshot", "12"]).ServerId);
         Assert.Equal(10, CommandLine.Parse(["check"]).Timeout);
         Assert.Equal("version", CommandLine.Parse(["--version"]).Command);
