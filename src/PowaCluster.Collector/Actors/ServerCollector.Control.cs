@@ -29,6 +29,7 @@ public sealed partial class ServerCollector
         Receive<SnapshotReadFailed>(_ => _run is not null && Sender.Equals(_run), OnReadFailed);
         Receive<SnapshotStored>(r => _storing is { } s && r.Sequence == s.Sequence, OnStored);
         Receive<SnapshotNotStored>(r => _storing is { } s && r.Sequence == s.Sequence, OnNotStored);
+        Receive<QueueSpooled>(OnQueueSpooled);
         Receive<StoreWatchdog>(w => _storing is { } s && w.Sequence == s.Sequence,
             w => OnNotStored(new(_srvId, w.Sequence, "the repository did not answer in time", TimeSpan.Zero)));
         Receive<RefreshCatalogs>(m =>
@@ -131,6 +132,7 @@ public sealed partial class ServerCollector
     {
         _life.Cancel();
         DropQueue();
+        if (_spool is not null) _spool.Claimed = false; // what is left there, the node's SpoolKeeper replays
         CollectorMetrics.Untrack(_record);
         if (_handedOff && _srvId > 0) Sharding.HandOff.AskToGoOnElsewhere(Context, _srvId, _rowVersion, _coordinator, _random);
         CloseRemote();

@@ -62,7 +62,9 @@ public sealed partial class ServerCollector
             _catalogSequence = seq;
             _plan = _plan.WithoutCatalogs();
         }
-        _run = Context.ActorOf(SnapshotRun.Props(_remote, stage, job), $"run-{seq}");
+        // While the repository is down, or older snapshots wait in the spool, this one goes there too, on the
+        // disk before the remote's cleanup runs.
+        _run = Context.ActorOf(SnapshotRun.Props(_remote, stage, job, Spooling ? _spool : null, seq), $"run-{seq}");
         _runSequence = seq;
     }
 
@@ -71,6 +73,17 @@ public sealed partial class ServerCollector
         _run = null;
         CollectorMetrics.SnapshotDuration.Record(m.Duration.TotalSeconds, new KeyValuePair<string, object?>("phase", "read"));
         _guarded = m.Stage.FailedSteps.ToHashSet(); // what failed now gets a savepoint next time
+        if (m.SpoolError is not null) SpoolFailed(m.SpoolError);
+        if (m.Spooled is not null)
+        {
+            m.Stage.Dispose(); // on the disk: the memory goes back
+            _spooledInOutage++;
+            CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(_srvId, _config.Alias, "spooled"));
+            if (_repositoryDown) _record.Status = CollectorStatus.NoRepository;
+            StoreNext();
+            Settle();
+            return;
+        }
         _queue.Enqueue(new Staged(m.Stage, _runSequence));
         if (_log.IsDebugEnabled)
             _log.Debug("Server {0}: snapshot read in {1:F0} ms, {2} bytes{3}; {4} waiting for the repository", _srvId,

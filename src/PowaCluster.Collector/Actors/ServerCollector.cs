@@ -5,6 +5,7 @@ using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Control;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Scheduling;
+using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Staging;
 using PowaCluster.Collector.Telemetry;
 
@@ -25,6 +26,8 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     readonly IActorRef _coordinator;
     readonly IActorRef _ramp;       // the node's ConnectRamp (Nobody: connect at once, as in actor unit tests)
     readonly StageBudget _stages;
+    readonly SnapshotSpool? _nodeSpool;
+    ServerSpool? _spool;            // this server's spool on this node, when the node has a usable one
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly string? _node;
     readonly Random _random = new();
@@ -58,9 +61,9 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     public ITimerScheduler Timers { get; set; } = null!;
 
     public ServerCollector(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, StageBudget stages,
-        IActorRef? coordinator = null, IActorRef? ramp = null)
+        IActorRef? coordinator = null, IActorRef? ramp = null, SnapshotSpool? spool = null)
     {
-        (_settings, _repositoryPowa, _writers, _stages) = (settings, repositoryPowa, writers, stages);
+        (_settings, _repositoryPowa, _writers, _stages, _nodeSpool) = (settings, repositoryPowa, writers, stages, spool);
         _coordinator = coordinator ?? ActorRefs.Nobody;
         _ramp = ramp ?? ActorRefs.Nobody;
         try { _node = Cluster.Get(Context.System).SelfAddress.ToString(); }
@@ -69,6 +72,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         {
             _srvId = m.SrvId;
             _rowVersion = m.RowVersion;
+            ClaimSpool();
             _lastEnsureUtc = DateTime.UtcNow;
             Timers.StartPeriodicTimer("lease", LeaseCheck.Instance, _settings.ResyncInterval);
             Load();
@@ -163,6 +167,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         // The repository's plan, unless a snapshot read before this reconnection carries the catalogs and is not stored yet.
         _plan = _catalogSequence != 0 ? m.Plan.WithoutCatalogs() : m.Plan;
         _record.Restored(m.Last.At);
+        StoreNext(); // what the spool holds (a restart during an outage) is replayed first
         if (m.Plan.IsEmpty) _log.Info("No datasource configured for server {0}", _srvId);
         if (!_scheduled)
         {
@@ -185,7 +190,12 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _collecting = true;
         Become(() =>
         {
-            Receive<Tick>(t => t.Generation == _generation, _ => { ScheduleNext(); OnTick(); });
+            Receive<Tick>(t => t.Generation == _generation, _ =>
+            {
+                ScheduleNext();
+                if (_repositoryDown) StoreNext(probe: true); // is the repository back? one spooled snapshot tries
+                OnTick();
+            });
             Receive<ForceSnapshot>(m => Sender.Tell(_stopping || Busy ? RefusedForce(m.SrvId) : Force()));
             Common();
         });
@@ -255,7 +265,21 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         _clock.Dispose();
     }
 
+    /// <summary>
+    /// This server's spool on this node: replayed by this entity from now on (the node's SpoolKeeper leaves it).
+    /// </summary>
+    void ClaimSpool()
+    {
+        if (_nodeSpool is not { Usable: true } || _spool is not null) return;
+        _spool = _nodeSpool.For(_srvId);
+        _spool.Claimed = true;
+        _record.Backlog = _spool;
+        if (_spool.Count > 0)
+            _log.Info("Server {0}: {1} snapshots spooled on this node ({2:F1} MB, the oldest taken at {3:yyyy-MM-dd HH:mm:ss} UTC) are replayed before its next one",
+                _srvId, _spool.Count, _spool.Bytes / 1048576.0, _spool.OldestUtc);
+    }
+
     public static Props Props(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, StageBudget stages,
-        IActorRef? coordinator = null, IActorRef? ramp = null) =>
-        Akka.Actor.Props.Create(() => new ServerCollector(settings, repositoryPowa, writers, stages, coordinator, ramp));
+        IActorRef? coordinator = null, IActorRef? ramp = null, SnapshotSpool? spool = null) =>
+        Akka.Actor.Props.Create(() => new ServerCollector(settings, repositoryPowa, writers, stages, coordinator, ramp, spool));
 }

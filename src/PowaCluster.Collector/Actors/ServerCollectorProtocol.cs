@@ -40,7 +40,10 @@ public sealed record ServerStatus(
     DateTimeOffset? LastSnapshot,
     string? LastError,
     long Snapshots,
-    long FailedSnapshots) : IWireMessage;
+    long FailedSnapshots,
+    int SpooledSnapshots = 0,
+    long SpooledBytes = 0,
+    DateTimeOffset? OldestSpooled = null) : IWireMessage;
 
 /// <summary>The status strings powa-web shows (design brief, section 2).</summary>
 public static class CollectorStatus

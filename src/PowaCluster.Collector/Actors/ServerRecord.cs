@@ -15,6 +15,9 @@ public sealed class ServerRecord
     public long Snapshots { get; private set; }
     public long Failed { get; private set; }
 
+    /// <summary>The server's spool on this node (its backlog), when the node has a usable spool.</summary>
+    public Spooling.ServerSpool? Backlog { get; set; }
+
     readonly DateTime _startedUtc = DateTime.UtcNow;
     long _lastSnapshotTicks; // LastSnapshot for the metrics' thread (UTC ticks, 0: none)
 
@@ -47,7 +50,8 @@ public sealed class ServerRecord
     }
 
     public ServerStatus ToStatus(int srvid, string? node, bool stopping) =>
-        new(srvid, stopping ? CollectorStatus.Stopping : Status, node, LastSnapshot, LastError, Snapshots, Failed);
+        new(srvid, stopping ? CollectorStatus.Stopping : Status, node, LastSnapshot, LastError, Snapshots, Failed,
+            Backlog?.Count ?? 0, Backlog?.Bytes ?? 0, Backlog?.OldestUtc is { } t ? new DateTimeOffset(t) : null);
 
     /// <summary>FORCE_SNAPSHOT's answer when the server cannot take one now.</summary>
     public string Describe(int srvid) => $"server {srvid}: {Status}{(LastError is null ? "" : " (" + LastError + ")")}";

@@ -1,12 +1,18 @@
 using System.Diagnostics;
 using Akka.Actor;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Staging;
 
 namespace PowaCluster.Collector.Actors;
 
-/// <summary>The stage is complete; the parent owns it from now on.</summary>
-public sealed record SnapshotRead(SnapshotStage Stage, TimeSpan Duration);
+/// <summary>
+/// The stage is complete; the parent owns it from now on. Spooled: it is on the node's disk too (the server
+/// spools), and the memory stage can go; SpoolError: it was to be spooled and could not be (it is in memory
+/// only); Dropped: the spool's bounds deleted that many older snapshots to make room.
+/// </summary>
+public sealed record SnapshotRead(SnapshotStage Stage, TimeSpan Duration, SpoolEntry? Spooled = null, string? SpoolError = null,
+    int Dropped = 0);
 
 /// <summary>The read failed: the remote connection cannot be trusted any more (Error says why, without password).</summary>
 public sealed record SnapshotReadFailed(string Error);
@@ -24,24 +30,43 @@ public sealed class SnapshotRun : ReceiveActor
     SnapshotStage? _stage;
     Task _read = Task.CompletedTask;
 
-    public SnapshotRun(RemoteConnection remote, SnapshotStage stage, SnapshotJob job)
+    /// <param name="spool">set when the server spools (its repository is down, or it has a backlog): the stage
+    /// is written there, fsynced, before the remote's cleanups run</param>
+    public SnapshotRun(RemoteConnection remote, SnapshotStage stage, SnapshotJob job, ServerSpool? spool = null, long sequence = 0)
     {
         _stage = stage;
         var sw = Stopwatch.StartNew();
         var abort = _abort.Token;
         var read = remote.RunAsync(async c =>
         {
-            await SnapshotReader.ReadAsync(c, job, stage, abort).ConfigureAwait(false);
-            return true;
+            SpoolEntry? spooled = null;
+            string? spoolError = null;
+            var dropped = 0;
+            await SnapshotReader.ReadAsync(c, job, stage, abort, spool is null ? null : async st =>
+            {
+                try
+                {
+                    var (entry, gone) = await spool.WriteAsync(st, sequence, abort).ConfigureAwait(false);
+                    (spooled, dropped) = (entry, gone.Count);
+                }
+                catch (SpoolException e) { spoolError = e.Message; }
+            }, errors =>
+            {
+                if (spooled is not { } e || errors.Count == 0) return;
+                try { SpoolFile.AppendErrors(e.Path, errors); }
+                catch (SpoolException x) { spoolError = x.Message; } // stored without the cleanup's errors, which are logged
+            }).ConfigureAwait(false);
+            return (spooled, spoolError, dropped);
         });
         _read = read;
-        read.PipeTo(Self, success: _ => new Finished(null, sw.Elapsed), failure: e => new Finished(e, sw.Elapsed));
+        read.PipeTo(Self, success: r => new Finished(null, sw.Elapsed, r.spooled, r.spoolError, r.dropped),
+            failure: e => new Finished(e, sw.Elapsed, null, null, 0));
 
         Receive<Finished>(f =>
         {
             if (f.Error is null)
             {
-                Context.Parent.Tell(new SnapshotRead(_stage!, f.Duration));
+                Context.Parent.Tell(new SnapshotRead(_stage!, f.Duration, f.Spooled, f.SpoolError, f.Dropped));
                 _stage = null; // handed over
             }
             else Context.Parent.Tell(new SnapshotReadFailed(Describe(f.Error, job.CallTimeout)));
@@ -49,7 +74,7 @@ public sealed class SnapshotRun : ReceiveActor
         });
     }
 
-    sealed record Finished(Exception? Error, TimeSpan Duration);
+    sealed record Finished(Exception? Error, TimeSpan Duration, SpoolEntry? Spooled, string? SpoolError, int Dropped);
 
     static string Describe(Exception e, TimeSpan callTimeout) => e switch
     {
@@ -67,6 +92,6 @@ public sealed class SnapshotRun : ReceiveActor
         _read.ContinueWith(_ => _abort.Dispose(), TaskScheduler.Default);
     }
 
-    public static Props Props(RemoteConnection remote, SnapshotStage stage, SnapshotJob job) =>
-        Akka.Actor.Props.Create(() => new SnapshotRun(remote, stage, job));
+    public static Props Props(RemoteConnection remote, SnapshotStage stage, SnapshotJob job, ServerSpool? spool = null, long sequence = 0) =>
+        Akka.Actor.Props.Create(() => new SnapshotRun(remote, stage, job, spool, sequence));
 }

@@ -4,6 +4,7 @@ using Akka.Event;
 using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Telemetry;
 
 namespace PowaCluster.Collector.Actors;
@@ -106,9 +107,10 @@ public sealed class SnapshotWriter : ReceiveActor
                 _lastFailureLogUtc = DateTime.UtcNow;
                 _log.Warning("Repository work for server {0} ({1}) failed: {2}", work.SrvId, work.GetType().Name, msg);
             }
+            var down = RepositoryDown(e, _conn is null);
             object? reply = work switch
             {
-                StoreSnapshot s => new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited),
+                StoreSnapshot s => await NotStoredAsync(s, msg, down, waited).ConfigureAwait(false),
                 RestoreSchedule r => new ScheduleRestored(r.SrvId, null, SnapshotPlan.Empty, msg),
                 ReadServer r => new ServerRead(r.SrvId, null, msg),
                 LoadServers => new ServersRead([], msg),
@@ -119,16 +121,64 @@ public sealed class SnapshotWriter : ReceiveActor
         }
         finally
         {
-            if (work is StoreSnapshot s) s.Stage.Dispose();
+            if (work is StoreSnapshot s) s.Stage?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The repository failed, not the snapshot: it cannot be reached, timed out, is shutting down, starting,
+    /// read-only (a standby after a failover), out of resources; or the connection broke. Storing the snapshot
+    /// later can work: it is spooled. Anything else (an error in the snapshot's own data) would fail again.
+    /// </summary>
+    internal static bool RepositoryDown(Exception e, bool connectionBroken) => connectionBroken || e switch
+    {
+        RepositoryUnavailableException or TimeoutException or OperationCanceledException or System.Net.Sockets.SocketException => true,
+        PostgresException p => p.SqlState.StartsWith("08", StringComparison.Ordinal) || p.SqlState.StartsWith("57", StringComparison.Ordinal)
+                               || p.SqlState.StartsWith("53", StringComparison.Ordinal) || p.SqlState.StartsWith("58", StringComparison.Ordinal)
+                               || p.SqlState is "25006" or "40001" or "40P01" or "55P03",
+        NpgsqlException n => n.IsTransient || n.InnerException is IOException or System.Net.Sockets.SocketException or TimeoutException,
+        _ => false,
+    };
+
+    /// <summary>
+    /// A snapshot not stored: written to its server's spool when the repository is down (a live one), or left
+    /// there (a replayed one); otherwise lost (a replayed one is deleted: the repository refuses it for good).
+    /// </summary>
+    static async Task<SnapshotNotStored> NotStoredAsync(StoreSnapshot s, string msg, bool down, TimeSpan waited)
+    {
+        if (s.Replay is { } entry)
+        {
+            if (down) s.Spool!.Release(entry);
+            else s.Spool!.Remove(entry, replayed: false);
+            return new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited, down, entry);
+        }
+        if (!down || s.Spool is not { Usable: true } spool || s.Stage is null) return new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited);
+        try
+        {
+            await spool.WriteAsync(s.Stage, s.Sequence, CancellationToken.None).ConfigureAwait(false);
+            return new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited, Spooled: true);
+        }
+        catch (SpoolException x)
+        {
+            return new SnapshotNotStored(s.SrvId, s.Sequence, $"{msg}; and it cannot be spooled: {x.Message}", waited);
         }
     }
 
     async Task<SnapshotStored> StoreAsync(NpgsqlConnection conn, StoreSnapshot s, TimeSpan waited, Stopwatch sw, CancellationToken ct)
     {
         var started = sw.Elapsed;
-        var result = await SnapshotStore.StoreAsync(_sql, conn, s.Stage, ct).ConfigureAwait(false);
+        StoreResult result;
+        if (s.Replay is { } entry)
+        {
+            // A spooled snapshot: stored exactly like a live one, from its file; the file goes after the commit.
+            using (var stage = s.Spool!.Open(entry))
+                result = await SnapshotStore.StoreAsync(_sql, conn, stage, ct).ConfigureAwait(false);
+            if (result.Outcome == StoreOutcome.Stored || result.Fenced) s.Spool.Remove(entry, replayed: result.Outcome == StoreOutcome.Stored);
+            else s.Spool.Release(entry); // another collector holds the server's lock now: later
+        }
+        else result = await SnapshotStore.StoreAsync(_sql, conn, s.Stage!, ct).ConfigureAwait(false);
         CollectorMetrics.SnapshotDuration.Record((sw.Elapsed - started).TotalSeconds, new KeyValuePair<string, object?>("phase", "store"));
-        return new SnapshotStored(s.SrvId, s.Sequence, result, waited, sw.Elapsed - started);
+        return new SnapshotStored(s.SrvId, s.Sequence, result, waited, sw.Elapsed - started, s.Replay);
     }
 
     async Task<ScheduleRestored> RestoreAsync(NpgsqlConnection conn, RestoreSchedule r, CancellationToken ct)

@@ -21,6 +21,7 @@ public sealed class SnapshotWriterPool : ReceiveActor
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly LinkedList<AssignWork> _pending = new();
     readonly Dictionary<IActorRef, int> _storingFor = [];  // writer -> the server whose snapshot it stores
+    readonly HashSet<IActorRef> _replaying = [];           // writers storing a spooled snapshot
     readonly List<IActorRef> _drainWaiting = [];
     readonly LinkedList<IActorRef> _idle = new();
     readonly HashSet<IActorRef> _busy = [];
@@ -45,6 +46,7 @@ public sealed class SnapshotWriterPool : ReceiveActor
             if (_busy.Remove(m.Writer)) _totalBusy += m.Busy;
             CollectorMetrics.WriterPool(_pending.Count, _busy.Count);
             _storingFor.Remove(m.Writer);
+            _replaying.Remove(m.Writer);
             if (m.Stored) _stored++;
             if (!_idle.Contains(m.Writer)) _idle.AddLast(m.Writer);
             Dispatch();
@@ -99,19 +101,24 @@ public sealed class SnapshotWriterPool : ReceiveActor
 
     /// <summary>
     /// The work to start now: the oldest short one (a row, a schedule, the coordinator's resync, errors,
-    /// versions: one quick statement or three each), else the oldest snapshot of a server none of whose
-    /// snapshots a writer is storing. Short work does not wait behind a backlog of snapshots: a server taken
-    /// over, or a coordinator that moved, would otherwise wait minutes to learn what to collect.
+    /// versions: one quick statement or three each), else the oldest live snapshot of a server none of whose
+    /// snapshots a writer is storing, else the oldest spooled one (a replay), on all writers but one: the
+    /// replay of a backlog after an outage neither delays the live snapshots of the servers without one nor
+    /// takes every connection of the node. Short work does not wait behind a backlog of snapshots: a server
+    /// taken over, or a coordinator that moved, would otherwise wait minutes to learn what to collect.
     /// </summary>
     LinkedListNode<AssignWork>? NextWork()
     {
-        LinkedListNode<AssignWork>? store = null;
+        LinkedListNode<AssignWork>? store = null, replay = null;
+        var replayRoom = _replaying.Count < Math.Max(1, _size - 1);
         for (var n = _pending.First; n is not null; n = n.Next)
         {
             if (n.Value.Work is not StoreSnapshot s) return n;
-            if (store is null && !_storingFor.ContainsValue(s.SrvId)) store = n;
+            if (_storingFor.ContainsValue(s.SrvId)) continue;
+            if (!s.IsReplay) store ??= n;
+            else if (replayRoom) replay ??= n;
         }
-        return store;
+        return store ?? replay;
     }
 
     void Dispatch()
@@ -122,7 +129,11 @@ public sealed class SnapshotWriterPool : ReceiveActor
             _idle.RemoveFirst();
             _pending.Remove(next);
             var work = next.Value;
-            if (work.Work is StoreSnapshot store) _storingFor[writer] = store.SrvId;
+            if (work.Work is StoreSnapshot store)
+            {
+                _storingFor[writer] = store.SrvId;
+                if (store.IsReplay) _replaying.Add(writer);
+            }
             var waited = DateTime.UtcNow - work.EnqueuedAtUtc;
             _dispatched++;
             _totalWait += waited;
@@ -145,7 +156,11 @@ public sealed class SnapshotWriterPool : ReceiveActor
     protected override void PostStop()
     {
         foreach (var w in _pending)
-            if (w.Work is StoreSnapshot s) s.Stage.Dispose();
+            if (w.Work is StoreSnapshot s)
+            {
+                s.Stage?.Dispose();
+                if (s.Replay is { } e) s.Spool!.Release(e);
+            }
         _pending.Clear();
     }
 

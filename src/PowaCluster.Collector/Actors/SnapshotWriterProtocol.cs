@@ -1,6 +1,7 @@
 using Akka.Actor;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Staging;
 
 namespace PowaCluster.Collector.Actors;
@@ -14,20 +15,33 @@ public interface IWriterWork
 }
 
 /// <summary>
-/// Store a complete stage (COPY into *_src_tmp, powa_take_snapshot, errors, commit). The writer owns the
-/// stage from then on and disposes it. Answered with SnapshotStored or SnapshotNotStored.
+/// Store a complete stage (COPY into *_src_tmp, powa_take_snapshot, errors, commit), or with Replay a spooled
+/// snapshot, read back from Spool (Stage is null then). The writer owns the stage from then on and disposes it.
+/// When the repository fails (unreachable, timed out, shutting down), a stage is written to Spool (when set)
+/// and a replayed snapshot stays there; a replayed snapshot's file is deleted after the commit. Answered with
+/// SnapshotStored or SnapshotNotStored.
 /// </summary>
-public sealed record StoreSnapshot(SnapshotStage Stage, long Sequence, IActorRef ReplyTo) : IWriterWork
+public sealed record StoreSnapshot(SnapshotStage? Stage, long Sequence, IActorRef ReplyTo, ServerSpool? Spool = null,
+    SpoolEntry? Replay = null) : IWriterWork
 {
-    public int SrvId => Stage.SrvId;
+    public int SrvId => Stage?.SrvId ?? Replay!.SrvId;
+
+    /// <summary>A spooled snapshot: the pool lets live ones go first.</summary>
+    public bool IsReplay => Replay is not null;
 }
 
 /// <param name="QueueWait">how long the stage waited for a writer</param>
 /// <param name="Duration">how long the repository transaction took</param>
-public sealed record SnapshotStored(int SrvId, long Sequence, StoreResult Result, TimeSpan QueueWait, TimeSpan Duration);
+/// <param name="Replayed">the spooled snapshot this was (its file is gone when Result is Stored, or fenced)</param>
+public sealed record SnapshotStored(int SrvId, long Sequence, StoreResult Result, TimeSpan QueueWait, TimeSpan Duration,
+    SpoolEntry? Replayed = null);
 
-/// <summary>The repository could not be reached, or refused the transaction; Error says why (no password).</summary>
-public sealed record SnapshotNotStored(int SrvId, long Sequence, string Error, TimeSpan QueueWait);
+/// <summary>
+/// The repository could not be reached, or refused the transaction; Error says why (no password).
+/// Spooled: the snapshot is in the spool (the repository failed, not the snapshot), to be replayed; otherwise it is lost.
+/// </summary>
+public sealed record SnapshotNotStored(int SrvId, long Sequence, string Error, TimeSpan QueueWait, bool Spooled = false,
+    SpoolEntry? Replayed = null);
 
 /// <summary>
 /// After (re)connecting to a remote: save its versions, read when it was last snapshotted and its enabled

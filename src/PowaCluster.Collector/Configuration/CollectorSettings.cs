@@ -61,6 +61,27 @@ public sealed class CollectorSettings
     public string? StageDirectory { get; set; }
 
     /// <summary>
+    /// Where a node keeps the snapshots the repository cannot store (down, unreachable, timing out), to replay
+    /// them in order with their own timestamps when it can: one file per snapshot, fsynced, in a subdirectory
+    /// per repository. It must survive a restart of the process (not a tmpfs for that) and belong to this node
+    /// alone (a lock file refuses a second process). Empty: $STATE_DIRECTORY/spool (systemd's StateDirectory),
+    /// else $XDG_STATE_HOME/powa-cluster/spool, else ~/.local/state/powa-cluster/spool.
+    /// </summary>
+    public string? SpoolDirectory { get; set; }
+
+    /// <summary>Bytes of spooled snapshots a node keeps at most; beyond, the oldest are dropped first (counted). 0: no spool. 1 GiB.</summary>
+    public long SpoolMaxBytes { get; set; } = 1024L * 1024 * 1024;
+
+    /// <summary>Age beyond which a spooled snapshot is dropped (counted): older history is of little use, and purged by powa. 24 h.</summary>
+    public TimeSpan SpoolMaxAge { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>SpoolDirectory, or its default.</summary>
+    public string SpoolDirectoryOrDefault => !string.IsNullOrWhiteSpace(SpoolDirectory) ? SpoolDirectory
+        : Environment.GetEnvironmentVariable("STATE_DIRECTORY") is { Length: > 0 } state ? Path.Combine(state.Split(':')[0], "spool")
+        : Path.Combine(Environment.GetEnvironmentVariable("XDG_STATE_HOME") is { Length: > 0 } xdg ? xdg
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state"), "powa-cluster", "spool");
+
+    /// <summary>
     /// TLS of the connections to the remote servers, as libpq's sslmode: disable, allow, prefer (libpq's default:
     /// TLS when the server offers it, its certificate not checked), require, verify-ca, verify-full (the
     /// certificate checked against RemoteSslRootCert, and for verify-full its name against powa_servers.hostname).
@@ -177,6 +198,8 @@ public sealed class CollectorSettings
         if (StageMemoryBudget < 0) throw new ArgumentException("StageMemoryBudget must be 0 (always a file) or more bytes");
         if (MaxQueuedSnapshots < 1) throw new ArgumentException("MaxQueuedSnapshots must be at least 1");
         if (StageFileBudget < 0) throw new ArgumentException("StageFileBudget must be 0 (no read-ahead beyond the memory budget) or more bytes");
+        if (SpoolMaxBytes < 0) throw new ArgumentException("SpoolMaxBytes must be 0 (no spool) or more bytes");
+        if (SpoolMaxAge < TimeSpan.FromMinutes(1)) throw new ArgumentException("SpoolMaxAge must be at least 1 minute");
         if (NumberOfShards < 1) throw new ArgumentException("NumberOfShards must be at least 1");
         if (EntityLeaseIntervals < 2) throw new ArgumentException("EntityLeaseIntervals must be at least 2");
         Discovery = (Discovery ?? "").Trim().ToLowerInvariant();

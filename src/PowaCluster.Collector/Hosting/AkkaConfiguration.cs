@@ -155,6 +155,27 @@ public static partial class AkkaConfiguration
             });
         });
 
+    /// <summary>
+    /// The node's spool (snapshots the repository cannot store, replayed later) and its SpoolKeeper; a spool
+    /// that cannot be used is said once, and the node collects without it (what the repository cannot take is lost).
+    /// </summary>
+    public static AkkaConfigurationBuilder WithSpool(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithActors((system, registry) =>
+        {
+            var spool = rt.Spool;
+            if (spool.Problem is { } problem)
+            {
+                system.Log.Warning("No spool on this node: {0}; snapshots the repository cannot store are lost", problem);
+                return;
+            }
+            spool.Warn = m => system.Log.Warning(m);
+            Telemetry.CollectorMetrics.Spool = spool.Stats;
+            var stats = spool.Stats();
+            system.Log.Info("Spool in {0} (at most {1:F0} MB and {2:F0} h){3}", spool.Directory, spool.MaxBytes / 1048576.0, spool.MaxAge.TotalHours,
+                stats.Snapshots > 0 ? $": {stats.Snapshots} snapshots ({stats.Bytes / 1048576.0:F1} MB) left by a previous run, replayed once the repository takes them" : "");
+            registry.Register<SpoolKeeper>(system.ActorOf(SpoolKeeper.Props(spool, registry.Get<SnapshotWriterPool>(), rt.Settings), "spool-keeper"));
+        });
+
     /// <summary>The node-local pace of remote connections (ConnectRamp).</summary>
     public static AkkaConfigurationBuilder WithConnectRamp(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithActors((system, registry) => registry.Register<ConnectRamp>(system.ActorOf(ConnectRamp.Props(rt.Settings), "connect-ramp")));
@@ -167,7 +188,7 @@ public static partial class AkkaConfiguration
         b.WithShardRegion<ServerCollector>(
             "server-collector",
             (_, registry, _) => _ => ServerCollector.Props(rt.Settings, rt.Powa.Version, registry.Get<SnapshotWriterPool>(),
-                rt.Stages, registry.Get<FleetCoordinator>(), registry.Get<ConnectRamp>()),
+                rt.Stages, registry.Get<FleetCoordinator>(), registry.Get<ConnectRamp>(), rt.Spool.Usable ? rt.Spool : null),
             new ServerMessageExtractor(rt.Settings.NumberOfShards),
             new ShardOptions
             {
@@ -235,6 +256,7 @@ public static partial class AkkaConfiguration
          .WithKubernetesJoin(rt)
          .WithPowaSharding(rt)
          .WithSnapshotWriters(rt)
+         .WithSpool(rt)
          .WithConnectRamp(rt)
          .WithServerCollectors(rt)
          .WithStopWhenDowned()

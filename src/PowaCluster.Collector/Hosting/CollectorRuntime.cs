@@ -2,6 +2,7 @@ using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Security;
+using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Staging;
 
 namespace PowaCluster.Collector.Hosting;
@@ -10,10 +11,22 @@ namespace PowaCluster.Collector.Hosting;
 /// What every actor of a node is built from: the settings, the parsed repository DSN and the SQL of its powa,
 /// and the node's stage memory (shared by all its servers).
 /// </summary>
-public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnectionStringBuilder Repository, PowaSql Powa)
+public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnectionStringBuilder Repository, PowaSql Powa) : IDisposable
 {
     public StageBudget Stages { get; } = new(Settings.StageMemoryBudget, Settings.StageDirectory, Settings.StageFileBudget);
 
+    SnapshotSpool? _spool;
+
+    /// <summary>
+    /// The node's spool for this repository, opened on first use (its lock held until the process exits, or
+    /// Dispose); Problem says why it cannot be used.
+    /// </summary>
+    public SnapshotSpool Spool => _spool ??= SnapshotSpool.Open(Settings.SpoolDirectoryOrDefault, Dsn.Describe(Repository),
+        Settings.SpoolMaxBytes, Settings.SpoolMaxAge, Stages);
+
     /// <summary>The node's certificate and the cluster's CA, read at start; null when remoting runs without TLS.</summary>
     public ClusterTls? Tls { get; } = ClusterTls.Load(Settings);
+
+    /// <summary>Lets the spool's lock go (the process exiting does too).</summary>
+    public void Dispose() => _spool?.Dispose();
 }

@@ -18,9 +18,15 @@ public static class SnapshotReader
     /// <param name="job">what to read: the plan, the remote's schemas, the steps that failed in the previous
     /// snapshot (SnapshotStage.FailedSteps), the timeout of each remote call (a COPY, a cleanup)</param>
     /// <param name="abort">the snapshot is abandoned (its server stopped)</param>
+    /// <param name="beforeCleanup">when set (the server spools: the repository is down), the remote's cleanups
+    /// (pg_qualstats' reset) wait until the whole stage is read and this has run (it writes the stage to the
+    /// spool and fsyncs it): what a cleanup resets is on the node's disk first. They then run in autocommit,
+    /// and the errors they meet are given to <paramref name="afterCleanup"/>.</param>
     /// <exception cref="PostgresException">only for a failure outside a datasource (BEGIN, COMMIT)</exception>
-    public static async Task ReadAsync(NpgsqlConnection conn, SnapshotJob job, SnapshotStage stage, CancellationToken abort)
+    public static async Task ReadAsync(NpgsqlConnection conn, SnapshotJob job, SnapshotStage stage, CancellationToken abort,
+        Func<SnapshotStage, Task>? beforeCleanup = null, Action<IReadOnlyList<string>>? afterCleanup = null)
     {
+        var deferred = beforeCleanup is null ? null : new List<(string Key, string Sql)>();
         var (schemas, guarded, callTimeout) = (job.Schemas, job.Guarded, job.CallTimeout);
         // Abandoned (its server stopped): the connection is closed, which ends the call in flight at once
         // (no token reaches Npgsql: see RemoteDeadline).
@@ -73,6 +79,11 @@ public static class SnapshotReader
                     continue;
                 }
                 var cleanupKey = CleanupStep(ds.QuerySource);
+                if (deferred is not null)
+                {
+                    deferred.Add((cleanupKey, cleanup));
+                    continue;
+                }
                 await StepAsync(conn, stage, cleanupKey, guarded.Contains(cleanupKey),
                     () => ExecAsync(conn, cleanup), e => $"Error while calling {cleanup}: {e}", callTimeout).ConfigureAwait(false);
             }
@@ -92,6 +103,20 @@ public static class SnapshotReader
         await ExecAsync(conn, "COMMIT", callTimeout).ConfigureAwait(false);
         if (perDb is { } p) await DatabaseReader.ReadAsync(job, stage, p.Now, p.Databases, abort).ConfigureAwait(false);
         stage.Seal();
+        if (beforeCleanup is null) return;
+        await beforeCleanup(stage).ConfigureAwait(false);
+        var errors = new List<string>();
+        foreach (var (key, cleanup) in deferred!)
+        {
+            try { await ExecAsync(conn, cleanup, callTimeout).ConfigureAwait(false); }
+            catch (PostgresException e)
+            {
+                errors.Add($"Error while calling {cleanup}: {PgSession.Describe(e)}");
+                stage.FailedSteps.Add(key);
+            }
+        }
+        stage.Errors.AddRange(errors);
+        afterCleanup?.Invoke(errors);
     }
 
     public static string SourceStep(string querySource) => "src:" + querySource;

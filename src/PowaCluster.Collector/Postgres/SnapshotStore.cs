@@ -17,8 +17,10 @@ public enum StoreOutcome
 }
 
 /// <summary>What storing a stage did; Plan is what the server's next snapshot reads.</summary>
+/// <param name="Fenced">Skipped by the fence (one taken too close to, or for a spooled one before, the last
+/// stored one), not by the lock: storing it later would not help.</param>
 public sealed record StoreResult(StoreOutcome Outcome, SnapshotPlan Plan, int TakeSnapshotErrors,
-    IReadOnlyList<string> Errors, string? SkipReason = null);
+    IReadOnlyList<string> Errors, string? SkipReason = null, bool Fenced = false);
 
 /// <summary>
 /// Stores a staged snapshot in one repository transaction, at full speed: the remote is not involved.
@@ -153,15 +155,22 @@ public static class SnapshotStore
         if (TooClose(stage, last, frequency) is { } reason)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], reason);
+            return new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], reason, Fenced: true);
         }
         return null;
     }
 
-    /// <summary>Why a snapshot taken at stage.TakenAtUtc is one too many, or null.</summary>
+    /// <summary>
+    /// Why a snapshot taken at stage.TakenAtUtc is one too many, or null. A spooled one taken before the last
+    /// stored one is refused too: stored, the server's history would go back in time (another node stored
+    /// later snapshots of this server first, or this one was stored before a crash deleted its file).
+    /// </summary>
     public static string? TooClose(SnapshotStage stage, DateTime? lastTakenUtc, int frequencySeconds)
     {
         if (lastTakenUtc is not { } last) return null;
+        if (stage.FromSpool && stage.TakenAtUtc <= last)
+            return $"the spooled snapshot of server {stage.SrvId} taken at {stage.TakenAtUtc:HH:mm:ss.fff} UTC is not after the last one stored " +
+                   $"({last:HH:mm:ss.fff} UTC): stored, the history would go back in time";
         var limit = stage.Forced ? TimeSpan.FromSeconds(10) : TimeSpan.FromSeconds(frequencySeconds / 2.0);
         var gap = (stage.TakenAtUtc - last).Duration();
         return gap < limit

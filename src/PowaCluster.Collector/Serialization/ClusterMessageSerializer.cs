@@ -54,6 +54,8 @@ public sealed class ClusterMessageSerializer(ExtendedActorSystem system) : Seria
                     w.Write(m.SrvId); w.Write(m.Status); Opt(w, m.Node);
                     w.Write(m.LastSnapshot is { } t ? t.ToUnixTimeMilliseconds() : long.MinValue);
                     Opt(w, m.LastError); w.Write(m.Snapshots); w.Write(m.FailedSnapshots);
+                    w.Write(m.SpooledSnapshots); w.Write(m.SpooledBytes);
+                    w.Write(m.OldestSpooled is { } oldest ? oldest.ToUnixTimeMilliseconds() : long.MinValue);
                     break;
                 case ForceSnapshot m: w.Write(m.SrvId); break;
                 case ForceSnapshotResult m: w.Write(m.SrvId); w.Write(m.Started); w.Write(m.Message); break;
@@ -83,7 +85,8 @@ public sealed class ClusterMessageSerializer(ExtendedActorSystem system) : Seria
             "status?" => new GetServerStatus(r.ReadInt32()),
             "status" => new ServerStatus(r.ReadInt32(), r.ReadString(), Opt(r),
                 r.ReadInt64() is var t && t != long.MinValue ? DateTimeOffset.FromUnixTimeMilliseconds(t) : null,
-                Opt(r), r.ReadInt64(), r.ReadInt64()),
+                Opt(r), r.ReadInt64(), r.ReadInt64(), r.ReadInt32(), r.ReadInt64(),
+                r.ReadInt64() is var oldest && oldest != long.MinValue ? DateTimeOffset.FromUnixTimeMilliseconds(oldest) : null),
             "force" => new ForceSnapshot(r.ReadInt32()),
             "forced" => new ForceSnapshotResult(r.ReadInt32(), r.ReadBoolean(), r.ReadString()),
             "refresh" => ReadRefresh(r),

@@ -100,6 +100,9 @@ public static class CollectorMetrics
         ? [new("srvid", srvId), new("alias", alias ?? "")]
         : [new("srvid", srvId), new("alias", alias ?? ""), new("outcome", outcome)];
 
+    /// <summary>The node's spool totals, read at each collection: set with the node's runtime.</summary>
+    public static Func<Spooling.SpoolStats>? Spool { get; set; }
+
     /// <summary>Cluster membership, read at each collection: set by the host once its actor system runs.</summary>
     public static Func<IEnumerable<(string Status, int Count)>>? Members { get; set; }
 
@@ -112,6 +115,24 @@ public static class CollectorMetrics
         Meter.CreateObservableGauge("powa.repository.transactions", () => _inFlight, "{transaction}",
             "Repository transactions in flight (busy writers of this node)");
         Meter.CreateObservableGauge("powa.cluster.members", ObserveMembers, "{member}", "Cluster members by status, as this node sees them");
+        Meter.CreateObservableGauge("powa.spool.snapshots", () => ObserveBacklog(b => b.Count), "{snapshot}",
+            "Snapshots of the server in this node's spool (read while the repository could not store them), to be replayed");
+        Meter.CreateObservableGauge("powa.spool.size", () => ObserveBacklog(b => b.Bytes), "By", "Bytes of the server's spooled snapshots on this node");
+        Meter.CreateObservableGauge("powa.spool.oldest.age", () => ObserveBacklog(b => b.OldestUtc is { } t ? (DateTime.UtcNow - t).TotalSeconds : 0), "s",
+            "Age of the server's oldest spooled snapshot on this node (0: none)");
+        Meter.CreateObservableCounter("powa.spool.spooled", () => Spool?.Invoke().Spooled ?? 0, "{snapshot}", "Snapshots written to this node's spool");
+        Meter.CreateObservableCounter("powa.spool.replayed", () => Spool?.Invoke().Replayed ?? 0, "{snapshot}",
+            "Spooled snapshots stored into the repository (the replay rate)");
+        Meter.CreateObservableCounter("powa.spool.dropped", () => Spool?.Invoke().Dropped ?? 0, "{snapshot}",
+            "Spooled snapshots deleted without being stored: beyond the spool's bounds, or refused by the repository for good");
+        Meter.CreateObservableCounter("powa.spool.write_failures", () => Spool?.Invoke().WriteFailures ?? 0, "{failure}",
+            "Snapshots that could not be written to the spool (a full or read-only disk): lost if the repository could not take them");
+    }
+
+    static IEnumerable<Measurement<double>> ObserveBacklog(Func<Spooling.ServerSpool, double> value)
+    {
+        foreach (var (record, t) in Servers)
+            if (record.Backlog is { } b) yield return new Measurement<double>(value(b), ServerTags(t.SrvId, t.Alias));
     }
 
     static IEnumerable<Measurement<double>> ObserveAges()

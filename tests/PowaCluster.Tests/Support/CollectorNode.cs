@@ -17,7 +17,15 @@ public sealed class CollectorNode : IAsyncDisposable
     public Akka.Actor.ActorSystem System => _host.Services.GetRequiredService<Akka.Actor.ActorSystem>();
     public IServiceProvider Services => _host.Services;
 
-    CollectorNode(IHost host, CollectorRuntime runtime) { _host = host; Settings = runtime.Settings; Runtime = runtime; }
+    readonly string? _ownSpool;     // a spool directory of this node's own, removed with it
+
+    CollectorNode(IHost host, CollectorRuntime runtime, string? ownSpool)
+    {
+        _host = host;
+        Settings = runtime.Settings;
+        Runtime = runtime;
+        _ownSpool = ownSpool;
+    }
 
     public static CollectorSettings FastSettings() => new()
     {
@@ -45,6 +53,10 @@ public sealed class CollectorNode : IAsyncDisposable
         Action<Akka.Hosting.AkkaConfigurationBuilder>? configure = null, IReadOnlyDictionary<string, string?>? configuration = null)
     {
         settings ??= FastSettings();
+        // Each node its own spool (as on separate machines), unless the test gives one (to restart on it).
+        string? ownSpool = null;
+        if (string.IsNullOrEmpty(settings.SpoolDirectory))
+            settings.SpoolDirectory = ownSpool = Directory.CreateTempSubdirectory("powa-cluster-test-spool-").FullName;
         var csb = repo.ConnectionString;
         settings.RepositoryDsn = csb.ConnectionString;
         var powa = await RepositoryCheck.VerifyAsync(csb, settings, CancellationToken.None);
@@ -55,13 +67,16 @@ public sealed class CollectorNode : IAsyncDisposable
         var host = CollectorHost.Build(runtime, builder, minimumLevel: Microsoft.Extensions.Logging.LogLevel.Warning,
             configure: configure);
         await host.StartAsync();
-        return new CollectorNode(host, runtime);
+        return new CollectorNode(host, runtime, ownSpool);
     }
 
     public async ValueTask DisposeAsync()
     {
         await _host.StopAsync(TimeSpan.FromSeconds(30));
         _host.Dispose();
+        Runtime.Dispose();
+        if (_ownSpool is not null)
+            try { Directory.Delete(_ownSpool, recursive: true); } catch (IOException) { /* a temp directory */ }
     }
 }
 

@@ -1,0 +1,77 @@
+using Akka.Actor;
+using Akka.Event;
+using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Spooling;
+
+namespace PowaCluster.Collector.Actors;
+
+/// <summary>
+/// One per node: applies the spool's age bound, and replays the backlogs no entity of this node claims: a
+/// server collected elsewhere now (its shard moved while the repository was down, or this node restarted and
+/// the server went to another node). Each such backlog is stored oldest first, one snapshot at a time, through
+/// the node's writers (as replays: live snapshots go first). A server whose entity starts here meanwhile
+/// claims its spool, and the keeper leaves it after the snapshot in flight. The repository's fence keeps the
+/// history in order whoever stores first: a spooled snapshot older than the server's last stored one is
+/// dropped (counted), never stored back in time.
+/// </summary>
+public sealed class SpoolKeeper : ReceiveActor, IWithTimers
+{
+    readonly SnapshotSpool _spool;
+    readonly IActorRef _writers;
+    readonly ILoggingAdapter _log = Context.GetLogger();
+    readonly TimeSpan _grace;
+    readonly DateTime _startedUtc = DateTime.UtcNow;
+    readonly Dictionary<int, SpoolEntry> _inFlight = [];   // srvid -> the orphan snapshot at a writer
+    readonly HashSet<int> _announced = [];
+    long _sequence;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    /// <param name="grace">how long after the node starts the backlogs wait for their entities to claim them</param>
+    public SpoolKeeper(SnapshotSpool spool, IActorRef writers, TimeSpan grace)
+    {
+        (_spool, _writers, _grace) = (spool, writers, grace);
+        Receive<Sweep>(_ => OnSweep());
+        Receive<SnapshotStored>(m =>
+        {
+            if (!_inFlight.Remove(m.SrvId)) return;
+            if (m.Result.Outcome == StoreOutcome.Skipped)
+                _log.Warning("Server {0}: spooled snapshot (no entity on this node) skipped: {1}", m.SrvId, m.Result.SkipReason);
+            Replay(_spool.For(m.SrvId)); // the next one at once
+        });
+        Receive<SnapshotNotStored>(m =>
+        {
+            if (!_inFlight.Remove(m.SrvId)) return;
+            if (!m.Spooled) _log.Warning("Server {0}: a spooled snapshot is refused by the repository and dropped: {1}", m.SrvId, m.Error);
+            else _log.Debug("Server {0}: spooled snapshot not replayed yet: {1}", m.SrvId, m.Error);
+        });
+    }
+
+    protected override void PreStart() => Timers.StartPeriodicTimer("sweep", Sweep.Instance, TimeSpan.FromSeconds(10));
+
+    void OnSweep()
+    {
+        _spool.Expire();
+        if (DateTime.UtcNow - _startedUtc < _grace) return;
+        foreach (var server in _spool.WithBacklog())
+            if (!server.Claimed && !_inFlight.ContainsKey(server.SrvId)) Replay(server);
+    }
+
+    void Replay(ServerSpool server)
+    {
+        if (server.Claimed || server.TakeOldest() is not { } entry) return;
+        if (_announced.Add(server.SrvId))
+            _log.Info("Server {0}: {1} snapshots spooled on this node, where it is not collected now, are replayed by this node", server.SrvId, server.Count);
+        _inFlight[server.SrvId] = entry;
+        _writers.Tell(new StoreSnapshot(null, ++_sequence, Self, server, entry));
+    }
+
+    sealed record Sweep
+    {
+        public static readonly Sweep Instance = new();
+    }
+
+    public static Props Props(SnapshotSpool spool, IActorRef writers, CollectorSettings settings) =>
+        Akka.Actor.Props.Create(() => new SpoolKeeper(spool, writers, settings.ResyncInterval * 2));
+}

@@ -1,0 +1,132 @@
+using System.Globalization;
+using PowaCluster.Collector.Staging;
+
+namespace PowaCluster.Collector.Spooling;
+
+/// <summary>
+/// One server's spooled snapshots on this node, oldest first. They are stored one at a time, oldest first
+/// (TakeOldest marks the one in flight; Stored deletes its file after the repository's commit, Release gives
+/// it back after a failure). Whoever replays them (the server's entity on this node, else the node's
+/// SpoolKeeper) goes through the same object, so one snapshot is never in flight twice.
+/// </summary>
+public sealed class ServerSpool
+{
+    readonly SnapshotSpool _node;
+    readonly List<SpoolEntry> _entries = []; // by TakenAtUtc
+    SpoolEntry? _inFlight;
+    long _bytes, _dropped;
+
+    internal ServerSpool(SnapshotSpool node, int srvId) => (_node, SrvId) = (node, srvId);
+
+    public int SrvId { get; }
+    string DirectoryPath => Path.Combine(_node.Directory, $"srv{SrvId}");
+
+    /// <summary>The server's entity on this node owns the replay; otherwise the node's keeper replays an orphan backlog.</summary>
+    public volatile bool Claimed;
+
+    public int Count { get { lock (_node.SyncRoot) return _entries.Count; } }
+    public long Bytes { get { lock (_node.SyncRoot) return _bytes; } }
+    public DateTime? OldestUtc { get { lock (_node.SyncRoot) return OldestUnlocked; } }
+
+    /// <summary>Snapshots of this server dropped by the bounds since it last had an empty spool.</summary>
+    public long Dropped { get { lock (_node.SyncRoot) return _dropped; } }
+
+    public bool Usable => _node.Usable;
+
+    internal int CountUnlocked => _entries.Count;
+    internal DateTime? OldestUnlocked => _entries.Count > 0 ? _entries[0].TakenAtUtc : null;
+    internal SpoolEntry? OldestDroppableUnlocked => _entries.FirstOrDefault(e => !ReferenceEquals(e, _inFlight));
+
+    /// <summary>
+    /// Writes the stage to this server's spool, durably, then applies the node's bounds; returns the entry and
+    /// the snapshots the bounds dropped. A SpoolException when it cannot be written (a full or read-only disk).
+    /// </summary>
+    public async Task<(SpoolEntry Entry, IReadOnlyList<SpoolEntry> Dropped)> WriteAsync(SnapshotStage stage, long sequence, CancellationToken ct)
+    {
+        if (_node.Problem is { } problem) throw new SpoolException(problem);
+        var name = $"{stage.TakenAtUtc.Ticks:D19}-{sequence}-{Guid.NewGuid():N}"[..48] + SpoolFile.Extension;
+        long bytes;
+        try
+        {
+            Directory.CreateDirectory(DirectoryPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            bytes = await SpoolFile.WriteAsync(Path.Combine(DirectoryPath, name), stage, sequence, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _node.CountWriteFailure();
+            throw e as SpoolException ?? new SpoolException($"cannot write the spool in {DirectoryPath}: {e.Message}");
+        }
+        var entry = new SpoolEntry(SrvId, Path.Combine(DirectoryPath, name), stage.TakenAtUtc, sequence, bytes);
+        List<SpoolEntry> dropped;
+        lock (_node.SyncRoot)
+        {
+            AddUnlocked(entry);
+            dropped = _node.AddedUnlocked(bytes);
+        }
+        _node.FlushWarnings();
+        return (entry, dropped);
+    }
+
+    /// <summary>The oldest snapshot, now in flight; null when there is none or one is in flight already.</summary>
+    public SpoolEntry? TakeOldest()
+    {
+        lock (_node.SyncRoot)
+        {
+            if (_inFlight is not null || _entries.Count == 0) return null;
+            return _inFlight = _entries[0];
+        }
+    }
+
+    /// <summary>Not stored (the repository failed): it stays, first in line.</summary>
+    public void Release(SpoolEntry e)
+    {
+        lock (_node.SyncRoot) if (ReferenceEquals(_inFlight, e)) _inFlight = null;
+    }
+
+    /// <summary>Committed by the repository (or refused for good, <paramref name="replayed"/> false): its file goes.</summary>
+    public void Remove(SpoolEntry e, bool replayed)
+    {
+        lock (_node.SyncRoot)
+        {
+            if (ReferenceEquals(_inFlight, e)) _inFlight = null;
+            if (!_entries.Contains(e)) return;
+            _entries.Remove(e);
+            _bytes -= e.Bytes;
+            _node.RemovedUnlocked(e, dropped: !replayed, replayed);
+            if (_entries.Count == 0) _dropped = 0;
+        }
+    }
+
+    /// <summary>Its stage, read back from the file (SpoolException when the file is not readable).</summary>
+    public SnapshotStage Open(SpoolEntry e) => SpoolFile.Open(e.Path, _node.Stages);
+
+    internal void AddUnlocked(SpoolEntry e)
+    {
+        var i = _entries.Count;
+        while (i > 0 && _entries[i - 1].TakenAtUtc > e.TakenAtUtc) i--;
+        _entries.Insert(i, e);
+        _bytes += e.Bytes;
+    }
+
+    internal void RemoveUnlocked(SpoolEntry e, bool dropped)
+    {
+        _entries.Remove(e);
+        _bytes -= e.Bytes;
+        if (dropped && ++_dropped == 1)
+            _node.WarnLater($"Server {SrvId}: the node's spool is beyond its bounds ({_node.MaxBytes / 1048576.0:F0} MB, " +
+                            $"{_node.MaxAge.TotalHours:F0} h): this server's oldest spooled snapshots are dropped, the first one taken at " +
+                            $"{e.TakenAtUtc:yyyy-MM-dd HH:mm:ss} UTC (said once until its spool is empty again; powa_spool_dropped counts them)");
+        _node.RemovedUnlocked(e, dropped, replayed: false);
+    }
+
+    /// <summary>An entry from a file name written by WriteAsync (ticks-sequence-random.snap); null for anything else.</summary>
+    internal static SpoolEntry? ParseName(int srvId, string path)
+    {
+        var parts = Path.GetFileNameWithoutExtension(path).Split('-');
+        if (parts.Length < 2 || !long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var ticks)
+            || !long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var seq)
+            || ticks < DateTime.MinValue.Ticks || ticks > DateTime.MaxValue.Ticks) return null;
+        try { return new SpoolEntry(srvId, path, new DateTime(ticks, DateTimeKind.Utc), seq, new FileInfo(path).Length); }
+        catch (IOException) { return null; }
+    }
+}

@@ -1,0 +1,155 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using PowaCluster.Collector.Staging;
+
+namespace PowaCluster.Collector.Spooling;
+
+/// <summary>What a spooled snapshot's header says: enough to store it later exactly as it would have been stored then.</summary>
+public sealed record SpoolHeader(int SrvId, string ServerName, DateTime TakenAtUtc, bool Forced, int ServerVersionNum,
+    long Sequence, long DataLength, IReadOnlyList<StagedDatasource> Datasources, IReadOnlyList<string> Errors);
+
+/// <summary>
+/// One spooled snapshot is one file: <c>POWASPL1</c>, the header's length (4 bytes, little-endian), the header
+/// (UTF-8 JSON: srvid, when taken, forced, server_version_num, the datasources' offsets, the errors), the
+/// stage's bytes as read off the remote (binary COPY data, back to back), then zero or more error records
+/// (<c>ERRS</c>, a length, a JSON array: errors of the remote cleanup that ran after the file was written).
+/// Written under a <c>.part</c> name, fsynced, renamed, and the directory fsynced: a file with the final
+/// name is complete; a <c>.part</c> file is a write that a crash cut short, deleted at start. A torn error
+/// record at the end is ignored.
+/// </summary>
+public static class SpoolFile
+{
+    static readonly byte[] Magic = "POWASPL1"u8.ToArray();
+    static readonly byte[] ErrorsMark = "ERRS"u8.ToArray();
+    public const string Extension = ".snap";
+    public const string PartExtension = ".part";
+
+    /// <summary>Writes the stage to <paramref name="path"/> durably; on failure nothing is left and a SpoolException says why.</summary>
+    public static async Task<long> WriteAsync(string path, SnapshotStage stage, long sequence, CancellationToken ct)
+    {
+        var part = path + PartExtension;
+        var header = new SpoolHeader(stage.SrvId, stage.ServerName, stage.TakenAtUtc, stage.Forced, stage.ServerVersionNum, sequence,
+            stage.Length, stage.Datasources.ToList(), stage.Errors.ToList());
+        var json = JsonSerializer.SerializeToUtf8Bytes(header);
+        try
+        {
+            await using (var fs = new FileStream(part, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous))
+            {
+                await fs.WriteAsync(Magic, ct).ConfigureAwait(false);
+                await fs.WriteAsync(Int32(json.Length), ct).ConfigureAwait(false);
+                await fs.WriteAsync(json, ct).ConfigureAwait(false);
+                await stage.CopyAllToAsync(fs, ct).ConfigureAwait(false);
+                await fs.FlushAsync(ct).ConfigureAwait(false);
+                fs.Flush(flushToDisk: true); // fsync: on the disk before the remote's cleanup runs
+            }
+            File.Move(part, path);
+            SyncDirectory(Path.GetDirectoryName(path)!);
+            return new FileInfo(path).Length;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { File.Delete(part); } catch (Exception) { /* the failure is reported below */ }
+            throw new SpoolException($"cannot write the spool in {Path.GetDirectoryName(path)}: {e.Message}");
+        }
+    }
+
+    /// <summary>Errors met after the file was written (the remote's cleanup): appended, fsynced.</summary>
+    public static void AppendErrors(string path, IReadOnlyList<string> errors)
+    {
+        if (errors.Count == 0) return;
+        var json = JsonSerializer.SerializeToUtf8Bytes(errors);
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.None);
+            fs.Write(ErrorsMark);
+            fs.Write(Int32(json.Length));
+            fs.Write(json);
+            fs.Flush(flushToDisk: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SpoolException($"cannot append to the spooled snapshot {path}: {e.Message}");
+        }
+    }
+
+    /// <summary>Opens a spooled snapshot as a stage (its bytes stay in the file); a SpoolException when the file is not one.</summary>
+    public static SnapshotStage Open(string path, StageBudget budget)
+    {
+        FileStream? fs = null;
+        try
+        {
+            fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024);
+            var head = ReadExactly(fs, Magic.Length + 4);
+            if (!head.AsSpan(0, Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException("not a spooled snapshot (bad magic)");
+            var headerLength = BinaryPrimitives.ReadInt32LittleEndian(head.AsSpan(Magic.Length));
+            if (headerLength <= 0 || headerLength > 16 * 1024 * 1024) throw new InvalidDataException($"bad header length {headerLength}");
+            var header = JsonSerializer.Deserialize<SpoolHeader>(ReadExactly(fs, headerLength))
+                         ?? throw new InvalidDataException("empty header");
+            var dataOffset = fs.Position;
+            if (dataOffset + header.DataLength > fs.Length) throw new InvalidDataException("shorter than its header says");
+            var errors = header.Errors.Concat(ReadErrorRecords(fs, dataOffset + header.DataLength)).ToList();
+            var stage = SnapshotStage.FromFile(fs, dataOffset, header, errors, budget);
+            fs = null; // the stage owns it
+            return stage;
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or JsonException or UnauthorizedAccessException)
+        {
+            throw new SpoolException($"the spooled snapshot {path} cannot be read: {e.Message}");
+        }
+        finally { fs?.Dispose(); }
+    }
+
+    static IEnumerable<string> ReadErrorRecords(FileStream fs, long from)
+    {
+        var found = new List<string>();
+        fs.Position = from;
+        while (fs.Length - fs.Position >= 8)
+        {
+            var mark = ReadExactly(fs, 8);
+            if (!mark.AsSpan(0, 4).SequenceEqual(ErrorsMark)) break;
+            var n = BinaryPrimitives.ReadInt32LittleEndian(mark.AsSpan(4));
+            if (n <= 0 || fs.Length - fs.Position < n) break; // torn at a crash: what was not fsynced is not there
+            try { found.AddRange(JsonSerializer.Deserialize<string[]>(ReadExactly(fs, n)) ?? []); }
+            catch (JsonException) { break; }
+        }
+        return found;
+    }
+
+    static byte[] ReadExactly(Stream s, int n)
+    {
+        var b = new byte[n];
+        s.ReadExactly(b);
+        return b;
+    }
+
+    static byte[] Int32(int v)
+    {
+        var b = new byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(b, v);
+        return b;
+    }
+
+    /// <summary>fsync of a directory: a rename or an unlink in it is on the disk (POSIX; nothing elsewhere).</summary>
+    public static void SyncDirectory(string directory)
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
+        var fd = open(directory, 0 /* O_RDONLY */);
+        if (fd < 0) return;
+        try { fsync(fd); }
+        finally { close(fd); }
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int fsync(int fd);
+
+    [DllImport("libc")]
+    static extern int close(int fd);
+}
+
+/// <summary>The spool cannot be written or read; the message says where and why.</summary>
+public sealed class SpoolException(string message) : IOException(message);
