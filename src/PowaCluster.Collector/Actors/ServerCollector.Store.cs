@@ -26,7 +26,7 @@ public sealed partial class ServerCollector
     bool _spoolingQueue;
 
     long _spooledInOutage, _replayed;
-    string? _spoolErrorLogged;
+    bool _spoolErrorSaid;           // a spool write failed in this outage, and the log said so
 
     /// <summary>A snapshot read, waiting for the repository; or (Stage null) a spooled one being replayed.</summary>
     sealed record Staged(SnapshotStage? Stage, long Sequence, SpoolEntry? Replay = null);
@@ -83,7 +83,7 @@ public sealed partial class ServerCollector
             _log.Info("Server {0}: the repository stores snapshots again; {1} could not be stored before{2}", m.SrvId, _notStoredInARow,
                 _spooledInOutage > 0 ? $", {_spooledInOutage} spooled on this node are replayed now" : "");
         _notStoredInARow = 0;
-        _spoolErrorLogged = null;
+        _spoolErrorSaid = false;
         _record.Stored(m.Result);
         CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(m.SrvId, _config.Alias,
             m.Result.Outcome == StoreOutcome.Skipped ? "skipped" : "stored"));
@@ -144,6 +144,7 @@ public sealed partial class ServerCollector
             Settle();
             return;
         }
+        if (m.SpoolError is not null) SpoolFailed(m.SpoolError);
         if (_catalogSequence == m.Sequence) _catalogSequence = 0; // the next stored plan says they are due
         _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: true);
         CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(m.SrvId, _config.Alias, "not_stored"));
@@ -204,13 +205,13 @@ public sealed partial class ServerCollector
         Settle();
     }
 
-    /// <summary>A snapshot could not be written to the spool (a full or read-only disk): said once per outage, kept in memory.</summary>
+    /// <summary>A snapshot could not be written to the spool (a full or read-only disk): said once per outage.</summary>
     void SpoolFailed(string error)
     {
-        if (_spoolErrorLogged == error) return;
-        _spoolErrorLogged = error;
-        _log.Error("Server {0}: {1}; snapshots the repository cannot take are kept in memory ({2} at most) and lost beyond",
-            _srvId, error, _settings.MaxQueuedSnapshots);
+        if (_spoolErrorSaid) return;
+        _spoolErrorSaid = true;
+        _log.Error("Server {0}: the spool cannot be written: {1}; until it can, snapshots the repository cannot store are lost " +
+                   "(the ones read meanwhile wait in memory, {2} at most)", _srvId, error, _settings.MaxQueuedSnapshots);
     }
 
     /// <summary>The snapshots read and not given to a writer yet give their memory back.</summary>

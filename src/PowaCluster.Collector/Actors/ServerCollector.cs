@@ -193,7 +193,13 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             Receive<Tick>(t => t.Generation == _generation, _ =>
             {
                 ScheduleNext();
-                if (_repositoryDown) StoreNext(probe: true); // is the repository back? one spooled snapshot tries
+                if (_repositoryDown)
+                {
+                    // Is the repository back? The oldest spooled snapshot tries; with none (the bounds dropped
+                    // them, or the disk refused them), this tick's snapshot goes to a writer as a live one.
+                    if (_spool is null || (_spool.Count == 0 && Unstored == 0)) _repositoryDown = false;
+                    else StoreNext(probe: true);
+                }
                 OnTick();
             });
             Receive<ForceSnapshot>(m => Sender.Tell(_stopping || Busy ? RefusedForce(m.SrvId) : Force()));

@@ -160,7 +160,7 @@ public sealed class SnapshotWriter : ReceiveActor
         }
         catch (SpoolException x)
         {
-            return new SnapshotNotStored(s.SrvId, s.Sequence, $"{msg}; and it cannot be spooled: {x.Message}", waited);
+            return new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited, SpoolError: x.Message);
         }
     }
 

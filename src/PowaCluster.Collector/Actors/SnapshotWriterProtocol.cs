@@ -38,10 +38,11 @@ public sealed record SnapshotStored(int SrvId, long Sequence, StoreResult Result
 
 /// <summary>
 /// The repository could not be reached, or refused the transaction; Error says why (no password).
-/// Spooled: the snapshot is in the spool (the repository failed, not the snapshot), to be replayed; otherwise it is lost.
+/// Spooled: the snapshot is in the spool (the repository failed, not the snapshot), to be replayed; otherwise it is
+/// lost, and SpoolError says why it could not be spooled when it was to be (a full or read-only disk).
 /// </summary>
 public sealed record SnapshotNotStored(int SrvId, long Sequence, string Error, TimeSpan QueueWait, bool Spooled = false,
-    SpoolEntry? Replayed = null);
+    SpoolEntry? Replayed = null, string? SpoolError = null);
 
 /// <summary>
 /// After (re)connecting to a remote: save its versions, read when it was last snapshotted and its enabled

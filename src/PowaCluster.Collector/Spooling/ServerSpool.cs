@@ -61,7 +61,7 @@ public sealed class ServerSpool
         lock (_node.SyncRoot)
         {
             AddUnlocked(entry);
-            dropped = _node.AddedUnlocked(bytes);
+            dropped = _node.AddedUnlocked(entry);
         }
         _node.FlushWarnings();
         return (entry, dropped);

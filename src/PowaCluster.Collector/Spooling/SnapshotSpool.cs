@@ -95,24 +95,28 @@ public sealed class SnapshotSpool : IDisposable
     internal Lock SyncRoot => _lock;
 
     /// <summary>A file was added (under the lock): counts it, then applies the bounds.</summary>
-    internal List<SpoolEntry> AddedUnlocked(long bytes)
+    internal List<SpoolEntry> AddedUnlocked(SpoolEntry added)
     {
-        _bytes += bytes;
+        _bytes += added.Bytes;
         _spooled++;
-        return DropBeyondBoundsUnlocked(DateTime.UtcNow);
+        return DropBeyondBoundsUnlocked(DateTime.UtcNow, added);
     }
 
-    /// <summary>Deletes the oldest snapshots beyond MaxAge, then while the spool is over MaxBytes; returns them (their files gone).</summary>
-    internal List<SpoolEntry> DropBeyondBoundsUnlocked(DateTime nowUtc)
+    /// <summary>
+    /// Deletes the oldest snapshots beyond MaxAge, then while the spool is over MaxBytes (never the one in
+    /// flight, nor <paramref name="keep"/>, the one just written); returns them (their files gone).
+    /// </summary>
+    internal List<SpoolEntry> DropBeyondBoundsUnlocked(DateTime nowUtc, SpoolEntry? keep = null)
     {
         var dropped = new List<SpoolEntry>();
         while (true)
         {
             ServerSpool? from = null;
+            SpoolEntry? oldest = null;
             foreach (var s in _servers.Values)
-                if (s.OldestDroppableUnlocked is { } o && (from is null || o.TakenAtUtc < from.OldestDroppableUnlocked!.TakenAtUtc)) from = s;
-            if (from is null) break;
-            var oldest = from.OldestDroppableUnlocked!;
+                if (s.OldestDroppableUnlocked is { } o && !ReferenceEquals(o, keep) && (oldest is null || o.TakenAtUtc < oldest.TakenAtUtc))
+                    (from, oldest) = (s, o);
+            if (from is null || oldest is null) break;
             if (_bytes <= MaxBytes && nowUtc - oldest.TakenAtUtc <= MaxAge) break;
             from.RemoveUnlocked(oldest, dropped: true);
             dropped.Add(oldest);

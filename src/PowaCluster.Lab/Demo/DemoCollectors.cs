@@ -20,7 +20,7 @@ interface IDemoCollector : IAsyncDisposable
 /// powa-cluster run, as a child process of the demo. The repository DSN (it holds the password) goes through
 /// the environment, not the command line that every local user can read.
 /// </summary>
-sealed class OurCollector(Process process, string name = "powa-cluster") : IDemoCollector
+sealed class OurCollector(Process process, string name = "powa-cluster", string? ownSpool = null) : IDemoCollector
 {
     public string Name => name;
     public int Pid => process.Id;
@@ -50,6 +50,10 @@ sealed class OurCollector(Process process, string name = "powa-cluster") : IDemo
         psi.Environment["PowaCluster__RepositoryDsn"] = repo.ConnectionString;
         psi.Environment["PowaCluster__WriterPoolSize"] = poolSize.ToString();
         foreach (var (k, v) in env) psi.Environment[k] = v;
+        // A spool of its own (each node its own, as on separate machines), removed with it, unless one is given.
+        string? ownSpool = null;
+        if (!env.ContainsKey("PowaCluster__SpoolDirectory"))
+            psi.Environment["PowaCluster__SpoolDirectory"] = ownSpool = Directory.CreateTempSubdirectory("powa-cluster-spool-").FullName;
         psi.RedirectStandardOutput = psi.RedirectStandardError = logFile is not null;
         var p = Process.Start(psi)!;
         if (logFile is not null)
@@ -63,7 +67,7 @@ sealed class OurCollector(Process process, string name = "powa-cluster") : IDemo
         }
         Console.WriteLine($"demo: started {name}: powa-cluster run {string.Join(' ', args)} (pid {p.Id}" +
                           (logFile is null ? ")" : $", log {logFile})"));
-        return new OurCollector(p, name);
+        return new OurCollector(p, name, ownSpool);
     }
 
     /// <summary>SIGKILL: the process dies at once, as on a crash; nothing it holds is released by itself.</summary>
@@ -89,6 +93,8 @@ sealed class OurCollector(Process process, string name = "powa-cluster") : IDemo
     {
         await StopAsync();
         process.Dispose();
+        if (ownSpool is not null)
+            try { Directory.Delete(ownSpool, recursive: true); } catch (IOException) { /* a temporary directory */ }
     }
 
     internal static TimeSpan ProcessCpu(Process p)

@@ -170,6 +170,9 @@ public sealed partial class LocalPostgres : IPostgresInstance
     public Task StopAsync() => RunPg(BinDir, "pg_ctl", $"-D {DataPath} -m fast -w -t 60 stop");
 
     /// <summary>Starts it again after StopAsync, on the same port.</summary>
+    /// <summary>Its postmaster runs (pg_ctl's own test: the data directory has a postmaster.pid).</summary>
+    public bool IsRunning => File.Exists(Path.Combine(DataPath, "postmaster.pid"));
+
     public Task StartAgainAsync() =>
         RunPg(BinDir, "pg_ctl", $"-D {DataPath} -l {Path.Combine(Directory, "postgresql.log")} -w -t 60 start");
 

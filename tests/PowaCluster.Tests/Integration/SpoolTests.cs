@@ -13,18 +13,18 @@ namespace PowaCluster.Tests.Integration;
 /// are spooled on the node's disk and replayed after it, in order, with their own timestamps, so that the
 /// history has no hole; pg_qualstats' quals read (and reset) during the outage are there too.
 /// </summary>
-[Collection(LabCollection.Name)]
-public sealed class SpoolTests(LabFixture fx, ITestOutputHelper output)
+[Collection(OutageCollection.Name)]
+public sealed class SpoolTests(OutageFixture fx, ITestOutputHelper output)
 {
     const int Frequency = 5;
 
     [Fact]
     public async Task Every_interval_of_a_repository_outage_is_in_the_history_after_it()
     {
-        var instance = fx.Lab.Repository as LocalPostgres ?? throw new InvalidOperationException("the spool tests stop a local repository instance");
+        var instance = fx.Repository;
         var repo = await fx.NewRepositoryAsync();
         var ids = new List<int>();
-        for (var i = 0; i < 10; i++) ids.Add(await repo.RegisterAsync(fx.Lab.Remotes[i % 2], 21 + i / 2, $"spool-{i}", frequency: Frequency));
+        for (var i = 0; i < 10; i++) ids.Add(await repo.RegisterAsync(fx.Remote, 1 + i, $"spool-{i}", frequency: Frequency));
         await using var workload = Workload.Start(fx.Lab);
         await using var node = await CollectorNode.StartAsync(repo);
         await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(30), "a first snapshot of every server");
@@ -32,16 +32,19 @@ public sealed class SpoolTests(LabFixture fx, ITestOutputHelper output)
         var outage = TimeSpan.FromSeconds(Environment.GetEnvironmentVariable("POWA_SPOOL_TEST_OUTAGE") is { } o ? int.Parse(o) : 120);
         await instance.StopAsync();
         var stoppedAt = DateTime.UtcNow;
-        await Task.Delay(outage / 2);
         var region = ActorRegistry.For(node.System).Get<ServerCollector>();
-        foreach (var id in ids)
+        try
         {
-            var st = await region.Ask<ServerStatus>(new GetServerStatus(id), TimeSpan.FromSeconds(3));
-            Assert.Equal(CollectorStatus.NoRepository, st.Status);
-            Assert.True(st.SpooledSnapshots >= 3, $"server {id}: {st.SpooledSnapshots} snapshots spooled half-way through the outage");
+            await Task.Delay(outage / 2);
+            foreach (var id in ids)
+            {
+                var st = await region.Ask<ServerStatus>(new GetServerStatus(id), TimeSpan.FromSeconds(3));
+                Assert.Equal(CollectorStatus.NoRepository, st.Status);
+                Assert.True(st.SpooledSnapshots >= (int)(outage.TotalSeconds / 2 / Frequency) - 1, $"server {id}: {st.SpooledSnapshots} snapshots spooled half-way through the outage");
+            }
+            await Task.Delay(outage - (DateTime.UtcNow - stoppedAt));
         }
-        await Task.Delay(outage - (DateTime.UtcNow - stoppedAt));
-        await instance.StartAgainAsync();
+        finally { await instance.StartAgainAsync(); }
         var startedAt = DateTime.UtcNow;
         output.WriteLine($"repository stopped from {stoppedAt:HH:mm:ss.fff} to {startedAt:HH:mm:ss.fff} UTC");
 
@@ -54,8 +57,8 @@ public sealed class SpoolTests(LabFixture fx, ITestOutputHelper output)
         output.WriteLine($"drained {(DateTime.UtcNow - startedAt).TotalSeconds:F1} s after the restart");
 
         var expected = outage.TotalSeconds / Frequency;
-        var qualsByRemote = new long[2];
-        foreach (var (id, i) in ids.Select((id, i) => (id, i)))
+        long qualsOfRemote = 0;
+        foreach (var id in ids)
         {
             var times = (await HistoryTimesAsync(repo, id)).Select(t => t.ToUniversalTime()).ToList();
             var during = times.Count(t => t > stoppedAt && t < startedAt);
@@ -67,16 +70,149 @@ public sealed class SpoolTests(LabFixture fx, ITestOutputHelper output)
             Assert.InRange(during, expected - 1, expected + 1);
             Assert.True(gaps.Max() < Frequency * 1.5, $"server {id}: a hole of {gaps.Max():F1} s in its history");
             Assert.True(gaps.Min() > Frequency / 2.0, $"server {id}: two snapshots {gaps.Min():F1} s apart");
-            qualsByRemote[i % 2] += quals;
+            qualsOfRemote += quals;
         }
-        // Five servers share each remote's pg_qualstats, and each snapshot resets it: whichever of them comes
-        // first after the workload gets the quals. Over the outage, each remote's quals are in the history.
-        foreach (var q in qualsByRemote)
-            Assert.True(q >= expected, $"pg_qualstats quals of a remote in {q} snapshots of the outage, {expected:F0} intervals");
+        // The ten servers share the remote's pg_qualstats, and each snapshot resets it: whichever of them comes
+        // first after the workload gets the quals. Over the outage, the remote's quals are in the history.
+        Assert.True(qualsOfRemote >= expected, $"pg_qualstats quals in {qualsOfRemote} snapshots of the outage, {expected:F0} intervals");
         // powa-web's per-database sample of powa_statements_history over the outage (its graphs' query).
         var web = await repo.ListAsync<DateTime>(PowaWebSampleByDb, ids[0], stoppedAt, startedAt);
         output.WriteLine($"powa-web's sample query over the outage: {web.Count} rows, {web.Distinct().Count()} distinct ts");
         Assert.InRange(web.Distinct().Count(), expected - 1, expected + 1);
+    }
+
+    [Fact]
+    public async Task A_node_killed_during_an_outage_replays_its_spool_once_restarted()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var ids = new List<int>();
+        for (var i = 0; i < 3; i++) ids.Add(await repo.RegisterAsync(fx.Remote, 11 + i, $"kill-{i}", frequency: Frequency));
+        var spool = Directory.CreateTempSubdirectory("powa-cluster-test-spool-").FullName;
+        var dsn = repo.ConnectionString.ConnectionString;
+        var env = new Dictionary<string, string> { ["PowaCluster__SpoolDirectory"] = spool };
+        try
+        {
+            using (var node = StartupErrorTests.Start(env, ["run", "--repository", dsn]))
+            {
+                _ = node.StandardOutput.ReadToEndAsync();
+                _ = node.StandardError.ReadToEndAsync();
+                await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(60), "a first snapshot of every server");
+                await fx.Repository.StopAsync();
+                var stoppedAt = DateTime.UtcNow;
+                await Task.Delay(TimeSpan.FromSeconds(27));
+                node.Kill(); // SIGKILL, mid-outage
+                await node.WaitForExitAsync();
+                var killedAt = DateTime.UtcNow;
+                var files = Directory.GetFiles(spool, "*.snap", SearchOption.AllDirectories);
+                output.WriteLine($"killed {(killedAt - stoppedAt).TotalSeconds:F1} s into the outage with {files.Length} spooled snapshots on disk");
+                Assert.InRange(files.Length, 3 * 4, 3 * 7);
+
+                // Started again while the repository is still down: it cannot know its servers; it says so and
+                // exits, its spool untouched.
+                var (code, _, stderr) = await StartupErrorTests.RunAsync(env, "run", "--repository", dsn);
+                output.WriteLine($"start during the outage: exit {code}: {stderr.Trim()}");
+                Assert.NotEqual(0, code);
+                Assert.Contains("cannot connect to the repository", stderr);
+                Assert.Equal(files.Length, Directory.GetFiles(spool, "*.snap", SearchOption.AllDirectories).Length);
+
+                await fx.Repository.StartAgainAsync();
+                using var again = StartupErrorTests.Start(env, ["run", "--repository", dsn]);
+                _ = again.StandardOutput.ReadToEndAsync();
+                _ = again.StandardError.ReadToEndAsync();
+                try
+                {
+                    await Eventually.HoldsAsync(() => Task.FromResult(Directory.GetFiles(spool, "*.snap", SearchOption.AllDirectories).Length == 0),
+                        TimeSpan.FromSeconds(90), "the spool replayed after the restart");
+                    var expected = (killedAt - stoppedAt).TotalSeconds / Frequency;
+                    foreach (var id in ids)
+                    {
+                        var times = (await HistoryTimesAsync(repo, id)).Select(t => t.ToUniversalTime()).Where(t => t < killedAt).ToList();
+                        var during = times.Count(t => t > stoppedAt);
+                        var gaps = times.Zip(times.Skip(1), (a, b) => (b - a).TotalSeconds).ToList();
+                        output.WriteLine($"server {id}: {during} snapshots between the stop and the kill (expected {expected:F1} ± 1), longest gap {gaps.Max():F1} s");
+                        Assert.InRange(during, Math.Floor(expected) - 1, Math.Ceiling(expected) + 1);
+                        Assert.True(gaps.Max() < Frequency * 1.5, $"server {id}: a hole of {gaps.Max():F1} s before the kill");
+                    }
+                }
+                finally { await TerminateAsync(again); }
+            }
+        }
+        finally
+        {
+            if (!fx.Repository.IsRunning) await fx.Repository.StartAgainAsync();
+            Directory.Delete(spool, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Beyond_its_bound_the_spool_drops_the_oldest_counts_them_and_collection_goes_on()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var ids = new List<int>();
+        for (var i = 0; i < 3; i++) ids.Add(await repo.RegisterAsync(fx.Remote, 15 + i, $"bound-{i}", frequency: Frequency));
+        var s = CollectorNode.FastSettings();
+        s.SpoolMaxBytes = 3_000_000; // a few of this lab's snapshots (some 500 kB each)
+        await using var node = await CollectorNode.StartAsync(repo, s);
+        var warnings = LogCapture.Start(node.System, typeof(Akka.Event.Warning));
+        await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(30), "a first snapshot of every server");
+        await fx.Repository.StopAsync();
+        var stoppedAt = DateTime.UtcNow;
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(30));
+            var stats = node.Runtime.Spool.Stats();
+            output.WriteLine($"after 30 s: {stats.Spooled} spooled, {stats.Dropped} dropped, {stats.Snapshots} kept ({stats.Bytes} bytes of {s.SpoolMaxBytes})");
+            Assert.True(stats.Dropped > 0, "nothing dropped");
+            Assert.True(stats.Bytes <= s.SpoolMaxBytes + stats.Bytes / Math.Max(1, stats.Snapshots) * 2, $"{stats.Bytes} bytes kept");
+            var dropLines = warnings.Where(w => w.Contains("beyond its bounds")).ToList();
+            foreach (var l in dropLines) output.WriteLine(l);
+            Assert.InRange(dropLines.Count, 1, ids.Count); // once per server at most
+        }
+        finally { await fx.Repository.StartAgainAsync(); }
+        var startedAt = DateTime.UtcNow;
+        // What was kept is replayed, then collection goes on live.
+        await Eventually.HoldsAsync(async () => node.Runtime.Spool.Stats().Snapshots == 0 && await repo.AllSnapshottedAsync(ids, startedAt.AddSeconds(Frequency)),
+            TimeSpan.FromSeconds(60), "the spool replayed and a live snapshot of every server");
+        var stored = (await Task.WhenAll(ids.Select(id => HistoryTimesAsync(repo, id))))
+            .SelectMany(t => t.Select(x => x.ToUniversalTime()).Where(x => x > stoppedAt && x < startedAt)).Order().ToList();
+        output.WriteLine($"outage snapshots stored: {stored.Count}, taken {string.Join(", ", stored.Select(t => $"{(startedAt - t).TotalSeconds:F0} s"))} before the restart");
+        // The node's newest were kept, the oldest dropped: what was stored of the 30 s is its end.
+        Assert.True(stored.Count >= 2, $"{stored.Count} snapshots of the outage stored");
+        Assert.All(stored, t => Assert.True(startedAt - t < TimeSpan.FromSeconds(Frequency * 4), $"a snapshot taken {(startedAt - t).TotalSeconds:F0} s before the restart was kept"));
+    }
+
+    [TmpfsFact]
+    public async Task A_full_disk_is_a_clear_error_and_live_collection_resumes_after_the_outage()
+    {
+        using var disk = Tmpfs.Mount(256 * 1024);
+        var repo = await fx.NewRepositoryAsync();
+        var ids = new List<int>();
+        for (var i = 0; i < 2; i++) ids.Add(await repo.RegisterAsync(fx.Remote, 19 + i, $"full-{i}", frequency: Frequency));
+        var s = CollectorNode.FastSettings();
+        s.SpoolDirectory = disk.Path;
+        await using var node = await CollectorNode.StartAsync(repo, s);
+        var errors = LogCapture.Start(node.System, typeof(Akka.Event.Error));
+        await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(30), "a first snapshot of every server");
+        disk.Fill();
+        await fx.Repository.StopAsync();
+        try { await Task.Delay(TimeSpan.FromSeconds(20)); }
+        finally { await fx.Repository.StartAgainAsync(); }
+        var startedAt = DateTime.UtcNow;
+        var full = errors.Where(e => e.Contains("No space left on device")).ToList();
+        foreach (var e in full) output.WriteLine(e);
+        Assert.InRange(full.Count, 1, ids.Count); // said, once per server at most
+        Assert.Contains(disk.Path, full[0]);
+        Assert.True(node.Runtime.Spool.Stats().WriteFailures > 0);
+        await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids, startedAt.AddSeconds(1)), TimeSpan.FromSeconds(30),
+            "a live snapshot of every server after the outage");
+    }
+
+    static async Task TerminateAsync(System.Diagnostics.Process p)
+    {
+        if (p.HasExited) return;
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", p.Id.ToString()])) await kill.WaitForExitAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await p.WaitForExitAsync(cts.Token);
     }
 
     /// <summary>Every ts of a server's powa_stat_bgwriter history, aggregated or not.</summary>
