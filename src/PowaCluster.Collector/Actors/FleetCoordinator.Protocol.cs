@@ -181,7 +181,8 @@ public sealed partial class FleetCoordinator
     {
         var request = (ControlRequest)g.Tag;
         var json = request.Command == "CLUSTER_STATUS"
-            ? CollectorProtocol.ClusterStatusJson(g.Statuses.Values.Select(s => (s.SrvId, s.Status, s.Node)))
+            ? CollectorProtocol.ClusterStatusJson(g.Statuses.Values.Select(s => (s.SrvId, s.Status, s.Node,
+                SpoolBacklog.Of(s.SpooledSnapshots, s.SpooledBytes, s.OldestSpooled))))
             : CollectorProtocol.WorkersJson(g.Statuses.Select(s => KeyValuePair.Create(s.Key, s.Value.Status)));
         Answer(request, "OK", json);
     }

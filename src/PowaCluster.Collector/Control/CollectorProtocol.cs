@@ -86,15 +86,21 @@ public static class CollectorProtocol
 
     /// <summary>
     /// powa-cluster's own CLUSTER_STATUS answer, compact so that about 200 servers fit in a NOTIFY:
-    /// {"nodes": ["akka.tcp://...", ...], "servers": {"1": [0, "running"], ...}} (node index, status).
+    /// {"nodes": ["akka.tcp://...", ...], "servers": {"1": [0, "running"], ...}} (node index, status); a server
+    /// with spooled snapshots on its node has three more: [0, "running", 12, 6291456, 65] (snapshots, bytes,
+    /// age of the oldest in seconds).
     /// </summary>
-    public static string ClusterStatusJson(IEnumerable<(int SrvId, string Status, string? Node)> servers)
+    public static string ClusterStatusJson(IEnumerable<(int SrvId, string Status, string? Node)> servers) =>
+        ClusterStatusJson(servers.Select(s => (s.SrvId, s.Status, s.Node, new SpoolBacklog(0, 0, 0))));
+
+    public static string ClusterStatusJson(IEnumerable<(int SrvId, string Status, string? Node, SpoolBacklog Backlog)> servers)
     {
         var list = servers.OrderBy(s => s.SrvId).ToList();
         var nodes = list.Select(s => s.Node ?? "").Distinct().ToList();
         var sb = new StringBuilder("{\"nodes\": [");
         sb.AppendJoin(", ", nodes.Select(JsonString)).Append("], \"servers\": {");
-        sb.AppendJoin(", ", list.Select(s => $"\"{s.SrvId}\": [{nodes.IndexOf(s.Node ?? "")}, {JsonString(s.Status)}]"));
+        sb.AppendJoin(", ", list.Select(s => $"\"{s.SrvId}\": [{nodes.IndexOf(s.Node ?? "")}, {JsonString(s.Status)}" +
+                                             (s.Backlog.Snapshots > 0 ? $", {s.Backlog.Snapshots}, {s.Backlog.Bytes}, {s.Backlog.OldestAgeSeconds}]" : "]")));
         return sb.Append("}}").ToString();
     }
 
@@ -121,4 +127,15 @@ public static class CollectorProtocol
         }
         return sb.Append('"').ToString();
     }
+}
+
+/// <summary>A server's spooled snapshots on its node (powa-cluster status shows them).</summary>
+public readonly record struct SpoolBacklog(int Snapshots, long Bytes, long OldestAgeSeconds)
+{
+    public static SpoolBacklog Of(int snapshots, long bytes, DateTimeOffset? oldest) =>
+        new(snapshots, bytes, oldest is { } o ? Math.Max(0, (long)(DateTimeOffset.UtcNow - o).TotalSeconds) : 0);
+
+    /// <summary>"12 (6.0 MB, oldest 65 s)", or "-".</summary>
+    public override string ToString() => Snapshots == 0 ? "-" :
+        $"{Snapshots} ({Bytes / 1048576.0:F1} MB, oldest {(OldestAgeSeconds < 120 ? $"{OldestAgeSeconds} s" : OldestAgeSeconds < 7200 ? $"{OldestAgeSeconds / 60} min" : $"{OldestAgeSeconds / 3600} h")})";
 }

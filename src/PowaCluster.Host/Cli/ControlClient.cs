@@ -56,10 +56,10 @@ public static class ControlClient
     }
 
     /// <summary>Status and node of each server, from the cluster (CLUSTER_STATUS, a range of srvids at a time).</summary>
-    public static async Task<Dictionary<int, (string Status, string Node)>> ClusterStatusAsync(NpgsqlConnection conn,
+    public static async Task<Dictionary<int, (string Status, string Node, SpoolBacklog Backlog)>> ClusterStatusAsync(NpgsqlConnection conn,
         NpgsqlConnectionStringBuilder csb, IReadOnlyList<int> srvids, TimeSpan timeout)
     {
-        var statuses = new Dictionary<int, (string Status, string Node)>();
+        var statuses = new Dictionary<int, (string Status, string Node, SpoolBacklog Backlog)>();
         foreach (var chunk in srvids.Order().Chunk(StatusRange))
         {
             var (status, data) = await AskAsync(conn, csb, "CLUSTER_STATUS", [chunk[0].ToString(), chunk[^1].ToString()], timeout);
@@ -67,7 +67,8 @@ public static class ControlClient
             using var doc = JsonDocument.Parse(data);
             var nodes = doc.RootElement.GetProperty("nodes").EnumerateArray().Select(n => n.GetString() ?? "").ToList();
             foreach (var s in doc.RootElement.GetProperty("servers").EnumerateObject())
-                statuses[int.Parse(s.Name)] = (s.Value[1].GetString() ?? "", NodeName(nodes[s.Value[0].GetInt32()]));
+                statuses[int.Parse(s.Name)] = (s.Value[1].GetString() ?? "", NodeName(nodes[s.Value[0].GetInt32()]),
+                    s.Value.GetArrayLength() >= 5 ? new SpoolBacklog(s.Value[2].GetInt32(), s.Value[3].GetInt64(), s.Value[4].GetInt64()) : default);
         }
         return statuses;
     }

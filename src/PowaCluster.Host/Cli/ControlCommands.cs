@@ -68,16 +68,16 @@ public static class ControlCommands
             return 1;
         }
         var statuses = rows.Count == 0
-            ? new Dictionary<int, (string Status, string Node)>()
+            ? new Dictionary<int, (string Status, string Node, SpoolBacklog Backlog)>()
             : await ControlClient.ClusterStatusAsync(conn, csb, rows.Select(r => r.Id).ToList(), timeout);
-        Console.WriteLine($"{"srvid",5}  {"alias",-16} {"host:port",-22} {"node",-22} {"status",-32} {"last snapshot",-20} last error");
+        Console.WriteLine($"{"srvid",5}  {"alias",-16} {"host:port",-22} {"node",-22} {"status",-32} {"last snapshot",-20} {"spooled",-28} last error");
         foreach (var r in rows)
         {
-            var (status, node) = statuses.TryGetValue(r.Id, out var s) ? s : (r.Frequency > 0 ? "not collected" : "deactivated", "-");
+            var (status, node, backlog) = statuses.TryGetValue(r.Id, out var s) ? s : (r.Frequency > 0 ? "not collected" : "deactivated", "-", default);
             var last = r.Last?.ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss") ?? "never";
             var error = r.Error is null ? "-" : r.Error.ReplaceLineEndings(" ");
             if (error.Length > 120) error = error[..117] + "...";
-            Console.WriteLine($"{r.Id,5}  {Trim(r.Alias, 16),-16} {Trim(r.Server, 22),-22} {Trim(node, 22),-22} {Trim(status, 32),-32} {last,-20} {error}");
+            Console.WriteLine($"{r.Id,5}  {Trim(r.Alias, 16),-16} {Trim(r.Server, 22),-22} {Trim(node, 22),-22} {Trim(status, 32),-32} {last,-20} {backlog,-28} {error}");
         }
         return 0;
     }

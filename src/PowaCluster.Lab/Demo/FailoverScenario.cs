@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Npgsql;
+using PowaCluster.Collector.Control;
 using PowaCluster.Host.Cli;
 
 namespace PowaCluster.Lab.Demo;
@@ -122,7 +123,7 @@ public sealed class FailoverScenario(NpgsqlConnectionStringBuilder repository, I
             _stuck, PerNode(end, [last]));
     }
 
-    static Dictionary<string, int> PerNode(Dictionary<int, (string Status, string Node)> statuses, IEnumerable<string> nodes) =>
+    static Dictionary<string, int> PerNode(Dictionary<int, (string Status, string Node, SpoolBacklog Backlog)> statuses, IEnumerable<string> nodes) =>
         nodes.OrderBy(n => n).ToDictionary(n => n, n => statuses.Values.Count(s => s.Node == n));
 
     /// <summary>
@@ -130,7 +131,7 @@ public sealed class FailoverScenario(NpgsqlConnectionStringBuilder repository, I
     /// distribution has not changed for longer than a rebalance round (10 s), and every server has
     /// minSnapshots snapshots (since the given time).
     /// </summary>
-    async Task<Dictionary<int, (string Status, string Node)>> SettledAsync(NpgsqlConnection monitor, IReadOnlySet<string> nodes,
+    async Task<Dictionary<int, (string Status, string Node, SpoolBacklog Backlog)>> SettledAsync(NpgsqlConnection monitor, IReadOnlySet<string> nodes,
         TimeSpan timeout, CancellationToken ct, int minSnapshots = 2, DateTime? since = null)
     {
         var sw = Stopwatch.StartNew();
@@ -140,7 +141,7 @@ public sealed class FailoverScenario(NpgsqlConnectionStringBuilder repository, I
         while (true)
         {
             ct.ThrowIfCancellationRequested();
-            Dictionary<int, (string Status, string Node)> statuses;
+            Dictionary<int, (string Status, string Node, SpoolBacklog Backlog)> statuses;
             try { statuses = await ControlClient.ClusterStatusAsync(monitor, csb, srvids, TimeSpan.FromSeconds(3)); }
             catch (PowaCluster.Host.Startup.StartupException) { statuses = []; } // the coordinator is moving
             var times = await SnapshotTimesAsync(monitor, ct);

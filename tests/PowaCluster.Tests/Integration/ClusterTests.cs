@@ -1,6 +1,7 @@
 using Akka.Cluster;
 using Akka.Hosting;
 using Npgsql;
+using PowaCluster.Collector.Control;
 using PowaCluster.Host.Cli;
 using PowaCluster.Tests.Support;
 using Xunit;
@@ -46,7 +47,7 @@ public sealed class ClusterTests(LabFixture fx, ITestOutputHelper output)
             await monitor.OpenAsync();
             var addresses = nodes.Select(n => ControlClient.NodeName(Cluster.Get(n.System).SelfAddress.ToString())).ToList();
 
-            Dictionary<int, (string Status, string Node)> statuses = [];
+            Dictionary<int, (string Status, string Node, SpoolBacklog Backlog)> statuses = [];
             await Eventually.HoldsAsync(async () =>
             {
                 statuses = await StatusesAsync(monitor, repo, ids);
@@ -92,7 +93,7 @@ public sealed class ClusterTests(LabFixture fx, ITestOutputHelper output)
         }
     }
 
-    static async Task<Dictionary<int, (string Status, string Node)>> StatusesAsync(NpgsqlConnection monitor, TestRepository repo, List<int> ids)
+    static async Task<Dictionary<int, (string Status, string Node, SpoolBacklog Backlog)>> StatusesAsync(NpgsqlConnection monitor, TestRepository repo, List<int> ids)
     {
         try { return await ControlClient.ClusterStatusAsync(monitor, repo.ConnectionString, ids, TimeSpan.FromSeconds(2)); }
         catch (Host.Startup.StartupException) { return []; } // the coordinator is moving

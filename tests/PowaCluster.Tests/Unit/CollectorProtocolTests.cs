@@ -41,6 +41,16 @@ public sealed class CollectorProtocolTests
     }
 
     [Fact]
+    public void Cluster_status_gives_a_spooled_backlog_as_three_numbers_and_the_cli_reads_it_back()
+    {
+        var json = CollectorProtocol.ClusterStatusJson([(1, "no connection to repository server", "n", new SpoolBacklog(24, 12_582_912, 130)),
+            (2, "running", "n", default)]);
+        Assert.Equal("{\"nodes\": [\"n\"], \"servers\": {\"1\": [0, \"no connection to repository server\", 24, 12582912, 130], \"2\": [0, \"running\"]}}", json);
+        Assert.Equal("24 (12.0 MB, oldest 2 min)", new SpoolBacklog(24, 12_582_912, 130).ToString());
+        Assert.Equal("-", default(SpoolBacklog).ToString());
+    }
+
+    [Fact]
     public void Workers_json_is_laid_out_as_python_json_dumps()
     {
         Assert.Equal("{}", CollectorProtocol.WorkersJson([]));

@@ -20,6 +20,8 @@ public sealed class WireFormatTests() : Akka.TestKit.Xunit2.TestKit(AkkaConfigur
         new GetServerStatus(7),
         new ServerStatus(7, CollectorStatus.Running, "akka.ssl.tcp://powa-cluster@10.0.0.5:4053", DateTimeOffset.FromUnixTimeMilliseconds(1_790_000_000_123), "an error: é", 12, 1),
         new ServerStatus(8, CollectorStatus.NoRemote, null, null, null, 0, 0),
+        new ServerStatus(9, CollectorStatus.NoRepository, "akka.tcp://powa-cluster@10.0.0.6:4053", null, "down", 3, 0, 24, 12_582_912,
+            DateTimeOffset.FromUnixTimeMilliseconds(1_790_000_100_456)),
         new ForceSnapshot(7),
         new ForceSnapshotResult(7, false, "Last snapshot was less than 10s. ago"),
         new RefreshCatalogsResult(7, true, "Catalogs will be refreshed during the next snapshot"),

@@ -1,0 +1,159 @@
+using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Spooling;
+using PowaCluster.Collector.Staging;
+using Xunit;
+
+namespace PowaCluster.Tests.Unit;
+
+/// <summary>The spool's files and bounds, on a temporary directory (the outage itself is in Integration.SpoolTests).</summary>
+public sealed class SpoolFileTests : IDisposable
+{
+    readonly string _root = Directory.CreateTempSubdirectory("powa-cluster-spool-unit-").FullName;
+    readonly StageBudget _budget = new(1 << 20, null);
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    SnapshotSpool Open(long maxBytes = 1 << 30, TimeSpan? maxAge = null) =>
+        SnapshotSpool.Open(_root, "127.0.0.1:5432/powa", maxBytes, maxAge ?? TimeSpan.FromHours(24), _budget);
+
+    async Task<SnapshotStage> StageAsync(int srvid, DateTime taken, int size, int seed)
+    {
+        var stage = new SnapshotStage(srvid, $"127.0.0.{srvid}:5432", _budget) { TakenAtUtc = taken, ServerVersionNum = 150020, Forced = seed % 2 == 0 };
+        var bytes = new byte[size];
+        new Random(seed).NextBytes(bytes);
+        await stage.AppendAsync(new MemoryStream(bytes[..(size / 3)]), CancellationToken.None);
+        stage.AddDatasource("pg_stat_statements", "public.powa_statements_src_tmp", 0);
+        var second = stage.Length;
+        await stage.AppendAsync(new MemoryStream(bytes[(size / 3)..]), CancellationToken.None);
+        stage.AddDatasource("pg_qualstats", "public.powa_qualstats_src_tmp", second, text: true);
+        stage.Errors.Add("Extension pg_wait_sampling is not installed on the remote server");
+        return stage;
+    }
+
+    static async Task<byte[]> AllBytes(SnapshotStage s)
+    {
+        using var ms = new MemoryStream();
+        foreach (var ds in s.Datasources) await s.CopyToAsync(ds, ms, CancellationToken.None);
+        return ms.ToArray();
+    }
+
+    [Fact]
+    public async Task A_spooled_snapshot_comes_back_as_it_was_read_with_its_header_and_later_errors()
+    {
+        using var spool = Open();
+        var taken = new DateTime(2026, 11, 30, 10, 0, 5, DateTimeKind.Utc);
+        using var stage = await StageAsync(7, taken, 200_000, 4);
+        var (entry, dropped) = await spool.For(7).WriteAsync(stage, 42, CancellationToken.None);
+        Assert.Empty(dropped);
+        SpoolFile.AppendErrors(entry.Path, ["Error while calling pg_qualstats_reset(): permission denied"]);
+
+        using var back = spool.For(7).Open(entry);
+        Assert.True(back.FromSpool);
+        Assert.Equal((7, taken, stage.Forced, 150020), (back.SrvId, back.TakenAtUtc, back.Forced, back.ServerVersionNum));
+        Assert.Equal(stage.Datasources, back.Datasources);
+        Assert.Equal(await AllBytes(stage), await AllBytes(back));
+        Assert.Equal(["Extension pg_wait_sampling is not installed on the remote server",
+            "Error while calling pg_qualstats_reset(): permission denied"], back.Errors);
+        // Older than (or as old as) the last snapshot stored: never stored back in time; a live one is not held to it.
+        Assert.NotNull(SnapshotStore.TooClose(back, taken.AddSeconds(60), 300));
+        Assert.NotNull(SnapshotStore.TooClose(back, taken, 5));
+        Assert.Null(SnapshotStore.TooClose(back, taken.AddSeconds(-20), 5));
+        Assert.Null(SnapshotStore.TooClose(stage, taken.AddSeconds(60), 5));
+    }
+
+    [Fact]
+    public async Task A_restart_finds_what_was_spooled_in_order_and_drops_what_a_crash_cut_short()
+    {
+        var t0 = new DateTime(2026, 11, 30, 10, 0, 0, DateTimeKind.Utc);
+        string torn;
+        using (var spool = Open())
+        {
+            foreach (var i in new[] { 2, 0, 1 })
+            {
+                using var st = await StageAsync(3, t0.AddSeconds(5 * i), 10_000, i);
+                await spool.For(3).WriteAsync(st, i, CancellationToken.None);
+            }
+            // A write cut short by a crash, and an error record torn at its end.
+            torn = Path.Combine(Path.GetDirectoryName(spool.For(3).TakeOldest()!.Path)!, "0639000000000000000-9-x.snap.part");
+            await File.WriteAllBytesAsync(torn, [1, 2, 3]);
+            var newest = spool.For(3).Count;
+            Assert.Equal(3, newest);
+        }
+        using var again = Open();
+        var server = again.For(3);
+        Assert.Equal(3, server.Count);
+        Assert.False(File.Exists(torn));
+        var order = new List<DateTime>();
+        while (server.TakeOldest() is { } e)
+        {
+            using (var s = server.Open(e)) order.Add(s.TakenAtUtc);
+            server.Remove(e, replayed: true);
+        }
+        Assert.Equal([t0, t0.AddSeconds(5), t0.AddSeconds(10)], order);
+        Assert.Equal(3, again.Stats().Replayed);
+        Assert.Empty(Directory.GetFiles(again.Directory, "*.snap", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task Beyond_its_size_the_spool_drops_the_oldest_of_the_node_never_the_one_in_flight()
+    {
+        using var spool = Open(maxBytes: 35_000);
+        var t0 = DateTime.UtcNow.AddMinutes(-10);
+        using (var a = await StageAsync(1, t0, 10_000, 1)) await spool.For(1).WriteAsync(a, 1, CancellationToken.None);
+        var inFlight = spool.For(1).TakeOldest()!;  // being replayed: not dropped
+        using (var b = await StageAsync(2, t0.AddSeconds(5), 10_000, 2)) await spool.For(2).WriteAsync(b, 1, CancellationToken.None);
+        using (var c = await StageAsync(1, t0.AddSeconds(10), 10_000, 3)) await spool.For(1).WriteAsync(c, 2, CancellationToken.None);
+        using var d = await StageAsync(2, t0.AddSeconds(15), 10_000, 4);
+        var (_, dropped) = await spool.For(2).WriteAsync(d, 2, CancellationToken.None);
+        Assert.Equal([t0.AddSeconds(5)], dropped.Select(e => e.TakenAtUtc));
+        Assert.Equal(1, spool.Stats().Dropped);
+        Assert.Equal(1, spool.For(2).Dropped);
+        Assert.True(File.Exists(inFlight.Path));
+        Assert.False(File.Exists(dropped[0].Path));
+        var warnings = new List<string>();
+        spool.Warn = warnings.Add;
+        using var e2 = await StageAsync(2, t0.AddSeconds(20), 10_000, 5);
+        await spool.For(2).WriteAsync(e2, 3, CancellationToken.None);
+        // Server 1 loses its first one now: said once; server 2 was told already (its spool has not been empty since).
+        Assert.Equal("Server 1", Assert.Single(warnings)[..8]);
+    }
+
+    [Fact]
+    public async Task Beyond_its_age_a_spooled_snapshot_is_dropped()
+    {
+        using var spool = Open(maxAge: TimeSpan.FromMinutes(30));
+        using (var old = await StageAsync(5, DateTime.UtcNow.AddHours(-1), 1_000, 1)) await spool.For(5).WriteAsync(old, 1, CancellationToken.None);
+        using (var recent = await StageAsync(5, DateTime.UtcNow, 1_000, 2)) await spool.For(5).WriteAsync(recent, 2, CancellationToken.None);
+        spool.Expire();
+        Assert.Equal(1, spool.For(5).Count);
+        Assert.Equal(1, spool.Stats().Dropped);
+    }
+
+    [Fact]
+    public void A_second_process_on_the_same_spool_is_refused_with_a_reason()
+    {
+        using var first = Open();
+        Assert.True(first.Usable);
+        using var second = Open();
+        Assert.False(second.Usable);
+        Assert.Contains("in use by another powa-cluster process", second.Problem);
+        Assert.Contains(first.Directory, second.Problem);
+        // Another repository has a spool of its own beside it.
+        using var other = SnapshotSpool.Open(_root, "127.0.0.2:5432/powa", 1 << 30, TimeSpan.FromHours(1), _budget);
+        Assert.True(other.Usable);
+        Assert.NotEqual(first.Directory, other.Directory);
+    }
+
+    [Fact]
+    public async Task A_spool_that_cannot_be_written_says_where_and_why()
+    {
+        using var spool = Open();
+        Directory.CreateDirectory(spool.Directory);
+        await File.WriteAllTextAsync(Path.Combine(spool.Directory, "srv9"), "a file where the server's directory goes");
+        using var st = await StageAsync(9, DateTime.UtcNow, 1_000, 1);
+        var e = await Assert.ThrowsAsync<SpoolException>(() => spool.For(9).WriteAsync(st, 1, CancellationToken.None));
+        Assert.Contains(Path.Combine(spool.Directory, "srv9"), e.Message);
+        Assert.Equal(1, spool.Stats().WriteFailures);
+        Assert.Equal(0, spool.For(9).Count);
+    }
+}
