@@ -60,6 +60,13 @@ public sealed record LabOptions(
               repository-freeze (60 s), remote-freeze (90 s), notify-flood (100,000), hostile-rows, strangers,
               isolated-seed, node-freeze; --long-freeze 600 adds the repository frozen 10 minutes. Defaults:
               10 servers at 5 s; about 12 minutes without --long-freeze. Exit code 1 when a row fails.
+          powa-lab outage [--servers N] [--frequency S] [--seconds N] [--warmup N] [--pool-size N] [--remotes N] [--debug]
+              The repository stopped for --seconds (default 300) while powa-cluster (with its spool) and the
+              reference collector run side by side on the same remotes, each into a repository database of its
+              own on the one repository instance; then started again, and 4 more servers activated (no
+              backlog). A table: snapshots due during the outage, spooled, replayed, stored, lost; time to
+              drain the backlog; the longest delay of a live snapshot of a server without a backlog during the
+              drain; peak resident memory. Defaults: 20 servers at 5 s, 60 s of warm-up.
           powa-lab scale [--nodes N] [--servers N] [--frequency S] [--seconds N] [--kill] [--powa 4|5] [--pool-size N] [--debug]
               N powa-cluster run processes started together (static seeds, mutual TLS) against throwaway
               remotes on loopback (60 servers per instance: PostgreSQL listens on 64 addresses at most), for
@@ -76,6 +83,7 @@ public sealed record LabOptions(
         {
             "demo" or "bench" => new LabOptions(args[0]),
             "faults" => new LabOptions(args[0]) { Servers = 10 },
+            "outage" => new LabOptions(args[0]) { Servers = 20, Seconds = 300, Warmup = 60 },
             "scale" => new LabOptions(args[0]) { Servers = 1000, Frequency = 60, Seconds = 300, Nodes = 3 },
             "--help" or "-h" or "help" => new LabOptions("help"),
             var c => throw new UsageException($"unknown command \"{c}\""),
@@ -107,7 +115,7 @@ public sealed record LabOptions(
                 "--kill" when o.Command == "scale" => o with { Kill = true },
                 "--failover" when o.Command == "demo" => o with { Failover = true },
                 "--prometheus" when o.Command == "demo" => o with { Prometheus = true },
-                "--warmup" when o.Command == "bench" => o with { Warmup = Int(0, 600) },
+                "--warmup" when o.Command is "bench" or "outage" => o with { Warmup = Int(0, 600) },
                 "--frozen" when o.Command == "bench" => o with { FrozenSeconds = Int(0, 3600), FrozenGiven = true },
                 "--idle" when o.Command == "bench" => o with { IdleSeconds = Int(0, 600) },
                 "--loads" when o.Command == "bench" => o with { Loads = ParseList(Value()) },

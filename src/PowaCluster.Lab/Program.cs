@@ -24,6 +24,7 @@ public static class Program
                 "demo" => await DemoCommand.RunAsync(options),
                 "bench" => await BenchCommand.RunAsync(options),
                 "faults" => await Faults.FaultsCommand.RunAsync(options),
+                "outage" => await Outage.OutageCommand.RunAsync(options),
                 "scale" => await Scale.ScaleCommand.RunAsync(options),
                 _ => Help(),
             };

@@ -17,8 +17,8 @@ public sealed partial class ServerCollector
     {
         if (_stopping) return;
         if (_run is not null) Skip("read");
-        else if (!CanQueue) Skip("stored");
-        else StartRead();
+        else if (!CanQueue && _spool is null) Skip("stored");
+        else StartRead(); // with a full queue (a slow or hung repository), to the spool
     }
 
     /// <summary>
@@ -62,9 +62,9 @@ public sealed partial class ServerCollector
             _catalogSequence = seq;
             _plan = _plan.WithoutCatalogs();
         }
-        // While the repository is down, or older snapshots wait in the spool, this one goes there too, on the
-        // disk before the remote's cleanup runs.
-        _run = Context.ActorOf(SnapshotRun.Props(_remote, stage, job, Spooling ? _spool : null, seq), $"run-{seq}");
+        // While the repository is down, older snapshots wait in the spool, or the queue is full (the repository
+        // is slow, or hangs), this one goes to the spool, on the disk before the remote's cleanup runs.
+        _run = Context.ActorOf(SnapshotRun.Props(_remote, stage, job, Spooling || !CanQueue ? _spool : null, seq), $"run-{seq}");
         _runSequence = seq;
     }
 
@@ -81,6 +81,15 @@ public sealed partial class ServerCollector
             CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(_srvId, _config.Alias, "spooled"));
             if (_repositoryDown) _record.Status = CollectorStatus.NoRepository;
             StoreNext();
+            Settle();
+            return;
+        }
+        if (m.SpoolError is not null && Unstored >= _settings.MaxQueuedSnapshots)
+        {
+            // Read for the spool because the queue is full, and the spool refused it: no room anywhere.
+            m.Stage.Dispose();
+            _record.Error(CollectorStatus.NoRepository, m.SpoolError, snapshotLost: true);
+            CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(_srvId, _config.Alias, "not_stored"));
             Settle();
             return;
         }

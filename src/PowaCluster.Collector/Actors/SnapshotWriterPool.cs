@@ -21,7 +21,6 @@ public sealed class SnapshotWriterPool : ReceiveActor
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly LinkedList<AssignWork> _pending = new();
     readonly Dictionary<IActorRef, int> _storingFor = [];  // writer -> the server whose snapshot it stores
-    readonly HashSet<IActorRef> _replaying = [];           // writers storing a spooled snapshot
     readonly List<IActorRef> _drainWaiting = [];
     readonly LinkedList<IActorRef> _idle = new();
     readonly HashSet<IActorRef> _busy = [];
@@ -46,7 +45,6 @@ public sealed class SnapshotWriterPool : ReceiveActor
             if (_busy.Remove(m.Writer)) _totalBusy += m.Busy;
             CollectorMetrics.WriterPool(_pending.Count, _busy.Count);
             _storingFor.Remove(m.Writer);
-            _replaying.Remove(m.Writer);
             if (m.Stored) _stored++;
             if (!_idle.Contains(m.Writer)) _idle.AddLast(m.Writer);
             Dispatch();
@@ -102,21 +100,21 @@ public sealed class SnapshotWriterPool : ReceiveActor
     /// <summary>
     /// The work to start now: the oldest short one (a row, a schedule, the coordinator's resync, errors,
     /// versions: one quick statement or three each), else the oldest live snapshot of a server none of whose
-    /// snapshots a writer is storing, else the oldest spooled one (a replay), on all writers but one: the
-    /// replay of a backlog after an outage neither delays the live snapshots of the servers without one nor
-    /// takes every connection of the node. Short work does not wait behind a backlog of snapshots: a server
-    /// taken over, or a coordinator that moved, would otherwise wait minutes to learn what to collect.
+    /// snapshots a writer is storing, else the oldest spooled one (a replay): a backlog drains on the writers
+    /// live snapshots leave free, so that the live snapshots of servers without a backlog keep their schedule
+    /// (one waits at most for a store in progress) and the repository sees no more transactions of ours than
+    /// the pool's size. Short work does not wait behind a backlog of snapshots: a server taken over, or a
+    /// coordinator that moved, would otherwise wait minutes to learn what to collect.
     /// </summary>
     LinkedListNode<AssignWork>? NextWork()
     {
         LinkedListNode<AssignWork>? store = null, replay = null;
-        var replayRoom = _replaying.Count < Math.Max(1, _size - 1);
         for (var n = _pending.First; n is not null; n = n.Next)
         {
             if (n.Value.Work is not StoreSnapshot s) return n;
             if (_storingFor.ContainsValue(s.SrvId)) continue;
             if (!s.IsReplay) store ??= n;
-            else if (replayRoom) replay ??= n;
+            else replay ??= n;
         }
         return store ?? replay;
     }
@@ -129,11 +127,7 @@ public sealed class SnapshotWriterPool : ReceiveActor
             _idle.RemoveFirst();
             _pending.Remove(next);
             var work = next.Value;
-            if (work.Work is StoreSnapshot store)
-            {
-                _storingFor[writer] = store.SrvId;
-                if (store.IsReplay) _replaying.Add(writer);
-            }
+            if (work.Work is StoreSnapshot store) _storingFor[writer] = store.SrvId;
             var waited = DateTime.UtcNow - work.EnqueuedAtUtc;
             _dispatched++;
             _totalWait += waited;

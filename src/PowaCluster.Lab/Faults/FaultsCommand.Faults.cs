@@ -15,14 +15,14 @@ public static partial class FaultsCommand
     static Task<FaultRow> RepositoryStopAsync(FaultContext c, TimeSpan hold) =>
         WindowAsync(c, $"repository stopped {hold.TotalSeconds:F0} s", hold,
             () => Local(c.Lab.Repository).StopAsync(), () => Local(c.Lab.Repository).StartAgainAsync(),
-            note: () => Task.FromResult("snapshots due while it is down are lost until a spool exists (issue 12)"));
+            note: () => Task.FromResult("snapshots due while it is down are spooled on the nodes' disks and replayed after it (powa-lab outage measures it)"));
 
     static Task<FaultRow> RepositoryFreezeAsync(FaultContext c, TimeSpan hold) =>
         WindowAsync(c, $"repository frozen (SIGSTOP) {hold.TotalSeconds:F0} s", hold,
             () => { Local(c.Lab.Repository).Freeze(); return Task.CompletedTask; },
             () => { Local(c.Lab.Repository).Thaw(); return Task.CompletedTask; },
             note: () => Task.FromResult("snapshots read during the freeze are queued (MaxQueuedSnapshots 6 per server) and stored after it; " +
-                                         "beyond that they are lost until a spool exists (issue 12)"));
+                                         "beyond that they go to the spool and are stored after it, in order"));
 
     /// <summary>One remote frozen: the servers of the other remotes are measured (they must keep their schedule).</summary>
     static async Task<FaultRow> RemoteFreezeAsync(FaultContext c, TimeSpan hold)

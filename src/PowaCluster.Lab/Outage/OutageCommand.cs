@@ -1,0 +1,179 @@
+using System.Diagnostics;
+using Npgsql;
+using PowaCluster.Host.Startup;
+using PowaCluster.Lab.Bench;
+using PowaCluster.Lab.Demo;
+using PowaCluster.Lab.Embedded;
+
+namespace PowaCluster.Lab.Outage;
+
+/// <summary>
+/// powa-lab outage: the repository stopped for minutes while powa-cluster and the reference collector run side
+/// by side on the same remote servers, each into a repository database of its own on the one repository
+/// instance (stopping it stops both). Measured from the repositories (one powa_stat_bgwriter row per stored
+/// snapshot, with the remote's timestamp), from powa-cluster's /metrics and spool directory, and from /proc:
+/// snapshots due during the outage, spooled, replayed, stored, lost; how long the backlog took to drain; the
+/// longest delay (stored − taken) of a live snapshot of a server without a backlog during the drain (servers
+/// activated when the repository comes back, and those whose backlog is replayed already); peak resident memory.
+/// </summary>
+public static class OutageCommand
+{
+    const string ReferenceDb = "powa_reference";
+    const int Fresh = 4;
+
+    public static async Task<int> RunAsync(LabOptions o)
+    {
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        var outage = TimeSpan.FromSeconds(o.Seconds ?? 300);
+        var frequency = TimeSpan.FromSeconds(o.Frequency);
+        Say($"starting a throwaway repository and {o.Remotes} remote instance(s), 300 statements each");
+        PowaLab lab;
+        try { lab = await PowaLab.StartAsync(o.Remotes, LocalPostgres.MaxLoopbackAddresses); }
+        catch (InvalidOperationException e) { throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}"); }
+        await using var _ = lab;
+        var repository = lab.Repository as LocalPostgres ?? throw new StartupException("powa-lab outage stops a local repository instance");
+        foreach (var r in lab.Remotes) await PowaLab.MakeStatementsAsync(r, 300);
+        await PowaLab.InstallPowaAsync(repository, withStatsExtensions: true, database: ReferenceDb);
+        var ours = await lab.RegisterManyAsync(o.Servers, o.Frequency, "outage");
+        var fresh = await lab.RegisterManyAsync(Fresh, o.Frequency, "fresh", first: o.Servers);
+        var theirs = await lab.RegisterManyAsync(o.Servers, o.Frequency, "outage", ReferenceDb);
+        var repoDsn = repository.ConnectionString(PowaLab.Database);
+        var refDsn = repository.ConnectionString(ReferenceDb);
+        await ExecAsync(repoDsn, "UPDATE powa_servers SET frequency = -1 WHERE id = ANY($1)", fresh.ToArray()); // activated at the return
+        await using var workload = await Workload.StartAsync(lab);
+
+        var spool = Directory.CreateTempSubdirectory("powa-lab-outage-spool-").FullName;
+        var port = ClusterNodes.FreePorts(1)[0];
+        var log = Path.Combine(Path.GetTempPath(), $"powa-lab-outage-{Environment.ProcessId}.log");
+        await using var cluster = OurCollector.StartRun(repoDsn, o.PoolSize ?? new Collector.Configuration.CollectorSettings().WriterPoolSize, o.Debug,
+            ["--http-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture)],
+            new Dictionary<string, string> { ["PowaCluster__SpoolDirectory"] = spool }, "powa-cluster", log);
+        var started = ReferenceCollector.VendorTarball() is { } vendor
+            ? await ReferenceCollector.StartFromTarballAsync(refDsn, vendor, "powa-collector 1.3.1")
+            : Directory.Exists(ReferenceCollector.DebianModule) ? await ReferenceCollector.StartAsync(refDsn) : null;
+        await using var __ = started;
+        var reference = started;
+        Say($"{o.Servers} servers at {o.Frequency} s for each collector (powa-cluster's log: {log}); {o.Warmup} s of warm-up, " +
+            $"then the repository stopped for {outage.TotalSeconds:F0} s");
+        await Task.Delay(TimeSpan.FromSeconds(o.Warmup), stop.Token);
+        if (reference?.ExitCode is { } refCode)
+        {
+            Say($"{reference.Name} exited with code {refCode} during the warm-up (its log says why): measured without it");
+            reference = null;
+        }
+
+        var peaks = new Peaks(cluster.Pid, reference?.Pid);
+        await repository.StopAsync();
+        var stoppedAt = DateTime.UtcNow;
+        Say($"repository stopped at {stoppedAt:HH:mm:ss} UTC");
+        while (DateTime.UtcNow - stoppedAt < outage)
+        {
+            peaks.Sample(during: true);
+            await Task.Delay(1000, stop.Token);
+            if (cluster.ExitCode is { } code) throw new StartupException($"powa-cluster exited with code {code} during the outage; see {log}");
+        }
+        await repository.StartAgainAsync();
+        var startedAt = DateTime.UtcNow;
+        var backlog = Spooled(spool);
+        Say($"repository started again at {startedAt:HH:mm:ss} UTC; {backlog.Values.Sum()} snapshots spooled; {Fresh} servers activated now (no backlog)");
+        await ExecAsync(repoDsn, "UPDATE powa_servers SET frequency = $2 WHERE id = ANY($1)", fresh.ToArray(), o.Frequency);
+        await ExecAsync(repoDsn, "SELECT pg_notify('powa_collector', 'RELOAD - ')");
+
+        // The drain: how long until the spool is empty, and how long live snapshots of servers without a
+        // backlog wait for the repository meanwhile (stored − taken, from powa_snapshot_metas.snapts).
+        var live = new LiveDelays();
+        var drainedAt = DateTime.MaxValue;
+        await using (var monitor = new NpgsqlConnection(repoDsn.ConnectionString))
+        {
+            await monitor.OpenAsync(stop.Token);
+            var watch = Stopwatch.StartNew();
+            while (watch.Elapsed < TimeSpan.FromMinutes(30))
+            {
+                peaks.Sample(during: false);
+                var left = Spooled(spool);
+                await live.PollAsync(monitor, ours.Concat(fresh).Where(id => !left.ContainsKey(id)).ToList());
+                if (left.Count == 0 && drainedAt == DateTime.MaxValue)
+                {
+                    drainedAt = DateTime.UtcNow;
+                    Say($"spool empty {(drainedAt - startedAt).TotalSeconds:F1} s after the restart");
+                }
+                if (drainedAt != DateTime.MaxValue && DateTime.UtcNow - drainedAt > frequency * 3) break;
+                await Task.Delay(250, stop.Token);
+            }
+        }
+        var metrics = await Metrics.ScrapeAsync(port);
+        await cluster.StopAsync();
+        if (reference is not null) await reference.StopAsync();
+
+        var due = (int)Math.Round(o.Servers * outage.TotalSeconds / o.Frequency);
+        var ourStored = await StoredDuringAsync(repoDsn, ours, stoppedAt, startedAt);
+        var refStored = reference is null ? 0 : await StoredDuringAsync(refDsn, theirs, stoppedAt, startedAt);
+        var holes = await LongestGapAsync(repoDsn, ours, stoppedAt - frequency * 2, drainedAt);
+        Console.WriteLine();
+        Console.WriteLine($"## powa-lab outage: repository stopped {outage.TotalSeconds:F0} s, {o.Servers} servers at {o.Frequency} s per collector, " +
+                          $"same remotes, same run");
+        Console.WriteLine();
+        Console.WriteLine("| collector | snapshots due during the outage | spooled | replayed | stored (distinct ts in the history) | lost | " +
+                          "backlog drained in | live snapshot delay during the drain, longest | resident memory, peak during the outage / the drain |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        Console.WriteLine($"| powa-cluster | {due} | {metrics("powa_spool_spooled_total")} | {metrics("powa_spool_replayed_total")} | {ourStored} | " +
+                          $"{Math.Max(0, due - ourStored)} | {(drainedAt == DateTime.MaxValue ? "not drained in 30 min" : $"{(drainedAt - startedAt).TotalSeconds:F1} s")} | " +
+                          $"{live.Describe()} | {peaks.OursDuring / 1048576.0:F0} MB / {peaks.OursAfter / 1048576.0:F0} MB |");
+        if (reference is not null)
+            Console.WriteLine($"| {reference.Name} | {due} | - | - | {refStored} | {Math.Max(0, due - refStored)} | - | - | " +
+                              $"{peaks.TheirsDuring / 1048576.0:F0} MB / {peaks.TheirsAfter / 1048576.0:F0} MB |");
+        else Console.WriteLine("| reference | not measured: neither ../shared/vendor/powa-collector-1.3.1.tar.gz nor Debian's powa-collector is there |");
+        Console.WriteLine();
+        Console.WriteLine($"powa-cluster: spool dropped {metrics("powa_spool_dropped_total")}, write failures {metrics("powa_spool_write_failures_total")}; " +
+                          $"longest gap between two stored snapshots of a server from 2 intervals before the stop to the end of the drain: {holes:F1} s");
+        try { Directory.Delete(spool, recursive: true); } catch (IOException) { }
+        return 0;
+    }
+
+    static void Say(string m) => Console.WriteLine($"outage: {m}");
+
+    /// <summary>Spooled snapshots on disk per srvid (the spool's srvN directories).</summary>
+    static Dictionary<int, int> Spooled(string spool)
+    {
+        var counts = new Dictionary<int, int>();
+        foreach (var f in Directory.EnumerateFiles(spool, "*.snap", SearchOption.AllDirectories))
+            if (int.TryParse(Path.GetFileName(Path.GetDirectoryName(f))![3..], out var id))
+                counts[id] = counts.GetValueOrDefault(id) + 1;
+        return counts;
+    }
+
+    static async Task<int> StoredDuringAsync(NpgsqlConnectionStringBuilder dsn, IReadOnlyList<int> ids, DateTime from, DateTime to)
+    {
+        await using var conn = new NpgsqlConnection(dsn.ConnectionString);
+        await conn.OpenAsync();
+        await using var cmd = new NpgsqlCommand(
+            "SELECT count(*)::int FROM (SELECT DISTINCT srvid, (record).ts FROM powa_stat_bgwriter_history_current " +
+            "WHERE srvid = ANY($1) AND (record).ts > $2 AND (record).ts < $3 UNION " +
+            "SELECT DISTINCT srvid, (unnest(records)).ts FROM powa_stat_bgwriter_history WHERE srvid = ANY($1)) t WHERE ts > $2 AND ts < $3", conn)
+            { Parameters = { new() { Value = ids.ToArray() }, new() { Value = from }, new() { Value = to } } };
+        return (int)(await cmd.ExecuteScalarAsync())!;
+    }
+
+    /// <summary>The longest gap between two consecutive stored snapshots of one server in the window, in seconds.</summary>
+    static async Task<double> LongestGapAsync(NpgsqlConnectionStringBuilder dsn, IReadOnlyList<int> ids, DateTime from, DateTime to)
+    {
+        await using var conn = new NpgsqlConnection(dsn.ConnectionString);
+        await conn.OpenAsync();
+        await using var cmd = new NpgsqlCommand(
+            "SELECT coalesce(max(extract(epoch FROM ts - prev)), 0)::float8 FROM (SELECT ts, lag(ts) OVER (PARTITION BY srvid ORDER BY ts) prev " +
+            "FROM (SELECT srvid, (record).ts FROM powa_stat_bgwriter_history_current WHERE srvid = ANY($1) " +
+            "UNION SELECT srvid, (unnest(records)).ts FROM powa_stat_bgwriter_history WHERE srvid = ANY($1)) h WHERE ts BETWEEN $2 AND $3) g", conn)
+            { Parameters = { new() { Value = ids.ToArray() }, new() { Value = from }, new() { Value = to < DateTime.MaxValue ? to : DateTime.UtcNow } } };
+        return (double)(await cmd.ExecuteScalarAsync())!;
+    }
+
+    static async Task ExecAsync(NpgsqlConnectionStringBuilder dsn, string sql, params object[] args)
+    {
+        await using var conn = new NpgsqlConnection(dsn.ConnectionString);
+        await conn.OpenAsync();
+        await using var cmd = new NpgsqlCommand(sql, conn);
+        foreach (var a in args) cmd.Parameters.Add(new NpgsqlParameter { Value = a });
+        await cmd.ExecuteNonQueryAsync();
+    }
+}
