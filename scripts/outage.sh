@@ -7,13 +7,4 @@
 # --seconds N (300), --warmup N (60), --pool-size N, --remotes N (2). The defaults take about 10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-if ! dpkg-query -W -f='${Status}' powa-collector 2>/dev/null | grep -q "install ok installed"; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends powa-collector >/dev/null
-fi
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
-dotnet build src/PowaCluster.Lab -c Release --nologo -v q -clp:ErrorsOnly
-exec dotnet src/PowaCluster.Lab/bin/Release/net10.0/powa-lab.dll outage "$@"
+exec scripts/lab.sh outage "$@"

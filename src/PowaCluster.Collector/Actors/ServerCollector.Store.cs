@@ -193,6 +193,7 @@ public sealed partial class ServerCollector
     {
         _spoolingQueue = false;
         _spooledInOutage += m.Written;
+        if (m.Written > 0) CollectorMetrics.Snapshots.Add(m.Written, CollectorMetrics.ServerTags(_srvId, _config.Alias, "spooled"));
         if (m.Left.Count > 0)
         {
             // Back in memory, first: older than anything read meanwhile.

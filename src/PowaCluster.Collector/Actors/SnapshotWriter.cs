@@ -171,7 +171,7 @@ public sealed class SnapshotWriter : ReceiveActor
         if (s.Replay is { } entry)
         {
             // A spooled snapshot: stored exactly like a live one, from its file; the file goes after the commit.
-            using (var stage = s.Spool!.Open(entry))
+            using (var stage = await s.Spool!.OpenAsync(entry, ct).ConfigureAwait(false))
                 result = await SnapshotStore.StoreAsync(_sql, conn, stage, ct).ConfigureAwait(false);
             if (result.Outcome == StoreOutcome.Stored || result.Fenced) s.Spool.Remove(entry, replayed: result.Outcome == StoreOutcome.Stored);
             else s.Spool.Release(entry); // another collector holds the server's lock now: later

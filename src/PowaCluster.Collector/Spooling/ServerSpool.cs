@@ -98,7 +98,7 @@ public sealed class ServerSpool
     }
 
     /// <summary>Its stage, read back from the file (SpoolException when the file is not readable).</summary>
-    public SnapshotStage Open(SpoolEntry e) => SpoolFile.Open(e.Path, _node.Stages);
+    public Task<SnapshotStage> OpenAsync(SpoolEntry e, CancellationToken ct) => SpoolFile.OpenAsync(e.Path, _node.Stages, ct);
 
     internal void AddUnlocked(SpoolEntry e)
     {

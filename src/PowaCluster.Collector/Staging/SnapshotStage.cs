@@ -31,8 +31,6 @@ public sealed class SnapshotStage : IDisposable
     long _memoryLength;     // bytes held in _segments: the stage's first bytes
     FileStream? _file;      // every byte after the memory part, once the budget said no
     long _fileLength;
-    long _fileBase;         // where the stage's bytes start in _file (a spooled snapshot's header is before them)
-    bool _spooled;          // _file is a spooled snapshot's, not a spill of this stage: not counted in the budget
     bool _disposed;
 
     public SnapshotStage(int srvId, string serverName, StageBudget budget)
@@ -42,14 +40,12 @@ public sealed class SnapshotStage : IDisposable
         _budget = budget;
     }
 
-    /// <summary>A spooled snapshot read back for its replay: its bytes stay in <paramref name="file"/>, from <paramref name="dataOffset"/>.</summary>
-    internal static SnapshotStage FromFile(FileStream file, long dataOffset, Spooling.SpoolHeader header, IEnumerable<string> errors,
-        StageBudget budget)
+    /// <summary>A stage for a spooled snapshot read back for its replay: empty, the caller appends its bytes.</summary>
+    internal static SnapshotStage ForReplay(Spooling.SpoolHeader header, IEnumerable<string> errors, StageBudget budget)
     {
         var stage = new SnapshotStage(header.SrvId, header.ServerName, budget)
         {
-            TakenAtUtc = header.TakenAtUtc, Forced = header.Forced, ServerVersionNum = header.ServerVersionNum,
-            _file = file, _fileBase = dataOffset, _fileLength = header.DataLength, _spooled = true,
+            TakenAtUtc = header.TakenAtUtc, Forced = header.Forced, ServerVersionNum = header.ServerVersionNum, FromSpool = true,
         };
         stage._datasources.AddRange(header.Datasources);
         stage.Errors.AddRange(errors);
@@ -79,7 +75,7 @@ public sealed class SnapshotStage : IDisposable
     public long Length => _memoryLength + _fileLength;
 
     /// <summary>Read back from the spool (a replay), not off the remote just now.</summary>
-    public bool FromSpool => _spooled;
+    public bool FromSpool { get; private init; }
     public bool Spilled => _file is not null;
 
     /// <summary>Reads <paramref name="source"/> to its end into the stage; returns how many bytes it added.</summary>
@@ -191,7 +187,7 @@ public sealed class SnapshotStage : IDisposable
         var scratch = ArrayPool<byte>.Shared.Rent(SegmentSize);
         try
         {
-            _file!.Seek(_fileBase + pos - _memoryLength, SeekOrigin.Begin);
+            _file!.Seek(pos - _memoryLength, SeekOrigin.Begin);
             while (pos < end)
             {
                 var n = await _file.ReadAsync(scratch.AsMemory(0, (int)Math.Min(SegmentSize, end - pos)), ct).ConfigureAwait(false);
@@ -220,7 +216,7 @@ public sealed class SnapshotStage : IDisposable
         foreach (var s in _segments) ArrayPool<byte>.Shared.Return(s);
         _budget.Release((long)_segments.Count * SegmentSize);
         _segments.Clear();
-        if (!_spooled) _budget.AddFileBytes(-_fileLength);
+        _budget.AddFileBytes(-_fileLength);
         _fileLength = 0;
         _file?.Dispose();
         _file = null;

@@ -25,6 +25,18 @@ public static class OutageCommand
     {
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+            System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
+        try { return await RunAsync(o, stop.Token); }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            Say("interrupted: everything it started is stopped and deleted");
+            return 130;
+        }
+    }
+
+    static async Task<int> RunAsync(LabOptions o, CancellationToken stop)
+    {
         var outage = TimeSpan.FromSeconds(o.Seconds ?? 300);
         var frequency = TimeSpan.FromSeconds(o.Frequency);
         Say($"starting a throwaway repository and {o.Remotes} remote instance(s), 300 statements each");
@@ -40,7 +52,7 @@ public static class OutageCommand
         var theirs = await lab.RegisterManyAsync(o.Servers, o.Frequency, "outage", ReferenceDb);
         var repoDsn = repository.ConnectionString(PowaLab.Database);
         var refDsn = repository.ConnectionString(ReferenceDb);
-        await ExecAsync(repoDsn, "UPDATE powa_servers SET frequency = -1 WHERE id = ANY($1)", fresh.ToArray()); // activated at the return
+        await ScalarAsync<object?>(repoDsn, "UPDATE powa_servers SET frequency = -1 WHERE id = ANY($1)", fresh.ToArray()); // activated at the return
         await using var workload = await Workload.StartAsync(lab);
 
         var spool = Directory.CreateTempSubdirectory("powa-lab-outage-spool-").FullName;
@@ -56,7 +68,7 @@ public static class OutageCommand
         var reference = started;
         Say($"{o.Servers} servers at {o.Frequency} s for each collector (powa-cluster's log: {log}); {o.Warmup} s of warm-up, " +
             $"then the repository stopped for {outage.TotalSeconds:F0} s");
-        await Task.Delay(TimeSpan.FromSeconds(o.Warmup), stop.Token);
+        await Task.Delay(TimeSpan.FromSeconds(o.Warmup), stop);
         if (reference?.ExitCode is { } refCode)
         {
             Say($"{reference.Name} exited with code {refCode} during the warm-up (its log says why): measured without it");
@@ -70,15 +82,18 @@ public static class OutageCommand
         while (DateTime.UtcNow - stoppedAt < outage)
         {
             peaks.Sample(during: true);
-            await Task.Delay(1000, stop.Token);
+            await Task.Delay(1000, stop);
             if (cluster.ExitCode is { } code) throw new StartupException($"powa-cluster exited with code {code} during the outage; see {log}");
         }
         await repository.StartAgainAsync();
         var startedAt = DateTime.UtcNow;
+        // The reference's figure is final now (it keeps nothing to store later); stopped, so that the drain is
+        // measured on powa-cluster's own load (on a 2-core machine both at once saturate the repository).
+        if (reference is not null) await reference.StopAsync();
         var backlog = Spooled(spool);
         Say($"repository started again at {startedAt:HH:mm:ss} UTC; {backlog.Values.Sum()} snapshots spooled; {Fresh} servers activated now (no backlog)");
-        await ExecAsync(repoDsn, "UPDATE powa_servers SET frequency = $2 WHERE id = ANY($1)", fresh.ToArray(), o.Frequency);
-        await ExecAsync(repoDsn, "SELECT pg_notify('powa_collector', 'RELOAD - ')");
+        await ScalarAsync<object?>(repoDsn, "UPDATE powa_servers SET frequency = $2 WHERE id = ANY($1)", fresh.ToArray(), o.Frequency);
+        await ScalarAsync<object?>(repoDsn, "SELECT pg_notify('powa_collector', 'RELOAD - ')");
 
         // The drain: how long until the spool is empty, and how long live snapshots of servers without a
         // backlog wait for the repository meanwhile (stored − taken, from powa_snapshot_metas.snapts).
@@ -86,7 +101,7 @@ public static class OutageCommand
         var drainedAt = DateTime.MaxValue;
         await using (var monitor = new NpgsqlConnection(repoDsn.ConnectionString))
         {
-            await monitor.OpenAsync(stop.Token);
+            await monitor.OpenAsync(stop);
             var watch = Stopwatch.StartNew();
             while (watch.Elapsed < TimeSpan.FromMinutes(30))
             {
@@ -99,12 +114,11 @@ public static class OutageCommand
                     Say($"spool empty {(drainedAt - startedAt).TotalSeconds:F1} s after the restart");
                 }
                 if (drainedAt != DateTime.MaxValue && DateTime.UtcNow - drainedAt > frequency * 3) break;
-                await Task.Delay(250, stop.Token);
+                await Task.Delay(250, stop);
             }
         }
         var metrics = await Metrics.ScrapeAsync(port);
         await cluster.StopAsync();
-        if (reference is not null) await reference.StopAsync();
 
         var due = (int)Math.Round(o.Servers * outage.TotalSeconds / o.Frequency);
         var ourStored = await StoredDuringAsync(repoDsn, ours, stoppedAt, startedAt);
@@ -122,8 +136,10 @@ public static class OutageCommand
                           $"{live.Describe()} | {peaks.OursDuring / 1048576.0:F0} MB / {peaks.OursAfter / 1048576.0:F0} MB |");
         if (reference is not null)
             Console.WriteLine($"| {reference.Name} | {due} | - | - | {refStored} | {Math.Max(0, due - refStored)} | - | - | " +
-                              $"{peaks.TheirsDuring / 1048576.0:F0} MB / {peaks.TheirsAfter / 1048576.0:F0} MB |");
+                              $"{peaks.TheirsDuring / 1048576.0:F0} MB / - |");
         else Console.WriteLine("| reference | not measured: neither ../shared/vendor/powa-collector-1.3.1.tar.gz nor Debian's powa-collector is there |");
+        Console.WriteLine();
+        Console.WriteLine("(the reference ran until the repository was started again, then was stopped: what it stores of the outage is final then)");
         Console.WriteLine();
         Console.WriteLine($"powa-cluster: spool dropped {metrics("powa_spool_dropped_total")}, write failures {metrics("powa_spool_write_failures_total")}; " +
                           $"longest gap between two stored snapshots of a server from 2 intervals before the stop to the end of the drain: {holes:F1} s");
@@ -143,37 +159,29 @@ public static class OutageCommand
         return counts;
     }
 
-    static async Task<int> StoredDuringAsync(NpgsqlConnectionStringBuilder dsn, IReadOnlyList<int> ids, DateTime from, DateTime to)
-    {
-        await using var conn = new NpgsqlConnection(dsn.ConnectionString);
-        await conn.OpenAsync();
-        await using var cmd = new NpgsqlCommand(
-            "SELECT count(*)::int FROM (SELECT DISTINCT srvid, (record).ts FROM powa_stat_bgwriter_history_current " +
-            "WHERE srvid = ANY($1) AND (record).ts > $2 AND (record).ts < $3 UNION " +
-            "SELECT DISTINCT srvid, (unnest(records)).ts FROM powa_stat_bgwriter_history WHERE srvid = ANY($1)) t WHERE ts > $2 AND ts < $3", conn)
-            { Parameters = { new() { Value = ids.ToArray() }, new() { Value = from }, new() { Value = to } } };
-        return (int)(await cmd.ExecuteScalarAsync())!;
-    }
+    static Task<int> StoredDuringAsync(NpgsqlConnectionStringBuilder dsn, IReadOnlyList<int> ids, DateTime from, DateTime to) =>
+        ScalarAsync<int>(dsn,
+            "SELECT count(*)::int FROM (SELECT DISTINCT srvid, ts FROM " + History + ") t WHERE ts > $2 AND ts < $3",
+            ids.ToArray(), from, to);
 
     /// <summary>The longest gap between two consecutive stored snapshots of one server in the window, in seconds.</summary>
-    static async Task<double> LongestGapAsync(NpgsqlConnectionStringBuilder dsn, IReadOnlyList<int> ids, DateTime from, DateTime to)
-    {
-        await using var conn = new NpgsqlConnection(dsn.ConnectionString);
-        await conn.OpenAsync();
-        await using var cmd = new NpgsqlCommand(
+    static Task<double> LongestGapAsync(NpgsqlConnectionStringBuilder dsn, IReadOnlyList<int> ids, DateTime from, DateTime to) =>
+        ScalarAsync<double>(dsn,
             "SELECT coalesce(max(extract(epoch FROM ts - prev)), 0)::float8 FROM (SELECT ts, lag(ts) OVER (PARTITION BY srvid ORDER BY ts) prev " +
-            "FROM (SELECT srvid, (record).ts FROM powa_stat_bgwriter_history_current WHERE srvid = ANY($1) " +
-            "UNION SELECT srvid, (unnest(records)).ts FROM powa_stat_bgwriter_history WHERE srvid = ANY($1)) h WHERE ts BETWEEN $2 AND $3) g", conn)
-            { Parameters = { new() { Value = ids.ToArray() }, new() { Value = from }, new() { Value = to < DateTime.MaxValue ? to : DateTime.UtcNow } } };
-        return (double)(await cmd.ExecuteScalarAsync())!;
-    }
+            "FROM " + History + " WHERE ts BETWEEN $2 AND $3) g",
+            ids.ToArray(), from, to < DateTime.MaxValue ? to : DateTime.UtcNow);
 
-    static async Task ExecAsync(NpgsqlConnectionStringBuilder dsn, string sql, params object[] args)
+    /// <summary>Every stored snapshot (srvid, ts) of the servers $1, aggregated or not (one powa_stat_bgwriter row per snapshot).</summary>
+    const string History = "(SELECT srvid, (record).ts FROM powa_stat_bgwriter_history_current WHERE srvid = ANY($1) " +
+                           "UNION SELECT srvid, (unnest(records)).ts FROM powa_stat_bgwriter_history WHERE srvid = ANY($1)) h";
+
+    static async Task<T> ScalarAsync<T>(NpgsqlConnectionStringBuilder dsn, string sql, params object[] args)
     {
         await using var conn = new NpgsqlConnection(dsn.ConnectionString);
         await conn.OpenAsync();
         await using var cmd = new NpgsqlCommand(sql, conn);
         foreach (var a in args) cmd.Parameters.Add(new NpgsqlParameter { Value = a });
-        await cmd.ExecuteNonQueryAsync();
+        var value = await cmd.ExecuteScalarAsync();
+        return value is null or DBNull ? default! : (T)value;
     }
 }

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Akka.Actor;
 using Akka.Hosting;
 using PowaCluster.Collector.Actors;
@@ -47,6 +48,16 @@ public sealed class SpoolTests(OutageFixture fx, ITestOutputHelper output)
         finally { await instance.StartAgainAsync(); }
         var startedAt = DateTime.UtcNow;
         output.WriteLine($"repository stopped from {stoppedAt:HH:mm:ss.fff} to {startedAt:HH:mm:ss.fff} UTC");
+
+        // powa-cluster status, as an operator runs it while the backlog drains: each server's spooled snapshots.
+        string? backlogLine = null;
+        while (backlogLine is null && DateTime.UtcNow - startedAt < TimeSpan.FromSeconds(30))
+        {
+            var (_, stdout, _) = await StartupErrorTests.RunAsync("status", "--repository", repo.ConnectionString.ConnectionString, "--timeout", "3");
+            backlogLine = stdout.Split('\n').FirstOrDefault(l => l.Contains("spool-") && Regex.IsMatch(l, @" \d+ \(\d+\.\d MB, oldest \d+ (s|min)\)"));
+        }
+        output.WriteLine($"powa-cluster status during the drain: {backlogLine}");
+        Assert.NotNull(backlogLine);
 
         await Eventually.HoldsAsync(async () =>
         {

@@ -80,6 +80,11 @@ public sealed class DeploymentConfigTests
         Assert.True(env.IndexOf(podIp) < env.FindIndex(e => (string)e["name"] == "PowaCluster__ClusterPublicHost"),
             "POD_IP must come before the variable that uses it");
 
+        // The spool is on a volume of its own (the root filesystem is read-only, and /tmp is not for it): the
+        // directory the settings name is mounted.
+        var mounts = List(container["volumeMounts"]).Select(Map).ToList();
+        Assert.Contains(mounts, m => settings.SpoolDirectoryOrDefault == (string)m["mountPath"] && (string)m["name"] == "spool");
+
         // The pods are listed with PodLabelSelector, ServiceName in place of {0}...
         var selector = string.Format(settings.Kubernetes.PodLabelSelector, settings.Kubernetes.ServiceName).Split('=');
         Assert.Equal(selector[1], podLabels[selector[0]]);

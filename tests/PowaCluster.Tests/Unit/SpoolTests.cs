@@ -47,7 +47,7 @@ public sealed class SpoolFileTests : IDisposable
         Assert.Empty(dropped);
         SpoolFile.AppendErrors(entry.Path, ["Error while calling pg_qualstats_reset(): permission denied"]);
 
-        using var back = spool.For(7).Open(entry);
+        using var back = await spool.For(7).OpenAsync(entry, CancellationToken.None);
         Assert.True(back.FromSpool);
         Assert.Equal((7, taken, stage.Forced, 150020), (back.SrvId, back.TakenAtUtc, back.Forced, back.ServerVersionNum));
         Assert.Equal(stage.Datasources, back.Datasources);
@@ -86,7 +86,7 @@ public sealed class SpoolFileTests : IDisposable
         var order = new List<DateTime>();
         while (server.TakeOldest() is { } e)
         {
-            using (var s = server.Open(e)) order.Add(s.TakenAtUtc);
+            using (var s = await server.OpenAsync(e, CancellationToken.None)) order.Add(s.TakenAtUtc);
             server.Remove(e, replayed: true);
         }
         Assert.Equal([t0, t0.AddSeconds(5), t0.AddSeconds(10)], order);
