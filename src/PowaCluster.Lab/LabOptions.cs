@@ -25,7 +25,8 @@ public sealed record LabOptions(
     IReadOnlyList<string>? Only = null,
     int LongFreezeSeconds = 0,
     bool Kill = false,
-    bool Prometheus = false)
+    bool Prometheus = false,
+    int Statements = 300)
 {
     public const string Usage = """
         usage:
@@ -60,13 +61,14 @@ public sealed record LabOptions(
               repository-freeze (60 s), remote-freeze (90 s), notify-flood (100,000), hostile-rows, strangers,
               isolated-seed, node-freeze; --long-freeze 600 adds the repository frozen 10 minutes. Defaults:
               10 servers at 5 s; about 12 minutes without --long-freeze. Exit code 1 when a row fails.
-          powa-lab outage [--servers N] [--frequency S] [--seconds N] [--warmup N] [--pool-size N] [--remotes N] [--debug]
+          powa-lab outage [--servers N] [--frequency S] [--seconds N] [--warmup N] [--statements N] [--pool-size N] [--remotes N] [--debug]
               The repository stopped for --seconds (default 300) while powa-cluster (with its spool) and the
               reference collector run side by side on the same remotes, each into a repository database of its
               own on the one repository instance; then started again, and 4 more servers activated (no
               backlog). A table: snapshots due during the outage, spooled, replayed, stored, lost; time to
               drain the backlog; the longest delay of a live snapshot of a server without a backlog during the
-              drain; peak resident memory. Defaults: 20 servers at 5 s, 60 s of warm-up.
+              drain; peak resident memory. --statements: distinct statements added to each remote's
+              pg_stat_statements (the size of a snapshot; 300, as bench). Defaults: 20 servers at 5 s, 60 s of warm-up.
           powa-lab scale [--nodes N] [--servers N] [--frequency S] [--seconds N] [--kill] [--powa 4|5] [--pool-size N] [--debug]
               N powa-cluster run processes started together (static seeds, mutual TLS) against throwaway
               remotes on loopback (60 servers per instance: PostgreSQL listens on 64 addresses at most), for
@@ -120,6 +122,7 @@ public sealed record LabOptions(
                 "--idle" when o.Command == "bench" => o with { IdleSeconds = Int(0, 600) },
                 "--loads" when o.Command == "bench" => o with { Loads = ParseList(Value()) },
                 "--quick" when o.Command == "bench" => o with { Quick = true },
+                "--statements" when o.Command == "outage" => o with { Statements = Int(0, 5000) },
                 "--only" when o.Command == "faults" => o with { Only = ParseFaults(Value()) },
                 "--long-freeze" when o.Command == "faults" => o with { LongFreezeSeconds = Int(1, 3600) },
                 _ => throw new UsageException($"unknown option \"{a}\" for {o.Command}"),

@@ -39,13 +39,14 @@ public static class OutageCommand
     {
         var outage = TimeSpan.FromSeconds(o.Seconds ?? 300);
         var frequency = TimeSpan.FromSeconds(o.Frequency);
-        Say($"starting a throwaway repository and {o.Remotes} remote instance(s), 300 statements each");
+        Say($"starting a throwaway repository and {o.Remotes} remote instance(s), {o.Statements} more statements each");
         PowaLab lab;
         try { lab = await PowaLab.StartAsync(o.Remotes, LocalPostgres.MaxLoopbackAddresses); }
         catch (InvalidOperationException e) { throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}"); }
         await using var _ = lab;
         var repository = lab.Repository as LocalPostgres ?? throw new StartupException("powa-lab outage stops a local repository instance");
-        foreach (var r in lab.Remotes) await PowaLab.MakeStatementsAsync(r, 300);
+        if (o.Statements > 0)
+            foreach (var r in lab.Remotes) await PowaLab.MakeStatementsAsync(r, o.Statements);
         await PowaLab.InstallPowaAsync(repository, withStatsExtensions: true, database: ReferenceDb);
         var ours = await lab.RegisterManyAsync(o.Servers, o.Frequency, "outage");
         var fresh = await lab.RegisterManyAsync(Fresh, o.Frequency, "fresh", first: o.Servers);
@@ -91,7 +92,9 @@ public static class OutageCommand
         // measured on powa-cluster's own load (on a 2-core machine both at once saturate the repository).
         if (reference is not null) await reference.StopAsync();
         var backlog = Spooled(spool);
-        Say($"repository started again at {startedAt:HH:mm:ss} UTC; {backlog.Values.Sum()} snapshots spooled; {Fresh} servers activated now (no backlog)");
+        var onDisk = Directory.EnumerateFiles(spool, "*.snap", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+        Say($"repository started again at {startedAt:HH:mm:ss} UTC; {backlog.Values.Sum()} snapshots spooled ({onDisk / 1048576.0:F0} MB on disk, " +
+            $"{onDisk / 1024.0 / Math.Max(1, backlog.Values.Sum()):F0} kB each, deflated); {Fresh} servers activated now (no backlog)");
         await ScalarAsync<object?>(repoDsn, "UPDATE powa_servers SET frequency = $2 WHERE id = ANY($1)", fresh.ToArray(), o.Frequency);
         await ScalarAsync<object?>(repoDsn, "SELECT pg_notify('powa_collector', 'RELOAD - ')");
 
