@@ -37,8 +37,6 @@ public static class OutageCommand
 
     static async Task<int> RunAsync(LabOptions o, CancellationToken stop)
     {
-        var outage = TimeSpan.FromSeconds(o.Seconds ?? 300);
-        var frequency = TimeSpan.FromSeconds(o.Frequency);
         Say($"starting a throwaway repository and {o.Remotes} remote instance(s), {o.Statements} more statements each");
         PowaLab lab;
         try { lab = await PowaLab.StartAsync(o.Remotes, LocalPostgres.MaxLoopbackAddresses); }
@@ -52,11 +50,25 @@ public static class OutageCommand
         var fresh = await lab.RegisterManyAsync(Fresh, o.Frequency, "fresh", first: o.Servers);
         var theirs = await lab.RegisterManyAsync(o.Servers, o.Frequency, "outage", ReferenceDb);
         var repoDsn = repository.ConnectionString(PowaLab.Database);
-        var refDsn = repository.ConnectionString(ReferenceDb);
         await ScalarAsync<object?>(repoDsn, "UPDATE powa_servers SET frequency = -1 WHERE id = ANY($1)", fresh.ToArray()); // activated at the return
         await using var workload = await Workload.StartAsync(lab);
 
         var spool = Directory.CreateTempSubdirectory("powa-lab-outage-spool-").FullName;
+        try { return await MeasureAsync(o, lab, repository, spool, (ours, fresh, theirs), stop); }
+        finally
+        {
+            try { Directory.Delete(spool, recursive: true); } catch (IOException) { /* a temporary directory */ }
+        }
+    }
+
+    static async Task<int> MeasureAsync(LabOptions o, PowaLab lab, LocalPostgres repository, string spool,
+        (IReadOnlyList<int> Ours, IReadOnlyList<int> Fresh, IReadOnlyList<int> Theirs) servers, CancellationToken stop)
+    {
+        var (ours, fresh, theirs) = servers;
+        var outage = TimeSpan.FromSeconds(o.Seconds ?? 300);
+        var frequency = TimeSpan.FromSeconds(o.Frequency);
+        var repoDsn = repository.ConnectionString(PowaLab.Database);
+        var refDsn = repository.ConnectionString(ReferenceDb);
         var port = ClusterNodes.FreePorts(1)[0];
         var log = Path.Combine(Path.GetTempPath(), $"powa-lab-outage-{Environment.ProcessId}.log");
         await using var cluster = OurCollector.StartRun(repoDsn, o.PoolSize ?? new Collector.Configuration.CollectorSettings().WriterPoolSize, o.Debug,
@@ -146,7 +158,6 @@ public static class OutageCommand
         Console.WriteLine();
         Console.WriteLine($"powa-cluster: spool dropped {metrics("powa_spool_dropped_total")}, write failures {metrics("powa_spool_write_failures_total")}; " +
                           $"longest gap between two stored snapshots of a server from 2 intervals before the stop to the end of the drain: {holes:F1} s");
-        try { Directory.Delete(spool, recursive: true); } catch (IOException) { }
         return 0;
     }
 
