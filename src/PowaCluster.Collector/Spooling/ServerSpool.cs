@@ -113,7 +113,7 @@ public sealed class ServerSpool
         _entries.Remove(e);
         _bytes -= e.Bytes;
         if (dropped && ++_dropped == 1)
-            _node.WarnLater($"Server {SrvId}: the node's spool is beyond its bounds ({_node.MaxBytes / 1048576.0:F0} MB, " +
+            _node.WarnLater($"Server {SrvId}: the node's spool is beyond its bounds ({_node.MaxBytes / 1048576.0:0.##} MB, " +
                             $"{_node.MaxAge.TotalHours:F0} h): this server's oldest spooled snapshots are dropped, the first one taken at " +
                             $"{e.TakenAtUtc:yyyy-MM-dd HH:mm:ss} UTC (said once until its spool is empty again; powa_spool_dropped counts them)");
         _node.RemovedUnlocked(e, dropped, replayed: false);

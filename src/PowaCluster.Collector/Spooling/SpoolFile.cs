@@ -14,8 +14,8 @@ public sealed record SpoolHeader(int SrvId, string ServerName, DateTime TakenAtU
 /// One spooled snapshot is one file: <c>POWASPL2</c>, the length of the compressed data (8 bytes), the
 /// header's length (4 bytes; little-endian both), the header (UTF-8 JSON: srvid, when taken, forced,
 /// server_version_num, the datasources' offsets, the errors), the stage's bytes as read off the remote (binary
-/// COPY data, back to back) deflated (zlib, fastest: about 6 times smaller on pg_stat_statements' rows, so the
-/// spool's bound holds six times the outage), then zero or more error records (<c>ERRS</c>, a length, a JSON
+/// COPY data, back to back) deflated (zlib, fastest: 5.5 times smaller on the lab's snapshots, so the spool's
+/// bound holds a 5.5 times longer outage), then zero or more error records (<c>ERRS</c>, a length, a JSON
 /// array: errors of the remote cleanup that ran after the file was written). Written under a <c>.part</c>
 /// name, fsynced, renamed, and the directory fsynced: a file with the final name is complete; a <c>.part</c>
 /// file is a write that a crash cut short, deleted at start. A torn error record at the end is ignored.

@@ -162,7 +162,7 @@ public sealed class SpoolTests(OutageFixture fx, ITestOutputHelper output)
         var ids = new List<int>();
         for (var i = 0; i < 3; i++) ids.Add(await repo.RegisterAsync(fx.Remote, 15 + i, $"bound-{i}", frequency: Frequency));
         var s = CollectorNode.FastSettings();
-        s.SpoolMaxBytes = 3_000_000; // a few of this lab's snapshots (some 500 kB each)
+        s.SpoolMaxBytes = 400_000; // a few of this lab's snapshots (some 120 kB each in the spool, deflated)
         await using var node = await CollectorNode.StartAsync(repo, s);
         var warnings = LogCapture.Start(node.System, typeof(Akka.Event.Warning));
         await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(30), "a first snapshot of every server");
@@ -188,7 +188,7 @@ public sealed class SpoolTests(OutageFixture fx, ITestOutputHelper output)
             .SelectMany(t => t.Select(x => x.ToUniversalTime()).Where(x => x > stoppedAt && x < startedAt)).Order().ToList();
         output.WriteLine($"outage snapshots stored: {stored.Count}, taken {string.Join(", ", stored.Select(t => $"{(startedAt - t).TotalSeconds:F0} s"))} before the restart");
         // The node's newest were kept, the oldest dropped: what was stored of the 30 s is its end.
-        Assert.True(stored.Count >= 2, $"{stored.Count} snapshots of the outage stored");
+        Assert.True(stored.Count >= 1, $"{stored.Count} snapshots of the outage stored");
         Assert.All(stored, t => Assert.True(startedAt - t < TimeSpan.FromSeconds(Frequency * 4), $"a snapshot taken {(startedAt - t).TotalSeconds:F0} s before the restart was kept"));
     }
 
