@@ -9,10 +9,9 @@ namespace PowaCluster.Collector.Actors;
 /// <summary>
 /// The stage is complete; the parent owns it from now on. Spooled: it is on the node's disk too (the server
 /// spools), and the memory stage can go; SpoolError: it was to be spooled and could not be (it is in memory
-/// only); Dropped: the spool's bounds deleted that many older snapshots to make room.
+/// only).
 /// </summary>
-public sealed record SnapshotRead(SnapshotStage Stage, TimeSpan Duration, SpoolEntry? Spooled = null, string? SpoolError = null,
-    int Dropped = 0);
+public sealed record SnapshotRead(SnapshotStage Stage, TimeSpan Duration, SpoolEntry? Spooled = null, string? SpoolError = null);
 
 /// <summary>The read failed: the remote connection cannot be trusted any more (Error says why, without password).</summary>
 public sealed record SnapshotReadFailed(string Error);
@@ -41,14 +40,9 @@ public sealed class SnapshotRun : ReceiveActor
         {
             SpoolEntry? spooled = null;
             string? spoolError = null;
-            var dropped = 0;
             await SnapshotReader.ReadAsync(c, job, stage, abort, spool is null ? null : async st =>
             {
-                try
-                {
-                    var (entry, gone) = await spool.WriteAsync(st, sequence, abort).ConfigureAwait(false);
-                    (spooled, dropped) = (entry, gone.Count);
-                }
+                try { (spooled, _) = await spool.WriteAsync(st, sequence, abort).ConfigureAwait(false); }
                 catch (SpoolException e) { spoolError = e.Message; }
             }, errors =>
             {
@@ -56,17 +50,17 @@ public sealed class SnapshotRun : ReceiveActor
                 try { SpoolFile.AppendErrors(e.Path, errors); }
                 catch (SpoolException x) { spoolError = x.Message; } // stored without the cleanup's errors, which are logged
             }).ConfigureAwait(false);
-            return (spooled, spoolError, dropped);
+            return (spooled, spoolError);
         });
         _read = read;
-        read.PipeTo(Self, success: r => new Finished(null, sw.Elapsed, r.spooled, r.spoolError, r.dropped),
-            failure: e => new Finished(e, sw.Elapsed, null, null, 0));
+        read.PipeTo(Self, success: r => new Finished(null, sw.Elapsed, r.spooled, r.spoolError),
+            failure: e => new Finished(e, sw.Elapsed, null, null));
 
         Receive<Finished>(f =>
         {
             if (f.Error is null)
             {
-                Context.Parent.Tell(new SnapshotRead(_stage!, f.Duration, f.Spooled, f.SpoolError, f.Dropped));
+                Context.Parent.Tell(new SnapshotRead(_stage!, f.Duration, f.Spooled, f.SpoolError));
                 _stage = null; // handed over
             }
             else Context.Parent.Tell(new SnapshotReadFailed(Describe(f.Error, job.CallTimeout)));
@@ -74,7 +68,7 @@ public sealed class SnapshotRun : ReceiveActor
         });
     }
 
-    sealed record Finished(Exception? Error, TimeSpan Duration, SpoolEntry? Spooled, string? SpoolError, int Dropped);
+    sealed record Finished(Exception? Error, TimeSpan Duration, SpoolEntry? Spooled, string? SpoolError);
 
     static string Describe(Exception e, TimeSpan callTimeout) => e switch
     {

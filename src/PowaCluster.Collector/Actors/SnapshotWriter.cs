@@ -152,7 +152,7 @@ public sealed class SnapshotWriter : ReceiveActor
             else s.Spool!.Remove(entry, replayed: false);
             return new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited, down, entry);
         }
-        if (!down || s.Spool is not { Usable: true } spool || s.Stage is null) return new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited);
+        if (!down || s.Spool is not { } spool || s.Stage is null) return new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited);
         try
         {
             await spool.WriteAsync(s.Stage, s.Sequence, CancellationToken.None).ConfigureAwait(false);

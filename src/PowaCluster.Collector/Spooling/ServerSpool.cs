@@ -31,8 +31,6 @@ public sealed class ServerSpool
     /// <summary>Snapshots of this server dropped by the bounds since it last had an empty spool.</summary>
     public long Dropped { get { lock (_node.SyncRoot) return _dropped; } }
 
-    public bool Usable => _node.Usable;
-
     internal int CountUnlocked => _entries.Count;
     internal DateTime? OldestUnlocked => _entries.Count > 0 ? _entries[0].TakenAtUtc : null;
     internal SpoolEntry? OldestDroppableUnlocked => _entries.FirstOrDefault(e => !ReferenceEquals(e, _inFlight));
@@ -90,9 +88,7 @@ public sealed class ServerSpool
         {
             if (ReferenceEquals(_inFlight, e)) _inFlight = null;
             if (!_entries.Contains(e)) return;
-            _entries.Remove(e);
-            _bytes -= e.Bytes;
-            _node.RemovedUnlocked(e, dropped: !replayed, replayed);
+            ForgetUnlocked(e, dropped: !replayed, replayed);
             if (_entries.Count == 0) _dropped = 0;
         }
     }
@@ -108,15 +104,21 @@ public sealed class ServerSpool
         _bytes += e.Bytes;
     }
 
-    internal void RemoveUnlocked(SpoolEntry e, bool dropped)
+    /// <summary>Deleted by the node's bounds: counted for this server, said once until its spool is empty again.</summary>
+    internal void DropUnlocked(SpoolEntry e)
     {
-        _entries.Remove(e);
-        _bytes -= e.Bytes;
-        if (dropped && ++_dropped == 1)
+        if (++_dropped == 1)
             _node.WarnLater($"Server {SrvId}: the node's spool is beyond its bounds ({_node.MaxBytes / 1048576.0:0.##} MB, " +
                             $"{_node.MaxAge.TotalHours:F0} h): this server's oldest spooled snapshots are dropped, the first one taken at " +
                             $"{e.TakenAtUtc:yyyy-MM-dd HH:mm:ss} UTC (said once until its spool is empty again; powa_spool_dropped counts them)");
-        _node.RemovedUnlocked(e, dropped, replayed: false);
+        ForgetUnlocked(e, dropped: true, replayed: false);
+    }
+
+    void ForgetUnlocked(SpoolEntry e, bool dropped, bool replayed)
+    {
+        _entries.Remove(e);
+        _bytes -= e.Bytes;
+        _node.RemovedUnlocked(e, dropped, replayed);
     }
 
     /// <summary>An entry from a file name written by WriteAsync (ticks-sequence-random.snap); null for anything else.</summary>

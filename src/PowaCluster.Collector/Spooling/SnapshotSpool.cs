@@ -8,7 +8,7 @@ namespace PowaCluster.Collector.Spooling;
 public sealed record SpoolEntry(int SrvId, string Path, DateTime TakenAtUtc, long Sequence, long Bytes);
 
 /// <summary>Node totals since start, and what the spool holds now.</summary>
-public sealed record SpoolStats(string Directory, bool Usable, int Snapshots, long Bytes, DateTime? OldestUtc, long Spooled, long Replayed,
+public sealed record SpoolStats(int Snapshots, long Bytes, DateTime? OldestUtc, long Spooled, long Replayed,
     long Dropped, long WriteFailures);
 
 /// <summary>
@@ -87,7 +87,7 @@ public sealed class SnapshotSpool : IDisposable
         lock (_lock)
         {
             var oldest = _servers.Values.Select(s => s.OldestUnlocked).Where(t => t is not null).Min();
-            return new SpoolStats(Directory, Usable, _servers.Values.Sum(s => s.CountUnlocked), _bytes, oldest, _spooled, _replayed, _dropped,
+            return new SpoolStats(_servers.Values.Sum(s => s.CountUnlocked), _bytes, oldest, _spooled, _replayed, _dropped,
                 _writeFailures);
         }
     }
@@ -118,7 +118,7 @@ public sealed class SnapshotSpool : IDisposable
                     (from, oldest) = (s, o);
             if (from is null || oldest is null) break;
             if (_bytes <= MaxBytes && nowUtc - oldest.TakenAtUtc <= MaxAge) break;
-            from.RemoveUnlocked(oldest, dropped: true);
+            from.DropUnlocked(oldest);
             dropped.Add(oldest);
         }
         return dropped;
