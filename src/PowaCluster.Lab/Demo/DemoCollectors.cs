@@ -107,7 +107,13 @@ sealed class OurCollector(Process process, string name = "powa-cluster", string?
     /// SIGTERM, as a service manager would, then waits for the exit; SIGKILL if it has not exited after the
     /// timeout. The exit code; null when it had to be killed.
     /// </summary>
-    internal static async Task<int?> Terminate(Process p, TimeSpan timeout)
+    internal static Task<int?> Terminate(Process p, TimeSpan timeout) => ProcessStop.TerminateAsync(p, timeout);
+}
+
+public static class ProcessStop
+{
+    /// <summary>SIGTERM, then its exit code; after the timeout SIGKILL of its tree, and null.</summary>
+    public static async Task<int?> TerminateAsync(Process p, TimeSpan timeout)
     {
         if (p.HasExited) return p.ExitCode;
         using (var kill = Process.Start("kill", $"-TERM {p.Id}")) kill?.WaitForExit();

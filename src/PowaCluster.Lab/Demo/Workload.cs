@@ -9,15 +9,17 @@ namespace PowaCluster.Lab.Demo;
 /// 20 ms is several between two resets, so quals rows per snapshot do not depend on how the collector
 /// spaces its snapshots, and the collectors can be compared on them).
 /// </summary>
-internal sealed class Workload : IAsyncDisposable
+public sealed class Workload : IAsyncDisposable
 {
-    static readonly TimeSpan Period = TimeSpan.FromMilliseconds(20);
+    static readonly TimeSpan DefaultPeriod = TimeSpan.FromMilliseconds(20);
     readonly List<NpgsqlConnection> _connections = [];
     readonly CancellationTokenSource _stop = new();
     Task _loop = Task.CompletedTask;
 
-    public static async Task<Workload> StartAsync(PowaLab lab)
+    /// <param name="period">between two rounds (20 ms by default: several rounds between two resets)</param>
+    public static async Task<Workload> StartAsync(PowaLab lab, TimeSpan? period = null)
     {
+        var every = period ?? DefaultPeriod;
         var w = new Workload();
         foreach (var r in lab.Remotes)
         {
@@ -30,7 +32,7 @@ internal sealed class Workload : IAsyncDisposable
             while (!w._stop.IsCancellationRequested)
             {
                 foreach (var c in w._connections) await PowaLab.WorkAsync(c);
-                await Task.Delay(Period, w._stop.Token).ContinueWith(_ => { });
+                await Task.Delay(every, w._stop.Token).ContinueWith(_ => { });
             }
         });
         return w;

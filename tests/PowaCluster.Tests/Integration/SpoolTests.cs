@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using Akka.Actor;
 using Akka.Hosting;
 using PowaCluster.Collector.Actors;
+using PowaCluster.Lab.Demo;
 using PowaCluster.Lab.Embedded;
 using PowaCluster.Tests.Support;
 using Xunit;
@@ -26,7 +27,7 @@ public sealed class SpoolTests(OutageFixture fx, ITestOutputHelper output)
         var repo = await fx.NewRepositoryAsync();
         var ids = new List<int>();
         for (var i = 0; i < 10; i++) ids.Add(await repo.RegisterAsync(fx.Remote, 1 + i, $"spool-{i}", frequency: Frequency));
-        await using var workload = Workload.Start(fx.Lab);
+        await using var workload = await Workload.StartAsync(fx.Lab, TimeSpan.FromMilliseconds(200));
         await using var node = await CollectorNode.StartAsync(repo);
         await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(30), "a first snapshot of every server");
 
@@ -145,7 +146,7 @@ public sealed class SpoolTests(OutageFixture fx, ITestOutputHelper output)
                         Assert.True(gaps.Max() < Frequency * 1.5, $"server {id}: a hole of {gaps.Max():F1} s before the kill");
                     }
                 }
-                finally { await TerminateAsync(again); }
+                finally { await ProcessStop.TerminateAsync(again, TimeSpan.FromSeconds(60)); }
             }
         }
         finally
@@ -218,14 +219,6 @@ public sealed class SpoolTests(OutageFixture fx, ITestOutputHelper output)
             "a live snapshot of every server after the outage");
     }
 
-    static async Task TerminateAsync(System.Diagnostics.Process p)
-    {
-        if (p.HasExited) return;
-        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", p.Id.ToString()])) await kill.WaitForExitAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await p.WaitForExitAsync(cts.Token);
-    }
-
     /// <summary>Every ts of a server's powa_stat_bgwriter history, aggregated or not.</summary>
     static Task<List<DateTime>> HistoryTimesAsync(TestRepository repo, int srvid) => repo.ListAsync<DateTime>(
         "SELECT ts FROM (SELECT (record).ts FROM powa_stat_bgwriter_history_current WHERE srvid = $1 " +
@@ -240,32 +233,4 @@ public sealed class SpoolTests(OutageFixture fx, ITestOutputHelper output)
         "  UNION ALL SELECT dbid, (record).ts FROM powa_statements_history_current_db " +
         "  WHERE (record).ts <@ tstzrange($2, $3, '[]') AND dbid = d.oid AND srvid = d.srvid AND srvid = $1) base " +
         "WHERE d.srvid = $1";
-
-    /// <summary>Activity on every remote, every 200 ms: statements with quals between two snapshots.</summary>
-    sealed class Workload : IAsyncDisposable
-    {
-        readonly CancellationTokenSource _stop = new();
-        Task _loop = Task.CompletedTask;
-
-        public static Workload Start(PowaLab lab)
-        {
-            var w = new Workload();
-            w._loop = Task.Run(async () =>
-            {
-                while (!w._stop.IsCancellationRequested)
-                {
-                    foreach (var r in lab.Remotes)
-                        try { await PowaLab.WorkAsync(r); } catch (Npgsql.NpgsqlException) { /* a remote restarted by a test */ }
-                    await Task.Delay(200, w._stop.Token).ContinueWith(_ => { });
-                }
-            });
-            return w;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            _stop.Cancel();
-            await _loop;
-        }
-    }
 }
