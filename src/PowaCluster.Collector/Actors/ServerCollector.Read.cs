@@ -78,7 +78,7 @@ public sealed partial class ServerCollector
         {
             m.Stage.Dispose(); // on the disk: the memory goes back
             _spooledInOutage++;
-            CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(_srvId, _config.Alias, "spooled"));
+            CountSnapshots("spooled");
             if (_repositoryDown) _record.Status = CollectorStatus.NoRepository;
             StoreNext();
             Settle();
@@ -89,7 +89,7 @@ public sealed partial class ServerCollector
             // Read for the spool because the queue is full, and the spool refused it: no room anywhere.
             m.Stage.Dispose();
             _record.Error(CollectorStatus.NoRepository, m.SpoolError, snapshotLost: true);
-            CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(_srvId, _config.Alias, "not_stored"));
+            CountSnapshots("not_stored");
             Settle();
             return;
         }
@@ -104,7 +104,7 @@ public sealed partial class ServerCollector
     void OnReadFailed(SnapshotReadFailed m)
     {
         _run = null;
-        CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(_srvId, _config.Alias, "read_failed"));
+        CountSnapshots("read_failed");
         if (_runRefresh is not null) _refresh = CatalogRefresh.Merge(_refresh, _runRefresh); // for the next snapshot
         if (_catalogSequence == _runSequence) _catalogSequence = 0; // the next stored plan says they are due
         Disconnected(CollectorStatus.NoRemote, m.Error, report: true, snapshotLost: true);

@@ -85,8 +85,7 @@ public sealed partial class ServerCollector
         _notStoredInARow = 0;
         _spoolErrorSaid = false;
         _record.Stored(m.Result);
-        CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(m.SrvId, _config.Alias,
-            m.Result.Outcome == StoreOutcome.Skipped ? "skipped" : "stored"));
+        CountSnapshots(m.Result.Outcome == StoreOutcome.Skipped ? "skipped" : "stored");
         if (m.Result.Outcome == StoreOutcome.Skipped)
             _log.Warning("Server {0}: {1}snapshot skipped: {2}", m.SrvId, m.Replayed is null ? "" : "spooled ", m.Result.SkipReason);
         else
@@ -125,7 +124,7 @@ public sealed partial class ServerCollector
             if (m.Replayed is null)
             {
                 _spooledInOutage++;
-                CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(m.SrvId, _config.Alias, "spooled"));
+                CountSnapshots("spooled");
             }
             if (_notStoredInARow++ == 0)
                 _log.Warning("Server {0}: the repository cannot store snapshots ({1}); they are spooled in {2} and replayed when it can",
@@ -137,7 +136,7 @@ public sealed partial class ServerCollector
         {
             // The repository refuses this spooled snapshot for good: it is deleted, and the next one goes.
             _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: true);
-            CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(m.SrvId, _config.Alias, "not_stored"));
+            CountSnapshots("not_stored");
             _log.Warning("Server {0}: the spooled snapshot taken at {1:yyyy-MM-dd HH:mm:ss} UTC is refused by the repository and dropped: {2}",
                 m.SrvId, gone.TakenAtUtc, m.Error);
             StoreNext();
@@ -147,7 +146,7 @@ public sealed partial class ServerCollector
         if (m.SpoolError is not null) SpoolFailed(m.SpoolError);
         if (_catalogSequence == m.Sequence) _catalogSequence = 0; // the next stored plan says they are due
         _record.Error(CollectorStatus.NoRepository, m.Error, snapshotLost: true);
-        CollectorMetrics.Snapshots.Add(1, CollectorMetrics.ServerTags(m.SrvId, _config.Alias, "not_stored"));
+        CountSnapshots("not_stored");
         // Once per outage, not once per snapshot (a 10-minute outage was 120 lines per server); OnStored says
         // how many were lost when the repository takes them again.
         if (_notStoredInARow++ == 0) _log.Warning("Server {0}: snapshot not stored: {1}", m.SrvId, m.Error);
@@ -193,7 +192,7 @@ public sealed partial class ServerCollector
     {
         _spoolingQueue = false;
         _spooledInOutage += m.Written;
-        if (m.Written > 0) CollectorMetrics.Snapshots.Add(m.Written, CollectorMetrics.ServerTags(_srvId, _config.Alias, "spooled"));
+        if (m.Written > 0) CountSnapshots("spooled", m.Written);
         if (m.Left.Count > 0)
         {
             // Back in memory, first: older than anything read meanwhile.
@@ -214,6 +213,10 @@ public sealed partial class ServerCollector
         _log.Error("Server {0}: the spool cannot be written: {1}; until it can, snapshots the repository cannot store are lost " +
                    "(the ones read meanwhile wait in memory, {2} at most)", _srvId, error, _settings.MaxQueuedSnapshots);
     }
+
+    /// <summary>powa_snapshots_total of this server, by outcome.</summary>
+    void CountSnapshots(string outcome, long n = 1) =>
+        CollectorMetrics.Snapshots.Add(n, CollectorMetrics.ServerTags(_srvId, _config.Alias, outcome));
 
     /// <summary>The snapshots read and not given to a writer yet give their memory back.</summary>
     void DropQueue()
