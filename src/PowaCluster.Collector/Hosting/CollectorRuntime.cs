@@ -15,6 +15,9 @@ public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnecti
 {
     public StageBudget Stages { get; } = new(Settings.StageMemoryBudget, Settings.StageDirectory, Settings.StageFileBudget);
 
+    /// <summary>The clock of what the node decides by age (the spool's MaxAge); a fake one in tests.</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
     SnapshotSpool? _spool;
 
     /// <summary>
@@ -22,7 +25,7 @@ public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnecti
     /// Dispose); Problem says why it cannot be used.
     /// </summary>
     public SnapshotSpool Spool => _spool ??= SnapshotSpool.Open(Settings.SpoolDirectoryOrDefault, Dsn.Describe(Repository),
-        Settings.SpoolMaxBytes, Settings.SpoolMaxAge, Stages);
+        Settings.SpoolMaxBytes, Settings.SpoolMaxAge, Stages, Time);
 
     /// <summary>The node's certificate and the cluster's CA, read at start; null when remoting runs without TLS.</summary>
     public ClusterTls? Tls { get; } = ClusterTls.Load(Settings);

@@ -23,20 +23,25 @@ public sealed class SnapshotSpool : IDisposable
     readonly Lock _lock = new();
     readonly Dictionary<int, ServerSpool> _servers = [];
     readonly FileStream? _lockFile;
+    readonly TimeProvider _time;
     long _bytes, _spooled, _replayed, _dropped, _writeFailures;
 
-    SnapshotSpool(string directory, long maxBytes, TimeSpan maxAge, StageBudget stages, string? problem, FileStream? lockFile)
+    SnapshotSpool(string directory, long maxBytes, TimeSpan maxAge, StageBudget stages, string? problem, FileStream? lockFile,
+        TimeProvider time)
     {
-        (Directory, MaxBytes, MaxAge, Stages, Problem, _lockFile) = (directory, maxBytes, maxAge, stages, problem, lockFile);
+        (Directory, MaxBytes, MaxAge, Stages, Problem, _lockFile, _time) = (directory, maxBytes, maxAge, stages, problem, lockFile, time);
     }
 
     /// <summary>This node's spool for one repository; never throws: a spool that cannot be used says why in Problem.</summary>
     /// <param name="root">the configured directory; the spool is its subdirectory for <paramref name="repository"/></param>
     /// <param name="repository">the repository, as host:port/dbname (no password): names the subdirectory</param>
-    public static SnapshotSpool Open(string root, string repository, long maxBytes, TimeSpan maxAge, StageBudget stages)
+    /// <param name="time">the clock MaxAge is measured with (the system's by default)</param>
+    public static SnapshotSpool Open(string root, string repository, long maxBytes, TimeSpan maxAge, StageBudget stages,
+        TimeProvider? time = null)
     {
+        time ??= TimeProvider.System;
         var dir = Path.Combine(root, "repo-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(repository)))[..16]);
-        if (maxBytes <= 0) return new SnapshotSpool(dir, 0, maxAge, stages, "the spool is off (SpoolMaxBytes is 0)", null);
+        if (maxBytes <= 0) return new SnapshotSpool(dir, 0, maxAge, stages, "the spool is off (SpoolMaxBytes is 0)", null, time);
         FileStream? lockFile = null;
         try
         {
@@ -50,9 +55,9 @@ public sealed class SnapshotSpool : IDisposable
             var why = e is IOException && File.Exists(Path.Combine(dir, "spool.lock"))
                 ? $"the spool {dir} is in use by another powa-cluster process (each node needs a spool directory of its own): {e.Message}"
                 : $"the spool directory {dir} cannot be used: {e.Message}";
-            return new SnapshotSpool(dir, maxBytes, maxAge, stages, why, null);
+            return new SnapshotSpool(dir, maxBytes, maxAge, stages, why, null, time);
         }
-        var spool = new SnapshotSpool(dir, maxBytes, maxAge, stages, null, lockFile);
+        var spool = new SnapshotSpool(dir, maxBytes, maxAge, stages, null, lockFile, time);
         spool.Scan();
         return spool;
     }
@@ -99,7 +104,7 @@ public sealed class SnapshotSpool : IDisposable
     {
         _bytes += added.Bytes;
         _spooled++;
-        return DropBeyondBoundsUnlocked(DateTime.UtcNow, added);
+        return DropBeyondBoundsUnlocked(_time.GetUtcNow().UtcDateTime, added);
     }
 
     /// <summary>
@@ -154,7 +159,7 @@ public sealed class SnapshotSpool : IDisposable
     /// <summary>Applies MaxAge now (a spool nobody writes to still ages).</summary>
     public void Expire()
     {
-        lock (_lock) DropBeyondBoundsUnlocked(DateTime.UtcNow);
+        lock (_lock) DropBeyondBoundsUnlocked(_time.GetUtcNow().UtcDateTime);
         FlushWarnings();
     }
 

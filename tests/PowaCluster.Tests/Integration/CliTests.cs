@@ -43,7 +43,9 @@ public sealed class CliTests(LabFixture fx)
 
         var one = await StartupErrorTests.RunAsync("status", "--server", srvid.ToString(), "--repository", dsn);
         Assert.Equal(0, one.Code);
-        Assert.Contains(DateTime.UtcNow.ToString("yyyy-MM-dd"), one.Stdout.Split('\n').Single(l => l.Contains("cli-one")));
+        // The day of the snapshot stored, not of the test's clock (a run around midnight).
+        var taken = Assert.Single(await repo.SnapshotTimesAsync(srvid)).ToUniversalTime();
+        Assert.Contains(taken.ToString("yyyy-MM-dd"), one.Stdout.Split('\n').Single(l => l.Contains("cli-one")));
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Time.Testing;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Staging;
@@ -5,16 +6,21 @@ using Xunit;
 
 namespace PowaCluster.Tests.Unit;
 
-/// <summary>The spool's files and bounds, on a temporary directory (the outage itself is in Integration.SpoolTests).</summary>
+/// <summary>
+/// The spool's files and bounds, on a temporary directory (the outage itself is in Integration.SpoolTests). The
+/// spool's clock is a fake one: snapshots are dated from it, and the age bound is measured with it.
+/// </summary>
 public sealed class SpoolFileTests : IDisposable
 {
     readonly string _root = Directory.CreateTempSubdirectory("powa-cluster-spool-unit-").FullName;
     readonly StageBudget _budget = new(1 << 20, null);
+    readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 30, 10, 30, 0, TimeSpan.Zero));
+    DateTime Now => _time.GetUtcNow().UtcDateTime;
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
     SnapshotSpool Open(long maxBytes = 1 << 30, TimeSpan? maxAge = null) =>
-        SnapshotSpool.Open(_root, "127.0.0.1:5432/powa", maxBytes, maxAge ?? TimeSpan.FromHours(24), _budget);
+        SnapshotSpool.Open(_root, "127.0.0.1:5432/powa", maxBytes, maxAge ?? TimeSpan.FromHours(24), _budget, _time);
 
     async Task<SnapshotStage> StageAsync(int srvid, DateTime taken, int size, int seed)
     {
@@ -41,7 +47,7 @@ public sealed class SpoolFileTests : IDisposable
     public async Task A_spooled_snapshot_comes_back_as_it_was_read_with_its_header_and_later_errors()
     {
         using var spool = Open();
-        var taken = new DateTime(2026, 11, 30, 10, 0, 5, DateTimeKind.Utc);
+        var taken = Now.AddMinutes(-30);
         using var stage = await StageAsync(7, taken, 200_000, 4);
         var (entry, dropped) = await spool.For(7).WriteAsync(stage, 42, CancellationToken.None);
         Assert.Empty(dropped);
@@ -64,7 +70,7 @@ public sealed class SpoolFileTests : IDisposable
     [Fact]
     public async Task A_restart_finds_what_was_spooled_in_order_and_drops_what_a_crash_cut_short()
     {
-        var t0 = new DateTime(2026, 11, 30, 10, 0, 0, DateTimeKind.Utc);
+        var t0 = Now.AddMinutes(-30);
         string torn;
         using (var spool = Open())
         {
@@ -98,7 +104,7 @@ public sealed class SpoolFileTests : IDisposable
     public async Task Beyond_its_size_the_spool_drops_the_oldest_of_the_node_never_the_one_in_flight()
     {
         using var spool = Open(maxBytes: 35_000);
-        var t0 = DateTime.UtcNow.AddMinutes(-10);
+        var t0 = Now.AddMinutes(-10);
         using (var a = await StageAsync(1, t0, 10_000, 1)) await spool.For(1).WriteAsync(a, 1, CancellationToken.None);
         var inFlight = spool.For(1).TakeOldest()!;  // being replayed: not dropped
         using (var b = await StageAsync(2, t0.AddSeconds(5), 10_000, 2)) await spool.For(2).WriteAsync(b, 1, CancellationToken.None);
@@ -122,8 +128,12 @@ public sealed class SpoolFileTests : IDisposable
     public async Task Beyond_its_age_a_spooled_snapshot_is_dropped()
     {
         using var spool = Open(maxAge: TimeSpan.FromMinutes(30));
-        using (var old = await StageAsync(5, DateTime.UtcNow.AddHours(-1), 1_000, 1)) await spool.For(5).WriteAsync(old, 1, CancellationToken.None);
-        using (var recent = await StageAsync(5, DateTime.UtcNow, 1_000, 2)) await spool.For(5).WriteAsync(recent, 2, CancellationToken.None);
+        using (var old = await StageAsync(5, Now.AddMinutes(-20), 1_000, 1)) await spool.For(5).WriteAsync(old, 1, CancellationToken.None);
+        using (var recent = await StageAsync(5, Now, 1_000, 2)) await spool.For(5).WriteAsync(recent, 2, CancellationToken.None);
+        spool.Expire();
+        Assert.Equal(2, spool.For(5).Count);
+        // The spool's clock, not the machine's: 11 minutes later the first one is 31 minutes old.
+        _time.Advance(TimeSpan.FromMinutes(11));
         spool.Expire();
         Assert.Equal(1, spool.For(5).Count);
         Assert.Equal(1, spool.Stats().Dropped);
@@ -150,7 +160,7 @@ public sealed class SpoolFileTests : IDisposable
         using var spool = Open();
         Directory.CreateDirectory(spool.Directory);
         await File.WriteAllTextAsync(Path.Combine(spool.Directory, "srv9"), "a file where the server's directory goes");
-        using var st = await StageAsync(9, DateTime.UtcNow, 1_000, 1);
+        using var st = await StageAsync(9, Now, 1_000, 1);
         var e = await Assert.ThrowsAsync<SpoolException>(() => spool.For(9).WriteAsync(st, 1, CancellationToken.None));
         Assert.Contains(Path.Combine(spool.Directory, "srv9"), e.Message);
         Assert.Equal(1, spool.Stats().WriteFailures);
