@@ -2,7 +2,8 @@
 # The main job on an embedded default: installs what is missing, starts a throwaway repository and two
 # throwaway remote PostgreSQL 15 instances on loopback, registers servers, runs the collector and prints
 # what it collected. Options go to "powa-lab demo": --seconds N (default: until Ctrl-C), --servers N,
-# --frequency S, --remotes N, --pool-size N, --debug, --powa 5 (archivist 5.1.2, built from ../shared/vendor),
+# --frequency S, --remotes N, --pool-size N, --debug, --powa 5 (the newest archivist 5 built from ../shared/vendor:
+# 5.3.0; --powa 5.1 for 5.1.2),
 # --reference (the reference powa-collector instead: 1.2.0 on PoWA 4, 1.3.1 on PoWA 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."

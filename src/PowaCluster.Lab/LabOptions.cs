@@ -1,4 +1,6 @@
 using PowaCluster.Host.Cli;
+using PowaCluster.Host.Startup;
+using PowaCluster.Lab.Embedded;
 
 namespace PowaCluster.Lab;
 
@@ -21,6 +23,7 @@ public sealed record LabOptions(
     bool Quick = false,
     bool FrozenGiven = false,
     int Powa = 4,
+    string PowaWanted = "4",
     bool SideBySide = false,
     IReadOnlyList<string>? Only = null,
     int LongFreezeSeconds = 0,
@@ -31,11 +34,12 @@ public sealed record LabOptions(
     public const string Usage = """
         usage:
           powa-lab demo [--seconds N] [--servers N] [--frequency S] [--remotes N] [--pool-size N] [--debug]
-                        [--powa 4|5] [--reference | --side-by-side] [--nodes N [--failover | --prometheus]]
+                        [--powa 4|5|5.N] [--reference | --side-by-side] [--nodes N [--failover | --prometheus]]
               Starts a throwaway repository and remote PostgreSQL instances on loopback, registers
               servers, runs powa-cluster and shows what it collected (until Ctrl-C, or for N seconds).
-              --powa 5 runs the throwaway instances with archivist 5.1.2 (built by scripts/install-deps.sh
-              from ../shared/vendor) instead of Debian's 4.1.4, and adds rows per snapshot per datasource.
+              --powa 5 runs the throwaway instances with the newest archivist 5 built by scripts/install-deps.sh
+              from ../shared/vendor (5.3.0), --powa 5.1 with the newest 5.1 (5.1.2), instead of Debian's
+              4.1.4, and adds rows per snapshot per datasource.
               --reference runs the reference powa-collector instead, measured the same way: Debian's
               1.2.0 on PoWA 4, 1.3.1 from ../shared/vendor on PoWA 5.
               --side-by-side runs powa-cluster and the reference at the same time on the same remote
@@ -69,7 +73,7 @@ public sealed record LabOptions(
               drain the backlog; the longest delay of a live snapshot of a server without a backlog during the
               drain; peak resident memory. --statements: distinct statements added to each remote's
               pg_stat_statements (the size of a snapshot; 300, as bench). Defaults: 20 servers at 5 s, 60 s of warm-up.
-          powa-lab scale [--nodes N] [--servers N] [--frequency S] [--seconds N] [--kill] [--powa 4|5] [--pool-size N] [--debug]
+          powa-lab scale [--nodes N] [--servers N] [--frequency S] [--seconds N] [--kill] [--powa 4|5|5.N] [--pool-size N] [--debug]
               N powa-cluster run processes started together (static seeds, mutual TLS) against throwaway
               remotes on loopback (60 servers per instance: PostgreSQL listens on 64 addresses at most), for
               --seconds; prints per node the servers held, remote connections, resident memory and CPU, and for
@@ -112,7 +116,7 @@ public sealed record LabOptions(
                 "--debug" => o with { Debug = true },
                 "--reference" when o.Command == "demo" => o with { Reference = true },
                 "--side-by-side" when o.Command == "demo" => o with { SideBySide = true },
-                "--powa" when o.Command is "demo" or "scale" => o with { Powa = Int(4, 5) },
+                "--powa" when o.Command is "demo" or "scale" => ParsePowa(o, Value()),
                 "--nodes" when o.Command is "demo" or "scale" => o with { Nodes = Int(1, 9) },
                 "--kill" when o.Command == "scale" => o with { Kill = true },
                 "--failover" when o.Command == "demo" => o with { Failover = true },
@@ -137,6 +141,29 @@ public sealed record LabOptions(
         if (o.SideBySide && (o.Reference || o.Nodes > 1))
             throw new UsageException("--side-by-side runs powa-cluster and the reference together: leave --reference and --nodes out");
         return o;
+    }
+
+    /// <summary>"4" (Debian's archivist), "5" (the newest 5.x built) or a release's prefix such as "5.1".</summary>
+    static LabOptions ParsePowa(LabOptions o, string v)
+    {
+        var parts = v.Split('.');
+        if (parts.Length > 3 || !parts.All(p => p.Length > 0 && p.All(char.IsAsciiDigit)) || parts[0] is not ("4" or "5") || (parts[0] == "4" && parts.Length > 1))
+            throw new UsageException($"--powa takes 4, 5 or a PoWA 5 release such as 5.1 or 5.3.0, not \"{v}\"");
+        return o with { Powa = int.Parse(parts[0]), PowaWanted = v };
+    }
+
+    /// <summary>
+    /// The archivist release the throwaway instances run: null for Debian's (4.1.4); else the newest built that
+    /// --powa names, or a startup error saying what is built.
+    /// </summary>
+    public string? ArchivistRelease()
+    {
+        if (Powa == 4) return null;
+        if (LocalPostgres.PowaRelease(PowaWanted) is { } release) return release;
+        var built = LocalPostgres.PowaReleases;
+        throw new StartupException($"--powa {PowaWanted} needs archivist {PowaWanted}: scripts/install-deps.sh builds each " +
+                                   $"../shared/vendor/powa-archivist-*.tar.gz into {LocalPostgres.PowaTrees}; built there: " +
+                                   (built.Count == 0 ? "none" : string.Join(", ", built)));
     }
 
     static IReadOnlyList<string> ParseFaults(string v)

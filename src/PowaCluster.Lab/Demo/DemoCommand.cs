@@ -25,11 +25,11 @@ public static class DemoCommand
         using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
             System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
 
+        var release = cli.ArchivistRelease();
         Console.WriteLine($"demo: starting a throwaway repository and {cli.Remotes} remote PostgreSQL 15 instance(s) on loopback, " +
-                          $"with {(cli.Powa == 5 ? "archivist 5.1.2" : "Debian's archivist")}...");
+                          $"with {(release is null ? "Debian's archivist 4.1.4" : $"archivist {release}")}...");
         var perRemote = (cli.Servers + cli.Remotes - 1) / cli.Remotes;
-        var factory = cli.Powa != 5 ? null : LocalPostgres.Powa5Factory ?? throw new StartupException(
-            "--powa 5 needs archivist 5.1.2: scripts/install-deps.sh builds it when ../shared/vendor/powa-archivist-5.1.2.tar.gz is there");
+        var factory = release is null ? null : LocalPostgres.PowaFactory(release);
         PowaLab lab;
         try { lab = await PowaLab.StartAsync(cli.Remotes, Math.Max(2, perRemote), factory); }
         catch (InvalidOperationException e)
@@ -91,7 +91,7 @@ public static class DemoCommand
         var rows = await PrintAsync(monitor, elapsed, cli.Powa);
         Console.WriteLine($"demo: entries in the remotes' pg_stat_statements: {await RemoteStatementsAsync(lab)}");
         var snaps = rows.Select(r => r.Snapshots).DefaultIfEmpty(0).ToList();
-        Console.WriteLine($"demo summary ({collector.Name}, powa {cli.Powa}): {rows.Count} servers at frequency {cli.Frequency} s for {elapsed.TotalSeconds:F0} s: " +
+        Console.WriteLine($"demo summary ({collector.Name}, powa {release ?? "4.1.4"}): {rows.Count} servers at frequency {cli.Frequency} s for {elapsed.TotalSeconds:F0} s: " +
                           $"snapshots per server min {snaps.Min()} max {snaps.Max()}; servers with errors {rows.Count(r => r.Errors.Length > 0)}; " +
                           $"servers with rows: bgwriter {rows.Count(r => r.Snapshots > 0)}, {DatasourceSummary(rows, cli.Powa)}; " +
                           $"repository connections held by the collector at most {maxConnections}" +

@@ -44,7 +44,7 @@ static class SideBySide
             var diff = other == 0 ? (value == 0 ? "0.0 %" : "-") : $"{(value - other) / other * 100:+0.0;-0.0;0.0} %";
             Console.WriteLine($"{label,-58} {value,10:F1} {other,10:F1} {diff,9}");
         }
-        Console.WriteLine($"demo summary (side by side, powa {cli.Powa}): snapshots per server {ours.Name} min {rows[0].Min(r => r.Snapshots)} " +
+        Console.WriteLine($"demo summary (side by side, powa {cli.ArchivistRelease() ?? "4.1.4"}): snapshots per server {ours.Name} min {rows[0].Min(r => r.Snapshots)} " +
                           $"max {rows[0].Max(r => r.Snapshots)}, {reference.Name} min {rows[1].Min(r => r.Snapshots)} max {rows[1].Max(r => r.Snapshots)}; " +
                           $"servers with errors {rows[0].Count(r => r.Errors.Length > 0)} / {rows[1].Count(r => r.Errors.Length > 0)}");
         return 0;

@@ -27,9 +27,12 @@ public sealed partial class LocalPostgres : IPostgresInstance
     public string LogFile => Path.Combine(Directory, "postgresql.log");
     bool _stopped;
 
-    LocalPostgres(string name, int port, string password, string dir, int loopbackAddresses)
+    /// <summary>The binaries it was started with: a restart runs the same tree (its archivist, its libraries).</summary>
+    readonly string _binDir;
+
+    LocalPostgres(string name, int port, string password, string dir, int loopbackAddresses, string binDir)
     {
-        Name = name; Port = port; Password = password; Directory = dir; LoopbackAddresses = loopbackAddresses;
+        Name = name; Port = port; Password = password; Directory = dir; LoopbackAddresses = loopbackAddresses; _binDir = binDir;
     }
 
     /// <summary>PostgreSQL binds 64 sockets at most (MAXLISTEN), its Unix socket included.</summary>
@@ -38,18 +41,31 @@ public sealed partial class LocalPostgres : IPostgresInstance
     public static string BinDir =>
         Environment.GetEnvironmentVariable("POWACLUSTER_PG_BIN") is { Length: > 0 } b ? b : "/usr/lib/postgresql/15/bin";
 
+    /// <summary>Where scripts/install-deps.sh builds each archivist release: POWA_TREES/pg15-powa-X.Y.Z.</summary>
+    public static string PowaTrees =>
+        Environment.GetEnvironmentVariable("POWA_TREES") is { Length: > 0 } t ? t : "/opt/powa-cluster";
+
     /// <summary>
-    /// PostgreSQL 15's binaries in the copy of its tree where scripts/install-deps.sh built archivist 5.1.2
-    /// (POWA5_ROOT, default /opt/powa-cluster/pg15-powa5); null when it is not there (no ../shared/vendor).
+    /// The archivist releases built into a tree of their own (from ../shared/vendor), oldest first; none
+    /// without ../shared/vendor (then the PoWA 5 tests are skipped). A tree without its stamp is a failed build.
     /// </summary>
-    public static string? Powa5BinDir
+    public static IReadOnlyList<string> PowaReleases =>
+        !System.IO.Directory.Exists(PowaTrees) ? [] :
+        System.IO.Directory.EnumerateDirectories(PowaTrees, "pg15-powa-*")
+            .Select(d => Path.GetFileName(d)["pg15-powa-".Length..])
+            .Where(v => Version.TryParse(v, out _) && PowaBinDir(v) is not null)
+            .OrderBy(Version.Parse).ToList();
+
+    /// <summary>The newest release built that is <paramref name="wanted"/> or starts with it ("5" or "5.1"); null: none.</summary>
+    public static string? PowaRelease(string wanted) =>
+        PowaReleases.LastOrDefault(v => v == wanted || v.StartsWith(wanted + ".", StringComparison.Ordinal));
+
+    /// <summary>PostgreSQL 15's binaries in the tree of one archivist release; null when it is not built.</summary>
+    public static string? PowaBinDir(string release)
     {
-        get
-        {
-            var root = Environment.GetEnvironmentVariable("POWA5_ROOT") is { Length: > 0 } r ? r : "/opt/powa-cluster/pg15-powa5";
-            var bin = Path.Combine(root, "usr/lib/postgresql/15/bin");
-            return File.Exists(Path.Combine(bin, "postgres")) && File.Exists(Path.Combine(root, ".stamp")) ? bin : null;
-        }
+        var root = Path.Combine(PowaTrees, "pg15-powa-" + release);
+        var bin = Path.Combine(root, "usr/lib/postgresql/15/bin");
+        return File.Exists(Path.Combine(bin, "postgres")) && File.Exists(Path.Combine(root, ".stamp")) ? bin : null;
     }
 
     /// <summary>The i-th loopback address this instance listens on (1-based): 127.0.0.i.</summary>
@@ -68,11 +84,11 @@ public sealed partial class LocalPostgres : IPostgresInstance
     /// <summary>A factory for PowaLab.</summary>
     public static readonly PostgresFactory Factory = async (name, n) => await StartAsync(name, n);
 
-    /// <summary>A factory for a PoWA 5 PowaLab (archivist 5.1.2 from Powa5BinDir); null when it is not built.</summary>
-    public static PostgresFactory? Powa5Factory =>
-        Powa5BinDir is { } bin ? async (name, n) => await StartAsync("powa5-" + name, n, binDir: bin) : null;
+    /// <summary>A factory for a PowaLab on one archivist release (PowaBinDir); null when it is not built.</summary>
+    public static PostgresFactory? PowaFactory(string release) =>
+        PowaBinDir(release) is { } bin ? async (name, n) => await StartAsync($"powa{release}-{name}", n, binDir: bin) : null;
 
-    /// <param name="binDir">the PostgreSQL binaries to run (BinDir by default; Powa5BinDir for PoWA 5)</param>
+    /// <param name="binDir">the PostgreSQL binaries to run (BinDir by default; PowaBinDir for an archivist release)</param>
     /// <param name="settings">more lines for postgresql.auto.conf</param>
     public static async Task<LocalPostgres> StartAsync(string name, int loopbackAddresses = 8,
         string? preload = "pg_stat_statements,pg_stat_kcache,pg_qualstats,pg_wait_sampling", string? binDir = null,
@@ -118,7 +134,7 @@ public sealed partial class LocalPostgres : IPostgresInstance
                 try
                 {
                     await RunPg(binDir, "pg_ctl", $"-D {DataDir(dir)} -l {Path.Combine(dir, "postgresql.log")} -w -t 60 start");
-                    var pg = new LocalPostgres(name, port, password, dir, loopbackAddresses);
+                    var pg = new LocalPostgres(name, port, password, dir, loopbackAddresses, binDir);
                     lock (Running) Running.Add(pg);
                     return pg;
                 }
@@ -167,14 +183,14 @@ public sealed partial class LocalPostgres : IPostgresInstance
     public void Thaw() => SignalAll(SigCont);
 
     /// <summary>Stops the server (fast mode: sessions are ended, as a restart for a minor upgrade does), keeping its data.</summary>
-    public Task StopAsync() => RunPg(BinDir, "pg_ctl", $"-D {DataPath} -m fast -w -t 60 stop");
+    public Task StopAsync() => RunPg(_binDir, "pg_ctl", $"-D {DataPath} -m fast -w -t 60 stop");
 
     /// <summary>Starts it again after StopAsync, on the same port.</summary>
     /// <summary>Its postmaster runs (pg_ctl's own test: the data directory has a postmaster.pid).</summary>
     public bool IsRunning => File.Exists(Path.Combine(DataPath, "postmaster.pid"));
 
     public Task StartAgainAsync() =>
-        RunPg(BinDir, "pg_ctl", $"-D {DataPath} -l {Path.Combine(Directory, "postgresql.log")} -w -t 60 start");
+        RunPg(_binDir, "pg_ctl", $"-D {DataPath} -l {Path.Combine(Directory, "postgresql.log")} -w -t 60 start");
 
     /// <summary>SIGKILL to the postmaster and its children, as a host that loses power.</summary>
     public void Kill() => SignalAll(SigKill);
@@ -197,7 +213,7 @@ public sealed partial class LocalPostgres : IPostgresInstance
         lock (Running) Running.Remove(this);
         if (_stopped) return;
         _stopped = true;
-        try { await RunPg(BinDir, "pg_ctl", $"-D {DataPath} -m immediate -w -t 30 stop"); }
+        try { await RunPg(_binDir, "pg_ctl", $"-D {DataPath} -m immediate -w -t 30 stop"); }
         catch (Exception) { /* already stopped */ }
         TryDelete(Directory);
     }
@@ -208,7 +224,7 @@ public sealed partial class LocalPostgres : IPostgresInstance
         _stopped = true;
         try
         {
-            using var p = Process.Start(StartInfo(Path.Combine(BinDir, "pg_ctl"), $"-D {DataPath} -m immediate -w -t 30 stop"));
+            using var p = Process.Start(StartInfo(Path.Combine(_binDir, "pg_ctl"), $"-D {DataPath} -m immediate -w -t 30 stop"));
             p?.WaitForExit(30_000);
         }
         catch (Exception) { }

@@ -51,10 +51,13 @@ public sealed class PowaLab : IAsyncDisposable
     }
 
     /// <summary>CREATE DATABASE powa and the extensions PoWA needs in it.</summary>
-    public static async Task InstallPowaAsync(IPostgresInstance pg, bool withStatsExtensions, string database = Database)
+    /// <param name="powaVersion">an older powa of the instance's tree (to ALTER EXTENSION powa UPDATE later); its newest by default</param>
+    public static async Task InstallPowaAsync(IPostgresInstance pg, bool withStatsExtensions, string database = Database,
+        string? powaVersion = null)
     {
         await pg.ExecAsync("postgres", $"CREATE DATABASE {database}");
-        await pg.ExecAsync(database, "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION btree_gist; CREATE EXTENSION powa;");
+        var version = powaVersion is null ? "" : $" VERSION '{powaVersion.Replace("'", "''")}'";
+        await pg.ExecAsync(database, $"CREATE EXTENSION pg_stat_statements; CREATE EXTENSION btree_gist; CREATE EXTENSION powa{version};");
         if (withStatsExtensions)
             foreach (var e in StatsExtensions)
                 await pg.ExecAsync(database, $"CREATE EXTENSION {e}");

@@ -24,16 +24,16 @@ public static class ScaleCommand
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
         var remotes = (o.Servers + PerInstance - 1) / PerInstance;
-        var binDir = o.Powa != 5 ? null : LocalPostgres.Powa5BinDir ?? throw new StartupException(
-            "--powa 5 needs archivist 5.1.2: scripts/install-deps.sh builds it when ../shared/vendor/powa-archivist-5.1.2.tar.gz is there");
+        var release = o.ArchivistRelease();
+        var binDir = release is null ? null : LocalPostgres.PowaBinDir(release);
         // Seventeen instances share this machine's cores, where in production each remote has a host of its own:
         // pg_wait_sampling's sampler (every 10 ms by default, over every backend slot) would cost the lab most of
         // a core by itself. Sampled every 100 ms here; the data collected is the same kind.
         // The repository gets what README ("A large fleet: the repository") asks of one: autovacuum every 5 s.
-        PostgresFactory factory = async (name, n) => await LocalPostgres.StartAsync((o.Powa == 5 ? "powa5-" : "") + name, n, binDir: binDir,
+        PostgresFactory factory = async (name, n) => await LocalPostgres.StartAsync((release is null ? "" : $"powa{release}-") + name, n, binDir: binDir,
             settings: name == "repository" ? ["autovacuum_naptime = 5s"]
                 : ["pg_wait_sampling.profile_period = 100", "pg_wait_sampling.history_period = 100"]);
-        Say($"starting a throwaway repository and {remotes} remote instances ({PerInstance} loopback addresses each, archivist {(o.Powa == 5 ? "5.1.2" : "4.1.4")})");
+        Say($"starting a throwaway repository and {remotes} remote instances ({PerInstance} loopback addresses each, archivist {release ?? "4.1.4"})");
         PowaLab lab;
         try { lab = await PowaLab.StartAsync(remotes, Math.Min(PerInstance, (o.Servers + remotes - 1) / remotes), factory); }
         catch (InvalidOperationException e) { throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}"); }

@@ -4,7 +4,7 @@ using Xunit;
 
 namespace PowaCluster.Tests.Integration;
 
-/// <summary>PoWA 5: archivist 5.1.2 on the repository and the remotes (built from ../shared/vendor).</summary>
+/// <summary>PoWA 5: each archivist 5 release built from ../shared/vendor (5.1.2, 5.3.0) on the repository and the remotes.</summary>
 [Collection(LabCollection.Name)]
 public sealed class Powa5Tests(LabFixture fx)
 {
@@ -15,14 +15,14 @@ public sealed class Powa5Tests(LabFixture fx)
         "powa_qualstats_quals_history_current", "powa_stat_bgwriter_history_current", "powa_stat_activity_history_current",
     ];
 
-    [Powa5Fact]
-    public async Task Powa5_servers_are_snapshotted_into_the_global_datasources_with_no_error()
+    [Powa5Theory, Powa5Releases]
+    public async Task Powa5_servers_are_snapshotted_into_the_global_datasources_with_no_error(string release)
     {
-        var repo = await fx.NewRepositoryAsync(powa5: true);
-        var remote = fx.Powa5!.Remotes[0];
+        var repo = await fx.NewRepositoryAsync(release);
+        var remote = fx.Powa5Lab(release).Remotes[0];
         // Several servers, each with its first (catalog-heavy) snapshot, on the pool's two writers at once.
         var ids = new List<int>();
-        for (var i = 0; i < 6; i++) ids.Add(await repo.RegisterAsync(fx.Powa5.Remotes[i % 2], 10 + i, $"p5-{i}"));
+        for (var i = 0; i < 6; i++) ids.Add(await repo.RegisterAsync(fx.Powa5Lab(release).Remotes[i % 2], 10 + i, $"p5-{i}"));
         var srvid = ids[0];
         await using (await CollectorNode.StartAsync(repo))
         {
@@ -50,12 +50,12 @@ public sealed class Powa5Tests(LabFixture fx)
             "SELECT version FROM powa_extension_config WHERE srvid = $1 AND extname = 'pg_stat_kcache'", srvid));
     }
 
-    [Powa5Fact]
-    public async Task A_powa4_remote_in_a_powa5_repository_gets_a_clear_error_and_the_others_go_on()
+    [Powa5Theory, Powa5Releases]
+    public async Task A_powa4_remote_in_a_powa5_repository_gets_a_clear_error_and_the_others_go_on(string release)
     {
-        var repo = await fx.NewRepositoryAsync(powa5: true);
+        var repo = await fx.NewRepositoryAsync(release);
         var old = await repo.RegisterAsync(fx.Lab.Remotes[0], 3, "p4-in-p5");
-        var good = await repo.RegisterAsync(fx.Powa5!.Remotes[1], 2, "p5-ok");
+        var good = await repo.RegisterAsync(fx.Powa5Lab(release).Remotes[1], 2, "p5-ok");
         await using (await CollectorNode.StartAsync(repo))
         {
             await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(good)).Count >= 2 &&
@@ -63,16 +63,16 @@ public sealed class Powa5Tests(LabFixture fx)
                 TimeSpan.FromSeconds(40), "the PoWA 5 server snapshotted and the PoWA 4 one refused");
         }
         var error = Assert.Single(await repo.ErrorsAsync(old));
-        Assert.Contains("the remote server has powa 4.1.4 but the repository has powa 5.1.2", error);
+        Assert.Contains($"the remote server has powa 4.1.4 but the repository has powa {release}", error);
         Assert.Empty(await repo.SnapshotTimesAsync(old));
         Assert.Empty(await repo.ErrorsAsync(good));
     }
 
-    [Powa5Fact]
-    public async Task Per_database_modules_of_two_databases_and_their_catalogs_are_stored_with_the_snapshot_timestamp()
+    [Powa5Theory, Powa5Releases]
+    public async Task Per_database_modules_of_two_databases_and_their_catalogs_are_stored_with_the_snapshot_timestamp(string release)
     {
-        var repo = await fx.NewRepositoryAsync(powa5: true);
-        var remote = fx.Powa5!.Remotes[0];
+        var repo = await fx.NewRepositoryAsync(release);
+        var remote = fx.Powa5Lab(release).Remotes[0];
         await WithDatabaseAsync(remote, "app", async db =>
         {
             await remote.ExecAsync(db, "CREATE TABLE app_t(id int primary key); INSERT INTO app_t SELECT generate_series(1, 100); " +
@@ -115,11 +115,11 @@ public sealed class Powa5Tests(LabFixture fx)
         });
     }
 
-    [Powa5Fact]
-    public async Task Refresh_db_cat_answers_as_the_reference_and_the_next_snapshot_rereads_the_catalogs()
+    [Powa5Theory, Powa5Releases]
+    public async Task Refresh_db_cat_answers_as_the_reference_and_the_next_snapshot_rereads_the_catalogs(string release)
     {
-        var repo = await fx.NewRepositoryAsync(powa5: true);
-        var remote = fx.Powa5!.Remotes[1];
+        var repo = await fx.NewRepositoryAsync(release);
+        var remote = fx.Powa5Lab(release).Remotes[1];
         await WithDatabaseAsync(remote, "cat", async db =>
         {
             var srvid = await repo.RegisterAsync(remote, 4, "p5-cat");
@@ -150,11 +150,11 @@ public sealed class Powa5Tests(LabFixture fx)
         });
     }
 
-    [Powa5Fact]
-    public async Task A_renamed_or_dropped_database_does_not_fail_the_snapshots()
+    [Powa5Theory, Powa5Releases]
+    public async Task A_renamed_or_dropped_database_does_not_fail_the_snapshots(string release)
     {
-        var repo = await fx.NewRepositoryAsync(powa5: true);
-        var remote = fx.Powa5!.Remotes[0];
+        var repo = await fx.NewRepositoryAsync(release);
+        var remote = fx.Powa5Lab(release).Remotes[0];
         await WithDatabaseAsync(remote, "gone", async db =>
         {
             var srvid = await repo.RegisterAsync(remote, 5, "p5-gone");

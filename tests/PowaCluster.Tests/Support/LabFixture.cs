@@ -16,10 +16,19 @@ public sealed class LabFixture : IAsyncLifetime
     public PowaLab Lab { get; private set; } = null!;
 
     /// <summary>
-    /// The PoWA 5 set-up (archivist 5.1.2 on a repository and two remotes), when scripts/install-deps.sh could
-    /// build it (../shared/vendor is there); null otherwise, and the PoWA 5 tests are skipped (Powa5Fact).
+    /// The PoWA 5 releases the PoWA 5 tests run on: each archivist 5 that scripts/install-deps.sh built from
+    /// ../shared/vendor into a tree of its own (5.1.2 and 5.3.0 today; a new tarball there is tested with no code).
+    /// None without ../shared/vendor: the PoWA 5 tests are then skipped (Powa5Theory).
     /// </summary>
-    public PowaLab? Powa5 { get; private set; }
+    public static IReadOnlyList<string> Powa5Releases { get; } = LocalPostgres.PowaReleases.Where(r => r.StartsWith("5.")).ToList();
+
+    /// <summary>A repository and two remotes per PoWA 5 release (Powa5Releases).</summary>
+    public IReadOnlyDictionary<string, PowaLab> Powa5 { get; private set; } = new Dictionary<string, PowaLab>();
+
+    /// <summary>The set-up of one PoWA 5 release.</summary>
+    public PowaLab Powa5Lab(string release) => Powa5.TryGetValue(release, out var lab) ? lab
+        : throw new InvalidOperationException($"no PoWA {release} set-up (built here: {string.Join(", ", Powa5Releases)})");
+
     int _databases;
 
     /// <summary>A throwaway CA for the multi-node tests' cluster TLS (Settings(name) gives a node's files).</summary>
@@ -30,9 +39,8 @@ public sealed class LabFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var powa5 = LocalPostgres.Powa5Factory is { } factory
-            ? PowaLab.StartAsync(remotes: 2, loopbackAddresses: 24, factory: factory)
-            : null;
+        var powa5 = Powa5Releases.ToDictionary(r => r, r => PowaLab.StartAsync(remotes: 2, loopbackAddresses: 24,
+            factory: LocalPostgres.PowaFactory(r)));
         try
         {
             Lab = await PowaLab.StartAsync(remotes: 2, loopbackAddresses: 50,
@@ -40,7 +48,15 @@ public sealed class LabFixture : IAsyncLifetime
         }
         finally
         {
-            if (powa5 is not null) Powa5 = await powa5;
+            var started = new Dictionary<string, PowaLab>();
+            Exception? failed = null;
+            foreach (var (release, lab) in powa5)
+            {
+                try { started[release] = await lab; }
+                catch (Exception e) { failed ??= e; }
+            }
+            Powa5 = started;
+            if (failed is not null) throw failed;
         }
         var r = Lab.Remotes[0];
         await r.ExecAsync("postgres", $"CREATE DATABASE {NoQualstatsDb}");
@@ -50,29 +66,39 @@ public sealed class LabFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        if (Powa5 is not null) await Powa5.DisposeAsync();
+        foreach (var lab in Powa5.Values) await lab.DisposeAsync();
         if (Lab is not null) await Lab.DisposeAsync();
         Certificates.Dispose();
     }
 
-    /// <summary>A new, empty PoWA repository database (PoWA 4, or PoWA 5 on the PoWA 5 set-up).</summary>
-    public async Task<TestRepository> NewRepositoryAsync(bool powa5 = false)
+    /// <summary>
+    /// A new, empty PoWA repository database: PoWA 4, or on the set-up of a PoWA 5 release (<paramref name="powa5"/>);
+    /// <paramref name="version"/> installs an older powa of that tree (CREATE EXTENSION powa VERSION), to update later.
+    /// </summary>
+    public async Task<TestRepository> NewRepositoryAsync(string? powa5 = null, string? version = null)
     {
-        var lab = powa5 ? Powa5 ?? throw new InvalidOperationException("no PoWA 5 set-up: the test should be a Powa5Fact") : Lab;
+        var lab = powa5 is null ? Lab : Powa5Lab(powa5);
         var name = $"repo_{Interlocked.Increment(ref _databases)}";
-        await PowaLab.InstallPowaAsync(lab.Repository, withStatsExtensions: true, database: name);
+        await PowaLab.InstallPowaAsync(lab.Repository, withStatsExtensions: true, database: name, powaVersion: version);
         return new TestRepository(lab, name);
     }
 }
 
-/// <summary>A test on archivist 5.1.2: skipped (and counted as skipped) where it could not be built.</summary>
-public sealed class Powa5FactAttribute : FactAttribute
+/// <summary>A test run once per PoWA 5 release built here (Powa5Releases); skipped, and counted so, where none is.</summary>
+public sealed class Powa5TheoryAttribute : TheoryAttribute
 {
-    public Powa5FactAttribute()
+    public Powa5TheoryAttribute()
     {
-        if (LocalPostgres.Powa5BinDir is null)
-            Skip = "archivist 5.1.2 is not built here (scripts/install-deps.sh builds it from ../shared/vendor)";
+        if (LabFixture.Powa5Releases.Count == 0)
+            Skip = "no archivist 5 is built here (scripts/install-deps.sh builds them from ../shared/vendor)";
     }
+}
+
+/// <summary>The PoWA 5 releases built here, one test case each (with Powa5Theory).</summary>
+public sealed class Powa5ReleasesAttribute : Xunit.Sdk.DataAttribute
+{
+    public override IEnumerable<object[]> GetData(System.Reflection.MethodInfo testMethod) =>
+        LabFixture.Powa5Releases.Count == 0 ? [["none"]] : LabFixture.Powa5Releases.Select(r => new object[] { r });
 }
 
 [CollectionDefinition(Name)]
