@@ -53,6 +53,7 @@ public sealed partial class ServerCollector
             return;
         }
         _failures = 0;
+        FollowRepositoryPowa(m.RepositoryPowa);
         (_config, _rowVersion) = (m.Row.Config, m.Row.RowVersion);
         CollectorMetrics.Track(_srvId, _config.Alias, _record);
         _log.Info("Starting to collect server {0} ({1}) every {2} s", _srvId, ServerConfig.Shown(_config.Name), _config.Frequency);
@@ -89,6 +90,7 @@ public sealed partial class ServerCollector
             return;
         }
         _rowVersion = m.Row.RowVersion;
+        FollowRepositoryPowa(m.RepositoryPowa);
         if (m.Row.Config != _config)
         {
             if (_run is not null) _pendingConfig = m.Row.Config; // applied once the read is over

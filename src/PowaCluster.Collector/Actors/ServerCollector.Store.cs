@@ -85,9 +85,11 @@ public sealed partial class ServerCollector
         _notStoredInARow = 0;
         _spoolErrorSaid = false;
         _record.Stored(m.Result);
-        CountSnapshots(m.Result.Outcome == StoreOutcome.Skipped ? "skipped" : "stored");
+        FollowRepositoryPowa(m.Result.RepositoryPowa);
+        CountSnapshots(m.Result.Outcome switch { StoreOutcome.Skipped => "skipped", StoreOutcome.Refused => "refused", _ => "stored" });
         if (m.Result.Outcome == StoreOutcome.Skipped)
             _log.Warning("Server {0}: {1}snapshot skipped: {2}", m.SrvId, m.Replayed is null ? "" : "spooled ", m.Result.SkipReason);
+        else if (m.Result.Outcome == StoreOutcome.Refused) OnRefused(m);
         else
         {
             // The repository's plan for the next snapshot, without the catalogs while a later one carries them.
@@ -108,6 +110,30 @@ public sealed partial class ServerCollector
             _log.Warning("powa_take_snapshot({0}) reported {1} error(s); see the repository server's log", m.SrvId, m.Result.TakeSnapshotErrors);
         StoreNext();
         Settle();
+    }
+
+    /// <summary>
+    /// The repository's powa, as the last store read it: an ALTER EXTENSION powa UPDATE there is followed with no
+    /// restart (the next connection's check compares the remote with it).
+    /// </summary>
+    void FollowRepositoryPowa(string? text)
+    {
+        if (PowaVersion.Parse(text) is not { } now || now.Text == _repositoryPowa.Text) return;
+        _log.Info("Server {0}: the repository's powa is {1} now (was {2})", _srvId, now, _repositoryPowa);
+        _repositoryPowa = now;
+    }
+
+    /// <summary>
+    /// The repository refused a snapshot: the remote's powa and its own differ (one side was updated). Nothing of
+    /// it was stored; the error goes to powa_snapshot_metas.errors, and the connection is opened again, whose
+    /// check says the same until both sides match (then collection resumes by itself, versions saved again).
+    /// </summary>
+    void OnRefused(SnapshotStored m)
+    {
+        _record.Error(CollectorStatus.NoRemote, m.Result.SkipReason!, snapshotLost: true);
+        if (_remote is not null && !_stopping)
+            Disconnected(CollectorStatus.NoRemote, m.Result.SkipReason!, report: true);
+        else _log.Debug("Server {0}: {1}snapshot refused: {2}", m.SrvId, m.Replayed is null ? "" : "spooled ", m.Result.SkipReason);
     }
 
     void OnNotStored(SnapshotNotStored m)

@@ -21,7 +21,7 @@ namespace PowaCluster.Collector.Actors;
 public sealed partial class ServerCollector : ReceiveActor, IWithTimers
 {
     readonly CollectorSettings _settings;
-    readonly PowaVersion _repositoryPowa;
+    PowaVersion _repositoryPowa;    // the node's at start; then what each store reads (an ALTER EXTENSION powa UPDATE)
     readonly IActorRef _writers;
     readonly IActorRef _coordinator;
     readonly IActorRef _ramp;       // the node's ConnectRamp (Nobody: connect at once, as in actor unit tests)
@@ -125,6 +125,9 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
                 _ramp.Tell(new ConnectFinished(gen));
                 CollectorMetrics.RemoteConnectFailures.Add(1, CollectorMetrics.ServerTags(_srvId, _config.Alias));
                 Disconnected(CollectorStatus.NoRemote, m.Error, report: true);
+                // Another powa than the repository's: the repository's may have changed too (ALTER EXTENSION powa
+                // UPDATE there while the remote waits for its own): read again before the next attempt.
+                if (m.Setup) ReadRow();
             });
             Common();
         });
@@ -137,8 +140,8 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
                 return t;
             }, TaskScheduler.Default).Unwrap()
             .PipeTo(Self, success: r => new Connected(gen, r.Conn, r.Versions),
-                failure: e => new ConnectFailed(gen, e is RemoteSetupException ? e.Message
-                    : $"cannot connect to {Dsn.Describe(csb)}: {PgSession.Describe(e)}"));
+                failure: e => e is RemoteSetupException ? new ConnectFailed(gen, e.Message, Setup: true)
+                    : new ConnectFailed(gen, $"cannot connect to {Dsn.Describe(csb)}: {PgSession.Describe(e)}"));
     }
 
     void OnConnected(Connected m)

@@ -64,7 +64,8 @@ public sealed record StopEntity
 // ---- ServerCollector's own messages (to itself) ------------------------------------------------
 
 internal sealed record Connected(int Generation, Npgsql.NpgsqlConnection Conn, PowaCluster.Collector.Postgres.RemoteVersions Versions);
-internal sealed record ConnectFailed(int Generation, string Error);
+/// <param name="Setup">the remote cannot be collected as it is set up (no powa, another version): not a network failure</param>
+internal sealed record ConnectFailed(int Generation, string Error, bool Setup = false);
 internal sealed record Reconnect { public static readonly Reconnect Instance = new(); }
 internal sealed record Tick(int Generation);
 internal sealed record RetryRead { public static readonly RetryRead Instance = new(); }

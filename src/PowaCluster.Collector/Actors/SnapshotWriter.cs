@@ -87,7 +87,7 @@ public sealed class SnapshotWriter : ReceiveActor
             {
                 StoreSnapshot s => await StoreAsync(conn, s, waited, sw, cts.Token).ConfigureAwait(false),
                 RestoreSchedule r => await RestoreAsync(conn, r, cts.Token).ConfigureAwait(false),
-                ReadServer r => new ServerRead(r.SrvId, await RepositoryQueries.LoadActiveServerAsync(_sql, conn, r.SrvId, cts.Token).ConfigureAwait(false), null),
+                ReadServer r => ServerReadOf(r.SrvId, await RepositoryQueries.LoadActiveServerAsync(_sql, conn, r.SrvId, cts.Token).ConfigureAwait(false)),
                 LoadServers => new ServersRead(await RepositoryQueries.LoadActiveServersAsync(_sql, conn, cts.Token).ConfigureAwait(false), null),
                 SaveVersions v => await InTransaction(conn, c => RepositoryQueries.SaveVersionsAsync(_sql, c, v.SrvId, v.Versions, cts.Token), cts.Token),
                 ReportErrors e => await InTransaction(conn, c => RepositoryQueries.ReportErrorsAsync(_sql, c, e.SrvId, e.Errors, replace: true, cts.Token), cts.Token),
@@ -164,6 +164,8 @@ public sealed class SnapshotWriter : ReceiveActor
         }
     }
 
+    static ServerRead ServerReadOf(int srvid, (ServerRow? Row, string? RepositoryPowa) read) => new(srvid, read.Row, null, read.RepositoryPowa);
+
     async Task<SnapshotStored> StoreAsync(NpgsqlConnection conn, StoreSnapshot s, TimeSpan waited, Stopwatch sw, CancellationToken ct)
     {
         var started = sw.Elapsed;
@@ -173,7 +175,9 @@ public sealed class SnapshotWriter : ReceiveActor
             // A spooled snapshot: stored exactly like a live one, from its file; the file goes after the commit.
             using (var stage = await s.Spool!.OpenAsync(entry, ct).ConfigureAwait(false))
                 result = await SnapshotStore.StoreAsync(_sql, conn, stage, ct).ConfigureAwait(false);
-            if (result.Outcome == StoreOutcome.Stored || result.Fenced) s.Spool.Remove(entry, replayed: result.Outcome == StoreOutcome.Stored);
+            // Stored, fenced or refused for its powa version (storing it later would not help): the file goes.
+            if (result.Outcome is StoreOutcome.Stored or StoreOutcome.Refused || result.Fenced)
+                s.Spool.Remove(entry, replayed: result.Outcome == StoreOutcome.Stored);
             else s.Spool.Release(entry); // another collector holds the server's lock now: later
         }
         else result = await SnapshotStore.StoreAsync(_sql, conn, s.Stage!, ct).ConfigureAwait(false);

@@ -59,8 +59,11 @@ public sealed record ScheduleRestored(int SrvId, LastSnapshot? Last, SnapshotPla
 /// </summary>
 public sealed record ReadServer(int SrvId, IActorRef ReplyTo) : IWriterWork;
 
-/// <summary>Row is null when the server is not active (removed or deactivated); Error set when the repository could not be read.</summary>
-public sealed record ServerRead(int SrvId, ServerRow? Row, string? Error);
+/// <summary>
+/// Row is null when the server is not active (removed or deactivated); Error set when the repository could not be
+/// read; RepositoryPowa: the repository's powa version now (its entity checks the remote's against it).
+/// </summary>
+public sealed record ServerRead(int SrvId, ServerRow? Row, string? Error, string? RepositoryPowa = null);
 
 /// <summary>
 /// The coordinator's resync: every active server's row. On a writer's connection, not on the coordinator's

@@ -36,8 +36,9 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
         Receive<SnapshotStored>(m =>
         {
             if (!_inFlight.Remove(m.SrvId)) return;
-            if (m.Result.Outcome == StoreOutcome.Skipped)
-                _log.Warning("Server {0}: spooled snapshot (no entity on this node) skipped: {1}", m.SrvId, m.Result.SkipReason);
+            if (m.Result.Outcome != StoreOutcome.Stored)
+                _log.Warning("Server {0}: spooled snapshot (no entity on this node) {1}: {2}", m.SrvId,
+                    m.Result.Outcome == StoreOutcome.Refused ? "refused and dropped" : "skipped", m.Result.SkipReason);
             Replay(_spool.For(m.SrvId)); // the next one at once
         });
         Receive<SnapshotNotStored>(m =>

@@ -6,6 +6,10 @@ namespace PowaCluster.Collector.Postgres;
 public sealed record PowaVersion(int Major, int Minor, string Text)
 {
     public bool SameMajorMinor(PowaVersion other) => Major == other.Major && Minor == other.Minor;
+
+    /// <summary>Why a remote with this powa cannot feed a repository with <paramref name="repository"/>'s (their tables differ), or null.</summary>
+    public string? MismatchWith(PowaVersion repository) => SameMajorMinor(repository) ? null
+        : $"the remote server has powa {this} but the repository has powa {repository}: they must have the same major.minor version";
     public override string ToString() => Text;
 
     public static PowaVersion? Parse(string? text)

@@ -49,9 +49,9 @@ public abstract class PowaSql
         "SELECT id, hostname, port, username, password, dbname, frequency, alias, xmin::text " +
         $"FROM {Q("powa_servers")} WHERE id > 0 AND frequency > 0 ORDER BY id";
 
-    /// <summary>$1 srvid: the server's row if it is active, as ActiveServers gives it.</summary>
+    /// <summary>$1 srvid: the server's row if it is active, as ActiveServers gives it, then the repository's powa now.</summary>
     public string ActiveServer =>
-        "SELECT id, hostname, port, username, password, dbname, frequency, alias, xmin::text " +
+        $"SELECT id, hostname, port, username, password, dbname, frequency, alias, xmin::text, {PowaVersionNow} " +
         $"FROM {Q("powa_servers")} WHERE id = $1 AND id > 0 AND frequency > 0";
 
     /// <summary>$1 srvid, $2 text[].</summary>
@@ -69,8 +69,14 @@ public abstract class PowaSql
     /// the time of the server's last stored snapshot and its frequency, for the once-per-interval fence.
     /// </summary>
     public string LockServer =>
-        $"SELECT m.snapts, s.frequency FROM {Q("powa_snapshot_metas")} m JOIN {Q("powa_servers")} s ON s.id = m.srvid " +
+        $"SELECT m.snapts, s.frequency, {PowaVersionNow} FROM {Q("powa_snapshot_metas")} m JOIN {Q("powa_servers")} s ON s.id = m.srvid " +
         "WHERE m.srvid = $1 FOR UPDATE OF m NOWAIT";
+
+    /// <summary>
+    /// The powa extension's version in this database now: read at each store (the repository) and each read (a
+    /// remote), so that an ALTER EXTENSION powa UPDATE on either side is seen at the next snapshot.
+    /// </summary>
+    public const string PowaVersionNow = "(SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'powa')";
 
     /// <summary>
     /// $1 srvid, $2 when the snapshot was taken: powa_take_snapshot sets snapts to the repository's now(), the

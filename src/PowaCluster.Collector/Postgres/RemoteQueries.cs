@@ -19,8 +19,7 @@ public static class RemoteQueries
             ?? throw new RemoteSetupException($"the powa extension is not installed in database \"{conn.Database}\" of the remote server");
         if (v.Major < 4)
             throw new RemoteSetupException($"the remote server has powa {v}, 4.0 or later is required");
-        if (!v.SameMajorMinor(repository))
-            throw new RemoteSetupException($"the remote server has powa {v} but the repository has powa {repository}: they must have the same major.minor version");
+        if (v.MismatchWith(repository) is { } mismatch) throw new RemoteSetupException(mismatch);
         if (v is { Major: 4, Minor: 0 })
             await PgSession.ExecAsync(conn, "LOAD 'powa'", ct);
         // PoWA 5 qualifies every name: nothing on the remote's search_path may stand in for them.

@@ -43,11 +43,13 @@ public static class RepositoryQueries
     }
 
     /// <summary>One server's row, or null when it is not active (removed, deactivated).</summary>
-    public static async Task<ServerRow?> LoadActiveServerAsync(PowaSql sql, NpgsqlConnection conn, int srvid, CancellationToken ct)
+    /// <summary>The server's row if it is active, and the repository's powa version now (null with no row).</summary>
+    public static async Task<(ServerRow? Row, string? RepositoryPowa)> LoadActiveServerAsync(PowaSql sql, NpgsqlConnection conn, int srvid,
+        CancellationToken ct)
     {
         await using var cmd = new NpgsqlCommand(sql.ActiveServer, conn) { Parameters = { new() { Value = srvid } } };
         await using var r = await cmd.ExecuteReaderAsync(ct);
-        return await r.ReadAsync(ct) ? ReadRow(r) : null;
+        return await r.ReadAsync(ct) ? (ReadRow(r), r.IsDBNull(9) ? null : r.GetString(9)) : (null, null);
     }
 
     static ServerRow ReadRow(NpgsqlDataReader r) => new(

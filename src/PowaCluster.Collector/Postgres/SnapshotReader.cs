@@ -32,7 +32,17 @@ public static class SnapshotReader
         // (no token reaches Npgsql: see RemoteDeadline).
         await using var _ = abort.Register(() => RemoteDeadline.Break(conn));
         abort.ThrowIfCancellationRequested();
-        await ExecAsync(conn, "BEGIN", callTimeout).ConfigureAwait(false);
+        // The remote's powa now (one round trip with the BEGIN): the repository stores the stage only if it still
+        // has the same major.minor (an ALTER EXTENSION powa UPDATE on either side changes tables' shapes).
+        stage.RemotePowa = await RemoteDeadline.RunAsync(conn, callTimeout, async () =>
+        {
+            await using var begin = new NpgsqlBatch(conn)
+            {
+                BatchCommands = { new NpgsqlBatchCommand("BEGIN"), new NpgsqlBatchCommand("SELECT " + PowaSql.PowaVersionNow) },
+            };
+            await using var r = await begin.ExecuteReaderAsync().ConfigureAwait(false);
+            return await r.ReadAsync().ConfigureAwait(false) && !r.IsDBNull(0) ? r.GetString(0) : "";
+        }).ConfigureAwait(false);
         foreach (var ds in job.Plan.Global)
         {
             if (ds.QuerySource is null) continue; // a module without a source function: nothing to read

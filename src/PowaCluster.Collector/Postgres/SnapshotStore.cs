@@ -14,13 +14,20 @@ public enum StoreOutcome
     /// an interval from this one is stored already (SkipReason says which).
     /// </summary>
     Skipped,
+
+    /// <summary>
+    /// Nothing was written: the remote's powa (when read) and the repository's (now) are of another major.minor,
+    /// so their tables differ (an ALTER EXTENSION powa UPDATE on one side); SkipReason says which versions.
+    /// </summary>
+    Refused,
 }
 
 /// <summary>What storing a stage did; Plan is what the server's next snapshot reads.</summary>
 /// <param name="Fenced">Skipped by the fence (one taken too close to, or for a spooled one before, the last
 /// stored one), not by the lock: storing it later would not help.</param>
+/// <param name="RepositoryPowa">the repository's powa version, read in the store's transaction (null: not read)</param>
 public sealed record StoreResult(StoreOutcome Outcome, SnapshotPlan Plan, int TakeSnapshotErrors,
-    IReadOnlyList<string> Errors, string? SkipReason = null, bool Fenced = false);
+    IReadOnlyList<string> Errors, string? SkipReason = null, bool Fenced = false, string? RepositoryPowa = null);
 
 /// <summary>
 /// Stores a staged snapshot in one repository transaction, at full speed: the remote is not involved.
@@ -49,7 +56,8 @@ public static class SnapshotStore
 
     static async Task<StoreResult> StoreFastAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
-        if (await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false) is { } skipped) return skipped;
+        var (skipped, repositoryPowa) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
+        if (skipped is not null) return skipped;
         foreach (var ds in stage.Datasources.Where(d => d.HasRows))
             await CopyInAsync(conn, stage, ds, ct).ConfigureAwait(false);
         var errors = stage.Errors;
@@ -65,12 +73,13 @@ public static class SnapshotStore
         await r.NextResultAsync(ct).ConfigureAwait(false);
         var next = await ReadPlanAsync(sql, r, ct).ConfigureAwait(false);
         while (await r.NextResultAsync(ct).ConfigureAwait(false)) { } // the COMMIT: an error there throws
-        return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors);
+        return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors, RepositoryPowa: repositoryPowa);
     }
 
     static async Task<StoreResult> StoreSlowAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
-        if (await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false) is { } skipped) return skipped;
+        var (skipped, repositoryPowa) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
+        if (skipped is not null) return skipped;
         var errors = new List<string>(stage.Errors);
         await ExecAsync(conn, "SAVEPOINT copies", ct).ConfigureAwait(false);
         foreach (var ds in stage.Datasources.Where(d => d.HasRows))
@@ -108,7 +117,7 @@ public static class SnapshotStore
         }
         var next = await GetPlanAsync(sql, conn, stage.SrvId, stage.ServerVersionNum, ct).ConfigureAwait(false);
         await ExecAsync(conn, "COMMIT", ct).ConfigureAwait(false);
-        return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors);
+        return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors, RepositoryPowa: repositoryPowa);
     }
 
     /// <summary>
@@ -117,9 +126,11 @@ public static class SnapshotStore
     /// for a forced one) is stored already: at most one snapshot per server and interval, whatever the cluster
     /// does (two clusters formed side by side, a frozen node that wakes and fires its overdue tick, an old
     /// collector still running). The times compared are when each snapshot was taken (SetSnapshotTime), so a
-    /// queue of snapshots read an interval apart and stored back to back passes.
+    /// queue of snapshots read an interval apart and stored back to back passes. A Refused result when the
+    /// repository's powa (read in the same round trip) cannot take what the remote's gave (VersionProblem).
     /// </summary>
-    static async Task<StoreResult?> BeginAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
+    static async Task<(StoreResult? Skipped, string? RepositoryPowa)> BeginAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage,
+        CancellationToken ct)
     {
         await using var batch = new NpgsqlBatch(conn)
         {
@@ -134,6 +145,7 @@ public static class SnapshotStore
         };
         DateTime? last = null;
         var frequency = 0;
+        string? repositoryPowa = null;
         try
         {
             await using (var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false))
@@ -143,6 +155,7 @@ public static class SnapshotStore
                     var snapts = r.GetFieldValue<DateTime>(0); // -infinity (never) reads as DateTime.MinValue
                     if (snapts != DateTime.MinValue && snapts != DateTime.MaxValue) last = snapts.ToUniversalTime();
                     frequency = r.GetInt32(1);
+                    repositoryPowa = r.IsDBNull(2) ? null : r.GetString(2);
                 }
                 while (await r.NextResultAsync(ct).ConfigureAwait(false)) { }
             }
@@ -150,14 +163,35 @@ public static class SnapshotStore
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], new SnapshotInProgressException(stage.SrvId).Message);
+            return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], new SnapshotInProgressException(stage.SrvId).Message), null);
+        }
+        if (VersionProblem(sql, stage.RemotePowa, repositoryPowa) is { } refused)
+        {
+            await RollbackAsync(conn, ct).ConfigureAwait(false);
+            return (new StoreResult(StoreOutcome.Refused, SnapshotPlan.Empty, 0, [], refused, RepositoryPowa: repositoryPowa), repositoryPowa);
         }
         if (TooClose(stage, last, frequency) is { } reason)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], reason, Fenced: true);
+            return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], reason, Fenced: true, RepositoryPowa: repositoryPowa), repositoryPowa);
         }
-        return null;
+        return (null, repositoryPowa);
+    }
+
+    /// <summary>
+    /// Why a stage read off a remote with powa <paramref name="remotePowa"/> cannot go into a repository whose powa
+    /// is <paramref name="repositoryPowa"/> now, or null: another major.minor (their tables differ), powa gone from
+    /// the remote, or a repository of another major than this node's SQL (a new repository: the node must restart).
+    /// </summary>
+    public static string? VersionProblem(PowaSql sql, string? remotePowa, string? repositoryPowa)
+    {
+        if (PowaVersion.Parse(repositoryPowa) is not { } repository) return null; // not read (a repository without powa fails later, clearly)
+        if (repository.Major != sql.Version.Major)
+            return $"the repository now has powa {repository}, of another major version than when this node started ({sql.Version}): " +
+                   "restart powa-cluster";
+        if (remotePowa is null) return null; // a spool file of an earlier build: not known
+        return PowaVersion.Parse(remotePowa) is { } remote ? remote.MismatchWith(repository)
+            : "the powa extension is not installed on the remote server any more";
     }
 
     /// <summary>

@@ -7,8 +7,9 @@ using PowaCluster.Collector.Staging;
 namespace PowaCluster.Collector.Spooling;
 
 /// <summary>What a spooled snapshot's header says: enough to store it later exactly as it would have been stored then.</summary>
+/// <param name="RemotePowa">the remote's powa when read (absent from the files of earlier builds: null)</param>
 public sealed record SpoolHeader(int SrvId, string ServerName, DateTime TakenAtUtc, bool Forced, int ServerVersionNum,
-    long Sequence, long DataLength, IReadOnlyList<StagedDatasource> Datasources, IReadOnlyList<string> Errors);
+    long Sequence, long DataLength, IReadOnlyList<StagedDatasource> Datasources, IReadOnlyList<string> Errors, string? RemotePowa = null);
 
 /// <summary>
 /// One spooled snapshot is one file: <c>POWASPL2</c>, the length of the compressed data (8 bytes), the
@@ -32,7 +33,7 @@ public static class SpoolFile
     {
         var part = path + PartExtension;
         var header = new SpoolHeader(stage.SrvId, stage.ServerName, stage.TakenAtUtc, stage.Forced, stage.ServerVersionNum, sequence,
-            stage.Length, stage.Datasources.ToList(), stage.Errors.ToList());
+            stage.Length, stage.Datasources.ToList(), stage.Errors.ToList(), stage.RemotePowa);
         var json = JsonSerializer.SerializeToUtf8Bytes(header);
         try
         {

@@ -46,6 +46,7 @@ public sealed class SnapshotStage : IDisposable
         var stage = new SnapshotStage(header.SrvId, header.ServerName, budget)
         {
             TakenAtUtc = header.TakenAtUtc, Forced = header.Forced, ServerVersionNum = header.ServerVersionNum, FromSpool = true,
+            RemotePowa = header.RemotePowa,
         };
         stage._datasources.AddRange(header.Datasources);
         stage.Errors.AddRange(errors);
@@ -57,6 +58,12 @@ public sealed class SnapshotStage : IDisposable
     /// <summary>The remote's server_version_num (PoWA 5 picks its per-database queries by it).</summary>
     public int ServerVersionNum { get; init; }
     public string ServerName { get; }
+
+    /// <summary>
+    /// The remote's powa version when the read began ("": not installed any more); null when not known (a spool
+    /// file of an earlier build). The repository refuses the stage when its own powa is of another major.minor.
+    /// </summary>
+    public string? RemotePowa { get; set; }
 
     /// <summary>When the read started (UTC): the remote's rows carry the remote's own timestamp.</summary>
     public DateTime TakenAtUtc { get; init; } = DateTime.UtcNow;

@@ -76,19 +76,6 @@ public sealed partial class OperabilityTests(LabFixture fx, ITestOutputHelper ou
         Assert.Equal(metasBefore, metasAfter);
     }
 
-    [Powa5Theory, Powa5Releases]
-    public async Task Check_on_PoWA_5_reads_its_extension_config_and_its_external_tables(string release)
-    {
-        var repo = await fx.NewRepositoryAsync(release);
-        await repo.RegisterAsync(fx.Powa5Lab(release).Remotes[0], 20, "check-powa5");
-        var (code, stdout, stderr) = await StartupErrorTests.RunAsync("check", "--repository", repo.ConnectionString.ConnectionString);
-        output.WriteLine(stdout + stderr);
-        Assert.Equal(0, code);
-        Assert.Matches($@"repository powa\s+ok\s+powa {Regex.Escape(release)}", stdout);
-        Assert.Matches(@"repository privileges\s+ok\s+.* and \d+ \*_src_tmp tables", stdout);
-        Assert.Matches(@"server \d+ \(check-powa5\) \S+\s+ok\s+.*powa 5\.", stdout);
-    }
-
     [Fact]
     public async Task Run_logs_one_line_per_event_in_plain_and_json_without_a_password()
     {

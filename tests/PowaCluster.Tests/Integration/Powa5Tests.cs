@@ -1,12 +1,14 @@
+using System.Text.RegularExpressions;
 using PowaCluster.Lab.Embedded;
 using PowaCluster.Tests.Support;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace PowaCluster.Tests.Integration;
 
 /// <summary>PoWA 5: each archivist 5 release built from ../shared/vendor (5.1.2, 5.3.0) on the repository and the remotes.</summary>
-[Collection(LabCollection.Name)]
-public sealed class Powa5Tests(LabFixture fx)
+[Collection(PowaReleasesCollection.Name)]
+public sealed class Powa5Tests(PowaReleasesFixture fx, ITestOutputHelper output)
 {
     /// <summary>History tables every PoWA 5 snapshot of a lab server writes rows to (global datasources).</summary>
     static readonly string[] GlobalHistory =
@@ -19,10 +21,10 @@ public sealed class Powa5Tests(LabFixture fx)
     public async Task Powa5_servers_are_snapshotted_into_the_global_datasources_with_no_error(string release)
     {
         var repo = await fx.NewRepositoryAsync(release);
-        var remote = fx.Powa5Lab(release).Remotes[0];
+        var remote = fx.Lab(release).Remotes[0];
         // Several servers, each with its first (catalog-heavy) snapshot, on the pool's two writers at once.
         var ids = new List<int>();
-        for (var i = 0; i < 6; i++) ids.Add(await repo.RegisterAsync(fx.Powa5Lab(release).Remotes[i % 2], 10 + i, $"p5-{i}"));
+        for (var i = 0; i < 6; i++) ids.Add(await repo.RegisterAsync(fx.Lab(release).Remotes[i % 2], 10 + i, $"p5-{i}"));
         var srvid = ids[0];
         await using (await CollectorNode.StartAsync(repo))
         {
@@ -54,8 +56,8 @@ public sealed class Powa5Tests(LabFixture fx)
     public async Task A_powa4_remote_in_a_powa5_repository_gets_a_clear_error_and_the_others_go_on(string release)
     {
         var repo = await fx.NewRepositoryAsync(release);
-        var old = await repo.RegisterAsync(fx.Lab.Remotes[0], 3, "p4-in-p5");
-        var good = await repo.RegisterAsync(fx.Powa5Lab(release).Remotes[1], 2, "p5-ok");
+        var old = await repo.RegisterAsync(fx.Lab(PowaReleasesFixture.Powa4).Remotes[0], 3, "p4-in-p5");
+        var good = await repo.RegisterAsync(fx.Lab(release).Remotes[1], 2, "p5-ok");
         await using (await CollectorNode.StartAsync(repo))
         {
             await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(good)).Count >= 2 &&
@@ -72,7 +74,7 @@ public sealed class Powa5Tests(LabFixture fx)
     public async Task Per_database_modules_of_two_databases_and_their_catalogs_are_stored_with_the_snapshot_timestamp(string release)
     {
         var repo = await fx.NewRepositoryAsync(release);
-        var remote = fx.Powa5Lab(release).Remotes[0];
+        var remote = fx.Lab(release).Remotes[0];
         await WithDatabaseAsync(remote, "app", async db =>
         {
             await remote.ExecAsync(db, "CREATE TABLE app_t(id int primary key); INSERT INTO app_t SELECT generate_series(1, 100); " +
@@ -119,7 +121,7 @@ public sealed class Powa5Tests(LabFixture fx)
     public async Task Refresh_db_cat_answers_as_the_reference_and_the_next_snapshot_rereads_the_catalogs(string release)
     {
         var repo = await fx.NewRepositoryAsync(release);
-        var remote = fx.Powa5Lab(release).Remotes[1];
+        var remote = fx.Lab(release).Remotes[1];
         await WithDatabaseAsync(remote, "cat", async db =>
         {
             var srvid = await repo.RegisterAsync(remote, 4, "p5-cat");
@@ -154,7 +156,7 @@ public sealed class Powa5Tests(LabFixture fx)
     public async Task A_renamed_or_dropped_database_does_not_fail_the_snapshots(string release)
     {
         var repo = await fx.NewRepositoryAsync(release);
-        var remote = fx.Powa5Lab(release).Remotes[0];
+        var remote = fx.Lab(release).Remotes[0];
         await WithDatabaseAsync(remote, "gone", async db =>
         {
             var srvid = await repo.RegisterAsync(remote, 5, "p5-gone");
@@ -168,6 +170,19 @@ public sealed class Powa5Tests(LabFixture fx)
             await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= count + 2, TimeSpan.FromSeconds(20), "snapshots after the drop");
             NoErrors(await repo.ErrorsAsync(srvid));
         });
+    }
+
+    [Powa5Theory, Powa5Releases]
+    public async Task Check_on_PoWA_5_reads_its_extension_config_and_its_external_tables(string release)
+    {
+        var repo = await fx.NewRepositoryAsync(release);
+        await repo.RegisterAsync(fx.Lab(release).Remotes[0], 20, "check-powa5");
+        var (code, stdout, stderr) = await StartupErrorTests.RunAsync("check", "--repository", repo.ConnectionString.ConnectionString);
+        output.WriteLine(stdout + stderr);
+        Assert.Equal(0, code);
+        Assert.Matches($@"repository powa\s+ok\s+powa {Regex.Escape(release)}", stdout);
+        Assert.Matches(@"repository privileges\s+ok\s+.* and \d+ \*_src_tmp tables", stdout);
+        Assert.Matches(@"server \d+ \(check-powa5\) \S+\s+ok\s+.*powa 5\.", stdout);
     }
 
     static void NoErrors(string[] errors) => Assert.True(errors.Length == 0, string.Join("\n", errors));
