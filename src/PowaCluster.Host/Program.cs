@@ -40,7 +40,7 @@ public static class Program
         catch (StartupException e)
         {
             Console.Error.WriteLine($"powa-cluster: {e.Message}");
-            return 1;
+            return e.ExitCode;
         }
     }
 

@@ -28,6 +28,16 @@ public static class RepositoryCheck
     {
         if (await PgSession.FindPowaAsync(conn, ct) is not { } powa)
             throw new StartupException($"the powa extension is not installed in the repository database {Dsn.Describe(csb)}: CREATE EXTENSION powa CASCADE there first");
+        // The archivist's packages moved to another major (PoWA 4 to 5) under a repository of the old one: there is
+        // no ALTER EXTENSION powa UPDATE path between majors, and the old SQL with the new library is no repository.
+        await using (var cmd = new NpgsqlCommand("SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'powa'", conn))
+            if (PowaVersion.Parse(await cmd.ExecuteScalarAsync(ct) as string) is { } available && available.Major != powa.Version.Major)
+                throw new StartupException(
+                    $"the repository database {Dsn.Describe(csb)} has powa {powa.Version}, but its PostgreSQL now has archivist {available} " +
+                    $"installed: PoWA {powa.Version.Major} cannot be updated to PoWA {available.Major} (no ALTER EXTENSION powa UPDATE path " +
+                    "between major versions). A PoWA " + available.Major + " repository is a new database: CREATE EXTENSION powa CASCADE in a new " +
+                    "database, register the servers there with powa_register_server(), and start powa-cluster on it (README: Upgrading PoWA)",
+                    StartupException.SetupExitCode);
         try { return PowaSql.For(powa.Version, powa.Schema); }
         catch (UnsupportedPowaException e) { throw new StartupException($"the repository {Dsn.Describe(csb)} has {e.Message}"); }
     }

@@ -116,4 +116,17 @@ public sealed class PowaUpgradeTests(PowaReleasesFixture fx, ITestOutputHelper o
                 await remote.ExecAsync("postgres", $"DROP DATABASE IF EXISTS {db} WITH (FORCE)");
         }
     }
+
+    [Powa5Theory, Powa5Releases]
+    public async Task A_powa_4_repository_under_an_archivist_5_is_a_start_up_error_that_says_what_to_do(string release)
+    {
+        // The tree of an archivist 5 also has Debian's 4.1.4 SQL: a PoWA 4 repository whose packages moved to PoWA 5.
+        var repo = await fx.NewRepositoryAsync(release, powaVersion: PowaReleasesFixture.Powa4);
+        var (code, stdout, stderr) = await StartupErrorTests.RunAsync("run", "--repository", repo.ConnectionString.ConnectionString);
+        output.WriteLine(stdout + stderr);
+        Assert.Equal(78, code); // EX_CONFIG: the systemd unit does not restart it (RestartPreventExitStatus)
+        Assert.Contains($"has powa {PowaReleasesFixture.Powa4}, but its PostgreSQL now has archivist {release} installed", stderr);
+        Assert.Contains("CREATE EXTENSION powa CASCADE in a new database", stderr);
+        Assert.DoesNotContain(repo.ConnectionString.Password!, stdout + stderr);
+    }
 }

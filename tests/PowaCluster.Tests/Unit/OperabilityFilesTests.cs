@@ -22,6 +22,8 @@ public sealed class OperabilityFilesTests
         Assert.Equal("notify", Value("Type"));
         Assert.Equal("powa-cluster", Value("User"));
         Assert.Equal("on-failure", Value("Restart"));
+        // A set-up that a restart will not fix is not restarted in a loop.
+        Assert.Equal(StartupException.SetupExitCode.ToString(), Value("RestartPreventExitStatus"));
         Assert.Equal("/opt/powa-cluster/powa-cluster run", Value("ExecStart"));
         // systemd must never SIGKILL a node that hands off: its stop timeout exceeds the host's own.
         var stop = TimeSpan.FromSeconds(int.Parse(Value("TimeoutStopSec").TrimEnd('s')));
