@@ -45,7 +45,7 @@ public sealed record ServerStatus(
     long SpooledBytes = 0,
     DateTimeOffset? OldestSpooled = null) : IWireMessage;
 
-/// <summary>The status strings powa-web shows (design brief, section 2).</summary>
+/// <summary>The status strings powa-web shows (powa-collector 1.3.1's words).</summary>
 public static class CollectorStatus
 {
     public const string Running = "running";

@@ -11,7 +11,7 @@ public sealed record ControlRequest(string Command, string Channel, IReadOnlyLis
 }
 
 /// <summary>
-/// powa-web's NOTIFY protocol, as powa-collector speaks it (design brief, section 4). Pure functions:
+/// powa-web's NOTIFY protocol, as powa-collector speaks it (README, "powa-web and the command line"). Pure functions:
 /// parsing and formatting only, no I/O.
 /// </summary>
 public static class CollectorProtocol
