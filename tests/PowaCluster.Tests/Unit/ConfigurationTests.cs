@@ -115,6 +115,12 @@ public sealed class ConfigurationTests : IDisposable
         Assert.Contains("--pool-size must be a whole number", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--pool-size", "zero"])).Message);
         Assert.Contains("unknown option \"--seconds\" for run", Assert.Throws<UsageException>(() => CommandLine.Parse(["run", "--seconds", "3"])).Message);
         Assert.Equal(20, LabOptions.Parse(["demo", "--servers", "20"]).Servers);
+        // --powa: a major (the newest release built of it) or a release's prefix.
+        Assert.Equal((5, "5.1"), LabOptions.Parse(["demo", "--powa", "5.1"]) is var p51 ? (p51.Powa, p51.PowaWanted) : default);
+        Assert.Equal((4, "4"), LabOptions.Parse(["demo"]) is var p4 ? (p4.Powa, p4.PowaWanted) : default);
+        Assert.Null(LabOptions.Parse(["demo", "--powa", "4"]).ArchivistRelease());
+        foreach (var bad in new[] { "6", "4.1", "5.x", "5..3", "" })
+            Assert.Contains("--powa takes 4, 5 or a PoWA 5 release", Assert.Throws<UsageException>(() => LabOptions.Parse(["demo", "--powa", bad])).Message);
         // The demo lives in powa-lab, not in the production executable.
         Assert.Contains("unknown command \"demo\"", Assert.Throws<UsageException>(() => CommandLine.Parse(["demo"])).Message);
     }
