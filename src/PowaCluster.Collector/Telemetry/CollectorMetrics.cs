@@ -16,9 +16,9 @@ public static class CollectorMetrics
     public const string MeterName = "PowaCluster";
     static readonly Meter Meter = new(MeterName, FleetCoordinator.Version);
 
-    /// <summary>Snapshots by server and outcome (stored, skipped, not_stored, read_failed).</summary>
+    /// <summary>Snapshots by server and outcome (stored, skipped, spooled, not_stored, read_failed, refused).</summary>
     public static readonly Counter<long> Snapshots = Meter.CreateCounter<long>(
-        "powa.snapshots", "{snapshot}", "Snapshots by server and outcome: stored, skipped (one already running), not_stored (repository), read_failed (remote)");
+        "powa.snapshots", "{snapshot}", "Snapshots by server and outcome: stored, skipped (one already running), spooled, not_stored (repository), read_failed (remote), refused (powa versions differ)");
 
     /// <summary>Duration of a snapshot's phases: read (the remote into a stage), store (the repository's transaction).</summary>
     public static readonly Histogram<double> SnapshotDuration = Meter.CreateHistogram(

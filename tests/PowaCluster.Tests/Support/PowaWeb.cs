@@ -114,13 +114,21 @@ public sealed class PowaWeb : IAsyncDisposable
     /// <summary>A JSON endpoint, with from/to where it is a metric (a range of the repository's time).</summary>
     public async Task<JsonElement> GetAsync(string path, (DateTime From, DateTime To)? range = null)
     {
+        var (url, body) = await GetTextAsync(path, range);
+        try { return JsonDocument.Parse(body).RootElement.Clone(); }
+        catch (JsonException) { throw new Xunit.Sdk.XunitException($"powa-web {Version} GET /{url}: not JSON: {body[..Math.Min(body.Length, 2000)]}"); }
+    }
+
+    /// <summary>A page as powa-web renders it (JSON, or HTML for powa-web 4's content widgets), and its URL.</summary>
+    public async Task<(string Url, string Body)> GetTextAsync(string path, (DateTime From, DateTime To)? range = null)
+    {
         var url = range is { } t
             ? $"{path}?from={Uri.EscapeDataString(t.From.ToString("yyyy-MM-dd HH:mm:ss'+00'"))}&to={Uri.EscapeDataString(t.To.ToString("yyyy-MM-dd HH:mm:ss'+00'"))}"
             : path;
         using var r = await _http.GetAsync(url);
         var body = await r.Content.ReadAsStringAsync();
         Assert.True(r.StatusCode == HttpStatusCode.OK, $"powa-web {Version} GET /{url}: {(int)r.StatusCode} {body[..Math.Min(body.Length, 2000)]}");
-        return JsonDocument.Parse(body).RootElement.Clone();
+        return (url, body);
     }
 
     /// <summary>The rows ("data") of a JSON endpoint.</summary>
