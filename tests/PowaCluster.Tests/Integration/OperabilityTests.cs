@@ -159,7 +159,8 @@ public sealed partial class OperabilityTests(LabFixture fx, ITestOutputHelper ou
         using (var kill = Process.Start("kill", ["-TERM", p.Id.ToString()])) await kill.WaitForExitAsync();
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await p.WaitForExitAsync(cts.Token);
-        Assert.Equal("", (await stderr).Trim());
+        var errors = (await stderr).Trim();
+        Assert.True(errors == "", $"standard error: {errors}");
         Assert.Equal(0, p.ExitCode);
         return await stdout;
     }

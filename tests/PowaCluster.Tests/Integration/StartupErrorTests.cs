@@ -10,19 +10,30 @@ public sealed class StartupErrorTests(LabFixture fx)
 {
     internal static Task<(int Code, string Stdout, string Stderr)> RunAsync(params string[] args) => RunAsync(new Dictionary<string, string>(), args);
 
-    /// <summary>powa-cluster as a process of its own, its output redirected, with no powa-collector file to find.</summary>
+    /// <summary>
+    /// powa-cluster as a process of its own, its output redirected, with no powa-collector file to find: its working
+    /// directory and HOME are an empty directory of its own (deleted when it exits), so that processes started by
+    /// tests running at the same time share no default path (the spool's, for one).
+    /// </summary>
     internal static Process Start(IReadOnlyDictionary<string, string> env, IEnumerable<string> args)
     {
+        var home = Directory.CreateTempSubdirectory("powa-cluster-test-home-").FullName;
         var psi = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-            WorkingDirectory = Path.GetTempPath(), // no ./powa-collector.conf there
+            WorkingDirectory = home, // no ./powa-collector.conf there
         };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "powa-cluster.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["HOME"] = Path.GetTempPath(); // no ~/.powa-collector.conf either
+        psi.Environment["HOME"] = home; // no ~/.powa-collector.conf either
         foreach (var (k, v) in env) psi.Environment[k] = v;
-        return Process.Start(psi)!;
+        var p = Process.Start(psi)!;
+        p.EnableRaisingEvents = true;
+        p.Exited += (_, _) =>
+        {
+            try { Directory.Delete(home, recursive: true); } catch (IOException) { /* left in the temp directory */ }
+        };
+        return p;
     }
 
     internal static async Task<(int Code, string Stdout, string Stderr)> RunAsync(IReadOnlyDictionary<string, string> env, params string[] args)
