@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Npgsql;
+using PowaCluster.Lab.Embedded;
 
 namespace PowaCluster.Lab.Demo;
 
@@ -133,15 +134,7 @@ sealed class ReferenceCollector(Process process, string dir, string name) : IDem
     public const string DebianModule = "/usr/lib/python3/dist-packages/powa_collector";
 
     /// <summary>powa-collector 1.3.1's tarball in ../shared/vendor beside the checkout (found from the lab's build output); null when absent.</summary>
-    public static string? VendorTarball()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var t = Path.Combine(dir.FullName, "..", "shared", "vendor", "powa-collector-1.3.1.tar.gz");
-            if (File.Exists(t)) return Path.GetFullPath(t);
-        }
-        return null;
-    }
+    public static string? VendorTarball() => SharedVendor.File("powa-collector-1.3.1.tar.gz");
 
     public string Name => name;
     public int Pid => process.Id;

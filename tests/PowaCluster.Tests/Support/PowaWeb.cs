@@ -31,13 +31,9 @@ public sealed class PowaWeb : IAsyncDisposable
         };
     }
 
-    /// <summary>../shared/vendor beside the checkout; null when it is not there.</summary>
-    public static string? VendorDirectory =>
-        System.IO.Path.GetFullPath(System.IO.Path.Combine(RepoRoot.Path, "..", "shared", "vendor")) is var d && Directory.Exists(d) ? d : null;
-
     /// <summary>The powa-web releases of ../shared/vendor, oldest first (none without it).</summary>
     public static IReadOnlyList<string> Releases =>
-        VendorDirectory is not { } vendor ? [] :
+        SharedVendor.Directory is not { } vendor ? [] :
         Directory.EnumerateFiles(vendor, "powa-web-*.tar.gz")
             .Select(f => System.IO.Path.GetFileName(f)["powa-web-".Length..^".tar.gz".Length])
             .Where(v => System.Version.TryParse(v, out _)).OrderBy(System.Version.Parse).ToList();
@@ -54,7 +50,7 @@ public sealed class PowaWeb : IAsyncDisposable
 
     public static async Task<PowaWeb> StartAsync(string release, IPostgresInstance repository, string database)
     {
-        var tarball = System.IO.Path.Combine(VendorDirectory ?? throw new InvalidOperationException("no ../shared/vendor"), $"powa-web-{release}.tar.gz");
+        var tarball = SharedVendor.File($"powa-web-{release}.tar.gz") ?? throw new InvalidOperationException($"no powa-web-{release}.tar.gz in ../shared/vendor");
         var dir = Directory.CreateTempSubdirectory("powa-cluster-test-web-").FullName;
         try
         {
