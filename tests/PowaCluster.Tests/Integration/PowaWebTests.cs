@@ -105,7 +105,7 @@ public sealed class PowaWebTests(PowaReleasesFixture fx, ITestOutputHelper outpu
 
         // A server that cannot be connected to (nothing listens there), declared while we run: powa-web's own
         // RELOAD, then its status as powa-web shows it.
-        var down = await repo.RegisterAsync(lab.Repository, 1, "web-down", port: ClosedPort());
+        var down = await repo.RegisterAsync(lab.Repository, 1, "web-down", port: ClusterTests.FreePorts(1)[0]); // nothing listens there
         var reload = await web.GetAsync("reload_collector/");
         output.WriteLine($"reload_collector: {reload}");
         await Eventually.HoldsAsync(async () => await StatusAsync(web, down) == "Collector status for this instance: no connection to remote server",
@@ -124,7 +124,4 @@ public sealed class PowaWebTests(PowaReleasesFixture fx, ITestOutputHelper outpu
             ? string.Join(" ", m.EnumerateObject().SelectMany(p => p.Value.EnumerateArray().Select(v => v.GetString())))
             : json.ToString();
     }
-
-    /// <summary>A loopback port where nothing listens (taken and let go).</summary>
-    static int ClosedPort() => Lab.Demo.ClusterNodes.FreePorts(1)[0];
 }

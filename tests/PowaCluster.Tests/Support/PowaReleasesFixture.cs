@@ -83,9 +83,20 @@ public sealed class Powa5MinorsFactAttribute : FactAttribute
     }
 }
 
-/// <summary>The archivist 5 releases built here, one test case each (with Powa5Theory).</summary>
-public sealed class Powa5ReleasesAttribute : Xunit.Sdk.DataAttribute
+/// <summary>
+/// One test case per release of a list; with none, one case ("none") that its theory attribute skips (xunit
+/// refuses a theory without data).
+/// </summary>
+public abstract class ReleasesDataAttribute : Xunit.Sdk.DataAttribute
 {
+    protected abstract IReadOnlyList<string> Releases { get; }
+
     public override IEnumerable<object[]> GetData(System.Reflection.MethodInfo testMethod) =>
-        PowaReleasesFixture.Powa5Releases.Count == 0 ? [["none"]] : PowaReleasesFixture.Powa5Releases.Select(r => new object[] { r });
+        Releases.Count == 0 ? [["none"]] : Releases.Select(r => new object[] { r });
+}
+
+/// <summary>The archivist 5 releases built here, one test case each (with Powa5Theory).</summary>
+public sealed class Powa5ReleasesAttribute : ReleasesDataAttribute
+{
+    protected override IReadOnlyList<string> Releases => PowaReleasesFixture.Powa5Releases;
 }

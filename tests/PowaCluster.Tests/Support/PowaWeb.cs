@@ -174,8 +174,7 @@ public sealed class PowaWebTheoryAttribute : TheoryAttribute
 }
 
 /// <summary>The powa-web releases of ../shared/vendor, one test case each (with PowaWebTheory).</summary>
-public sealed class PowaWebReleasesAttribute : Xunit.Sdk.DataAttribute
+public sealed class PowaWebReleasesAttribute : ReleasesDataAttribute
 {
-    public override IEnumerable<object[]> GetData(System.Reflection.MethodInfo testMethod) =>
-        PowaWeb.Releases.Count == 0 ? [["none"]] : PowaWeb.Releases.Select(r => new object[] { r });
+    protected override IReadOnlyList<string> Releases => PowaWeb.Releases;
 }
