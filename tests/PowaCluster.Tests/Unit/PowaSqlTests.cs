@@ -8,6 +8,23 @@ namespace PowaCluster.Tests.Unit;
 public sealed class PowaSqlTests
 {
     [Fact]
+    public void A_stage_goes_into_the_repository_only_with_a_powa_of_its_major_minor()
+    {
+        var node = PowaSql.For(new PowaVersion(5, 1, "5.1.2"), "public");
+        Assert.Null(SnapshotStore.VersionProblem(node, "5.1.2", "5.1.2"));
+        Assert.Null(SnapshotStore.VersionProblem(node, "5.3.0", "5.3.1"));   // micro versions share their tables
+        Assert.Null(SnapshotStore.VersionProblem(node, null, "5.3.0"));      // a spool file of an earlier build: not known
+        Assert.Null(SnapshotStore.VersionProblem(node, "5.1.2", null));      // the repository's version not read
+        Assert.Equal("the remote server has powa 5.1.2 but the repository has powa 5.3.0: they must have the same major.minor version",
+            SnapshotStore.VersionProblem(node, "5.1.2", "5.3.0"));
+        Assert.Equal("the remote server has powa 5.3.0 but the repository has powa 5.1.2: they must have the same major.minor version",
+            SnapshotStore.VersionProblem(node, "5.3.0", "5.1.2"));
+        Assert.Equal("the powa extension is not installed on the remote server any more", SnapshotStore.VersionProblem(node, "", "5.1.2"));
+        Assert.StartsWith("the repository now has powa 4.1.4, of another major version than when this node started (5.1.2)",
+            SnapshotStore.VersionProblem(node, "4.1.4", "4.1.4"));
+    }
+
+    [Fact]
     public void The_sql_follows_the_major_and_the_schema_it_is_given()
     {
         var p4 = PowaSql.For(new PowaVersion(4, 1, "4.1.4"), "public");
