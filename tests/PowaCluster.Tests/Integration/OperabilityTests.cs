@@ -86,8 +86,11 @@ public sealed partial class OperabilityTests(LabFixture fx, ITestOutputHelper ou
         var denied = await repo.RegisterAsync(remote, 36, "log-denied", password: "wrong-remote-pw-77");
         var dsn = repo.ConnectionString.ConnectionString;
 
-        var plain = await RunForAsync(TimeSpan.FromSeconds(12), "run", "--repository", dsn);
-        var json = await RunForAsync(TimeSpan.FromSeconds(12), "run", "--repository", dsn, "--log-format", "json");
+        // Until both servers' events are logged: the one connected and the one refused.
+        bool Logged(string log) => log.Contains($"Server {srvid}: connected to") && log.Contains("password authentication failed");
+        var none = new Dictionary<string, string>();
+        var plain = await RunUntilAsync(Logged, TimeSpan.FromSeconds(60), none, "run", "--repository", dsn);
+        var json = await RunUntilAsync(Logged, TimeSpan.FromSeconds(60), none, "run", "--repository", dsn, "--log-format", "json");
         output.WriteLine(plain);
         output.WriteLine(json);
         foreach (var text in new[] { plain, json })
@@ -148,20 +151,30 @@ public sealed partial class OperabilityTests(LabFixture fx, ITestOutputHelper ou
     }
 
     /// <summary>Runs powa-cluster for a while, then SIGTERM; its standard output (stderr must be empty).</summary>
-    static Task<string> RunForAsync(TimeSpan duration, params string[] args) => RunForAsync(duration, new Dictionary<string, string>(), args);
+    static Task<string> RunForAsync(TimeSpan duration, IReadOnlyDictionary<string, string> env, params string[] args) =>
+        RunUntilAsync(_ => false, duration, env, args);
 
-    static async Task<string> RunForAsync(TimeSpan duration, IReadOnlyDictionary<string, string> env, params string[] args)
+    /// <summary>
+    /// Runs powa-cluster until its standard output satisfies <paramref name="done"/> (or <paramref name="timeout"/>
+    /// passed), then SIGTERM; its standard output (stderr must be empty). A condition, not a duration: a node
+    /// slowed by tests running beside it still gets to log what the test reads.
+    /// </summary>
+    static async Task<string> RunUntilAsync(Func<string, bool> done, TimeSpan timeout, IReadOnlyDictionary<string, string> env, params string[] args)
     {
         using var p = StartupErrorTests.Start(env, args);
-        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stdout = new System.Text.StringBuilder();
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (stdout) stdout.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
         var stderr = p.StandardError.ReadToEndAsync();
-        await Task.Delay(duration);
+        string Text() { lock (stdout) return stdout.ToString(); }
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline && !p.HasExited && !done(Text())) await Task.Delay(200);
         using (var kill = Process.Start("kill", ["-TERM", p.Id.ToString()])) await kill.WaitForExitAsync();
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await p.WaitForExitAsync(cts.Token);
         var errors = (await stderr).Trim();
         Assert.True(errors == "", $"standard error: {errors}");
         Assert.Equal(0, p.ExitCode);
-        return await stdout;
+        return Text();
     }
 }
