@@ -86,10 +86,15 @@ public sealed partial class ServerCollector
         _spoolErrorSaid = false;
         _record.Stored(m.Result);
         FollowRepositoryPowa(m.Result.RepositoryPowa);
-        CountSnapshots(m.Result.Outcome switch { StoreOutcome.Skipped => "skipped", StoreOutcome.Refused => "refused", _ => "stored" });
+        CountSnapshots(m.Result.Outcome switch
+        {
+            StoreOutcome.Skipped => "skipped", StoreOutcome.Refused => "refused", StoreOutcome.Rejected => "rejected", _ => "stored",
+        });
         if (m.Result.Outcome == StoreOutcome.Skipped)
             _log.Warning("Server {0}: {1}snapshot skipped: {2}", m.SrvId, m.Replayed is null ? "" : "spooled ", m.Result.SkipReason);
-        else if (m.Result.Outcome == StoreOutcome.Refused) OnRefused(m);
+        else if (m.Result.Outcome == StoreOutcome.Rejected && m.Replayed is not null)
+            _record.Error(CollectorStatus.Running, m.Result.SkipReason!, snapshotLost: true); // the spool said which file, and why
+        else if (m.Result.Outcome is StoreOutcome.Refused or StoreOutcome.Rejected) OnRefused(m);
         else
         {
             // The repository's plan for the next snapshot, without the catalogs while a later one carries them.
@@ -124,9 +129,11 @@ public sealed partial class ServerCollector
     }
 
     /// <summary>
-    /// The repository refused a snapshot: the remote's powa and its own differ (one side was updated). Nothing of
-    /// it was stored; the error goes to powa_snapshot_metas.errors, and the connection is opened again, whose
-    /// check says the same until both sides match (then collection resumes by itself, versions saved again).
+    /// The repository refused a snapshot: the remote's powa and its own differ (one side was updated), or the
+    /// remote sent rows of another server (its functions changed the session's srvid). Nothing of it was stored;
+    /// the error goes to powa_snapshot_metas.errors, and the connection is opened again (with the srvid set
+    /// anew), whose check says the same until both sides match (then collection resumes by itself, versions
+    /// saved again).
     /// </summary>
     void OnRefused(SnapshotStored m)
     {

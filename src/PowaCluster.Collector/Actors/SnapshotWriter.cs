@@ -5,6 +5,7 @@ using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Spooling;
+using PowaCluster.Collector.Staging;
 using PowaCluster.Collector.Telemetry;
 
 namespace PowaCluster.Collector.Actors;
@@ -110,7 +111,7 @@ public sealed class SnapshotWriter : ReceiveActor
             var down = RepositoryDown(e, _conn is null);
             object? reply = work switch
             {
-                StoreSnapshot s => await NotStoredAsync(s, msg, down, waited).ConfigureAwait(false),
+                StoreSnapshot s => await NotStoredAsync(s, msg, down, e is IOException, waited).ConfigureAwait(false),
                 RestoreSchedule r => new ScheduleRestored(r.SrvId, null, SnapshotPlan.Empty, msg),
                 ReadServer r => new ServerRead(r.SrvId, null, msg),
                 LoadServers => new ServersRead([], msg),
@@ -144,13 +145,17 @@ public sealed class SnapshotWriter : ReceiveActor
     /// A snapshot not stored: written to its server's spool when the repository is down (a live one), or left
     /// there (a replayed one); otherwise lost (a replayed one is deleted: the repository refuses it for good).
     /// </summary>
-    static async Task<SnapshotNotStored> NotStoredAsync(StoreSnapshot s, string msg, bool down, TimeSpan waited)
+    /// <param name="local">this node failed (its disk), not the repository nor the snapshot</param>
+    static async Task<SnapshotNotStored> NotStoredAsync(StoreSnapshot s, string msg, bool down, bool local, TimeSpan waited)
     {
         if (s.Replay is { } entry)
         {
-            if (down) s.Spool!.Release(entry);
+            // Only the repository's verdict deletes a spooled snapshot: a local fault (the file cannot be read
+            // now, the stage cannot be written) keeps it for the next try.
+            var keep = down || local;
+            if (keep) s.Spool!.Release(entry);
             else s.Spool!.Remove(entry, replayed: false);
-            return new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited, down, entry);
+            return new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited, keep, entry);
         }
         if (!down || s.Spool is not { } spool || s.Stage is null) return new SnapshotNotStored(s.SrvId, s.Sequence, msg, waited);
         try
@@ -173,10 +178,16 @@ public sealed class SnapshotWriter : ReceiveActor
         if (s.Replay is { } entry)
         {
             // A spooled snapshot: stored exactly like a live one, from its file; the file goes after the commit.
-            using (var stage = await s.Spool!.OpenAsync(entry, ct).ConfigureAwait(false))
+            // A file that is not what this collector writes is moved aside, whatever the repository would say.
+            try
+            {
+                using var stage = await s.Spool!.OpenAsync(entry, ct).ConfigureAwait(false);
                 result = await SnapshotStore.StoreAsync(_sql, conn, stage, ct).ConfigureAwait(false);
+            }
+            catch (StageRejectedException e) { result = new StoreResult(StoreOutcome.Rejected, SnapshotPlan.Empty, 0, [], e.Message); }
+            if (result.Outcome == StoreOutcome.Rejected) s.Spool.Reject(entry, result.SkipReason!);
             // Stored, fenced or refused for its powa version (storing it later would not help): the file goes.
-            if (result.Outcome is StoreOutcome.Stored or StoreOutcome.Refused || result.Fenced)
+            else if (result.Outcome is StoreOutcome.Stored or StoreOutcome.Refused || result.Fenced)
                 s.Spool.Remove(entry, replayed: result.Outcome == StoreOutcome.Stored);
             else s.Spool.Release(entry); // another collector holds the server's lock now: later
         }

@@ -38,7 +38,10 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
             if (!_inFlight.Remove(m.SrvId)) return;
             if (m.Result.Outcome != StoreOutcome.Stored)
                 _log.Warning("Server {0}: spooled snapshot (no entity on this node) {1}: {2}", m.SrvId,
-                    m.Result.Outcome == StoreOutcome.Refused ? "refused and dropped" : "skipped", m.Result.SkipReason);
+                    m.Result.Outcome switch
+                    {
+                        StoreOutcome.Refused => "refused and dropped", StoreOutcome.Rejected => "rejected and moved aside", _ => "skipped",
+                    }, m.Result.SkipReason);
             Replay(_spool.For(m.SrvId)); // the next one at once
         });
         Receive<SnapshotNotStored>(m =>

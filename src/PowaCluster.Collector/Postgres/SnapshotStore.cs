@@ -20,6 +20,12 @@ public enum StoreOutcome
     /// so their tables differ (an ALTER EXTENSION powa UPDATE on one side); SkipReason says which versions.
     /// </summary>
     Refused,
+
+    /// <summary>
+    /// Nothing was written: the stage is not what a collector writes (SkipReason says why: rows of another
+    /// server, a target that is not a *_src_tmp table of the repository). Storing it later would not help.
+    /// </summary>
+    Rejected,
 }
 
 /// <summary>What storing a stage did; Plan is what the server's next snapshot reads.</summary>
@@ -45,25 +51,33 @@ public static class SnapshotStore
     {
         try
         {
-            return await StoreFastAsync(sql, conn, stage, ct).ConfigureAwait(false);
+            try
+            {
+                return await StoreFastAsync(sql, conn, stage, ct).ConfigureAwait(false);
+            }
+            catch (PostgresException e) when (e.SqlState != PostgresErrorCodes.LockNotAvailable && !PgSession.IsBroken(conn))
+            {
+                await RollbackAsync(conn, ct).ConfigureAwait(false);
+                return await StoreSlowAsync(sql, conn, stage, ct).ConfigureAwait(false);
+            }
         }
-        catch (PostgresException e) when (e.SqlState != PostgresErrorCodes.LockNotAvailable && !PgSession.IsBroken(conn))
+        catch (StageRejectedException e) when (!PgSession.IsBroken(conn))
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return await StoreSlowAsync(sql, conn, stage, ct).ConfigureAwait(false);
+            return new StoreResult(StoreOutcome.Rejected, SnapshotPlan.Empty, 0, [], e.Message);
         }
     }
 
     static async Task<StoreResult> StoreFastAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
-        var (skipped, repositoryPowa) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
+        var (skipped, repositoryPowa, targets) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
         if (skipped is not null) return skipped;
-        foreach (var ds in stage.Datasources.Where(d => d.HasRows))
-            await CopyInAsync(conn, stage, ds, ct).ConfigureAwait(false);
+        foreach (var (ds, target) in targets)
+            await CopyInAsync(conn, stage, ds, target, ct).ConfigureAwait(false);
         var errors = stage.Errors;
         await using var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(TakeSnapshotCommand(sql, stage.SrvId));
-        foreach (var c in AfterTakeSnapshotCommands(sql, stage)) batch.BatchCommands.Add(c);
+        foreach (var c in AfterTakeSnapshotCommands(sql, stage, targets)) batch.BatchCommands.Add(c);
         if (errors.Count > 0) batch.BatchCommands.Add(AppendErrorsCommand(sql, stage.SrvId, errors));
         foreach (var c in PlanCommands(sql, stage.SrvId, stage.ServerVersionNum)) batch.BatchCommands.Add(c);
         batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
@@ -78,25 +92,25 @@ public static class SnapshotStore
 
     static async Task<StoreResult> StoreSlowAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
-        var (skipped, repositoryPowa) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
+        var (skipped, repositoryPowa, targets) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
         if (skipped is not null) return skipped;
         var errors = new List<string>(stage.Errors);
         await ExecAsync(conn, "SAVEPOINT copies", ct).ConfigureAwait(false);
-        foreach (var ds in stage.Datasources.Where(d => d.HasRows))
+        foreach (var (ds, target) in targets)
         {
             await ExecAsync(conn, "SAVEPOINT data", ct).ConfigureAwait(false);
-            try { await CopyInAsync(conn, stage, ds, ct).ConfigureAwait(false); }
+            try { await CopyInAsync(conn, stage, ds, target, ct).ConfigureAwait(false); }
             catch (PostgresException e)
             {
                 await ExecAsync(conn, "ROLLBACK TO SAVEPOINT data", ct).ConfigureAwait(false);
-                errors.Add($"Error while inserting data of {ds.Name} into {ds.Target}: {PgSession.Describe(e)}");
+                errors.Add($"Error while inserting data of {ds.Name} into {target}: {PgSession.Describe(e)}");
             }
         }
         var takeErrors = 0;
         try
         {
             await using var cmd = new NpgsqlBatch(conn) { BatchCommands = { TakeSnapshotCommand(sql, stage.SrvId) } };
-            foreach (var c in AfterTakeSnapshotCommands(sql, stage)) cmd.BatchCommands.Add(c);
+            foreach (var c in AfterTakeSnapshotCommands(sql, stage, targets)) cmd.BatchCommands.Add(c);
             await using var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
             takeErrors = await ReadTakeSnapshotAsync(r, ct).ConfigureAwait(false);
             while (await r.NextResultAsync(ct).ConfigureAwait(false)) { }
@@ -128,10 +142,16 @@ public static class SnapshotStore
     /// collector still running). The times compared are when each snapshot was taken (SetSnapshotTime), so a
     /// queue of snapshots read an interval apart and stored back to back passes. A Refused result when the
     /// repository's powa (read in the same round trip) cannot take what the remote's gave (VersionProblem).
+    /// Each datasource with rows gets its table from the repository's catalog (ResolveTargets), never from the
+    /// stage's text: a StageRejectedException when one is not a *_src_tmp table of an extension there.
     /// </summary>
-    static async Task<(StoreResult? Skipped, string? RepositoryPowa)> BeginAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage,
-        CancellationToken ct)
+    static async Task<(StoreResult? Skipped, string? RepositoryPowa, List<(StagedDatasource Ds, string Target)> Targets)> BeginAsync(
+        PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
+        var copied = stage.Datasources.Where(d => d.HasRows).ToList();
+        foreach (var ds in copied)
+            if (!QualifiedName.IsMatch(ds.Target))
+                throw new StageRejectedException($"the target of {LogSafe(ds.Name)} is not a table name ({LogSafe(ds.Target)})");
         await using var batch = new NpgsqlBatch(conn)
         {
             BatchCommands =
@@ -141,8 +161,11 @@ public static class SnapshotStore
                     { Parameters = { new() { Value = stage.SrvId } } },
                 new NpgsqlBatchCommand("SELECT pg_catalog.set_config('application_name', $1, true)")
                     { Parameters = { new() { Value = $"PoWA collector - repo_conn for worker {stage.ServerName}" } } },
+                new NpgsqlBatchCommand(ResolveTargets)
+                    { Parameters = { new() { Value = copied.Select(d => d.Target).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text } } },
             },
         };
+        var targets = new List<(StagedDatasource, string)>(copied.Count);
         DateTime? last = null;
         var frequency = 0;
         string? repositoryPowa = null;
@@ -157,26 +180,50 @@ public static class SnapshotStore
                     frequency = r.GetInt32(1);
                     repositoryPowa = r.IsDBNull(2) ? null : r.GetString(2);
                 }
+                await r.NextResultAsync(ct).ConfigureAwait(false); // set_config
+                await r.NextResultAsync(ct).ConfigureAwait(false);
+                for (var i = 0; await r.ReadAsync(ct).ConfigureAwait(false); i++)
+                    targets.Add((copied[i], r.IsDBNull(0) ? "" : r.GetString(0)));
                 while (await r.NextResultAsync(ct).ConfigureAwait(false)) { }
             }
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], new SnapshotInProgressException(stage.SrvId).Message), null);
+            return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], new SnapshotInProgressException(stage.SrvId).Message), null, targets);
         }
+        if (targets.FirstOrDefault(t => t.Item2.Length == 0) is { Item1: { } stranger })
+            throw new StageRejectedException($"the target of {LogSafe(stranger.Name)}, {LogSafe(stranger.Target)}, is not a *_src_tmp table of the repository");
         if (VersionProblem(sql, stage.RemotePowa, repositoryPowa) is { } refused)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return (new StoreResult(StoreOutcome.Refused, SnapshotPlan.Empty, 0, [], refused, RepositoryPowa: repositoryPowa), repositoryPowa);
+            return (new StoreResult(StoreOutcome.Refused, SnapshotPlan.Empty, 0, [], refused, RepositoryPowa: repositoryPowa), repositoryPowa, targets);
         }
         if (TooClose(stage, last, frequency) is { } reason)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], reason, Fenced: true, RepositoryPowa: repositoryPowa), repositoryPowa);
+            return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], reason, Fenced: true, RepositoryPowa: repositoryPowa), repositoryPowa, targets);
         }
-        return (null, repositoryPowa);
+        return (null, repositoryPowa, targets);
     }
+
+    /// <summary>A schema-qualified table name, each part a plain or a double-quoted identifier: nothing else reaches the SQL below.</summary>
+    static readonly System.Text.RegularExpressions.Regex QualifiedName = new(
+        """^(?:"(?:[^"\x00]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\.(?:"(?:[^"\x00]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)$""");
+
+    /// <summary>
+    /// $1 the stage's targets, in order: for each, the *_src_tmp table (of an extension) it names, quoted as the
+    /// repository quotes it, or NULL. The COPYs use these texts.
+    /// </summary>
+    const string ResolveTargets =
+        "SELECT (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) FROM pg_catalog.pg_class c " +
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass(t.name) " +
+        "AND c.relkind IN ('r', 'p') AND c.relname LIKE '%\\_src\\_tmp' AND EXISTS (SELECT FROM pg_catalog.pg_depend d " +
+        "WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')) " +
+        "FROM unnest($1::text[]) WITH ORDINALITY t(name, i) ORDER BY t.i";
+
+    /// <summary>A text from a stage, for a message: at most 200 characters, no control character.</summary>
+    static string LogSafe(string s) => new(s.Take(200).Select(c => char.IsControl(c) ? '?' : c).ToArray());
 
     /// <summary>
     /// Why a stage read off a remote with powa <paramref name="remotePowa"/> cannot go into a repository whose powa
@@ -213,20 +260,43 @@ public static class SnapshotStore
             : null;
     }
 
-    static async Task CopyInAsync(NpgsqlConnection conn, SnapshotStage stage, StagedDatasource ds, CancellationToken ct)
+    /// <summary>
+    /// One datasource into <paramref name="target"/> (the repository's name for it), through a CopyRowCheck: a
+    /// row of another server cancels the COPY (nothing of it reaches the table) and throws StageRejectedException.
+    /// </summary>
+    static async Task CopyInAsync(NpgsqlConnection conn, SnapshotStage stage, StagedDatasource ds, string target, CancellationToken ct)
     {
+        var check = new CopyRowCheck(stage.SrvId, ds.Text, LogSafe(ds.Name));
         if (ds.Text)
         {
             // A datasource whose types have no binary round trip (DatabaseReader.NeedsText): its UTF-8 text COPY
             // bytes go to the text import's own stream as they are. Never dispose the TextWriter: its Dispose
             // is synchronous, and a blocking read on a socket thread stalls every connection of the node.
-            var writer = (StreamWriter)await conn.BeginTextImportAsync($"COPY {ds.Target} FROM STDIN", ct).ConfigureAwait(false);
+            var writer = (StreamWriter)await conn.BeginTextImportAsync($"COPY {target} FROM STDIN", ct).ConfigureAwait(false);
             await using var raw = writer.BaseStream;
-            await stage.CopyToAsync(ds, raw, ct).ConfigureAwait(false);
+            try
+            {
+                await stage.CopyToAsync(ds, new CheckedCopyStream(raw, check), ct).ConfigureAwait(false);
+                check.Complete();
+            }
+            catch (StageRejectedException)
+            {
+                await ((NpgsqlRawCopyStream)raw).CancelAsync().ConfigureAwait(false); // CopyFail: nothing of this COPY is kept
+                throw;
+            }
             return;
         }
-        await using var copy = await conn.BeginRawBinaryCopyAsync($"COPY {ds.Target} FROM STDIN (FORMAT binary)", ct).ConfigureAwait(false);
-        await stage.CopyToAsync(ds, copy, ct).ConfigureAwait(false);
+        await using var copy = await conn.BeginRawBinaryCopyAsync($"COPY {target} FROM STDIN (FORMAT binary)", ct).ConfigureAwait(false);
+        try
+        {
+            await stage.CopyToAsync(ds, new CheckedCopyStream(copy, check), ct).ConfigureAwait(false);
+            check.Complete();
+        }
+        catch (StageRejectedException)
+        {
+            await copy.CancelAsync().ConfigureAwait(false); // CopyFail: nothing of this COPY is kept
+            throw;
+        }
     }
 
     static NpgsqlBatchCommand TakeSnapshotCommand(PowaSql sql, int srvid) =>
@@ -238,12 +308,13 @@ public static class SnapshotStore
     /// function back) leaves its rows in its *_src_tmp table, which would be stored with the next snapshot:
     /// they are deleted (when powa_take_snapshot reported an error: PowaSql.LeftoverCleanup).
     /// </summary>
-    static IEnumerable<NpgsqlBatchCommand> AfterTakeSnapshotCommands(PowaSql sql, SnapshotStage stage)
+    static IEnumerable<NpgsqlBatchCommand> AfterTakeSnapshotCommands(PowaSql sql, SnapshotStage stage,
+        IEnumerable<(StagedDatasource Ds, string Target)> targets)
     {
         yield return new NpgsqlBatchCommand(sql.SetSnapshotTime)
             { Parameters = { new() { Value = stage.SrvId }, new() { Value = stage.TakenAtUtc, NpgsqlDbType = NpgsqlDbType.TimestampTz } } };
-        foreach (var ds in stage.Datasources.Where(d => d.HasRows))
-            yield return new NpgsqlBatchCommand(PowaSql.LeftoverCleanup(ds.Target)) { Parameters = { new() { Value = stage.SrvId } } };
+        foreach (var target in targets.Select(t => t.Target).Distinct())
+            yield return new NpgsqlBatchCommand(PowaSql.LeftoverCleanup(target)) { Parameters = { new() { Value = stage.SrvId } } };
     }
 
     static async Task<int> ReadTakeSnapshotAsync(NpgsqlDataReader r, CancellationToken ct) =>

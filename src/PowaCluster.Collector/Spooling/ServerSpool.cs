@@ -93,8 +93,46 @@ public sealed class ServerSpool
         }
     }
 
-    /// <summary>Its stage, read back from the file (SpoolException when the file is not readable).</summary>
-    public Task<SnapshotStage> OpenAsync(SpoolEntry e, CancellationToken ct) => SpoolFile.OpenAsync(e.Path, _node.Stages, ct);
+    /// <summary>
+    /// Its stage, read back from the file: a SpoolException when the file cannot be read now, a
+    /// StageRejectedException when it is not one this collector wrote for this server (then Reject it).
+    /// </summary>
+    public Task<SnapshotStage> OpenAsync(SpoolEntry e, CancellationToken ct) => SpoolFile.OpenAsync(e.Path, SrvId, _node.Stages, ct);
+
+    /// <summary>Where files that are not what this collector writes are moved, in the server's directory.</summary>
+    public const string RejectedDirectory = "rejected";
+
+    /// <summary>
+    /// Not what this collector writes (SpoolFile.OpenAsync or the repository said why): the file is moved to
+    /// <see cref="RejectedDirectory"/> for whoever wants to look at it, never stored, and said once.
+    /// </summary>
+    public void Reject(SpoolEntry e, string why)
+    {
+        var aside = Path.Combine(DirectoryPath, RejectedDirectory);
+        string where;
+        try
+        {
+            Directory.CreateDirectory(aside, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            File.Move(e.Path, Path.Combine(aside, Path.GetFileName(e.Path)), overwrite: true);
+            where = $"moved to {aside}";
+        }
+        catch (Exception x) when (x is IOException or UnauthorizedAccessException)
+        {
+            where = $"left where it is (it cannot be moved to {aside}: {x.Message}; it is not tried again until the node restarts)";
+        }
+        lock (_node.SyncRoot)
+        {
+            if (ReferenceEquals(_inFlight, e)) _inFlight = null;
+            if (_entries.Remove(e))
+            {
+                _bytes -= e.Bytes;
+                _node.RemovedUnlocked(e, dropped: true, replayed: false, deleteFile: false);
+            }
+            if (_entries.Count == 0) _dropped = 0;
+            _node.WarnLater($"Server {SrvId}: spooled snapshot {Path.GetFileName(e.Path)} rejected, {where}: {why}");
+        }
+        _node.FlushWarnings();
+    }
 
     internal void AddUnlocked(SpoolEntry e)
     {

@@ -45,7 +45,10 @@ public sealed class SnapshotSpool : IDisposable
         FileStream? lockFile = null;
         try
         {
-            System.IO.Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            System.IO.Directory.CreateDirectory(dir, OwnerOnlyDirectory);
+            // An existing directory keeps its mode when created again: what others may write is never replayed
+            // (one this process may not make its own cannot be used: the spool says why).
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(dir, OwnerOnlyDirectory);
             File.WriteAllText(Path.Combine(dir, "repository"), repository + "\n");
             lockFile = new FileStream(Path.Combine(dir, "spool.lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
@@ -61,6 +64,8 @@ public sealed class SnapshotSpool : IDisposable
         spool.Scan();
         return spool;
     }
+
+    const UnixFileMode OwnerOnlyDirectory = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
     public string Directory { get; }
     public long MaxBytes { get; }
@@ -129,11 +134,12 @@ public sealed class SnapshotSpool : IDisposable
         return dropped;
     }
 
-    internal void RemovedUnlocked(SpoolEntry e, bool dropped, bool replayed)
+    internal void RemovedUnlocked(SpoolEntry e, bool dropped, bool replayed, bool deleteFile = true)
     {
         _bytes -= e.Bytes;
         if (dropped) _dropped++;
         if (replayed) _replayed++;
+        if (!deleteFile) return;
         try { File.Delete(e.Path); } catch (Exception) { /* gone already, or the next start retries */ }
     }
 
@@ -170,7 +176,10 @@ public sealed class SnapshotSpool : IDisposable
     {
         foreach (var dir in System.IO.Directory.EnumerateDirectories(Directory, "srv*"))
         {
-            if (!int.TryParse(Path.GetFileName(dir)[3..], out var srvId)) continue;
+            if (!int.TryParse(Path.GetFileName(dir)[3..], System.Globalization.NumberStyles.None, null, out var srvId)) continue;
+            // A directory this process may not make its own is not replayed (it stays; the node's spool is used).
+            try { if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(dir, OwnerOnlyDirectory); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
             foreach (var part in System.IO.Directory.EnumerateFiles(dir, "*" + SpoolFile.PartExtension))
                 try { File.Delete(part); } catch (Exception) { /* left; ignored */ }
             var server = For(srvId);

@@ -37,7 +37,11 @@ public static class SpoolFile
         var json = JsonSerializer.SerializeToUtf8Bytes(header);
         try
         {
-            await using (var fs = new FileStream(part, FileMode.CreateNew, FileAccess.Write, FileShare.None, 64 * 1024, FileOptions.Asynchronous))
+            await using (var fs = new FileStream(part, new FileStreamOptions
+                         {
+                             Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 64 * 1024,
+                             Options = FileOptions.Asynchronous, UnixCreateMode = OwnerOnly,
+                         }))
             {
                 await fs.WriteAsync(Magic, ct).ConfigureAwait(false);
                 await fs.WriteAsync(new byte[8], ct).ConfigureAwait(false); // the compressed length, written below
@@ -82,15 +86,26 @@ public static class SpoolFile
         }
     }
 
+    /// <summary>rw for the owner only: a spooled snapshot holds the remote's query texts.</summary>
+    internal const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    /// <summary>The most data a spooled snapshot may say it holds: inflating stops there (a small file cannot fill the disk).</summary>
+    public const long MaxDataLength = 2L << 30;
+
     /// <summary>
     /// Reads a spooled snapshot back as a stage (in the node's stage memory, or its stage files beyond it, as a
-    /// snapshot just read); a SpoolException when the file is not one.
+    /// snapshot just read). Nothing in the file is trusted: a file that is not one this collector wrote for
+    /// server <paramref name="srvId"/> (a header that does not hold, another srvid, data that does not match
+    /// it, a file others may write) is a StageRejectedException naming the file; a SpoolException when the
+    /// file cannot be read now (a local fault: it is tried again later).
     /// </summary>
-    public static async Task<SnapshotStage> OpenAsync(string path, StageBudget budget, CancellationToken ct)
+    public static async Task<SnapshotStage> OpenAsync(string path, int srvId, StageBudget budget, CancellationToken ct)
     {
         SnapshotStage? stage = null;
         try
         {
+            if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(path) & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0)
+                throw new InvalidDataException("other users may write it (its mode allows group or other writes)");
             await using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024, FileOptions.Asynchronous);
             var head = ReadExactly(fs, Magic.Length + 12);
             if (!head.AsSpan(0, Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException("not a spooled snapshot (bad magic)");
@@ -99,22 +114,49 @@ public static class SpoolFile
             if (headerLength <= 0 || headerLength > 16 * 1024 * 1024) throw new InvalidDataException($"bad header length {headerLength}");
             var header = JsonSerializer.Deserialize<SpoolHeader>(ReadExactly(fs, headerLength))
                          ?? throw new InvalidDataException("empty header");
+            Validate(header, srvId);
             var dataOffset = fs.Position;
             if (compressed <= 0 || dataOffset + compressed > fs.Length) throw new InvalidDataException("shorter than its header says");
             var errors = header.Errors.Concat(ReadErrorRecords(fs, dataOffset + compressed)).ToList();
             fs.Position = dataOffset;
             stage = SnapshotStage.ForReplay(header, errors, budget);
+            // One byte more than the header says at most: enough to see that it lies.
             await using (var z = new ZLibStream(new BoundedStream(fs, compressed), CompressionMode.Decompress))
-                await stage.AppendAsync(z, ct).ConfigureAwait(false);
+                await stage.AppendAsync(new BoundedStream(z, header.DataLength + 1), ct).ConfigureAwait(false);
             if (stage.Length != header.DataLength)
-                throw new InvalidDataException($"{stage.Length} bytes of data where its header says {header.DataLength}");
+                throw new InvalidDataException($"{(stage.Length > header.DataLength ? "more" : stage.Length + " bytes of")} data where its header says {header.DataLength} bytes");
             return stage;
         }
-        catch (Exception e) when (e is IOException or InvalidDataException or JsonException or UnauthorizedAccessException)
+        catch (Exception e) when (e is InvalidDataException or JsonException or EndOfStreamException or NotSupportedException)
+        {
+            stage?.Dispose();
+            throw new StageRejectedException($"the spooled snapshot {path} is not one this collector wrote: {e.Message}");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             stage?.Dispose();
             throw new SpoolException($"the spooled snapshot {path} cannot be read: {e.Message}");
         }
+    }
+
+    /// <summary>What a header must hold before anything of it is used; an InvalidDataException says what does not.</summary>
+    static void Validate(SpoolHeader h, int srvId)
+    {
+        if (h.SrvId != srvId) throw new InvalidDataException($"its header says server {h.SrvId}, but it is in server {srvId}'s spool");
+        if (h.ServerName is null || h.Datasources is null || h.Errors is null) throw new InvalidDataException("its header lacks a field");
+        if (h.DataLength < 0 || h.DataLength > MaxDataLength)
+            throw new InvalidDataException($"its header says {h.DataLength} bytes of data (at most {MaxDataLength})");
+        long end = 0;
+        foreach (var ds in h.Datasources)
+        {
+            if (ds is null || ds.Name is null || ds.Target is null || ds.Name.Length > 256 || ds.Target.Length > 256)
+                throw new InvalidDataException("a datasource of its header lacks a name or a target, or they are too long");
+            if (ds.Offset < end || ds.Length < 0 || ds.Offset + ds.Length > h.DataLength)
+                throw new InvalidDataException($"datasource {ds.Name}'s bytes are outside the data or overlap another's");
+            end = ds.Offset + ds.Length;
+        }
+        if (h.Errors.Count > 10_000 || h.Errors.Any(e => e is null || e.Length > 64 * 1024))
+            throw new InvalidDataException("its errors are too many or too long");
     }
 
     static IEnumerable<string> ReadErrorRecords(FileStream fs, long from)

@@ -40,12 +40,15 @@ public sealed class SnapshotStage : IDisposable
         _budget = budget;
     }
 
-    /// <summary>A stage for a spooled snapshot read back for its replay: empty, the caller appends its bytes.</summary>
+    /// <summary>
+    /// A stage for a spooled snapshot read back for its replay: empty, the caller appends its bytes. Never a
+    /// forced one: a file's word does not loosen the fence (a forced snapshot spooled is fenced as any other).
+    /// </summary>
     internal static SnapshotStage ForReplay(Spooling.SpoolHeader header, IEnumerable<string> errors, StageBudget budget)
     {
         var stage = new SnapshotStage(header.SrvId, header.ServerName, budget)
         {
-            TakenAtUtc = header.TakenAtUtc, Forced = header.Forced, ServerVersionNum = header.ServerVersionNum, FromSpool = true,
+            TakenAtUtc = header.TakenAtUtc, ServerVersionNum = header.ServerVersionNum, FromSpool = true,
             RemotePowa = header.RemotePowa,
         };
         stage._datasources.AddRange(header.Datasources);

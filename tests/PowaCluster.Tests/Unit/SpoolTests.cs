@@ -55,7 +55,8 @@ public sealed class SpoolFileTests : IDisposable
 
         using var back = await spool.For(7).OpenAsync(entry, CancellationToken.None);
         Assert.True(back.FromSpool);
-        Assert.Equal((7, taken, stage.Forced, 150020), (back.SrvId, back.TakenAtUtc, back.Forced, back.ServerVersionNum));
+        Assert.Equal((7, taken, 150020), (back.SrvId, back.TakenAtUtc, back.ServerVersionNum));
+        Assert.False(back.Forced); // a file does not loosen the fence
         Assert.Equal(stage.Datasources, back.Datasources);
         Assert.Equal(await AllBytes(stage), await AllBytes(back));
         Assert.Equal(["Extension pg_wait_sampling is not installed on the remote server",
@@ -165,5 +166,69 @@ public sealed class SpoolFileTests : IDisposable
         Assert.Contains(Path.Combine(spool.Directory, "srv9"), e.Message);
         Assert.Equal(1, spool.Stats().WriteFailures);
         Assert.Equal(0, spool.For(9).Count);
+    }
+
+    /// <summary>Rewrites the JSON header of a spooled snapshot (magic, compressed length, header length at 16, header at 20).</summary>
+    static void RewriteHeader(string path, Action<System.Text.Json.Nodes.JsonObject> change)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var length = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(16));
+        var header = System.Text.Json.Nodes.JsonNode.Parse(bytes.AsSpan(20, length))!.AsObject();
+        change(header);
+        var json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(header);
+        var newLength = new byte[4];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(newLength, json.Length);
+        File.WriteAllBytes(path, [.. bytes[..16], .. newLength, .. json, .. bytes[(20 + length)..]]);
+    }
+
+    [Fact]
+    public async Task A_spool_file_whose_header_does_not_hold_is_rejected_by_name_and_moved_aside_not_deleted()
+    {
+        var cases = new (string Why, Action<System.Text.Json.Nodes.JsonObject> Change, string Said)[]
+        {
+            ("another server's snapshot in this server's directory", h => h["SrvId"] = 2, "its header says server 2"),
+            ("no errors list", h => h["Errors"] = null, "lacks a field"),
+            ("a datasource beyond the data", h => h["Datasources"]![1]!["Length"] = 1_000_000, "outside the data"),
+            ("a small header over data that inflates far beyond it", h => { h["DataLength"] = 100; h["Datasources"] = new System.Text.Json.Nodes.JsonArray(); },
+                "more data where its header says 100 bytes"),
+            ("a length beyond any snapshot", h => h["DataLength"] = SpoolFile.MaxDataLength + 1, "bytes of data (at most"),
+        };
+        var warnings = new List<string>();
+        using var spool = Open();
+        spool.Warn = warnings.Add;
+        var server = spool.For(3);
+        foreach (var (why, change, said) in cases)
+        {
+            using var st = await StageAsync(3, Now.AddSeconds(-warnings.Count - 10), 30_000, 1);
+            var (entry, _) = await server.WriteAsync(st, 1, CancellationToken.None);
+            RewriteHeader(entry.Path, change);
+            Assert.Equal(server.TakeOldest(), entry);
+            var e = await Assert.ThrowsAsync<StageRejectedException>(() => server.OpenAsync(entry, CancellationToken.None));
+            Assert.True(e.Message.Contains(said) && e.Message.Contains(entry.Path), $"{why}: {e.Message}");
+            server.Reject(entry, e.Message);
+            Assert.False(File.Exists(entry.Path), why);
+            Assert.True(File.Exists(Path.Combine(Path.GetDirectoryName(entry.Path)!, ServerSpool.RejectedDirectory, Path.GetFileName(entry.Path))), why);
+            Assert.Equal(0, server.Count);
+            Assert.Contains(Path.GetFileName(entry.Path), warnings[^1]);
+        }
+        Assert.Equal(cases.Length, warnings.Count);
+    }
+
+    [Fact]
+    public async Task A_spool_file_others_may_write_is_rejected_and_files_are_written_for_the_owner_only()
+    {
+        using var spool = Open();
+        using var st = await StageAsync(4, Now, 10_000, 1);
+        var (entry, _) = await spool.For(4).WriteAsync(st, 1, CancellationToken.None);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(entry.Path));
+        File.SetUnixFileMode(entry.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherWrite);
+        var e = await Assert.ThrowsAsync<StageRejectedException>(() => spool.For(4).OpenAsync(entry, CancellationToken.None));
+        Assert.Contains("other users may write it", e.Message);
+        // The spool's directory, made writable by others, is the owner's only again at the next start.
+        spool.Dispose();
+        File.SetUnixFileMode(spool.Directory, (UnixFileMode)Convert.ToInt32("777", 8));
+        using var again = Open();
+        Assert.True(again.Usable, again.Problem);
+        Assert.Equal((UnixFileMode)Convert.ToInt32("700", 8), File.GetUnixFileMode(again.Directory));
     }
 }
