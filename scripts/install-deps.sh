@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(postgresql-15 postgresql-15-powa postgresql-15-pg-stat-kcache postgresql-15-pg-qualstats postgresql-15-pg-wait-sampling
-  prometheus systemd)  # prometheus and promtool: the metrics tests; systemd-analyze: the unit file test
+  prometheus systemd libfaketime)  # prometheus and promtool: the metrics tests; systemd-analyze: the unit file test;
+  # libfaketime: a node whose clock is minutes off (the clock tests)
 vendor="$(cd .. && pwd)/shared/vendor"
 trees="${POWA_TREES:-/opt/powa-cluster}"
 # Oldest first: a tree also gets the SQL of the older releases of its major, for ALTER EXTENSION powa UPDATE.

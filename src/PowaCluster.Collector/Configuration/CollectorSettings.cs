@@ -190,6 +190,11 @@ public sealed class CollectorSettings
     /// <summary>The settings of a node that is itself a whole cluster: no seed, no discovery.</summary>
     public bool IsOneNode => Discovery == DiscoveryModes.Seeds && Seeds.Length == 0;
 
+    /// <summary>Whether the cluster endpoint binds a loopback address only (localhost, 127.0.0.0/8, ::1): nobody else can reach it.</summary>
+    public bool ClusterOnLoopback =>
+        ClusterHost.Equals("localhost", StringComparison.OrdinalIgnoreCase)
+        || (System.Net.IPAddress.TryParse(ClusterHost, out var ip) && System.Net.IPAddress.IsLoopback(ip));
+
     public void Validate()
     {
         if (WriterPoolSize < 1) throw new ArgumentException("WriterPoolSize must be at least 1");

@@ -10,9 +10,10 @@ namespace PowaCluster.Collector.Configuration;
 public sealed class TlsSettings
 {
     /// <summary>
-    /// "auto" (default): on for a cluster of several nodes (seeds or Kubernetes discovery), off for the
-    /// one-node default, whose endpoint binds loopback only; "on"; "off" (a multi-node cluster without TLS:
-    /// anyone who reaches ClusterPort can join it; logged as a warning at start).
+    /// "auto" (default): on for a cluster of several nodes (seeds or Kubernetes discovery) and for any node
+    /// whose ClusterHost is not a loopback address; off only for a node alone on loopback (the default);
+    /// "on"; "off" (no TLS off loopback: anyone who reaches ClusterPort can join the cluster; logged as a
+    /// warning at start).
     /// </summary>
     public string Mode { get; set; } = TlsModes.Auto;
 
@@ -30,7 +31,7 @@ public sealed class TlsSettings
     {
         TlsModes.On => true,
         TlsModes.Off => false,
-        _ => !s.IsOneNode,
+        _ => !s.IsOneNode || !s.ClusterOnLoopback,
     };
 
     public void Validate(CollectorSettings s)
@@ -43,7 +44,9 @@ public sealed class TlsSettings
             .Where(x => string.IsNullOrWhiteSpace(x.Item2)).Select(x => $"Tls:{x.Item1}").ToList();
         if (missing.Count > 0)
             throw new ArgumentException(
-                (Mode == TlsModes.On ? "Tls:Mode is on" : "a cluster of several nodes authenticates its nodes with mutual TLS") +
+                (Mode == TlsModes.On ? "Tls:Mode is on"
+                    : s.IsOneNode ? $"ClusterHost {s.ClusterHost} is not a loopback address, where the cluster port authenticates nodes with mutual TLS"
+                    : "a cluster of several nodes authenticates its nodes with mutual TLS") +
                 $": set {string.Join(", ", missing)} (PEM files; README, \"Cluster TLS\"), or Tls:Mode off to let anyone who " +
                 "reaches ClusterPort join the cluster");
     }

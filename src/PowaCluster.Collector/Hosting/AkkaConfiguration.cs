@@ -75,14 +75,33 @@ public static partial class AkkaConfiguration
                 CustomValidator = tls.Validator,
             };
         }
-        else if (!rt.Settings.IsOneNode)
+        else if (!rt.Settings.IsOneNode || !rt.Settings.ClusterOnLoopback)
         {
             b.AddStartup((system, _) => system.Log.Warning(
                 "Cluster TLS is off (Tls:Mode off): anyone who reaches {0}:{1} can join this cluster and read what its nodes send each other",
                 rt.Settings.ClusterHost, rt.Settings.ClusterPort));
         }
+        b.AddHocon(UntrustedModeHocon(rt.Settings), HoconAddMode.Prepend);
         return b.WithRemoting(options);
     }
+
+    /// <summary>
+    /// Untrusted mode: a peer cannot deploy actors here, send PoisonPill, Kill or another system command, or
+    /// reach an actor by path except the ones the cluster itself talks to that way (membership, heartbeats,
+    /// the singletons and their proxies, the shard regions and coordinator, the replicator of the coordinator's
+    /// state, named after the node's shard role) and the
+    /// coordinator's reload (RequestReload) and hand-off (HandOff). Mutual TLS decides who is a peer.
+    /// </summary>
+    public static string UntrustedModeHocon(CollectorSettings s) => $$"""
+        akka.remote.untrusted-mode = on
+        akka.remote.trusted-selection-paths = [
+          "/system/cluster/core/daemon", "/system/cluster/heartbeatReceiver", "/system/remote-watcher",
+          "/system/sharding/server-collectorCoordinator", "/system/sharding/server-collectorCoordinator/singleton",
+          "/system/sharding/server-collectorCoordinator/singleton/coordinator", "/system/sharding/server-collector",
+          "/system/sharding/{{Uri.EscapeDataString(ShardRole(s))}}Replicator", "/system/ddataReplicator",
+          "/user/fleet-coordinator", "{{CoordinatorPath}}"
+        ]
+        """;
 
     /// <summary>
     /// What crosses the network: the collector's messages (IWireMessage) through ClusterMessageSerializer,

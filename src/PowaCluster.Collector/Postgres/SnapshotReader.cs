@@ -33,15 +33,17 @@ public static class SnapshotReader
         await using var _ = abort.Register(() => RemoteDeadline.Break(conn));
         abort.ThrowIfCancellationRequested();
         // The remote's powa now (one round trip with the BEGIN): the repository stores the stage only if it still
-        // has the same major.minor (an ALTER EXTENSION powa UPDATE on either side changes tables' shapes).
-        stage.RemotePowa = await RemoteDeadline.RunAsync(conn, callTimeout, async () =>
+        // has the same major.minor (an ALTER EXTENSION powa UPDATE on either side changes tables' shapes). And
+        // the transaction's now(), the ts of its rows: when the snapshot was taken, by the remote's clock.
+        (stage.RemotePowa, stage.TakenAtUtc) = await RemoteDeadline.RunAsync(conn, callTimeout, async () =>
         {
             await using var begin = new NpgsqlBatch(conn)
             {
-                BatchCommands = { new NpgsqlBatchCommand("BEGIN"), new NpgsqlBatchCommand("SELECT " + PowaSql.PowaVersionNow) },
+                BatchCommands = { new NpgsqlBatchCommand("BEGIN"), new NpgsqlBatchCommand($"SELECT {PowaSql.PowaVersionNow}, pg_catalog.now()") },
             };
             await using var r = await begin.ExecuteReaderAsync().ConfigureAwait(false);
-            return await r.ReadAsync().ConfigureAwait(false) && !r.IsDBNull(0) ? r.GetString(0) : "";
+            await r.ReadAsync().ConfigureAwait(false);
+            return (r.IsDBNull(0) ? "" : r.GetString(0), r.GetFieldValue<DateTime>(1).ToUniversalTime());
         }).ConfigureAwait(false);
         foreach (var ds in job.Plan.Global)
         {

@@ -68,8 +68,11 @@ public sealed class SnapshotStage : IDisposable
     /// </summary>
     public string? RemotePowa { get; set; }
 
-    /// <summary>When the read started (UTC): the remote's rows carry the remote's own timestamp.</summary>
-    public DateTime TakenAtUtc { get; init; } = DateTime.UtcNow;
+    /// <summary>
+    /// When the snapshot was taken, by the remote's clock (its transaction's now(), the ts of its rows; set by
+    /// SnapshotReader): the fence compares snapshots of one server by one clock, whichever node read them.
+    /// </summary>
+    public DateTime TakenAtUtc { get; set; } = DateTime.UtcNow;
 
     /// <summary>FORCE_SNAPSHOT: the fence allows it 10 s after the last one (the reference's rule), not half an interval.</summary>
     public bool Forced { get; init; }

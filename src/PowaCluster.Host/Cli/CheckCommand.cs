@@ -51,7 +51,7 @@ public static class CheckCommand
         try
         {
             var tls = ClusterTls.Load(settings);
-            lines.Add(new("cluster TLS", true, tls is null ? "off (one node, or Tls:Mode off)" : "certificate, key and CA read"));
+            lines.Add(new("cluster TLS", true, tls is null ? "off (one node on loopback, or Tls:Mode off)" : "certificate, key and CA read"));
         }
         catch (ArgumentException e) { lines.Add(new("cluster TLS", false, e.Message)); }
 

@@ -106,6 +106,10 @@ public sealed class StartupErrorTests(LabFixture fx)
         var (code, _, err) = await RunAsync("run", "--repository", dsn, "--seed", "127.0.0.1:4053");
         Assert.Equal(1, code);
         AssertOneLine(err, "mutual TLS: set Tls:CertificatePath, Tls:KeyPath, Tls:CaPath");
+        // One node on every interface without the files: refused as well, before anything listens.
+        (code, _, err) = await RunAsync("run", "--repository", dsn, "--cluster-host", "0.0.0.0", "--cluster-port", "0");
+        Assert.Equal(1, code);
+        AssertOneLine(err, "ClusterHost 0.0.0.0 is not a loopback address, where the cluster port authenticates nodes with mutual TLS: set Tls:CertificatePath");
         // A key file that is not there: named, before anything connects.
         var env = new Dictionary<string, string>
         {

@@ -149,6 +149,27 @@ public sealed class ConfigurationTests : IDisposable
         Assert.True(new CollectorSettings().IsOneNode);
     }
 
+    [Fact]
+    public void A_lone_node_off_loopback_needs_cluster_TLS_as_a_cluster_does()
+    {
+        foreach (var host in new[] { "127.0.0.1", "127.0.0.9", "localhost", "::1" })
+        {
+            var s = new CollectorSettings { ClusterHost = host };
+            s.Validate();
+            Assert.False(s.Tls.EnabledFor(s), host);
+        }
+        foreach (var host in new[] { "0.0.0.0", "::", "10.0.0.11", "collector.example.org" })
+        {
+            var e = Assert.Throws<ArgumentException>(() => new CollectorSettings { ClusterHost = host }.Validate());
+            Assert.Contains($"ClusterHost {host} is not a loopback address", e.Message);
+            Assert.Contains("set Tls:CertificatePath, Tls:KeyPath, Tls:CaPath", e.Message);
+            // Said explicitly: allowed (and warned about at start).
+            var off = new CollectorSettings { ClusterHost = host, Tls = { Mode = "off" } };
+            off.Validate();
+            Assert.False(off.Tls.EnabledFor(off));
+        }
+    }
+
     [Theory]
     [InlineData("PowaCluster:Discovery", "dns", "Discovery must be \"seeds\" or \"kubernetes\"")]
     [InlineData("PowaCluster:Seeds:0", "nocolon", "a seed is host:port, not \"nocolon\"")]

@@ -1,0 +1,185 @@
+using Akka.Actor;
+using Npgsql;
+using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Spooling;
+using PowaCluster.Collector.Staging;
+using PowaCluster.Lab.Embedded;
+using PowaCluster.Tests.Support;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace PowaCluster.Tests.Integration;
+
+/// <summary>
+/// What comes from outside the node is not trusted: a file in its spool directory, the rows a remote's own
+/// functions return. Each test plays the attacker on the real thing and looks at the repository afterwards.
+/// </summary>
+[Collection(LabCollection.Name)]
+public sealed class UntrustedInputTests(LabFixture fx, ITestOutputHelper output)
+{
+    /// <summary>A datasource's binary COPY as the reader takes it off <paramref name="remote"/>, for server <paramref name="srvid"/>.</summary>
+    static async Task<SnapshotStage> ReadStatementsAsync(IPostgresInstance remote, int srvid, DateTime taken, StageBudget budget)
+    {
+        await using var conn = new NpgsqlConnection(remote.ConnectionString("powa").ConnectionString);
+        await conn.OpenAsync();
+        await using (var set = new NpgsqlCommand($"SELECT set_config('{ServerConfig.SrvIdSetting}', $1, false)", conn)
+                     { Parameters = { new() { Value = srvid.ToString() } } })
+            await set.ExecuteNonQueryAsync();
+        var stage = new SnapshotStage(srvid, "crafted", budget) { TakenAtUtc = taken, ServerVersionNum = 150000 };
+        await using (var copy = await conn.BeginRawBinaryCopyAsync(
+                         Collector.Postgres.RemoteQueries.ExportSql("public", "powa_statements_src")))
+            await stage.AppendAsync(copy, CancellationToken.None);
+        return stage;
+    }
+
+    [Fact]
+    public async Task A_crafted_spool_file_runs_no_SQL_stores_nothing_under_another_server_and_is_moved_aside()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var a = await repo.RegisterAsync(fx.Lab.Remotes[0], 5, "spool-a");
+        var b = await repo.RegisterAsync(fx.Lab.Remotes[0], 6, "spool-b");
+        var root = Directory.CreateTempSubdirectory("powa-cluster-test-spool-").FullName;
+        // Dated an hour ahead: whatever the node stores live first, neither file is fenced as "back in time", so
+        // before the fix the first ran its SQL and the second was stored as server b's.
+        var ahead = DateTime.UtcNow.AddHours(1);
+        var budget = new StageBudget(1 << 24, null);
+        string evil, foreign;
+        using (var spool = SnapshotSpool.Open(root, Dsn.Describe(repo.ConnectionString), 1L << 30, TimeSpan.FromDays(2), budget))
+        {
+            // The target of a datasource given a suffix of SQL, as someone who can write the directory would.
+            using (var stage = await ReadStatementsAsync(fx.Lab.Remotes[0], a, ahead, budget))
+            {
+                stage.AddDatasource("pg_stat_statements",
+                    "\"public\".\"powa_statements_src_tmp\" FROM STDIN (FORMAT binary); COMMIT; CREATE TABLE pwned(); --", 0);
+                evil = (await spool.For(a).WriteAsync(stage, 1, CancellationToken.None)).Entry.Path;
+            }
+            // Server b's rows and header in server a's directory.
+            using (var stage = await ReadStatementsAsync(fx.Lab.Remotes[0], b, ahead.AddSeconds(30), budget))
+            {
+                stage.AddDatasource("pg_stat_statements", "\"public\".\"powa_statements_src_tmp\"", 0);
+                foreign = (await spool.For(a).WriteAsync(stage, 2, CancellationToken.None)).Entry.Path;
+            }
+        }
+        var settings = CollectorNode.FastSettings();
+        settings.SpoolDirectory = root;
+        try
+        {
+            await using var node = await CollectorNode.StartAsync(repo, settings);
+            var log = LogCapture.Start(node.System, typeof(Akka.Event.Warning));
+            await Eventually.HoldsAsync(() => Task.FromResult(!File.Exists(evil) && !File.Exists(foreign)), TimeSpan.FromSeconds(60),
+                "both crafted files out of the spool");
+            Assert.Null(await repo.ScalarAsync<string?>("SELECT to_regclass('pwned')::text"));
+            var rejected = Path.Combine(Path.GetDirectoryName(evil)!, ServerSpool.RejectedDirectory);
+            Assert.True(File.Exists(Path.Combine(rejected, Path.GetFileName(evil))) && File.Exists(Path.Combine(rejected, Path.GetFileName(foreign))),
+                "both crafted files moved aside, not deleted");
+            await Eventually.HoldsAsync(() => Task.FromResult(log.Count(l => l.Contains("rejected")) >= 2), TimeSpan.FromSeconds(10), "a line each");
+            foreach (var line in log.Where(l => l.Contains("rejected"))) output.WriteLine(line);
+            Assert.Contains(log, l => l.Contains(Path.GetFileName(evil)) && l.Contains("not a table name"));
+            Assert.Contains(log, l => l.Contains(Path.GetFileName(foreign)) && l.Contains($"its header says server {b}"));
+            // Nothing of either is in the history: no snapshot of a or b an hour ahead.
+            foreach (var id in new[] { a, b })
+                Assert.DoesNotContain(await repo.SnapshotTimesAsync(id), t => t.ToUniversalTime() > DateTime.UtcNow.AddMinutes(30));
+            // And collection goes on.
+            await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync([a, b]), TimeSpan.FromSeconds(30), "a snapshot of each server");
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
+
+    /// <summary>
+    /// On <paramref name="remote"/>, powa_statements_src moves a session whose srvid is <paramref name="thief"/> to
+    /// <paramref name="victim"/>'s, for the rest of the session, as its superuser could (the original kept
+    /// beside it, to restore).
+    /// </summary>
+    static Task WrapStatementsSourceAsync(IPostgresInstance remote, int thief, int victim) => remote.ExecAsync(PowaLab.Database, $$"""
+        DO $do$
+        DECLARE args text;
+        BEGIN
+          SELECT pg_get_function_arguments(p.oid) INTO args FROM pg_proc p
+          WHERE p.proname = 'powa_statements_src' AND p.pronamespace = 'public'::regnamespace;
+          ALTER FUNCTION public.powa_statements_src(integer) RENAME TO powa_statements_src_orig;
+          EXECUTE format($f$CREATE FUNCTION public.powa_statements_src(%s) RETURNS SETOF record LANGUAGE plpgsql AS $b$
+            BEGIN
+              IF pg_catalog.current_setting('{{ServerConfig.SrvIdSetting}}', true) = %L THEN
+                PERFORM pg_catalog.set_config('{{ServerConfig.SrvIdSetting}}', %L, false);
+              END IF;
+              RETURN QUERY SELECT * FROM public.powa_statements_src_orig($1);
+            END $b$$f$, args, '{{thief}}', '{{victim}}');
+        END $do$
+        """);
+
+    static Task UnwrapStatementsSourceAsync(IPostgresInstance remote) => remote.ExecAsync(PowaLab.Database,
+        "DROP FUNCTION public.powa_statements_src(integer); ALTER FUNCTION public.powa_statements_src_orig(integer) RENAME TO powa_statements_src");
+
+    /// <summary>Rows under <paramref name="srvid"/> in every *_src_tmp table and in the statements' history.</summary>
+    static async Task<long> RowsOfAsync(TestRepository repo, int srvid)
+    {
+        var tables = await repo.ListAsync<string>(
+            "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid " +
+            "AND d.deptype = 'e' WHERE c.relkind = 'r' AND c.relname LIKE '%\\_src\\_tmp' " +
+            "AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'srvid')");
+        long n = 0;
+        foreach (var t in tables.Append("powa_statements_history_current")) n += await repo.CountAsync(t, srvid);
+        return n;
+    }
+
+    [Fact]
+    public async Task A_remote_function_that_changes_the_session_srvid_stores_nothing_under_another_server()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        await using var remote = await LocalPostgres.StartAsync("srvid-thief", loopbackAddresses: 2);
+        await PowaLab.InstallPowaAsync(remote, withStatsExtensions: false);
+        await PowaLab.MakeWorkloadAsync(remote);
+        // Two servers on one remote; the victim is not collected, so any row under its srvid is the thief's.
+        var victim = await repo.RegisterAsync(remote, 2, "victim");
+        await repo.ExecAsync("UPDATE powa_servers SET frequency = -1 WHERE id = $1", victim);
+        var thief = await repo.RegisterAsync(remote, 1, "thief");
+        await WrapStatementsSourceAsync(remote, thief, victim);
+
+        await using var node = await CollectorNode.StartAsync(repo);
+        var log = LogCapture.Start(node.System, typeof(Akka.Event.Warning));
+        string[] errors = [];
+        await Eventually.HoldsAsync(async () =>
+        {
+            errors = await repo.ErrorsAsync(thief);
+            return errors.Any(e => e.Contains($"is for srvid {victim}, not for server {thief}"));
+        }, TimeSpan.FromSeconds(60), "the thief's snapshot refused, and said in its errors");
+        output.WriteLine(errors[^1]);
+        // Three snapshots refused whole (each on a new connection), and nothing under the victim.
+        await Eventually.HoldsAsync(() => Task.FromResult(log.Count(l => l.Contains($"is for srvid {victim}")) >= 3),
+            TimeSpan.FromSeconds(60), "three of the thief's snapshots refused");
+        Assert.Equal(0, await RowsOfAsync(repo, victim));
+        Assert.Empty(await repo.SnapshotTimesAsync(thief));
+
+        // Its function restored, the thief's next connection (its srvid set anew) stores again.
+        await UnwrapStatementsSourceAsync(remote);
+        await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync([thief]), TimeSpan.FromSeconds(60), "a snapshot of the thief once restored");
+        Assert.Equal(0, await RowsOfAsync(repo, victim));
+    }
+
+    [Fact]
+    public async Task A_peer_reaches_only_the_actors_the_cluster_talks_to_by_path()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        await using var node = await CollectorNode.StartAsync(repo);
+        var address = ((ExtendedActorSystem)node.System).Provider.DefaultAddress;
+        // Anyone who reaches the port of a node alone on loopback: a process of the same machine.
+        using var stranger = ActorSystem.Create("stranger", Akka.Configuration.ConfigurationFactory.ParseString(
+            "akka.actor.provider = remote\nakka.loglevel = WARNING\nakka.stdout-loglevel = WARNING\nakka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = 0 }"));
+        async Task<bool> AnswersAsync(string path)
+        {
+            try
+            {
+                var id = await stranger.ActorSelection(address + path).Ask<ActorIdentity>(new Identify(path), TimeSpan.FromSeconds(5));
+                return id.Subject is not null;
+            }
+            catch (AskTimeoutException) { return false; }
+        }
+        // The cluster's own paths answer (membership goes through them)...
+        Assert.True(await AnswersAsync("/system/cluster/core/daemon"));
+        // ...the collector's other actors do not: nothing but those paths is reachable (nor is a PoisonPill, a
+        // Kill or a remote deployment accepted, which untrusted mode drops as well).
+        Assert.False(await AnswersAsync("/user/connect-ramp"));
+        Assert.False(await AnswersAsync(Collector.Hosting.AkkaConfiguration.CoordinatorPath + "/notify-listener"));
+        Assert.True(await AnswersAsync("/system/cluster/core/daemon"));
+    }
+}
