@@ -242,16 +242,18 @@ public static class SnapshotStore
     }
 
     /// <summary>
-    /// Why a snapshot taken at stage.TakenAtUtc is one too many, or null. A spooled one taken before the last
-    /// stored one is refused too: stored, the server's history would go back in time (another node stored
-    /// later snapshots of this server first, or this one was stored before a crash deleted its file).
+    /// Why a snapshot taken at stage.TakenAtUtc is one too many, or null. One taken before the last stored one
+    /// is refused too, spooled or live: stored, the server's history would go back in time (another node
+    /// stored later snapshots of this server first: a hand-off's queue after its new owner's snapshot, a spool
+    /// replayed late; or this one was stored before a crash deleted its file). Both times are the remote's
+    /// clock (SnapshotReader), so no node's clock takes part.
     /// </summary>
     public static string? TooClose(SnapshotStage stage, DateTime? lastTakenUtc, int frequencySeconds)
     {
         if (lastTakenUtc is not { } last) return null;
-        if (stage.FromSpool && stage.TakenAtUtc <= last)
-            return $"the spooled snapshot of server {stage.SrvId} taken at {stage.TakenAtUtc:HH:mm:ss.fff} UTC is not after the last one stored " +
-                   $"({last:HH:mm:ss.fff} UTC): stored, the history would go back in time";
+        if (stage.TakenAtUtc <= last)
+            return $"the {(stage.FromSpool ? "spooled " : "")}snapshot of server {stage.SrvId} taken at {stage.TakenAtUtc:HH:mm:ss.fff} UTC is not after " +
+                   $"the last one stored ({last:HH:mm:ss.fff} UTC): stored, the history would go back in time";
         var limit = stage.Forced ? TimeSpan.FromSeconds(10) : TimeSpan.FromSeconds(frequencySeconds / 2.0);
         var gap = (stage.TakenAtUtc - last).Duration();
         return gap < limit

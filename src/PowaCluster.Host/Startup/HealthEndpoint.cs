@@ -24,6 +24,10 @@ public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILog
 {
     static readonly TimeSpan RepositoryCheckTimeout = TimeSpan.FromSeconds(3);
     IHost? _app;
+    CachedAnswer<(bool Ready, string Text)>? _readiness;
+
+    /// <summary>/ready's answer, computed at most once a second (CachedAnswer).</summary>
+    CachedAnswer<(bool Ready, string Text)> Readiness => _readiness ??= new(ReadinessAsync, TimeSpan.FromSeconds(1));
 
     public async Task StartAsync(CancellationToken ct)
     {
@@ -54,7 +58,7 @@ public sealed class HealthEndpoint(CollectorRuntime rt, ActorSystem system, ILog
             : Results.Text("ok\n"));
         app.MapGet("/ready", async () =>
         {
-            var (ready, text) = await ReadinessAsync();
+            var (ready, text) = await Readiness.GetAsync();
             return Results.Text(text, statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
         });
         try
