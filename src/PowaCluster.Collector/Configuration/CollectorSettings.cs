@@ -57,6 +57,14 @@ public sealed class CollectorSettings
     /// </summary>
     public long StageFileBudget { get; set; } = 1024L * 1024 * 1024;
 
+    /// <summary>
+    /// The most bytes one snapshot may hold (all its datasources, as read off the remote): a remote whose
+    /// output is larger (huge query texts, a hostile function) gets its snapshot refused with the error in
+    /// powa_snapshot_metas.errors, and writes at most this much to the node's disk. 512 MiB, some 200 times a
+    /// large server's snapshot.
+    /// </summary>
+    public long MaxSnapshotBytes { get; set; } = 512L * 1024 * 1024;
+
     /// <summary>Where stages beyond the memory budget are written; empty: a private directory under the system's temporary directory.</summary>
     public string? StageDirectory { get; set; }
 
@@ -201,6 +209,7 @@ public sealed class CollectorSettings
         if (LogFormat is not ("plain" or "json")) throw new ArgumentException($"LogFormat must be plain or json, not \"{LogFormat}\"");
         if (ResyncInterval < TimeSpan.FromSeconds(1)) throw new ArgumentException("ResyncInterval must be at least 1 second");
         if (StageMemoryBudget < 0) throw new ArgumentException("StageMemoryBudget must be 0 (always a file) or more bytes");
+        if (MaxSnapshotBytes < 1024 * 1024) throw new ArgumentException("MaxSnapshotBytes must be at least 1 MiB (1048576 bytes)");
         if (MaxQueuedSnapshots < 1) throw new ArgumentException("MaxQueuedSnapshots must be at least 1");
         if (StageFileBudget < 0) throw new ArgumentException("StageFileBudget must be 0 (no read-ahead beyond the memory budget) or more bytes");
         if (SpoolMaxBytes < 0) throw new ArgumentException("SpoolMaxBytes must be 0 (no spool) or more bytes");

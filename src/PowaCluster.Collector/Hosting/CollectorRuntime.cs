@@ -13,7 +13,7 @@ namespace PowaCluster.Collector.Hosting;
 /// </summary>
 public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnectionStringBuilder Repository, PowaSql Powa) : IDisposable
 {
-    public StageBudget Stages { get; } = new(Settings.StageMemoryBudget, Settings.StageDirectory, Settings.StageFileBudget);
+    public StageBudget Stages { get; } = new(Settings.StageMemoryBudget, Settings.StageDirectory, Settings.StageFileBudget, Settings.MaxSnapshotBytes);
 
     /// <summary>The clock of what the node decides by age (the spool's MaxAge); a fake one in tests.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;

@@ -116,6 +116,9 @@ public sealed class SnapshotStage : IDisposable
                 finally { ArrayPool<byte>.Shared.Return(scratch); }
             }
             if (n == 0) return Length - start;
+            if (Length > _budget.MaxStageBytes)
+                throw new StageException($"the snapshot is larger than MaxSnapshotBytes ({_budget.MaxStageBytes} bytes): not stored; " +
+                                         "the remote returns more than a snapshot may hold");
         }
     }
 

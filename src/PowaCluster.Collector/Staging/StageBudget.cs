@@ -17,15 +17,18 @@ public sealed class StageBudget
     /// first spill (nobody can have prepared it) and removed when the process exits</param>
     /// <param name="fileLimitBytes">bytes of stage files beyond which servers stop reading ahead (a server's only
     /// snapshot not stored yet may still go to a file): what a slow repository may cost the node's disk</param>
-    public StageBudget(long limitBytes, string? directory, long fileLimitBytes = long.MaxValue)
+    /// <param name="maxStageBytes">the most bytes one stage may hold (MaxSnapshotBytes)</param>
+    public StageBudget(long limitBytes, string? directory, long fileLimitBytes = long.MaxValue, long maxStageBytes = long.MaxValue)
     {
         LimitBytes = Math.Max(0, limitBytes);
         FileLimitBytes = Math.Max(0, fileLimitBytes);
+        MaxStageBytes = maxStageBytes;
         _configured = string.IsNullOrWhiteSpace(directory) ? null : directory;
     }
 
     public long LimitBytes { get; }
     public long FileLimitBytes { get; }
+    public long MaxStageBytes { get; }
 
     /// <summary>Where stages that outgrow the budget write the rest of their bytes, for messages.</summary>
     public string Directory => _configured ?? _private ?? $"a private directory under {Path.GetTempPath()}";

@@ -125,4 +125,21 @@ public sealed class StageTests : IDisposable
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(budget.Directory));
         Assert.Empty(Directory.EnumerateFileSystemEntries(budget.Directory));
     }
+
+    [Fact]
+    public async Task A_snapshot_beyond_MaxSnapshotBytes_is_refused_having_written_at_most_that_much()
+    {
+        var dir = Directory.CreateTempSubdirectory("powa-cluster-stage-cap-").FullName;
+        try
+        {
+            // Memory for 2 segments, files beyond; a snapshot may hold 300,000 bytes.
+            var budget = new StageBudget(2 * SnapshotStage.SegmentSize, dir, maxStageBytes: 300_000);
+            using var stage = new SnapshotStage(1, "huge", budget);
+            var e = await Assert.ThrowsAsync<StageException>(() => stage.AppendAsync(new MemoryStream(new byte[10_000_000]), CancellationToken.None));
+            Assert.Contains("larger than MaxSnapshotBytes (300000 bytes)", e.Message);
+            Assert.True(stage.Length <= 300_000 + SnapshotStage.SegmentSize, $"{stage.Length} bytes staged");
+            Assert.Throws<ArgumentException>(() => new Collector.Configuration.CollectorSettings { MaxSnapshotBytes = 1000 }.Validate());
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }
