@@ -5,7 +5,8 @@ namespace PowaCluster.Collector.Configuration;
 /// accepts a peer only when the peer's certificate chains to <see cref="CaPath"/>: a process that reaches
 /// ClusterPort without such a certificate cannot join, read a message, or send one. PEM files, so that a
 /// Kubernetes Secret of type kubernetes.io/tls (cert-manager's: tls.crt, tls.key, ca.crt) mounts as it is;
-/// they are read at start (rotation: restart the node).
+/// they are read at start (rotation: restart the node). The node's certificate must be for both TLS server and
+/// client authentication and not a CA's (ClusterTls.Check).
 /// </summary>
 public sealed class TlsSettings
 {

@@ -74,6 +74,12 @@ public static partial class AkkaConfiguration
                 ValidateCertificateHostname = false,
                 CustomValidator = tls.Validator,
             };
+            // Its expiry: a metric, and a warning at start and every day from 14 days before.
+            Telemetry.CollectorMetrics.CertificateNotAfter = () => tls.NotAfterUtc;
+            b.AddStartup((system, _) => system.Scheduler.Advanced.ScheduleRepeatedly(TimeSpan.Zero, TimeSpan.FromDays(1), () =>
+            {
+                if (tls.ExpiryProblem(rt.Time.GetUtcNow().UtcDateTime) is { } problem) system.Log.Warning(problem);
+            }));
         }
         else if (!rt.Settings.IsOneNode || !rt.Settings.ClusterOnLoopback)
         {

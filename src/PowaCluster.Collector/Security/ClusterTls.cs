@@ -74,11 +74,46 @@ public sealed class ClusterTls
             foreach (var e in presented.ChainElements)
                 if (!e.Certificate.RawDataMemory.Span.SequenceEqual(peer.RawDataMemory.Span))
                     chain.ChainPolicy.ExtraStore.Add(e.Certificate);
-        if (chain.Build(peer)) return null;
+        if (chain.Build(peer)) return NodeCertificateProblem(peer);
         var status = chain.ChainStatus.Select(x => x.Status).Distinct().ToList();
         return status.Contains(X509ChainStatusFlags.UntrustedRoot) || status.Contains(X509ChainStatusFlags.PartialChain)
             ? $"its certificate ({peer.Subject}, issued by {peer.Issuer}) is not signed by the cluster's CA"
             : $"its certificate ({peer.Subject}) is not valid: {string.Join(", ", chain.ChainStatus.Select(x => x.StatusInformation.Trim()).Distinct())}";
+    }
+
+    public const string ServerAuth = "1.3.6.1.5.5.7.3.1", ClientAuth = "1.3.6.1.5.5.7.3.2";
+
+    /// <summary>
+    /// Why a certificate of the CA is not a node's, or null: a node both accepts and opens connections, so it
+    /// needs both TLS usages; a CA certificate (or one without a usage list) is not a node's.
+    /// </summary>
+    static string? NodeCertificateProblem(X509Certificate2 c)
+    {
+        if (c.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault() is { CertificateAuthority: true })
+            return $"its certificate ({c.Subject}) is a CA certificate, not a node's (basicConstraints CA:TRUE)";
+        var usages = c.Extensions.OfType<X509EnhancedKeyUsageExtension>().FirstOrDefault()?.EnhancedKeyUsages
+            .Cast<System.Security.Cryptography.Oid>().Select(o => o.Value).ToHashSet() ?? [];
+        return usages.Contains(ServerAuth) && usages.Contains(ClientAuth) ? null
+            : $"its certificate ({c.Subject}) is not for both TLS server and client authentication (extendedKeyUsage serverAuth, clientAuth)";
+    }
+
+    /// <summary>When the node's certificate expires (UTC): the metric powa_tls_certificate_validity_seconds counts down to it.</summary>
+    public DateTime NotAfterUtc => Certificate.NotAfter.ToUniversalTime();
+
+    /// <summary>Warned from this long before the node's certificate expires.</summary>
+    public static readonly TimeSpan ExpiryWarning = TimeSpan.FromDays(14);
+
+    /// <summary>
+    /// What to warn about the node's certificate at <paramref name="nowUtc"/>, or null: from 14 days before it
+    /// expires (once expired, every new connection to or from this node is refused, and the cluster loses it).
+    /// </summary>
+    public string? ExpiryProblem(DateTime nowUtc)
+    {
+        var left = NotAfterUtc - nowUtc;
+        if (left > ExpiryWarning) return null;
+        return left <= TimeSpan.Zero
+            ? $"Cluster TLS: this node's certificate ({Certificate.Subject}) expired at {NotAfterUtc:yyyy-MM-dd HH:mm} UTC: other nodes refuse its connections; renew it and restart the node"
+            : $"Cluster TLS: this node's certificate ({Certificate.Subject}) expires at {NotAfterUtc:yyyy-MM-dd HH:mm} UTC, in {left.TotalDays:F0} days: renew it and restart the node before then";
     }
 
     /// <summary>Akka.Remote's callback, on both sides of every handshake: one line per refused peer and minute.</summary>

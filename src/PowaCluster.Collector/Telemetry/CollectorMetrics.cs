@@ -106,6 +106,9 @@ public static class CollectorMetrics
     /// <summary>Cluster membership, read at each collection: set by the host once its actor system runs.</summary>
     public static Func<IEnumerable<(string Status, int Count)>>? Members { get; set; }
 
+    /// <summary>When the node's cluster TLS certificate expires; null without cluster TLS.</summary>
+    public static Func<DateTime>? CertificateNotAfter { get; set; }
+
     static CollectorMetrics()
     {
         Meter.CreateObservableGauge("powa.server.last_snapshot.age", ObserveAges, "s",
@@ -115,6 +118,8 @@ public static class CollectorMetrics
         Meter.CreateObservableGauge("powa.repository.transactions", () => _inFlight, "{transaction}",
             "Repository transactions in flight (busy writers of this node)");
         Meter.CreateObservableGauge("powa.cluster.members", ObserveMembers, "{member}", "Cluster members by status, as this node sees them");
+        Meter.CreateObservableGauge("powa.tls.certificate.validity", ObserveCertificate, "s",
+            "Seconds until this node's cluster TLS certificate expires (negative: expired; none without cluster TLS)");
         Meter.CreateObservableGauge("powa.spool.snapshots", () => ObserveBacklog(b => b.Count), "{snapshot}",
             "Snapshots of the server in this node's spool (read while the repository could not store them), to be replayed");
         Meter.CreateObservableGauge("powa.spool.size", () => ObserveBacklog(b => b.Bytes), "By", "Bytes of the server's spooled snapshots on this node");
@@ -141,6 +146,9 @@ public static class CollectorMetrics
         foreach (var (record, t) in Servers)
             yield return new Measurement<double>(Math.Max(0, (now - record.LastSuccessOrStartUtc).TotalSeconds), ServerTags(t.SrvId, t.Alias));
     }
+
+    static IEnumerable<Measurement<double>> ObserveCertificate() =>
+        CertificateNotAfter is { } f ? [new Measurement<double>((f() - DateTime.UtcNow).TotalSeconds)] : [];
 
     static IEnumerable<Measurement<int>> ObserveMembers()
     {

@@ -30,20 +30,23 @@ public sealed class LabCertificates : IDisposable
         var req = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
         req.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
         req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
-        var ca = req.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        var ca = req.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(365));
         var lab = new LabCertificates(dir, ca, key);
         File.WriteAllText(lab.CaPath, ca.ExportCertificatePem());
         return lab;
     }
 
-    /// <summary>A node certificate signed by this CA (server and client use, for 127.0.0.1): (certificate, key) paths.</summary>
-    public (string Certificate, string Key) Issue(string name)
+    /// <summary>
+    /// A node certificate signed by this CA (server and client use, for 127.0.0.1, 90 days): (certificate, key)
+    /// paths. <paramref name="notAfter"/> and <paramref name="usages"/> (extended key usage OIDs) make others.
+    /// </summary>
+    public (string Certificate, string Key) Issue(string name, DateTimeOffset? notAfter = null, string[]? usages = null)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var req = NodeRequest(name, key);
+        var req = NodeRequest(name, key, usages);
         var serial = RandomNumberGenerator.GetBytes(16);
         serial[0] &= 0x7f;
-        using var cert = req.Create(_ca, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(23), serial);
+        using var cert = req.Create(_ca, DateTimeOffset.UtcNow.AddMinutes(-5), notAfter ?? DateTimeOffset.UtcNow.AddDays(90), serial);
         return Write(name, cert, key);
     }
 
@@ -73,13 +76,14 @@ public sealed class LabCertificates : IDisposable
     public Dictionary<string, string> Environment(string name) =>
         Settings(name).ToDictionary(kv => $"PowaCluster__{kv.Key}", kv => kv.Value);
 
-    static CertificateRequest NodeRequest(string name, ECDsa key)
+    static CertificateRequest NodeRequest(string name, ECDsa key, string[]? usages = null)
     {
         var req = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
         req.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, false));
         req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
-        req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(
-            [new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], false)); // server and client authentication
+        var oids = new OidCollection();
+        foreach (var u in usages ?? ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]) oids.Add(new Oid(u)); // server and client authentication
+        req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(oids, false));
         var san = new SubjectAlternativeNameBuilder();
         san.AddIpAddress(System.Net.IPAddress.Loopback);
         san.AddDnsName("localhost");

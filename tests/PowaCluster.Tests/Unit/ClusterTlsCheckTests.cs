@@ -38,6 +38,31 @@ public sealed class ClusterTlsCheckTests
     }
 
     [Fact]
+    public void Only_node_certificates_are_accepted_and_the_nodes_is_warned_about_before_it_expires()
+    {
+        using var certs = LabCertificates.Create("cluster CA");
+        var tls = ClusterTls.Load(Node(certs, "a"))!;
+        X509Certificate2 Read(string path) => X509Certificate2.CreateFromPem(File.ReadAllText(path));
+        // Of the CA, but not for both TLS roles, or the CA's own certificate: not a node.
+        Assert.Contains("not for both TLS server and client authentication",
+            tls.Check(Read(certs.Issue("server-only", usages: [ClusterTls.ServerAuth]).Certificate)));
+        Assert.Contains("not for both TLS server and client authentication",
+            tls.Check(Read(certs.Issue("email", usages: ["1.3.6.1.5.5.7.3.4"]).Certificate)));
+        Assert.Contains("is a CA certificate, not a node's", tls.Check(Read(certs.CaPath)));
+        // Its own certificate: a warning from 14 days before it expires, none before.
+        var notAfter = tls.NotAfterUtc;
+        Assert.Null(tls.ExpiryProblem(notAfter.AddDays(-15)));
+        Assert.Contains("expires at", tls.ExpiryProblem(notAfter.AddDays(-13)));
+        Assert.Contains("in 13 days", tls.ExpiryProblem(notAfter.AddDays(-13)));
+        Assert.Contains("expired at", tls.ExpiryProblem(notAfter.AddMinutes(1)));
+        // A node whose own certificate is not a node's does not start.
+        var (cert, key) = certs.Issue("client-only", usages: [ClusterTls.ClientAuth]);
+        var s = Node(certs, "a");
+        (s.Tls.CertificatePath, s.Tls.KeyPath) = (cert, key);
+        Assert.Contains("not for both TLS server and client authentication", Assert.Throws<ArgumentException>(() => ClusterTls.Load(s)).Message);
+    }
+
+    [Fact]
     public void Bad_TLS_files_are_a_clear_start_up_error()
     {
         using var certs = LabCertificates.Create("cluster CA");
