@@ -62,6 +62,7 @@ public static class Program
     {
         var builder = CollectorHost.CreateBuilder();
         var (settings, repository) = SettingsLoader.Load(cli, builder.Configuration);
+        RepositoryEnvironment.Confine(repository); // PGPASSWORD & co. are the repository's, never a remote's
         // The cluster's TLS files before anything connects: a missing or wrong file is one line, exit code 1.
         try { _ = ClusterTls.Load(settings); }
         catch (ArgumentException e) { throw new StartupException(e.Message); }

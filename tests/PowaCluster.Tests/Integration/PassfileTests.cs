@@ -4,7 +4,7 @@ using Xunit;
 namespace PowaCluster.Tests.Integration;
 
 [Collection(LabCollection.Name)]
-public sealed class PassfileTests(LabFixture fx)
+public sealed class PassfileTests(LabFixture fx, Xunit.Abstractions.ITestOutputHelper output)
 {
     /// <summary>powa_servers.password NULL: the password comes from the passfile (PGPASSFILE), as with libpq.</summary>
     [Fact]
@@ -33,5 +33,36 @@ public sealed class PassfileTests(LabFixture fx)
             Environment.SetEnvironmentVariable("PGPASSFILE", previous);
             File.Delete(passfile);
         }
+    }
+
+    /// <summary>
+    /// PGPASSWORD in the collector's environment is the repository's: a NULL-password row pointing anywhere does
+    /// not get it (here it would be the right password for that server: before, it connected with it).
+    /// </summary>
+    [Fact]
+    public async Task Null_password_never_gets_the_processs_PGPASSWORD()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var remote = fx.Lab.Remotes[1];
+        var control = await repo.RegisterAsync(remote, 13, "with-password");
+        var srvid = await repo.RegisterAsync(remote, 12, "null-password");
+        await repo.ExecAsync("UPDATE powa_servers SET password = NULL WHERE id = $1", srvid);
+        var env = new Dictionary<string, string> { ["PGPASSWORD"] = remote.Password }; // no passfile: HOME is empty
+        using var node = StartupErrorTests.Start(env, ["run", "--repository", repo.ConnectionString.ConnectionString]);
+        _ = node.StandardOutput.ReadToEndAsync();
+        _ = node.StandardError.ReadToEndAsync();
+        try
+        {
+            string[] errors = [];
+            await Eventually.HoldsAsync(async () =>
+            {
+                errors = await repo.ErrorsAsync(srvid);
+                return (await repo.SnapshotTimesAsync(control)).Count >= 1 && errors.Length > 0;
+            }, TimeSpan.FromSeconds(60), "a snapshot of the server with a password, an error for the one without");
+            Assert.Empty(await repo.SnapshotTimesAsync(srvid));
+            output.WriteLine(errors[0]);
+            Assert.Contains(errors, e => e.Contains("password", StringComparison.OrdinalIgnoreCase));
+        }
+        finally { await PowaCluster.Lab.Demo.ProcessStop.TerminateAsync(node, TimeSpan.FromSeconds(60)); }
     }
 }
