@@ -67,7 +67,8 @@ public sealed partial class ServerCollector
         var old = _config;
         _config = cfg;
         if (old.Alias != cfg.Alias) CollectorMetrics.Track(_srvId, cfg.Alias, _record);
-        if (old.ConnectionDiffers(cfg))
+        // A row that cannot be collected (a frequency no timer can wait, among others): Connect says why.
+        if (old.ConnectionDiffers(cfg) || (cfg.Problem() is not null && old.Problem() is null))
         {
             _log.Info("Server {0}: connection settings changed ({1} -> {2}), reconnecting", cfg.SrvId, ServerConfig.Shown(old.Name), ServerConfig.Shown(cfg.Name));
             CloseRemote();

@@ -21,9 +21,12 @@ public static class Dsn
         if (text.StartsWith("postgresql://", StringComparison.OrdinalIgnoreCase) ||
             text.StartsWith("postgres://", StringComparison.OrdinalIgnoreCase))
             return ParseUri(text);
-        // libpq keywords are lower case: "Host=h" or anything with ';' is an Npgsql connection string.
+        // libpq keywords are lower case: "Host=h" or anything with ';' is an Npgsql connection string, unless
+        // its first part has libpq's "key=value key=value" (a ';' in a value, a capitalised key): Npgsql would
+        // read "h password=x" as the host, and every message naming the host would show the password.
         var firstKey = text.Split('=', 2)[0].Trim();
-        if (text.Contains(';') || firstKey.Any(char.IsUpper))
+        var libpqPairs = System.Text.RegularExpressions.Regex.IsMatch(text.Split(';', 2)[0], @"=\S*\s+[A-Za-z_]+\s*=");
+        if (!libpqPairs && (text.Contains(';') || firstKey.Any(char.IsUpper)))
             return ParseNpgsql(text);
         return FromLibpqPairs(ParseKeyValue(text));
     }

@@ -42,8 +42,13 @@ public sealed record ServerConfig(
         if (Hostname.IndexOfAny([',', ' ', '\t', '\n', '\r', '=', ';', '\'', '"', '\\']) >= 0 || Hostname.Any(char.IsControl))
             return $"powa_servers.hostname \"{Shown(Hostname)}\" is not one host name or address (a list, or characters no host name has)";
         if (Port is < 1 or > 65535) return $"powa_servers.port {Port} is not a TCP port";
+        if (Frequency > MaxFrequency)
+            return $"powa_servers.frequency {Frequency} s is more than a timer can wait ({MaxFrequency} s, about 49 days)";
         return null;
     }
+
+    /// <summary>The longest interval an Akka timer can wait (uint.MaxValue milliseconds, less a second).</summary>
+    public const int MaxFrequency = 4_294_966;
 
     /// <summary>A value from powa_servers for a log line: one line, 100 characters at most.</summary>
     public static string Shown(string s) => LogText.OneLine(s, 100);

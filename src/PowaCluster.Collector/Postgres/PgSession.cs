@@ -101,8 +101,21 @@ public static class PgSession
     /// <summary>A timeout token for one step; every remote call gets one.</summary>
     public static CancellationTokenSource Timeout(TimeSpan t) => new(t);
 
-    /// <summary>An error message fit for logs and powa_snapshot_metas.errors: the PostgreSQL message, no stack.</summary>
-    public static string Describe(Exception e) => e switch
+    /// <summary>
+    /// An error message fit for logs and powa_snapshot_metas.errors: the PostgreSQL message, no stack; one line,
+    /// no control character (a remote's message is its own text: escape sequences, newlines), 1,000 characters
+    /// at most.
+    /// </summary>
+    public static string Describe(Exception e) => Printable(DescribeRaw(e));
+
+    /// <summary>Control characters become spaces and the text is cut at <paramref name="max"/> characters.</summary>
+    public static string Printable(string text, int max = 1000)
+    {
+        var chars = text.Take(max + 1).Select(c => char.IsControl(c) ? ' ' : c).ToArray();
+        return chars.Length > max ? new string(chars, 0, max) + "…" : new string(chars);
+    }
+
+    static string DescribeRaw(Exception e) => e switch
     {
         PostgresException pe => $"{pe.SqlState}: {pe.MessageText}{(pe.Detail is { Length: > 0 } d ? " (" + d + ")" : "")}",
         OperationCanceledException => "timed out",

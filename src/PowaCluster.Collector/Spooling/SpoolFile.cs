@@ -65,6 +65,12 @@ public static class SpoolFile
             try { File.Delete(part); } catch (Exception) { /* the failure is reported below */ }
             throw new SpoolException($"cannot write the spool in {Path.GetDirectoryName(path)}: {e.Message}");
         }
+        catch (OperationCanceledException)
+        {
+            // Abandoned (its server stopped): no .part is left outside the spool's bounds until the next start.
+            try { File.Delete(part); } catch (Exception) { /* deleted at the next start */ }
+            throw;
+        }
     }
 
     /// <summary>Errors met after the file was written (the remote's cleanup): appended, fsynced.</summary>
@@ -74,7 +80,9 @@ public static class SpoolFile
         var json = JsonSerializer.SerializeToUtf8Bytes(errors);
         try
         {
-            using var fs = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.None);
+            // Open, not Append: a file a replay deleted meanwhile is not created again as a junk file.
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.None);
+            fs.Seek(0, SeekOrigin.End);
             fs.Write(ErrorsMark);
             fs.Write(Int32(json.Length));
             fs.Write(json);

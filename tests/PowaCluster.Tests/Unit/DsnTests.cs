@@ -103,6 +103,21 @@ public sealed class DsnTests
     }
 
     [Fact]
+    public void A_libpq_DSN_that_looks_like_an_Npgsql_one_never_shows_its_password()
+    {
+        foreach (var dsn in new[] { "Host=h password=Sekr3t dbname=powa", "host=h password=Sek;r3t dbname=powa", "host=h password='a;b' Port=5432" })
+        {
+            string said;
+            try { said = Dsn.Describe(Dsn.Parse(dsn)); }
+            catch (DsnException e) { said = e.Message; }
+            Assert.DoesNotContain("Sek", said);
+            Assert.DoesNotContain("a;b", said);
+        }
+        Assert.Equal("h:5432/powa user=u", Dsn.Describe(Dsn.Parse("host=h password=Sek;r3t dbname=powa user=u")));
+        Assert.Equal("h:5432/powa user=u", Dsn.Describe(Dsn.Parse("Host=h;Database=powa;Username=u;Password=x")));
+    }
+
+    [Fact]
     public void Connection_changes_are_told_apart_from_frequency_changes()
     {
         var cfg = new ServerConfig(3, "127.0.0.1", 5432, "powa", null, "powa", 300, "a");
@@ -125,6 +140,13 @@ public sealed class DsnTests
         Assert.Contains("is not one host name or address", (ok with { Hostname = "a\nb" }).Problem());
         Assert.Contains("is empty", (ok with { Hostname = " " }).Problem());
         Assert.Contains("is not a TCP port", (ok with { Port = 0 }).Problem());
+        Assert.Contains("is more than a timer can wait", (ok with { Frequency = 4_294_968 }).Problem());
+        Assert.Null((ok with { Frequency = ServerConfig.MaxFrequency }).Problem());
+        // A remote's error text is one line, no escape sequence, 1,000 characters at most.
+        var text = Collector.Postgres.PgSession.Describe(new Exception("\u001b[31mred\nINJECTED " + new string('x', 5000)));
+        Assert.DoesNotContain('\u001b', text);
+        Assert.DoesNotContain('\n', text);
+        Assert.Equal(1001, text.Length);
         // A long or multi-line value is shown on one line, cut.
         var shown = ServerConfig.Shown(new string('x', 500) + "\nINJECTED");
         Assert.Equal(100, shown.Length);

@@ -232,4 +232,20 @@ public sealed class SpoolFileTests : IDisposable
         Assert.True(again.Usable, again.Problem);
         Assert.Equal((UnixFileMode)Convert.ToInt32("700", 8), File.GetUnixFileMode(again.Directory));
     }
+
+    [Fact]
+    public async Task Errors_are_never_appended_to_a_file_that_is_gone_and_an_abandoned_write_leaves_nothing()
+    {
+        using var spool = Open();
+        using var st = await StageAsync(5, Now, 50_000, 1);
+        var (entry, _) = await spool.For(5).WriteAsync(st, 1, CancellationToken.None);
+        File.Delete(entry.Path); // replayed and deleted meanwhile
+        Assert.Throws<SpoolException>(() => SpoolFile.AppendErrors(entry.Path, ["late cleanup error"]));
+        Assert.False(File.Exists(entry.Path));
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        var path = Path.Combine(Path.GetDirectoryName(entry.Path)!, "abandoned" + SpoolFile.Extension);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => SpoolFile.WriteAsync(path, st, 2, cts.Token));
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(entry.Path)!, "*" + SpoolFile.PartExtension));
+    }
 }
