@@ -86,8 +86,25 @@ public sealed class SnapshotWriterPool : ReceiveActor
 
     void Enqueue(IWriterWork work)
     {
-        _pending.AddLast(new AssignWork(work, DateTime.UtcNow));
+        Add(_pending, work, DateTime.UtcNow);
         Dispatch();
+    }
+
+    /// <summary>
+    /// Queues work; a server's errors replace its errors still waiting (in their place in the queue): while the
+    /// repository hangs, a server whose reconnections fail queues one report, not one per failure, and the one
+    /// stored is its latest.
+    /// </summary>
+    internal static void Add(LinkedList<AssignWork> pending, IWriterWork work, DateTime nowUtc)
+    {
+        if (work is ReportErrors r)
+            for (var n = pending.First; n is not null; n = n.Next)
+                if (n.Value.Work is ReportErrors waiting && waiting.SrvId == r.SrvId)
+                {
+                    n.Value = n.Value with { Work = r };
+                    return;
+                }
+        pending.AddLast(new AssignWork(work, nowUtc));
     }
 
     void AnswerDrained()

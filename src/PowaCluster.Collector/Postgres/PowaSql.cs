@@ -54,8 +54,14 @@ public abstract class PowaSql
         $"SELECT id, hostname, port, username, password, dbname, frequency, alias, xmin::text, {PowaVersionNow} " +
         $"FROM {Q("powa_servers")} WHERE id = $1 AND id > 0 AND frequency > 0";
 
-    /// <summary>$1 srvid, $2 text[].</summary>
-    public string ReplaceErrors => $"UPDATE {Q("powa_snapshot_metas")} SET errors = $2 WHERE srvid = $1";
+    /// <summary>
+    /// $1 srvid, $2 text[]. Not while a snapshot's transaction holds the row (SKIP LOCKED): that store sets the
+    /// errors itself, and a report waiting for its lock would hold a writer (and, taken first, make the
+    /// store's NOWAIT lock skip it as "another collector").
+    /// </summary>
+    public string ReplaceErrors =>
+        $"UPDATE {Q("powa_snapshot_metas")} SET errors = $2 WHERE srvid = (SELECT srvid FROM {Q("powa_snapshot_metas")} " +
+        "WHERE srvid = $1 FOR UPDATE SKIP LOCKED)";
 
     /// <summary>$1 srvid, $2 text[].</summary>
     public string AppendErrors => $"UPDATE {Q("powa_snapshot_metas")} SET errors = pg_catalog.array_cat(errors, $2) WHERE srvid = $1";
