@@ -22,7 +22,11 @@ public static class ControlClient
     {
         var channel = $"powa_cluster_cli_{Environment.ProcessId}_{Guid.NewGuid():N}"[..40];
         string? reply = null;
-        void OnNotification(object _, NpgsqlNotificationEventArgs e) { if (e.Channel == channel) reply = e.Payload; }
+        // Only an answer to this command counts: anyone may NOTIFY any channel, and a stray payload is no answer.
+        void OnNotification(object _, NpgsqlNotificationEventArgs e)
+        {
+            if (e.Channel == channel && e.Payload.StartsWith(command + " ", StringComparison.Ordinal)) reply ??= e.Payload;
+        }
         conn.Notification += OnNotification;
         try
         {
@@ -49,7 +53,8 @@ public static class ControlClient
         var rest = reply[(command.Length + 1)..];
         var space = rest.IndexOf(' ');
         var status = space < 0 ? rest : rest[..space];
-        var data = space < 0 ? "" : rest[(space + 1)..];
+        // What the collector says comes from the repository, remote servers included: printed without control characters.
+        var data = space < 0 ? "" : PgSession.Printable(rest[(space + 1)..], 100_000);
         if (status == "ERROR" && data == "Permission denied")
             throw new StartupException($"the collector refused {command}: {data} (the repository user needs pg_signal_backend, or on PoWA 5 one of powa's roles)");
         return (status, data);
