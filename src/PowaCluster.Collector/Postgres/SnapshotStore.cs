@@ -223,7 +223,7 @@ public static class SnapshotStore
         "FROM unnest($1::text[]) WITH ORDINALITY t(name, i) ORDER BY t.i";
 
     /// <summary>A text from a stage, for a message: at most 200 characters, no control character.</summary>
-    static string LogSafe(string s) => new(s.Take(200).Select(c => char.IsControl(c) ? '?' : c).ToArray());
+    static string LogSafe(string s) => PgSession.Printable(s, 200);
 
     /// <summary>
     /// Why a stage read off a remote with powa <paramref name="remotePowa"/> cannot go into a repository whose powa
