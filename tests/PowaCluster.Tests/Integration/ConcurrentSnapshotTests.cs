@@ -72,57 +72,6 @@ public sealed class ConcurrentSnapshotTests(LabFixture fx, ITestOutputHelper out
     }
 
     /// <summary>
-    /// The same with the two nodes' clocks 3 minutes apart (libfaketime on the second, a powa-cluster process of
-    /// its own): a snapshot is timed by its remote's clock, so the fence compares the two collectors' snapshots
-    /// by one clock and still stores one per interval. (Timed by each node's own clock, both stored every
-    /// interval: their times were 3 minutes apart.)
-    /// </summary>
-    [Fact]
-    public async Task Two_collectors_whose_clocks_are_minutes_apart_store_one_snapshot_per_interval()
-    {
-        var faketime = Directory.GetDirectories("/usr/lib").Select(d => Path.Combine(d, "faketime", "libfaketime.so.1")).FirstOrDefault(File.Exists)
-            ?? throw new InvalidOperationException("libfaketime is not installed (scripts/install-deps.sh installs it)");
-        var repo = await fx.NewRepositoryAsync();
-        var srvid = await repo.RegisterAsync(fx.Lab.Remotes[0], 46, "skewed", frequency: 5);
-        await repo.ExecAsync("UPDATE powa_snapshot_metas SET snapts = now() WHERE srvid = $1", srvid);
-        await using var a = await CollectorNode.StartAsync(repo);
-        var skipped = LogCapture.Start(a.System, typeof(Akka.Event.Warning));
-        // Ahead, so that it finds the last snapshot long due and collects at once.
-        var env = new Dictionary<string, string> { ["LD_PRELOAD"] = faketime, ["FAKETIME"] = "+3m" };
-        using var b = StartupErrorTests.Start(env, ["run", "--repository", repo.ConnectionString.ConnectionString]);
-        var bOutput = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        b.OutputDataReceived += (_, e) => { if (e.Data is { } l) bOutput.Enqueue(l); };
-        b.ErrorDataReceived += (_, e) => { if (e.Data is { } l) bOutput.Enqueue(l); };
-        b.BeginOutputReadLine();
-        b.BeginErrorReadLine();
-        try
-        {
-            var from = DateTime.UtcNow;
-            List<DateTime> times = [];
-            int Skips() => skipped.Count(l => l.Contains("snapshot skipped")) + bOutput.Count(l => l.Contains("snapshot skipped"));
-            // Node b collecting (its first line out), then six snapshots.
-            await Eventually.HoldsAsync(() => Task.FromResult(!bOutput.IsEmpty), TimeSpan.FromSeconds(60), "node b started");
-            await Eventually.HoldsAsync(async () =>
-            {
-                times = (await repo.SnapshotTimesAsync(srvid)).Select(t => t.ToUniversalTime()).Where(t => t >= from).ToList();
-                return times.Count >= 6;
-            }, TimeSpan.FromSeconds(120), "six snapshots");
-            var gaps = times.Zip(times.Skip(1), (x, y) => (y - x).TotalSeconds).ToList();
-            output.WriteLine($"{times.Count} snapshots, {Skips()} skipped; gaps: {string.Join(", ", gaps.Select(g => g.ToString("F1")))}");
-            foreach (var line in bOutput.Where(l => l.Contains("skipped")).Take(2)) output.WriteLine($"node b: {line}");
-            // Node b's clock is indeed minutes ahead: its log lines are dated by it.
-            var bTime = bOutput.Select(l => DateTime.TryParse(l.Split(' ')[0], null, System.Globalization.DateTimeStyles.AdjustToUniversal, out var t) ? t : (DateTime?)null)
-                .FirstOrDefault(t => t is not null);
-            output.WriteLine($"node b's first log line dated {bTime:HH:mm:ss} UTC, the test started at {from:HH:mm:ss} UTC");
-            Assert.True(bTime - from > TimeSpan.FromMinutes(2.5), "node b's clock is not 3 minutes ahead");
-            Assert.True(gaps.Min() >= 2.4, $"two snapshots {gaps.Min():F1} s apart");
-            Assert.True(Skips() >= 2, "both collectors collect (each skips what the other stored)");
-            Assert.Empty(await repo.ErrorsAsync(srvid));
-        }
-        finally { await PowaCluster.Lab.Demo.ProcessStop.TerminateAsync(b, TimeSpan.FromSeconds(60)); }
-    }
-
-    /// <summary>
     /// A datasource whose snapshot function fails inside powa_take_snapshot (which catches the error and rolls
     /// that function back) leaves nothing in its *_src_tmp table for the next snapshot to store.
     /// </summary>
