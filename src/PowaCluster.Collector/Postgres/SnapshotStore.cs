@@ -70,11 +70,11 @@ public static class SnapshotStore
 
     static async Task<StoreResult> StoreFastAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
-        var (skipped, repositoryPowa, targets) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
+        var (skipped, repositoryPowa, resolved) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
         if (skipped is not null) return skipped;
+        var (targets, errors) = Usable(stage, resolved);
         foreach (var (ds, target) in targets)
             await CopyInAsync(conn, stage, ds, target, ct).ConfigureAwait(false);
-        var errors = stage.Errors;
         await using var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(TakeSnapshotCommand(sql, stage.SrvId));
         foreach (var c in AfterTakeSnapshotCommands(sql, stage, targets)) batch.BatchCommands.Add(c);
@@ -92,9 +92,9 @@ public static class SnapshotStore
 
     static async Task<StoreResult> StoreSlowAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
-        var (skipped, repositoryPowa, targets) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
+        var (skipped, repositoryPowa, resolved) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
         if (skipped is not null) return skipped;
-        var errors = new List<string>(stage.Errors);
+        var (targets, errors) = Usable(stage, resolved);
         await ExecAsync(conn, "SAVEPOINT copies", ct).ConfigureAwait(false);
         foreach (var (ds, target) in targets)
         {
@@ -143,7 +143,8 @@ public static class SnapshotStore
     /// queue of snapshots read an interval apart and stored back to back passes. A Refused result when the
     /// repository's powa (read in the same round trip) cannot take what the remote's gave (VersionProblem).
     /// Each datasource with rows gets its table from the repository's catalog (ResolveTargets), never from the
-    /// stage's text: a StageRejectedException when one is not a *_src_tmp table of an extension there.
+    /// stage's text: a StageRejectedException when a target is not even a table name, an error for that
+    /// datasource (the others stored) when it names no *_src_tmp table of an extension there.
     /// </summary>
     static async Task<(StoreResult? Skipped, string? RepositoryPowa, List<(StagedDatasource Ds, string Target)> Targets)> BeginAsync(
         PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
@@ -192,8 +193,6 @@ public static class SnapshotStore
             await RollbackAsync(conn, ct).ConfigureAwait(false);
             return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], new SnapshotInProgressException(stage.SrvId).Message), null, targets);
         }
-        if (targets.FirstOrDefault(t => t.Item2.Length == 0) is { Item1: { } stranger })
-            throw new StageRejectedException($"the target of {LogSafe(stranger.Name)}, {LogSafe(stranger.Target)}, is not a *_src_tmp table of the repository");
         if (VersionProblem(sql, stage.RemotePowa, repositoryPowa) is { } refused)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
@@ -205,6 +204,20 @@ public static class SnapshotStore
             return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], reason, Fenced: true, RepositoryPowa: repositoryPowa), repositoryPowa, targets);
         }
         return (null, repositoryPowa, targets);
+    }
+
+    /// <summary>
+    /// The datasources to copy, and the stage's errors with one more for each whose name is no *_src_tmp table
+    /// of the repository (an extension dropped there since the plan was read, or a name a file made up):
+    /// nothing goes anywhere for that one, and the others are stored.
+    /// </summary>
+    static (List<(StagedDatasource Ds, string Target)> Targets, List<string> Errors) Usable(SnapshotStage stage,
+        List<(StagedDatasource Ds, string Target)> resolved)
+    {
+        var errors = new List<string>(stage.Errors);
+        foreach (var (ds, _) in resolved.Where(t => t.Target.Length == 0))
+            errors.Add($"Error while inserting data of {LogSafe(ds.Name)}: {LogSafe(ds.Target)} is not a *_src_tmp table of the repository");
+        return (resolved.Where(t => t.Target.Length > 0).ToList(), errors);
     }
 
     /// <summary>A schema-qualified table name, each part a plain or a double-quoted identifier: nothing else reaches the SQL below.</summary>
