@@ -70,7 +70,8 @@ public sealed partial class ServerCollector
         // A row that cannot be collected (a frequency no timer can wait, among others): Connect says why.
         if (old.ConnectionDiffers(cfg) || (cfg.Problem() is not null && old.Problem() is null))
         {
-            _log.Info("Server {0}: connection settings changed ({1} -> {2}), reconnecting", cfg.SrvId, ServerConfig.Shown(old.Name), ServerConfig.Shown(cfg.Name));
+            if (old.ConnectionDiffers(cfg))
+                _log.Info("Server {0}: connection settings changed ({1} -> {2}), reconnecting", cfg.SrvId, ServerConfig.Shown(old.Name), ServerConfig.Shown(cfg.Name));
             CloseRemote();
             _failures = 0;
             Connect();
