@@ -248,4 +248,19 @@ public sealed class SpoolFileTests : IDisposable
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => SpoolFile.WriteAsync(path, st, 2, cts.Token));
         Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(entry.Path)!, "*" + SpoolFile.PartExtension));
     }
+
+    [Fact]
+    public async Task A_file_that_cannot_be_read_now_is_a_local_fault_not_a_rejection()
+    {
+        using var spool = Open();
+        using var st = await StageAsync(6, Now, 10_000, 1);
+        var (entry, _) = await spool.For(6).WriteAsync(st, 1, CancellationToken.None);
+        // Its path is a directory now (as unreadable as a file whose descriptor cannot be had): the writer keeps
+        // the entry for the next try (SnapshotWriter: an IOException is this node's fault) and moves nothing aside.
+        File.Delete(entry.Path);
+        Directory.CreateDirectory(entry.Path);
+        var e = await Assert.ThrowsAnyAsync<IOException>(() => spool.For(6).OpenAsync(entry, CancellationToken.None));
+        Assert.IsType<SpoolException>(e);
+        Assert.Contains("cannot be read", e.Message);
+    }
 }
