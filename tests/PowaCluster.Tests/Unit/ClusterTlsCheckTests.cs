@@ -38,7 +38,7 @@ public sealed class ClusterTlsCheckTests
     }
 
     [Fact]
-    public void Only_node_certificates_are_accepted_and_the_nodes_is_warned_about_before_it_expires()
+    public void Only_node_certificates_are_accepted_and_the_nodes_own_is_warned_about_before_it_expires()
     {
         using var certs = LabCertificates.Create("cluster CA");
         var tls = ClusterTls.Load(Node(certs, "a"))!;
