@@ -68,6 +68,13 @@ public sealed class PowaWebTests(PowaReleasesFixture fx, ITestOutputHelper outpu
             string[] metrics = powa5
                 ? ["databases_globals", "by_databases", "bgwriter", "wal", "all_relations", "databases_waits"]
                 : ["databases_globals", "by_databases", "bgwriter", "databases_waits"];
+            // A page whose rows are rates of events (waits) may have none yet: more workload and snapshots until it does.
+            foreach (var m in metrics)
+                await Eventually.HoldsAsync(async () => (await web.RowsAsync($"server/{id}/metrics/{m}/", range)).Count > 0,
+                    TimeSpan.FromSeconds(60), $"powa-web {webRelease}: rows in /server/{id}/metrics/{m}/", async () =>
+                    {
+                        foreach (var r in lab.Remotes) await PowaLab.WorkAsync(r);
+                    });
             foreach (var m in metrics) await Rows($"server/{id}/metrics/{m}/");
             // A database's queries, then one query's detail and its quals.
             var queries = await Rows($"server/{id}/metrics/database_all_queries/{PowaLab.Database}/");
