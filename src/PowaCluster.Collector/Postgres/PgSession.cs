@@ -106,14 +106,7 @@ public static class PgSession
     /// no control character (a remote's message is its own text: escape sequences, newlines), 1,000 characters
     /// at most.
     /// </summary>
-    public static string Describe(Exception e) => Printable(DescribeRaw(e));
-
-    /// <summary>Control characters become spaces and the text is cut at <paramref name="max"/> characters.</summary>
-    public static string Printable(string text, int max = 1000)
-    {
-        var chars = text.Take(max + 1).Select(c => char.IsControl(c) ? ' ' : c).ToArray();
-        return chars.Length > max ? new string(chars, 0, max) + "…" : new string(chars);
-    }
+    public static string Describe(Exception e) => Configuration.LogText.OneLine(DescribeRaw(e), 1000);
 
     static string DescribeRaw(Exception e) => e switch
     {

@@ -23,7 +23,7 @@ public enum StoreOutcome
 
     /// <summary>
     /// Nothing was written: the stage is not what a collector writes (SkipReason says why: rows of another
-    /// server, a target that is not a *_src_tmp table of the repository). Storing it later would not help.
+    /// server, a target that is not a table name). Storing it later would not help.
     /// </summary>
     Rejected,
 }
@@ -236,7 +236,7 @@ public static class SnapshotStore
         "FROM unnest($1::text[]) WITH ORDINALITY t(name, i) ORDER BY t.i";
 
     /// <summary>A text from a stage, for a message: at most 200 characters, no control character.</summary>
-    static string LogSafe(string s) => PgSession.Printable(s, 200);
+    static string LogSafe(string s) => Configuration.LogText.OneLine(s, 200);
 
     /// <summary>
     /// Why a stage read off a remote with powa <paramref name="remotePowa"/> cannot go into a repository whose powa
@@ -282,26 +282,12 @@ public static class SnapshotStore
     static async Task CopyInAsync(NpgsqlConnection conn, SnapshotStage stage, StagedDatasource ds, string target, CancellationToken ct)
     {
         var check = new CopyRowCheck(stage.SrvId, ds.Text, LogSafe(ds.Name));
-        if (ds.Text)
-        {
-            // A datasource whose types have no binary round trip (DatabaseReader.NeedsText): its UTF-8 text COPY
-            // bytes go to the text import's own stream as they are. Never dispose the TextWriter: its Dispose
-            // is synchronous, and a blocking read on a socket thread stalls every connection of the node.
-            var writer = (StreamWriter)await conn.BeginTextImportAsync($"COPY {target} FROM STDIN", ct).ConfigureAwait(false);
-            await using var raw = writer.BaseStream;
-            try
-            {
-                await stage.CopyToAsync(ds, new CheckedCopyStream(raw, check), ct).ConfigureAwait(false);
-                check.Complete();
-            }
-            catch (StageRejectedException)
-            {
-                await ((NpgsqlRawCopyStream)raw).CancelAsync().ConfigureAwait(false); // CopyFail: nothing of this COPY is kept
-                throw;
-            }
-            return;
-        }
-        await using var copy = await conn.BeginRawBinaryCopyAsync($"COPY {target} FROM STDIN (FORMAT binary)", ct).ConfigureAwait(false);
+        // A datasource whose types have no binary round trip (DatabaseReader.NeedsText): its UTF-8 text COPY
+        // bytes go to the text import's own stream as they are. Never dispose the TextWriter: its Dispose
+        // is synchronous, and a blocking read on a socket thread stalls every connection of the node.
+        await using var copy = ds.Text
+            ? (NpgsqlRawCopyStream)((StreamWriter)await conn.BeginTextImportAsync($"COPY {target} FROM STDIN", ct).ConfigureAwait(false)).BaseStream
+            : await conn.BeginRawBinaryCopyAsync($"COPY {target} FROM STDIN (FORMAT binary)", ct).ConfigureAwait(false);
         try
         {
             await stage.CopyToAsync(ds, new CheckedCopyStream(copy, check), ct).ConfigureAwait(false);

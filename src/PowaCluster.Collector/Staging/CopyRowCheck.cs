@@ -139,8 +139,7 @@ public sealed class CopyRowCheck(int srvId, bool text, string datasource)
 
     StageRejectedException Malformed(string why) => new($"the COPY data of {datasource} is malformed ({why}): nothing of this snapshot is stored");
 
-    static string Printable(ReadOnlySpan<byte> b) =>
-        new(System.Text.Encoding.ASCII.GetString(b[..Math.Min(b.Length, 20)]).Select(c => char.IsControl(c) ? '?' : c).ToArray());
+    static string Printable(ReadOnlySpan<byte> b) => Configuration.LogText.OneLine(System.Text.Encoding.ASCII.GetString(b[..Math.Min(b.Length, 20)]), 20);
 }
 
 /// <summary>Writes to <paramref name="inner"/> what <paramref name="check"/> accepts, and nothing after what it refuses.</summary>
@@ -173,8 +172,8 @@ public sealed class CheckedCopyStream(Stream inner, CopyRowCheck check) : Stream
 }
 
 /// <summary>
-/// A stage that is not what a collector writes (rows of another server, a target that is not a *_src_tmp table
-/// of the repository, a spool file whose header does not hold): nothing of it is stored, and storing it later
+/// A stage that is not what a collector writes (rows of another server, a target that is not a table name, a
+/// spool file whose header does not hold): nothing of it is stored, and storing it later
 /// would not help.
 /// </summary>
 public sealed class StageRejectedException(string message) : Exception(message);

@@ -54,7 +54,7 @@ public static class ControlClient
         var space = rest.IndexOf(' ');
         var status = space < 0 ? rest : rest[..space];
         // What the collector says comes from the repository, remote servers included: printed without control characters.
-        var data = space < 0 ? "" : PgSession.Printable(rest[(space + 1)..], 100_000);
+        var data = space < 0 ? "" : LogText.OneLine(rest[(space + 1)..], 100_000);
         if (status == "ERROR" && data == "Permission denied")
             throw new StartupException($"the collector refused {command}: {data} (the repository user needs pg_signal_backend, or on PoWA 5 one of powa's roles)");
         return (status, data);
