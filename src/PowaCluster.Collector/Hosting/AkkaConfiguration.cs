@@ -75,7 +75,7 @@ public static partial class AkkaConfiguration
                 CustomValidator = tls.Validator,
             };
             // Its expiry: a metric, and a warning at start and every day from 14 days before.
-            Telemetry.CollectorMetrics.CertificateNotAfter = () => tls.NotAfterUtc;
+            Telemetry.CollectorMetrics.CertificateValidity = () => (tls.NotAfterUtc - rt.Time.GetUtcNow().UtcDateTime).TotalSeconds;
             b.AddStartup((system, _) => system.Scheduler.Advanced.ScheduleRepeatedly(TimeSpan.Zero, TimeSpan.FromDays(1), () =>
             {
                 if (tls.ExpiryProblem(rt.Time.GetUtcNow().UtcDateTime) is { } problem) system.Log.Warning(problem);
@@ -95,8 +95,8 @@ public static partial class AkkaConfiguration
     /// Untrusted mode: a peer cannot deploy actors here, send PoisonPill, Kill or another system command, or
     /// reach an actor by path except the ones the cluster itself talks to that way (membership, heartbeats,
     /// the singletons and their proxies, the shard regions and coordinator, the replicator of the coordinator's
-    /// state, named after the node's shard role) and the
-    /// coordinator's reload (RequestReload) and hand-off (HandOff). Mutual TLS decides who is a peer.
+    /// state, named after the node's shard role) and the coordinator's reload (RequestReload) and hand-off
+    /// (HandOff). Mutual TLS decides who is a peer.
     /// </summary>
     public static string UntrustedModeHocon(CollectorSettings s) => $$"""
         akka.remote.untrusted-mode = on

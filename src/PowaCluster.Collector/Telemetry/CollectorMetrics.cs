@@ -106,8 +106,8 @@ public static class CollectorMetrics
     /// <summary>Cluster membership, read at each collection: set by the host once its actor system runs.</summary>
     public static Func<IEnumerable<(string Status, int Count)>>? Members { get; set; }
 
-    /// <summary>When the node's cluster TLS certificate expires; null without cluster TLS.</summary>
-    public static Func<DateTime>? CertificateNotAfter { get; set; }
+    /// <summary>Seconds until the node's cluster TLS certificate expires, by the node's TimeProvider; null without cluster TLS.</summary>
+    public static Func<double>? CertificateValidity { get; set; }
 
     static CollectorMetrics()
     {
@@ -148,7 +148,7 @@ public static class CollectorMetrics
     }
 
     static IEnumerable<Measurement<double>> ObserveCertificate() =>
-        CertificateNotAfter is { } f ? [new Measurement<double>((f() - DateTime.UtcNow).TotalSeconds)] : [];
+        CertificateValidity is { } f ? [new Measurement<double>(f())] : [];
 
     static IEnumerable<Measurement<int>> ObserveMembers()
     {
