@@ -14,16 +14,10 @@ public sealed partial class FleetCoordinator
 {
     // ---- powa-web's protocol -----------------------------------------------------------------
 
-    /// <summary>How long a permission verdict holds for a sending backend (a pid is reused after its backend exits).</summary>
-    static readonly TimeSpan VerdictFor = TimeSpan.FromSeconds(5);
-    /// <summary>Refusals answered per sending backend and minute; beyond, counted and dropped (a flood gets no reply each).</summary>
-    const int RefusalRepliesPerMinute = 10;
-
-    readonly Dictionary<int, (bool Allowed, DateTime UntilUtc)> _verdicts = [];
-    readonly Dictionary<int, List<ControlRequest>> _checking = [];   // requests waiting for their sender's verdict
-    readonly Dictionary<int, (DateTime MinuteUtc, int Refused)> _refusals = [];
-    long _refusedQuietly, _droppedLogged;
-    DateTime _lastFloodLogUtc = DateTime.MinValue;
+    readonly Dictionary<int, List<(ControlRequest Request, GateTicket Ticket)>> _checking = []; // waiting for their sender's verdict
+    bool _checkRunning;
+    long _refusedQuietly, _sendersGone, _droppedLogged;
+    DateTime _lastFloodLogUtc = DateTime.MinValue, _lastCheckErrorUtc = DateTime.MinValue;
 
     void OnNotification(ControlNotification n)
     {
@@ -32,65 +26,80 @@ public sealed partial class FleetCoordinator
             _log.Debug("Received {0} (reply on {1}) from backend {2}", ForLog(request.Command), ForLog(request.Channel), n.SenderPid);
         // Only the senders the reference allows may drive the collector: members of pg_signal_backend
         // (PostgreSQL 14+), powa's own roles (PoWA 5), or before 14 with PoWA 4 the roles that may write powa's data.
-        // One query per sending backend every few seconds, whatever it sends.
-        if (_verdicts.TryGetValue(n.SenderPid, out var v) && v.UntilUtc > DateTime.UtcNow)
+        if (_gate.Known(n.SenderPid) is { } v)
         {
-            _gate.Release(n.SenderPid);
-            Handle(request, n.SenderPid, v.Allowed, null);
+            _gate.Release(n.Ticket);
+            Handle(request, n.SenderPid, v);
             return;
         }
-        if (_checking.TryGetValue(n.SenderPid, out var waiting))
-        {
-            waiting.Add(request);
-            return;
-        }
-        _checking[n.SenderPid] = [request];
-        var pid = n.SenderPid;
+        if (!_checking.TryGetValue(n.SenderPid, out var waiting)) _checking[n.SenderPid] = waiting = [];
+        waiting.Add((request, n.Ticket));
+        CheckSenders();
+    }
+
+    /// <summary>
+    /// One query for every sender waiting for its verdict, one at a time: a storm of new backends (pgbench -C)
+    /// costs one query per round trip, not one per backend.
+    /// </summary>
+    void CheckSenders()
+    {
+        if (_checkRunning || _checking.Count == 0) return;
+        _checkRunning = true;
+        var pids = _checking.Keys.ToArray();
+        var sql = _sql.NotifySenders;
         _link.RunAsync(async (c, ct) =>
         {
-            await using var cmd = new NpgsqlCommand(_sql.NotifyAllowed, c) { Parameters = { new() { Value = pid } } };
-            return await cmd.ExecuteScalarAsync(ct) is true;
-        }).PipeTo(Self, success: ok => new Checked(pid, ok, null), failure: e => new Checked(pid, false, PgSession.Describe(e)));
+            var found = new Dictionary<int, SenderVerdict>();
+            await using var cmd = new NpgsqlCommand(sql, c) { Parameters = { new() { Value = pids } } };
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct))
+                found[r.GetInt32(0)] = new SenderVerdict(r.GetFieldValue<uint>(1), r.GetString(2), !r.IsDBNull(3) && r.GetBoolean(3));
+            return found;
+        }).PipeTo(Self, success: found => new Checked(pids, found, null), failure: e => new Checked(pids, null, PgSession.Describe(e)));
     }
 
     void OnChecked(Checked c)
     {
-        if (c.Error is null) _verdicts[c.SenderPid] = (c.Allowed, DateTime.UtcNow + VerdictFor);
-        if (_verdicts.Count > 10_000) PruneVerdicts();
-        if (!_checking.Remove(c.SenderPid, out var requests)) return;
-        foreach (var r in requests)
+        _checkRunning = false;
+        foreach (var pid in c.Pids)
         {
-            _gate.Release(c.SenderPid);
-            Handle(r, c.SenderPid, c.Allowed, c.Error);
+            if (!_checking.Remove(pid, out var requests)) continue;
+            SenderVerdict? verdict = null;
+            if (c.Found?.TryGetValue(pid, out var v) == true) _gate.Learn(pid, (verdict = v).Value);
+            foreach (var (request, ticket) in requests)
+            {
+                _gate.Release(ticket);
+                if (verdict is { } known) Handle(request, pid, known);
+                else if (c.Error is not null) CannotCheck(request, pid, c.Error);
+                else _sendersGone++;   // its backend exited before it could be checked: nobody to answer
+            }
         }
+        CheckSenders();
+        LogFlood();
     }
 
-    void PruneVerdicts()
+    /// <summary>The repository could not say who sent it: not answered (no role to answer), logged once a minute.</summary>
+    void CannotCheck(ControlRequest r, int pid, string error)
     {
-        var now = DateTime.UtcNow;
-        foreach (var pid in _verdicts.Where(kv => kv.Value.UntilUtc <= now).Select(kv => kv.Key).ToList()) _verdicts.Remove(pid);
-        foreach (var pid in _refusals.Where(kv => now - kv.Value.MinuteUtc > TimeSpan.FromMinutes(1)).Select(kv => kv.Key).ToList())
-            _refusals.Remove(pid);
+        if (DateTime.UtcNow - _lastCheckErrorUtc < TimeSpan.FromMinutes(1)) return;
+        _lastCheckErrorUtc = DateTime.UtcNow;
+        _log.Warning("Cannot check who sent {0} (backend {1}), not answered: {2}", ForLog(r.Command), pid, error);
     }
 
     /// <summary>
-    /// A refused request: answered and logged while its backend has had fewer than 10 refusals this minute (the
-    /// first one logged, the rest counted); beyond, dropped. Dropped notifications (NotifyGate) are logged with
-    /// them, once a minute.
+    /// A refused request: the role's first refusal is answered and logged, then the role gets no answer for
+    /// an hour (counted; NotifyGate drops its backends' next notifications for a few seconds before they cost
+    /// anything). Counts go to the log once a minute (LogFlood).
     /// </summary>
-    void Refuse(ControlRequest r, int pid, string? error)
+    void Refuse(ControlRequest r, int pid, SenderVerdict who)
     {
-        var now = DateTime.UtcNow;
-        var (minute, count) = _refusals.TryGetValue(pid, out var x) && now - x.MinuteUtc < TimeSpan.FromMinutes(1) ? x : (now, 0);
-        _refusals[pid] = (minute, count + 1);
         CollectorMetrics.NotifyRequests.Add(1, new KeyValuePair<string, object?>("outcome", "refused"));
-        if (count == 0)
+        if (_gate.FirstRefusal(who.Role))
         {
-            if (error is not null) _log.Warning("Cannot check who sent {0} (backend {1}): {2}", ForLog(r.Command), pid, error);
-            else _log.Warning("Refused {0} from backend {1}: its role may not drive the collector (this backend's next refusals this minute are counted, not logged)",
-                ForLog(r.Command), pid);
+            _log.Warning("Refused {0} from backend {1}: role {2} may not drive the collector (its next requests this hour " +
+                         "get no answer; they are counted)", ForLog(r.Command), pid, ForLog(who.RoleName));
+            Answer(r, "ERROR", "Permission denied", refused: true);
         }
-        if (count < RefusalRepliesPerMinute) Answer(r, "ERROR", "Permission denied", refused: true);
         else _refusedQuietly++;
         LogFlood();
     }
@@ -98,19 +107,21 @@ public sealed partial class FleetCoordinator
     void LogFlood()
     {
         var dropped = _gate.Dropped;
-        if ((dropped == _droppedLogged && _refusedQuietly == 0) || DateTime.UtcNow - _lastFloodLogUtc < TimeSpan.FromMinutes(1)) return;
-        _log.Warning("powa_collector NOTIFY flood: {0} notifications dropped (more than {1} waiting, or {2} from one backend), " +
-                     "{3} refusals not answered, since the last report", dropped - _droppedLogged, _gate.MaxPending, _gate.MaxPerSender, _refusedQuietly);
+        if ((dropped == _droppedLogged && _refusedQuietly == 0 && _sendersGone == 0) || DateTime.UtcNow - _lastFloodLogUtc < TimeSpan.FromMinutes(1)) return;
+        _log.Warning("powa_collector NOTIFY flood: {0} notifications dropped (more than {1} waiting, {2} from one role, or " +
+                     "{3} from backends not yet checked), {4} refusals not answered, {5} from backends gone before their check, since the last report",
+            dropped - _droppedLogged, _gate.MaxPending, _gate.MaxPerRole, _gate.MaxUnchecked, _refusedQuietly, _sendersGone);
         _droppedLogged = dropped;
         _refusedQuietly = 0;
+        _sendersGone = 0;
         _lastFloodLogUtc = DateTime.UtcNow;
     }
 
-    void Handle(ControlRequest r, int pid, bool allowed, string? error)
+    void Handle(ControlRequest r, int pid, SenderVerdict who)
     {
-        if (!allowed)
+        if (!who.Allowed)
         {
-            Refuse(r, pid, error);
+            Refuse(r, pid, who);
             return;
         }
         LogFlood();
@@ -220,7 +231,7 @@ public sealed partial class FleetCoordinator
     sealed record ReEnsureTick(int? SrvId);
     sealed record ServersLoaded(IReadOnlyList<ServerRow> Servers, bool Refresh);
     sealed record LoadFailed(string Error);
-    sealed record Checked(int SenderPid, bool Allowed, string? Error);
+    sealed record Checked(int[] Pids, Dictionary<int, SenderVerdict>? Found, string? Error);
     sealed record ServerAnswered(ControlRequest Request, string Status, string Message);
     sealed record ReplySent(string Command, string? Error);
 }

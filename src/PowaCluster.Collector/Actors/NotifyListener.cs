@@ -101,8 +101,8 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
             conn.Notification += (_, e) =>
             {
                 // Beyond the gate's bounds a notification is dropped here (counted), before it costs anything.
-                if (e.Channel == CollectorProtocol.Channel && gate.TryAdmit(e.PID))
-                    parent.Tell(new ControlNotification(e.PID, e.Payload));
+                if (e.Channel == CollectorProtocol.Channel && gate.TryAdmit(e.PID, out var ticket))
+                    parent.Tell(new ControlNotification(ticket, e.Payload));
             };
             await PgSession.ExecAsync(conn, $"LISTEN {CollectorProtocol.Channel}", token);
             self.Tell(new Started(gen));

@@ -6,8 +6,11 @@ namespace PowaCluster.Collector.Control;
 /// <summary>A request received on channel powa_collector: COMMAND RESPONSE_CHANNEL ARGS...</summary>
 public sealed record ControlRequest(string Command, string Channel, IReadOnlyList<string> Args)
 {
-    /// <summary>A channel of "-" (or none) means: do it, but do not answer.</summary>
-    public bool WantsReply => Channel != "-";
+    /// <summary>
+    /// A channel of "-" (or none) means: do it, but do not answer. Nor is a reply sent on powa_collector itself:
+    /// every collector would read it back as a request.
+    /// </summary>
+    public bool WantsReply => Channel != "-" && Channel != CollectorProtocol.Channel;
 }
 
 /// <summary>

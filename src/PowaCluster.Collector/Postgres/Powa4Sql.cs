@@ -13,9 +13,8 @@ public sealed class Powa4Sql(PowaVersion version, string schema) : PowaSql(versi
         $"FROM {Q("powa_functions")} WHERE operation = 'snapshot' AND enabled AND srvid = $1 ORDER BY priority";
 
     /// <summary>PostgreSQL 14+: members of pg_signal_backend; before 14: roles that may write powa's data.</summary>
-    public override string NotifyAllowed =>
-        "SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 " +
+    protected override string NotifyAllowed =>
+        "CASE WHEN current_setting('server_version_num')::int >= 140000 " +
         "THEN pg_catalog.pg_has_role(a.usesysid, 'pg_signal_backend', 'MEMBER') " +
-        $"ELSE pg_catalog.has_table_privilege(a.usesysid, '{Schema.Replace("'", "''")}.powa_statements', 'INSERT') END " +
-        "FROM pg_catalog.pg_stat_activity a WHERE a.pid = $1 AND a.usesysid IS NOT NULL";
+        $"ELSE pg_catalog.has_table_privilege(a.usesysid, '{Schema.Replace("'", "''")}.powa_statements', 'INSERT') END";
 }

@@ -36,11 +36,9 @@ public sealed class Powa5Sql(PowaVersion version, string schema) : PowaSql(versi
     /// As the reference for PoWA 5: members (with usage) of pg_signal_backend (PostgreSQL 14+) or of the roles
     /// powa_roles maps to powa_signal_backend, powa_write_all_data or powa_admin.
     /// </summary>
-    public override string NotifyAllowed =>
-        "SELECT coalesce(bool_or(pg_catalog.pg_has_role(a.usesysid, r.oid, 'USAGE')), false) " +
-        "FROM pg_catalog.pg_stat_activity a CROSS JOIN pg_catalog.pg_roles r " +
-        "WHERE a.pid = $1 AND a.usesysid IS NOT NULL AND (" +
+    protected override string NotifyAllowed =>
+        "coalesce((SELECT bool_or(pg_catalog.pg_has_role(a.usesysid, r.oid, 'USAGE')) FROM pg_catalog.pg_roles r WHERE " +
         "(r.rolname = 'pg_signal_backend' AND current_setting('server_version_num')::int >= 140000) OR " +
         $"r.rolname IN (SELECT p.rolname FROM {Q("powa_roles")} p " +
-        "WHERE p.powa_role IN ('powa_signal_backend', 'powa_write_all_data', 'powa_admin')))";
+        "WHERE p.powa_role IN ('powa_signal_backend', 'powa_write_all_data', 'powa_admin'))), false)";
 }

@@ -72,10 +72,11 @@ public abstract class PowaSql
 
     /// <summary>
     /// The lock powa_take_snapshot takes to refuse concurrent snapshots of a server, taken first, NOWAIT; with
-    /// the time of the server's last stored snapshot and its frequency, for the once-per-interval fence.
+    /// the time of the server's last stored snapshot and its frequency, for the once-per-interval fence, and
+    /// which server the row names now (hostname:port, as ServerConfig.Name).
     /// </summary>
     public string LockServer =>
-        $"SELECT m.snapts, s.frequency, {PowaVersionNow} FROM {Q("powa_snapshot_metas")} m JOIN {Q("powa_servers")} s ON s.id = m.srvid " +
+        $"SELECT m.snapts, s.frequency, {PowaVersionNow}, s.hostname || ':' || s.port FROM {Q("powa_snapshot_metas")} m JOIN {Q("powa_servers")} s ON s.id = m.srvid " +
         "WHERE m.srvid = $1 FOR UPDATE OF m NOWAIT";
 
     /// <summary>
@@ -183,10 +184,15 @@ public abstract class PowaSql
     public virtual string? PerDatabaseDatasources => null;
 
     /// <summary>
-    /// $1 the sender's backend pid: true when the role behind it may drive the collector over NOTIFY, as
-    /// the reference decides for this powa major.
+    /// $1 the senders' backend pids: (pid, role oid, role name, may drive the collector over NOTIFY) for each
+    /// one still connected, in one query however many wait; a pid not returned has gone.
     /// </summary>
-    public abstract string NotifyAllowed { get; }
+    public string NotifySenders =>
+        $"SELECT a.pid, a.usesysid, a.usename::text, {NotifyAllowed} " +
+        "FROM pg_catalog.pg_stat_activity a WHERE a.pid = ANY($1) AND a.usesysid IS NOT NULL";
+
+    /// <summary>Of <c>a.usesysid</c>: true when that role may drive the collector, as the reference decides for this powa major.</summary>
+    protected abstract string NotifyAllowed { get; }
 
     public override string ToString() => $"powa {Version} in schema {Schema}";
 }

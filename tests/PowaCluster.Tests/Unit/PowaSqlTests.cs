@@ -38,7 +38,7 @@ public sealed class PowaSqlTests
         Assert.Contains("UPDATE \"My Powa\".powa_extension_config ", p5.SaveExtensionVersions);
         Assert.Contains("\"My Powa\".powa_db_functions($1, $2)", p5.PerDatabaseDatasources);
         Assert.Contains("\"My Powa\".powa_catalog_functions($1, $2, '1 year')", p5.PerDatabaseDatasources);
-        Assert.Contains("\"My Powa\".powa_roles", p5.NotifyAllowed);
+        Assert.Contains("\"My Powa\".powa_roles", p5.NotifySenders);
         Assert.Contains("\"My Powa\".powa_take_snapshot($1)", p5.TakeSnapshot);
     }
 
