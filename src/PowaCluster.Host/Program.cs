@@ -66,9 +66,9 @@ public static class Program
         // The cluster's TLS files before anything connects: a missing or wrong file is one line, exit code 1.
         try { _ = ClusterTls.Load(settings); }
         catch (ArgumentException e) { throw new StartupException(e.Message); }
-        var powa = await RepositoryCheck.VerifyAsync(repository, settings, CancellationToken.None);
+        var found = await RepositoryCheck.VerifyAsync(repository, settings, CancellationToken.None);
         CollectorRuntime runtime;
-        try { runtime = new CollectorRuntime(settings, repository, powa); }
+        try { runtime = new CollectorRuntime(settings, repository, found.Powa) { RepositoryIdentity = found.Identity }; }
         catch (ArgumentException e) { throw new StartupException(e.Message); }
         using var host = CollectorHost.Build(runtime, builder);
         try

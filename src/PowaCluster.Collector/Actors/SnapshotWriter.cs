@@ -26,9 +26,12 @@ public sealed class SnapshotWriter : ReceiveActor
     string? _lastConnectError;
     DateTime _lastConnectFailureUtc = DateTime.MinValue;
 
-    public SnapshotWriter(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, int index)
+    readonly string? _identity;     // what the repository was at start: every connection must find the same
+
+    public SnapshotWriter(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, int index, string? identity)
     {
         _sql = sql;
+        _identity = identity;
         _settings = settings;
         _csb = PgSession.ForRole(repository, $"PoWA collector - repo_conn {index}", settings.ConnectTimeout, settings.RepositoryTimeout);
         // A stored snapshot is hundreds of kB of COPY: write it in large pieces (Npgsql's default is 8 kB).
@@ -229,16 +232,34 @@ public sealed class SnapshotWriter : ReceiveActor
         {
             using var cts = PgSession.Timeout(_settings.ConnectTimeout);
             _conn = await PgSession.OpenAsync(_csb, cts.Token, RepositorySessionSettings).ConfigureAwait(false);
+            await CheckIdentityAsync(_conn, cts.Token).ConfigureAwait(false);
             if (_lastConnectError is not null) _log.Info("Repository connection restored");
             _lastConnectError = null;
             return _conn;
         }
-        catch (Exception e) when (e is NpgsqlException or OperationCanceledException or System.Net.Sockets.SocketException)
+        catch (Exception e) when (e is NpgsqlException or OperationCanceledException or System.Net.Sockets.SocketException or RepositoryUnavailableException)
         {
-            _lastConnectError = $"no connection to repository server {Dsn.Describe(_csb)}: {PgSession.Describe(e)}";
+            if (_conn is not null) { try { await _conn.DisposeAsync().ConfigureAwait(false); } catch (Exception) { /* gone anyway */ } }
+            _conn = null;
+            _lastConnectError = e is RepositoryUnavailableException ? e.Message
+                : $"no connection to repository server {Dsn.Describe(_csb)}: {PgSession.Describe(e)}";
             _lastConnectFailureUtc = DateTime.UtcNow;
             throw new RepositoryUnavailableException(_lastConnectError);
         }
+    }
+
+    /// <summary>
+    /// The DSN may reach another database than at start (a host list's other member, a DNS name moved): nothing
+    /// goes there; what the node reads is spooled for the repository it started on, as during an outage.
+    /// </summary>
+    async Task CheckIdentityAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        if (_identity is null) return;
+        var now = await RepositoryQueries.IdentityAsync(conn, ct).ConfigureAwait(false);
+        if (now != _identity)
+            throw new RepositoryUnavailableException(
+                $"the repository DSN {Dsn.Describe(_csb)} now reaches another database (system identifier and database oid {now ?? "unknown"}, " +
+                $"{_identity} at start): nothing is stored there; restart the node to collect into it");
     }
 
     /// <summary>
@@ -270,8 +291,8 @@ public sealed class SnapshotWriter : ReceiveActor
     static readonly IReadOnlyDictionary<string, string> RepositorySessionSettings =
         PgSession.DeadPeerSettings(TimeSpan.FromSeconds(60));
 
-    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, int index) =>
-        Akka.Actor.Props.Create(() => new SnapshotWriter(settings, repository, sql, index));
+    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, int index, string? identity = null) =>
+        Akka.Actor.Props.Create(() => new SnapshotWriter(settings, repository, sql, index, identity));
 }
 
 /// <summary>The repository cannot be reached; the message names it (without password).</summary>

@@ -32,12 +32,12 @@ public sealed class SnapshotWriterPool : ReceiveActor
     readonly List<IActorRef> _healthWaiting = [];
     readonly TimeSpan _healthFreshFor;      // how long the writers' latest word answers /ready without a check
 
-    public SnapshotWriterPool(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql)
+    public SnapshotWriterPool(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, string? identity)
     {
         _size = settings.WriterPoolSize;
         _healthFreshFor = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(15).Ticks, settings.ResyncInterval.Ticks / 2));
         for (var i = 1; i <= _size; i++)
-            Context.ActorOf(SnapshotWriter.Props(settings, repository, sql, i), $"writer-{i}");
+            Context.ActorOf(SnapshotWriter.Props(settings, repository, sql, i, identity), $"writer-{i}");
 
         Receive<IWriterWork>(Enqueue);
         Receive<WriterIdle>(m =>
@@ -179,6 +179,7 @@ public sealed class SnapshotWriterPool : ReceiveActor
     protected override SupervisorStrategy SupervisorStrategy() =>
         new OneForOneStrategy(-1, TimeSpan.FromMinutes(1), _ => Directive.Restart);
 
-    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql) =>
-        Akka.Actor.Props.Create(() => new SnapshotWriterPool(settings, repository, sql));
+    /// <param name="identity">what the repository is (RepositoryQueries.IdentityAsync), checked at each writer's connect; null: not checked</param>
+    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, string? identity = null) =>
+        Akka.Actor.Props.Create(() => new SnapshotWriterPool(settings, repository, sql, identity));
 }

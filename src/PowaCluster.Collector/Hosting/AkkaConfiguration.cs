@@ -163,7 +163,7 @@ public static partial class AkkaConfiguration
     public static AkkaConfigurationBuilder WithSnapshotWriters(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithActors((system, registry) =>
         {
-            var pool = system.ActorOf(SnapshotWriterPool.Props(rt.Settings, rt.Repository, rt.Powa), "snapshot-writers");
+            var pool = system.ActorOf(SnapshotWriterPool.Props(rt.Settings, rt.Repository, rt.Powa, rt.RepositoryIdentity), "snapshot-writers");
             registry.Register<SnapshotWriterPool>(pool);
             // A stopping node stores what its servers read before it goes (they leave it to the pool when their
             // shards are handed off), within the hand-off timeout.
@@ -194,6 +194,7 @@ public static partial class AkkaConfiguration
                 return;
             }
             spool.Warn = m => system.Log.Warning(m);
+            if (spool.Moved is { } moved) system.Log.Warning("Spool: {0}", moved);
             Telemetry.CollectorMetrics.Spool = spool.Stats;
             var stats = spool.Stats();
             system.Log.Info("Spool in {0} (at most {1:F0} MB and {2:F0} h){3}", spool.Directory, spool.MaxBytes / 1048576.0, spool.MaxAge.TotalHours,

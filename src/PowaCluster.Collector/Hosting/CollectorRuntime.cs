@@ -18,13 +18,19 @@ public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnecti
     /// <summary>The clock of what the node decides by age (the spool's MaxAge); a fake one in tests.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
 
+    /// <summary>
+    /// What the repository is (RepositoryQueries.IdentityAsync), read at start: names the spool, and every writer
+    /// connection must find the same; null when it cannot be read (then the DSN's text names the spool).
+    /// </summary>
+    public string? RepositoryIdentity { get; init; }
+
     SnapshotSpool? _spool;
 
     /// <summary>
     /// The node's spool for this repository, opened on first use (its lock held until the process exits, or
     /// Dispose); Problem says why it cannot be used.
     /// </summary>
-    public SnapshotSpool Spool => _spool ??= SnapshotSpool.Open(Settings.SpoolDirectoryOrDefault, Dsn.Describe(Repository),
+    public SnapshotSpool Spool => _spool ??= SnapshotSpool.Open(Settings.SpoolDirectoryOrDefault, RepositoryIdentity, Dsn.Describe(Repository),
         Settings.SpoolMaxBytes, Settings.SpoolMaxAge, Stages, Time);
 
     /// <summary>The node's certificate and the cluster's CA, read at start; null when remoting runs without TLS.</summary>

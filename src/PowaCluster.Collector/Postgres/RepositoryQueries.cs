@@ -58,6 +58,20 @@ public static class RepositoryQueries
             r.IsDBNull(7) ? null : r.GetString(7)),
         r.GetString(8));
 
+    /// <summary>
+    /// What the repository is, whatever the DSN calls it: its cluster's system identifier and its database's oid
+    /// (<c>7716069058342545381-16384</c>); the same through a host list's failover to a physical standby, another
+    /// for another database or a restored copy. Null when pg_control_system() is not granted to this role.
+    /// </summary>
+    public static async Task<string?> IdentityAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(
+            "SELECT s.system_identifier::text || '-' || d.oid::text FROM pg_catalog.pg_control_system() s, pg_catalog.pg_database d " +
+            "WHERE d.datname = pg_catalog.current_database()", conn);
+        try { return await cmd.ExecuteScalarAsync(ct) as string; }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege) { return null; }
+    }
+
     /// <summary>Appends (or replaces) the collector's errors for a server in powa_snapshot_metas.errors.</summary>
     public static async Task ReportErrorsAsync(PowaSql sql, NpgsqlConnection conn, int srvid, IReadOnlyList<string> errors, bool replace,
         CancellationToken ct)

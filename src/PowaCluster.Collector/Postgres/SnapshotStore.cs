@@ -169,7 +169,7 @@ public static class SnapshotStore
         var targets = new List<(StagedDatasource, string)>(copied.Count);
         DateTime? last = null;
         var frequency = 0;
-        string? repositoryPowa = null;
+        string? repositoryPowa = null, serverNow = null;
         try
         {
             await using (var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false))
@@ -180,6 +180,7 @@ public static class SnapshotStore
                     if (snapts != DateTime.MinValue && snapts != DateTime.MaxValue) last = snapts.ToUniversalTime();
                     frequency = r.GetInt32(1);
                     repositoryPowa = r.IsDBNull(2) ? null : r.GetString(2);
+                    serverNow = r.GetString(3);
                 }
                 await r.NextResultAsync(ct).ConfigureAwait(false); // set_config
                 await r.NextResultAsync(ct).ConfigureAwait(false);
@@ -193,6 +194,10 @@ public static class SnapshotStore
             await RollbackAsync(conn, ct).ConfigureAwait(false);
             return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], new SnapshotInProgressException(stage.SrvId).Message), null, targets);
         }
+        // A spooled snapshot goes only to the server it was read off: the row may have been deleted and its id
+        // given to another server since (or its host changed). Moved aside, not stored.
+        if (stage.FromSpool && serverNow is not null && serverNow != stage.ServerName)
+            throw new StageRejectedException($"it was read off {LogSafe(stage.ServerName)}, but server {stage.SrvId} is {LogSafe(serverNow)} in powa_servers now"); // StoreAsync rolls back
         if (VersionProblem(sql, stage.RemotePowa, repositoryPowa) is { } refused)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);

@@ -33,14 +33,32 @@ public sealed class SnapshotSpool : IDisposable
     }
 
     /// <summary>This node's spool for one repository; never throws: a spool that cannot be used says why in Problem.</summary>
-    /// <param name="root">the configured directory; the spool is its subdirectory for <paramref name="repository"/></param>
-    /// <param name="repository">the repository, as host:port/dbname (no password): names the subdirectory</param>
+    /// <param name="root">the configured directory; the spool is its subdirectory for the repository</param>
+    /// <param name="identity">what the repository is (RepositoryQueries.IdentityAsync): names the subdirectory, so
+    /// the same repository reached under another name (localhost for 127.0.0.1, a host list after a failover,
+    /// another user) finds its backlog, and another one spelled alike does not; null when it cannot be read</param>
+    /// <param name="repository">the repository, as host:port/dbname (no password): names the subdirectory without an
+    /// identity, as earlier builds did; such a directory for this DSN is moved to the identity's when there is none</param>
     /// <param name="time">the clock MaxAge is measured with (the system's by default)</param>
-    public static SnapshotSpool Open(string root, string repository, long maxBytes, TimeSpan maxAge, StageBudget stages,
+    public static SnapshotSpool Open(string root, string? identity, string repository, long maxBytes, TimeSpan maxAge, StageBudget stages,
         TimeProvider? time = null)
     {
         time ??= TimeProvider.System;
-        var dir = Path.Combine(root, "repo-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(repository)))[..16]);
+        var byName = Path.Combine(root, "repo-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(repository)))[..16]);
+        var dir = identity is not null && IdentityPattern.IsMatch(identity) ? Path.Combine(root, "repo-" + identity) : byName;
+        string? moved = null;
+        if (dir != byName && maxBytes > 0 && !System.IO.Directory.Exists(dir) && System.IO.Directory.Exists(byName))
+        {
+            try
+            {
+                System.IO.Directory.Move(byName, dir);
+                moved = $"the spool of an earlier build for {repository} ({byName}) is now {dir}";
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                moved = $"the spool of an earlier build for {repository} ({byName}) could not be moved to {dir}, and is not replayed: {e.Message}";
+            }
+        }
         if (maxBytes <= 0) return new SnapshotSpool(dir, 0, maxAge, stages, "the spool is off (SpoolMaxBytes is 0)", null, time);
         FileStream? lockFile = null;
         try
@@ -49,7 +67,7 @@ public sealed class SnapshotSpool : IDisposable
             // An existing directory keeps its mode when created again: what others may write is never replayed
             // (one this process may not make its own cannot be used: the spool says why).
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(dir, OwnerOnlyDirectory);
-            File.WriteAllText(Path.Combine(dir, "repository"), repository + "\n");
+            File.WriteAllText(Path.Combine(dir, "repository"), repository + "\n" + (identity is null ? "" : $"identity {identity}\n"));
             lockFile = new FileStream(Path.Combine(dir, "spool.lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -60,10 +78,15 @@ public sealed class SnapshotSpool : IDisposable
                 : $"the spool directory {dir} cannot be used: {e.Message}";
             return new SnapshotSpool(dir, maxBytes, maxAge, stages, why, null, time);
         }
-        var spool = new SnapshotSpool(dir, maxBytes, maxAge, stages, null, lockFile, time);
+        var spool = new SnapshotSpool(dir, maxBytes, maxAge, stages, null, lockFile, time) { Moved = moved };
         spool.Scan();
         return spool;
     }
+
+    static readonly System.Text.RegularExpressions.Regex IdentityPattern = new("^[0-9]{1,20}-[0-9]{1,10}$");
+
+    /// <summary>What became of an earlier build's spool for this repository's DSN at Open, for the log; null: nothing.</summary>
+    public string? Moved { get; private init; }
 
     const UnixFileMode OwnerOnlyDirectory = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 

@@ -4,10 +4,13 @@ using PowaCluster.Collector.Postgres;
 
 namespace PowaCluster.Host.Startup;
 
+/// <summary>What the start-up check found: the SQL of the repository's powa, and what the repository is (RepositoryQueries.IdentityAsync).</summary>
+public sealed record RepositoryFound(PowaSql Powa, string? Identity);
+
 /// <summary>Before anything starts: the repository answers and has a powa this collector serves (4 or 5); its SQL.</summary>
 public static class RepositoryCheck
 {
-    public static async Task<PowaSql> VerifyAsync(NpgsqlConnectionStringBuilder repository, CollectorSettings settings, CancellationToken ct)
+    public static async Task<RepositoryFound> VerifyAsync(NpgsqlConnectionStringBuilder repository, CollectorSettings settings, CancellationToken ct)
     {
         var csb = PgSession.ForRole(repository, "powa-cluster start-up check", settings.ConnectTimeout, settings.ConnectTimeout);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -15,7 +18,8 @@ public static class RepositoryCheck
         try
         {
             await using var conn = await PgSession.OpenAsync(csb, cts.Token);
-            return await PowaOfAsync(conn, csb, cts.Token);
+            var powa = await PowaOfAsync(conn, csb, cts.Token);
+            return new RepositoryFound(powa, await RepositoryQueries.IdentityAsync(conn, cts.Token));
         }
         catch (Exception e) when (e is NpgsqlException or OperationCanceledException or System.Net.Sockets.SocketException or ArgumentException)
         {

@@ -19,14 +19,15 @@ namespace PowaCluster.Tests.Integration;
 public sealed class UntrustedInputTests(OutageFixture fx, ITestOutputHelper output)
 {
     /// <summary>A datasource's binary COPY as the reader takes it off <paramref name="remote"/>, for server <paramref name="srvid"/>.</summary>
-    static async Task<SnapshotStage> ReadStatementsAsync(IPostgresInstance remote, int srvid, DateTime taken, StageBudget budget)
+    static async Task<SnapshotStage> ReadStatementsAsync(IPostgresInstance remote, int srvid, DateTime taken, StageBudget budget,
+        string serverName = "crafted")
     {
         await using var conn = new NpgsqlConnection(remote.ConnectionString("powa").ConnectionString);
         await conn.OpenAsync();
         await using (var set = new NpgsqlCommand($"SELECT set_config('{ServerConfig.SrvIdSetting}', $1, false)", conn)
                      { Parameters = { new() { Value = srvid.ToString() } } })
             await set.ExecuteNonQueryAsync();
-        var stage = new SnapshotStage(srvid, "crafted", budget) { TakenAtUtc = taken, ServerVersionNum = 150000 };
+        var stage = new SnapshotStage(srvid, serverName, budget) { TakenAtUtc = taken, ServerVersionNum = 150000 };
         await using (var copy = await conn.BeginRawBinaryCopyAsync(
                          Collector.Postgres.RemoteQueries.ExportSql("public", "powa_statements_src")))
             await stage.AppendAsync(copy, CancellationToken.None);
@@ -45,7 +46,7 @@ public sealed class UntrustedInputTests(OutageFixture fx, ITestOutputHelper outp
         var ahead = DateTime.UtcNow.AddHours(1);
         var budget = new StageBudget(1 << 24, null);
         string evil, foreign;
-        using (var spool = SnapshotSpool.Open(root, Dsn.Describe(repo.ConnectionString), 1L << 30, TimeSpan.FromDays(2), budget))
+        using (var spool = SnapshotSpool.Open(root, await repo.IdentityAsync(), Dsn.Describe(repo.ConnectionString), 1L << 30, TimeSpan.FromDays(2), budget))
         {
             // The target of a datasource given a suffix of SQL, as someone who can write the directory would.
             using (var stage = await ReadStatementsAsync(fx.Lab.Remotes[0], a, ahead, budget))
@@ -82,6 +83,57 @@ public sealed class UntrustedInputTests(OutageFixture fx, ITestOutputHelper outp
                 Assert.DoesNotContain(await repo.SnapshotTimesAsync(id), t => t.ToUniversalTime() > DateTime.UtcNow.AddMinutes(30));
             // And collection goes on.
             await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync([a, b]), TimeSpan.FromSeconds(30), "a snapshot of each server");
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
+
+    /// <summary>
+    /// A backlog is the repository's, not its DSN's: spooled by a node that reached the repository as 127.0.0.1,
+    /// it is replayed by a node that reaches it as localhost. And a spooled snapshot is stored only under the
+    /// server it was read off: server b's row names another host now, so b's spooled snapshot is moved aside.
+    /// </summary>
+    [Fact]
+    public async Task A_backlog_follows_its_repository_under_another_name_and_only_into_the_server_it_was_read_off()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var remote = fx.Lab.Remotes[0];
+        var a = await repo.RegisterAsync(remote, 10, "follow-a");
+        var b = await repo.RegisterAsync(remote, 11, "follow-b");
+        var root = Directory.CreateTempSubdirectory("powa-cluster-test-spool-").FullName;
+        // Taken ten minutes ago: replayed before any live snapshot (a server with a backlog spools behind it).
+        var taken = DateTime.UtcNow.AddMinutes(-10);
+        var budget = new StageBudget(1 << 24, null);
+        Assert.Equal("127.0.0.1", repo.ConnectionString.Host);
+        using (var spool = SnapshotSpool.Open(root, await repo.IdentityAsync(), Dsn.Describe(repo.ConnectionString), 1L << 30, TimeSpan.FromDays(2), budget))
+        {
+            foreach (var (id, index) in new[] { (a, 10), (b, 11) })
+            {
+                using var stage = await ReadStatementsAsync(remote, id, taken, budget, $"{remote.Host(index)}:{remote.Port}");
+                stage.AddDatasource("pg_stat_statements", "\"public\".\"powa_statements_src_tmp\"", 0);
+                await spool.For(id).WriteAsync(stage, 1, CancellationToken.None);
+            }
+        }
+        var ofA = Directory.GetFiles(Path.Combine(Directory.GetDirectories(root).Single(), $"srv{a}"), "*.snap").Single();
+        var ofB = Directory.GetFiles(Path.Combine(Directory.GetDirectories(root).Single(), $"srv{b}"), "*.snap").Single();
+        await repo.ExecAsync("UPDATE powa_servers SET hostname = $2 WHERE id = $1", b, remote.Host(12));
+
+        var settings = CollectorNode.FastSettings();
+        settings.SpoolDirectory = root;
+        var localhost = new NpgsqlConnectionStringBuilder(repo.ConnectionString.ConnectionString) { Host = "localhost" };
+        try
+        {
+            await using var node = await CollectorNode.StartAsync(repo, settings, repositoryDsn: localhost);
+            var log = LogCapture.Start(node.System, typeof(Akka.Event.Warning));
+            await Eventually.HoldsAsync(() => Task.FromResult(!File.Exists(ofA) && !File.Exists(ofB)), TimeSpan.FromSeconds(60),
+                "both spooled snapshots out of the spool");
+            // a's stored (replayed); b's not (moved aside, counted with the dropped).
+            var stats = node.Runtime.Spool.Stats();
+            Assert.Equal((1L, 1L), (stats.Replayed, stats.Dropped));
+            Assert.True(File.Exists(Path.Combine(Path.GetDirectoryName(ofB)!, ServerSpool.RejectedDirectory, Path.GetFileName(ofB))),
+                "b's snapshot moved aside");
+            await Eventually.HoldsAsync(() => Task.FromResult(log.Any(l => l.Contains("rejected"))), TimeSpan.FromSeconds(10), "a line about it");
+            foreach (var line in log.Where(l => l.Contains("rejected"))) output.WriteLine(line);
+            Assert.Contains(log, l => l.Contains(Path.GetFileName(ofB)) && l.Contains($"but server {b} is {remote.Host(12)}:{remote.Port}"));
         }
         finally { Directory.Delete(root, recursive: true); }
     }

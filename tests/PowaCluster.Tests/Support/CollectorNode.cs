@@ -50,18 +50,19 @@ public sealed class CollectorNode : IAsyncDisposable
     }
 
     public static async Task<CollectorNode> StartAsync(TestRepository repo, CollectorSettings? settings = null,
-        Action<Akka.Hosting.AkkaConfigurationBuilder>? configure = null, IReadOnlyDictionary<string, string?>? configuration = null)
+        Action<Akka.Hosting.AkkaConfigurationBuilder>? configure = null, IReadOnlyDictionary<string, string?>? configuration = null,
+        Npgsql.NpgsqlConnectionStringBuilder? repositoryDsn = null)
     {
         settings ??= FastSettings();
         // Each node its own spool (as on separate machines), unless the test gives one (to restart on it).
         string? ownSpool = null;
         if (string.IsNullOrEmpty(settings.SpoolDirectory))
             settings.SpoolDirectory = ownSpool = Directory.CreateTempSubdirectory("powa-cluster-test-spool-").FullName;
-        var csb = repo.ConnectionString;
+        var csb = repositoryDsn ?? repo.ConnectionString;
         settings.RepositoryDsn = csb.ConnectionString;
-        var powa = await RepositoryCheck.VerifyAsync(csb, settings, CancellationToken.None);
+        var found = await RepositoryCheck.VerifyAsync(csb, settings, CancellationToken.None);
         settings.Validate();
-        var runtime = new CollectorRuntime(settings, csb, powa);
+        var runtime = new CollectorRuntime(settings, csb, found.Powa) { RepositoryIdentity = found.Identity };
         var builder = CollectorHost.CreateBuilder();
         if (configuration is not null) builder.Configuration.AddInMemoryCollection(configuration);
         var host = CollectorHost.Build(runtime, builder, minimumLevel: Microsoft.Extensions.Logging.LogLevel.Warning,

@@ -96,6 +96,14 @@ public sealed class TestRepository(PowaLab lab, string database)
 
     public async Task<T> ScalarAsync<T>(string sql, params object[] args) => (await ListAsync<T>(sql, args)).Single();
 
+    /// <summary>What this repository is, as a node reads it at start (its spool's name).</summary>
+    public async Task<string?> IdentityAsync()
+    {
+        await using var conn = new NpgsqlConnection(ConnectionString.ConnectionString);
+        await conn.OpenAsync();
+        return await Collector.Postgres.RepositoryQueries.IdentityAsync(conn, CancellationToken.None);
+    }
+
     /// <summary>Times of the snapshots stored for a server (one powa_stat_bgwriter row per snapshot).</summary>
     public Task<List<DateTime>> SnapshotTimesAsync(int srvid) => ListAsync<DateTime>(
         "SELECT (record).ts FROM powa_stat_bgwriter_history_current WHERE srvid = $1 ORDER BY 1", srvid);

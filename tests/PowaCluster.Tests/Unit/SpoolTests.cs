@@ -20,7 +20,7 @@ public sealed class SpoolFileTests : IDisposable
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
     SnapshotSpool Open(long maxBytes = 1 << 30, TimeSpan? maxAge = null) =>
-        SnapshotSpool.Open(_root, "127.0.0.1:5432/powa", maxBytes, maxAge ?? TimeSpan.FromHours(24), _budget, _time);
+        SnapshotSpool.Open(_root, null, "127.0.0.1:5432/powa", maxBytes, maxAge ?? TimeSpan.FromHours(24), _budget, _time);
 
     async Task<SnapshotStage> StageAsync(int srvid, DateTime taken, int size, int seed)
     {
@@ -151,9 +151,45 @@ public sealed class SpoolFileTests : IDisposable
         Assert.Contains("in use by another powa-cluster process", second.Problem);
         Assert.Contains(first.Directory, second.Problem);
         // Another repository has a spool of its own beside it.
-        using var other = SnapshotSpool.Open(_root, "127.0.0.2:5432/powa", 1 << 30, TimeSpan.FromHours(1), _budget);
+        using var other = SnapshotSpool.Open(_root, null, "127.0.0.2:5432/powa", 1 << 30, TimeSpan.FromHours(1), _budget);
         Assert.True(other.Usable);
         Assert.NotEqual(first.Directory, other.Directory);
+    }
+
+    /// <summary>
+    /// A spool is the repository's, not its DSN's: the same repository reached as localhost finds the backlog
+    /// spooled for 127.0.0.1, another repository spelled alike (another cluster on the same address after a
+    /// rebuild) does not, and an earlier build's spool, named after the DSN, is moved to the repository's name.
+    /// </summary>
+    [Fact]
+    public async Task A_spool_is_found_by_what_the_repository_is_not_by_how_the_DSN_spells_it()
+    {
+        using (var earlier = SnapshotSpool.Open(_root, null, "127.0.0.1:5432/powa", 1 << 30, TimeSpan.FromHours(24), _budget, _time))
+        {
+            using var st = await StageAsync(3, Now, 1_000, 1);
+            await earlier.For(3).WriteAsync(st, 1, CancellationToken.None);
+        }
+        string dir;
+        using (var spool = SnapshotSpool.Open(_root, "7716069058342545381-16384", "127.0.0.1:5432/powa", 1 << 30, TimeSpan.FromHours(24), _budget, _time))
+        {
+            Assert.Contains("is now", spool.Moved);
+            Assert.EndsWith("repo-7716069058342545381-16384", spool.Directory);
+            Assert.Equal(1, spool.For(3).Count);
+            dir = spool.Directory;
+        }
+        using (var sameElsewhere = SnapshotSpool.Open(_root, "7716069058342545381-16384", "localhost:5432/powa", 1 << 30, TimeSpan.FromHours(24), _budget, _time))
+        {
+            Assert.Equal(dir, sameElsewhere.Directory);
+            Assert.Null(sameElsewhere.Moved);
+            Assert.Equal(1, sameElsewhere.For(3).Count);
+        }
+        using var another = SnapshotSpool.Open(_root, "7716069058342545999-16384", "127.0.0.1:5432/powa", 1 << 30, TimeSpan.FromHours(24), _budget, _time);
+        Assert.NotEqual(dir, another.Directory);
+        Assert.Equal(0, another.For(3).Count);
+        // An identity that is not two numbers names nothing: the DSN's text does, as before.
+        using var odd = SnapshotSpool.Open(_root, "../../x", "127.0.0.3:5432/powa", 1 << 30, TimeSpan.FromHours(24), _budget, _time);
+        Assert.StartsWith(Path.Combine(_root, "repo-"), odd.Directory);
+        Assert.DoesNotContain("..", odd.Directory);
     }
 
     [Fact]
