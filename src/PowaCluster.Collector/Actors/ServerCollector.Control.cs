@@ -28,6 +28,7 @@ public sealed partial class ServerCollector
         Receive<SnapshotRead>(_ => _run is not null && Sender.Equals(_run), OnRead);
         Receive<SnapshotReadFailed>(_ => _run is not null && Sender.Equals(_run), OnReadFailed);
         Receive<SnapshotStored>(r => _storing is { } s && r.Sequence == s.Sequence, OnStored);
+        Receive<ErrorsReported>(r => Saw(r.Sequence));
         Receive<SnapshotNotStored>(r => _storing is { } s && r.Sequence == s.Sequence, OnNotStored);
         Receive<QueueSpooled>(OnQueueSpooled);
         Receive<StoreWatchdog>(w => _storing is { } s && w.Sequence == s.Sequence,

@@ -76,6 +76,7 @@ public sealed partial class ServerCollector
 
     void OnStored(SnapshotStored m)
     {
+        Saw(m.Result.Sequence);
         Timers.Cancel("store-watchdog");
         _storing = null;
         _repositoryDown = false;

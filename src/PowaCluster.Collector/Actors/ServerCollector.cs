@@ -53,6 +53,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
     long _runSequence;
     CatalogRefresh? _runRefresh;    // the REFRESH_DB_CAT that read takes care of (back to _refresh if it fails)
     long _catalogSequence;          // a snapshot read with the catalogs that are due, not stored yet (0: none)
+    long? _seenSequence;            // the server's coalesce_seq as last seen here: an error report never overwrites a newer snapshot's
     readonly Queue<Staged> _queue = new(); // read, waiting for the repository, oldest first
     Staged? _storing;               // at a writer
     readonly CancellationTokenSource _life = new();
@@ -167,6 +168,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             return;
         }
         _failures = 0;
+        Saw(m.Last.Sequence);
         // The repository's plan, unless a snapshot read before this reconnection carries the catalogs and is not stored yet.
         _plan = _catalogSequence != 0 ? m.Plan.WithoutCatalogs() : m.Plan;
         _record.Restored(m.Last.At);
@@ -180,6 +182,11 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
             ScheduleAt(due);
         }
         Collecting();
+    }
+
+    void Saw(long? sequence)
+    {
+        if (sequence > (_seenSequence ?? long.MinValue)) _seenSequence = sequence;
     }
 
     /// <summary>
@@ -247,7 +254,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
         }
         var wait = delay ?? ServerSchedule.Backoff(_failures, _settings.RetryMinDelay, _settings.RetryMaxDelay, _random.NextDouble());
         _log.Warning("Server {0}: {1}; retrying in {2:F0} s", _srvId, error, wait.TotalSeconds);
-        if (report) _writers.Tell(new ReportErrors(_srvId, [error]));
+        if (report) _writers.Tell(new ReportErrors(_srvId, [error], _seenSequence, Self));
         Timers.StartSingleTimer("reconnect", Reconnect.Instance, wait);
         Become(() =>
         {

@@ -60,6 +60,7 @@ public sealed class SnapshotWriter : ReceiveActor
         RestoreSchedule r => r.ReplyTo,
         ReadServer r => r.ReplyTo,
         LoadServers l => l.ReplyTo,
+        ReportErrors e => e.ReplyTo,
         _ => null,
     };
 
@@ -94,7 +95,7 @@ public sealed class SnapshotWriter : ReceiveActor
                 ReadServer r => ServerReadOf(r.SrvId, await RepositoryQueries.LoadActiveServerAsync(_sql, conn, r.SrvId, cts.Token).ConfigureAwait(false)),
                 LoadServers => new ServersRead(await RepositoryQueries.LoadActiveServersAsync(_sql, conn, cts.Token).ConfigureAwait(false), null),
                 SaveVersions v => await InTransaction(conn, c => RepositoryQueries.SaveVersionsAsync(_sql, c, v.SrvId, v.Versions, cts.Token), cts.Token),
-                ReportErrors e => await InTransaction(conn, c => RepositoryQueries.ReportErrorsAsync(_sql, c, e.SrvId, e.Errors, replace: true, cts.Token), cts.Token),
+                ReportErrors e => await ReportAsync(conn, e, cts.Token).ConfigureAwait(false),
                 CheckRepository => await InTransaction(conn, c => PgSession.ExecAsync(c, "SELECT 1", cts.Token), cts.Token),
                 _ => throw new ArgumentException($"unknown writer work {work.GetType().Name}"),
             };
@@ -210,6 +211,14 @@ public sealed class SnapshotWriter : ReceiveActor
             plan = await SnapshotStore.GetPlanAsync(_sql, c, r.SrvId, r.Versions.ServerVersionNum, ct).ConfigureAwait(false);
         }, ct).ConfigureAwait(false);
         return new ScheduleRestored(r.SrvId, last, plan, null);
+    }
+
+    async Task<ErrorsReported> ReportAsync(NpgsqlConnection conn, ReportErrors e, CancellationToken ct)
+    {
+        (bool Written, long? Sequence) done = default;
+        await InTransaction(conn, async c => done = await RepositoryQueries.ReportErrorsAsync(_sql, c, e.SrvId, e.Errors, replace: true, ct,
+            e.SeenSequence).ConfigureAwait(false), ct).ConfigureAwait(false);
+        return new ErrorsReported(e.SrvId, done.Written, done.Sequence);
     }
 
     /// <summary>Runs a short job in its own transaction; null: nothing to answer.</summary>

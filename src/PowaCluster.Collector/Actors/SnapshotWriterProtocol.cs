@@ -80,8 +80,16 @@ public sealed record ServersRead(IReadOnlyList<ServerRow> Rows, string? Error);
 /// <summary>RELOAD: save a connected server's versions again. Not answered.</summary>
 public sealed record SaveVersions(int SrvId, RemoteVersions Versions) : IWriterWork;
 
-/// <summary>An error outside a snapshot (a connection failure): replaces the server's errors, as the reference does. Not answered.</summary>
-public sealed record ReportErrors(int SrvId, IReadOnlyList<string> Errors) : IWriterWork;
+/// <summary>
+/// An error outside a snapshot (a connection failure): replaces the server's errors, as the reference does,
+/// unless a snapshot was stored since the reporter's last look (<paramref name="SeenSequence"/>, the server's
+/// coalesce_seq then; null: whatever). Answered to ReplyTo, when set, with ErrorsReported.
+/// </summary>
+public sealed record ReportErrors(int SrvId, IReadOnlyList<string> Errors, long? SeenSequence = null, IActorRef? ReplyTo = null) : IWriterWork;
+
+/// <param name="Written">false: a newer snapshot's errors are there (or a store held the row)</param>
+/// <param name="Sequence">the server's coalesce_seq now, when read</param>
+public sealed record ErrorsReported(int SrvId, bool Written, long? Sequence);
 
 /// <summary>SELECT 1 on a writer's connection, for /ready. Answered to the pool with RepositoryOutcome.</summary>
 internal sealed record CheckRepository : IWriterWork

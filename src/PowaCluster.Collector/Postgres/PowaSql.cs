@@ -55,28 +55,35 @@ public abstract class PowaSql
         $"FROM {Q("powa_servers")} WHERE id = $1 AND id > 0 AND frequency > 0";
 
     /// <summary>
-    /// $1 srvid, $2 text[]. Not while a snapshot's transaction holds the row (SKIP LOCKED): that store sets the
-    /// errors itself, and a report waiting for its lock would hold a writer (and, taken first, make the
-    /// store's NOWAIT lock skip it as "another collector").
+    /// $1 srvid, $2 text[], $3 the coalesce_seq the reporter last saw (NULL: any). Not while a snapshot's
+    /// transaction holds the row (SKIP LOCKED): that store sets the errors itself, and a report waiting for its
+    /// lock would hold a writer (and, taken first, make the store's NOWAIT lock skip it as "another
+    /// collector"). Nor over a snapshot stored since the reporter's last look (coalesce_seq, which
+    /// powa_take_snapshot increments, is past $3): a report that waited out a hung repository, or that an old
+    /// owner of the server sends after the new one stored, is older than the errors there. Returns the row's
+    /// coalesce_seq and whether it was written; no row when locked.
     /// </summary>
     public string ReplaceErrors =>
-        $"UPDATE {Q("powa_snapshot_metas")} SET errors = $2 WHERE srvid = (SELECT srvid FROM {Q("powa_snapshot_metas")} " +
-        "WHERE srvid = $1 FOR UPDATE SKIP LOCKED)";
+        $"WITH r AS (SELECT srvid, coalesce_seq FROM {Q("powa_snapshot_metas")} WHERE srvid = $1 FOR UPDATE SKIP LOCKED), " +
+        $"w AS (UPDATE {Q("powa_snapshot_metas")} m SET errors = $2 FROM r WHERE m.srvid = r.srvid " +
+        "AND ($3::bigint IS NULL OR r.coalesce_seq <= $3) RETURNING m.srvid) " +
+        "SELECT r.coalesce_seq, EXISTS (SELECT FROM w) FROM r";
 
     /// <summary>$1 srvid, $2 text[].</summary>
     public string AppendErrors => $"UPDATE {Q("powa_snapshot_metas")} SET errors = pg_catalog.array_cat(errors, $2) WHERE srvid = $1";
 
     public string LastSnapshot =>
-        "SELECT CASE WHEN snapts = '-infinity' THEN NULL ELSE extract(epoch FROM snapts)::float8 END " +
+        "SELECT CASE WHEN snapts = '-infinity' THEN NULL ELSE extract(epoch FROM snapts)::float8 END, coalesce_seq " +
         $"FROM {Q("powa_snapshot_metas")} WHERE srvid = $1";
 
     /// <summary>
     /// The lock powa_take_snapshot takes to refuse concurrent snapshots of a server, taken first, NOWAIT; with
     /// the time of the server's last stored snapshot and its frequency, for the once-per-interval fence, and
-    /// which server the row names now (hostname:port, as ServerConfig.Name).
+    /// which server the row names now (hostname:port, as ServerConfig.Name), and its coalesce_seq (one more
+    /// once this transaction's powa_take_snapshot is done).
     /// </summary>
     public string LockServer =>
-        $"SELECT m.snapts, s.frequency, {PowaVersionNow}, s.hostname || ':' || s.port FROM {Q("powa_snapshot_metas")} m JOIN {Q("powa_servers")} s ON s.id = m.srvid " +
+        $"SELECT m.snapts, s.frequency, {PowaVersionNow}, s.hostname || ':' || s.port, m.coalesce_seq FROM {Q("powa_snapshot_metas")} m JOIN {Q("powa_servers")} s ON s.id = m.srvid " +
         "WHERE m.srvid = $1 FOR UPDATE OF m NOWAIT";
 
     /// <summary>

@@ -28,7 +28,8 @@ public sealed record RemoteVersions(
     IReadOnlyDictionary<string, string> Schemas);
 
 /// <summary>When a server was last snapshotted; Registered is false when it has no powa_snapshot_metas row.</summary>
-public sealed record LastSnapshot(bool Registered, DateTimeOffset? At);
+/// <param name="Sequence">the server's coalesce_seq: one more with each snapshot stored (ReplaceErrors)</param>
+public sealed record LastSnapshot(bool Registered, DateTimeOffset? At, long? Sequence = null);
 
 /// <summary>Running the repository's SQL (PowaSql, per powa major) and reading its answers.</summary>
 public static class RepositoryQueries
@@ -72,9 +73,13 @@ public static class RepositoryQueries
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege) { return null; }
     }
 
-    /// <summary>Appends (or replaces) the collector's errors for a server in powa_snapshot_metas.errors.</summary>
-    public static async Task ReportErrorsAsync(PowaSql sql, NpgsqlConnection conn, int srvid, IReadOnlyList<string> errors, bool replace,
-        CancellationToken ct)
+    /// <summary>
+    /// Appends (or replaces) the collector's errors for a server in powa_snapshot_metas.errors. A replacement
+    /// is written unless a snapshot was stored since <paramref name="seenSequence"/> (PowaSql.ReplaceErrors);
+    /// returns whether it was written, and the row's coalesce_seq when read.
+    /// </summary>
+    public static async Task<(bool Written, long? Sequence)> ReportErrorsAsync(PowaSql sql, NpgsqlConnection conn, int srvid,
+        IReadOnlyList<string> errors, bool replace, CancellationToken ct, long? seenSequence = null)
     {
         await using var cmd = new NpgsqlCommand(replace ? sql.ReplaceErrors : sql.AppendErrors, conn)
         {
@@ -84,7 +89,14 @@ public static class RepositoryQueries
                 new() { Value = errors.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text },
             },
         };
-        await cmd.ExecuteNonQueryAsync(ct);
+        if (!replace)
+        {
+            await cmd.ExecuteNonQueryAsync(ct);
+            return (true, null);
+        }
+        cmd.Parameters.Add(new NpgsqlParameter { Value = (object?)seenSequence ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint });
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        return await r.ReadAsync(ct) ? (r.GetBoolean(1), r.GetInt64(0)) : (false, null);
     }
 
     public static async Task<LastSnapshot> GetLastSnapshotAsync(PowaSql sql, NpgsqlConnection conn, int srvid, CancellationToken ct)
@@ -92,7 +104,7 @@ public static class RepositoryQueries
         await using var cmd = new NpgsqlCommand(sql.LastSnapshot, conn) { Parameters = { new() { Value = srvid } } };
         await using var r = await cmd.ExecuteReaderAsync(ct);
         if (!await r.ReadAsync(ct)) return new LastSnapshot(false, null);
-        return new LastSnapshot(true, r.IsDBNull(0) ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)(r.GetDouble(0) * 1000)));
+        return new LastSnapshot(true, r.IsDBNull(0) ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)(r.GetDouble(0) * 1000)), r.GetInt64(1));
     }
 
     /// <summary>

@@ -32,8 +32,9 @@ public enum StoreOutcome
 /// <param name="Fenced">Skipped by the fence (one taken too close to, or for a spooled one before, the last
 /// stored one), not by the lock: storing it later would not help.</param>
 /// <param name="RepositoryPowa">the repository's powa version, read in the store's transaction (null: not read)</param>
+/// <param name="Sequence">the server's coalesce_seq after this store (ReplaceErrors); null when not stored</param>
 public sealed record StoreResult(StoreOutcome Outcome, SnapshotPlan Plan, int TakeSnapshotErrors,
-    IReadOnlyList<string> Errors, string? SkipReason = null, bool Fenced = false, string? RepositoryPowa = null);
+    IReadOnlyList<string> Errors, string? SkipReason = null, bool Fenced = false, string? RepositoryPowa = null, long? Sequence = null);
 
 /// <summary>
 /// Stores a staged snapshot in one repository transaction, at full speed: the remote is not involved.
@@ -70,7 +71,7 @@ public static class SnapshotStore
 
     static async Task<StoreResult> StoreFastAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
-        var (skipped, repositoryPowa, resolved) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
+        var (skipped, repositoryPowa, resolved, sequence) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
         if (skipped is not null) return skipped;
         var (targets, errors) = Usable(stage, resolved);
         foreach (var (ds, target) in targets)
@@ -87,12 +88,12 @@ public static class SnapshotStore
         await r.NextResultAsync(ct).ConfigureAwait(false);
         var next = await ReadPlanAsync(sql, r, ct).ConfigureAwait(false);
         while (await r.NextResultAsync(ct).ConfigureAwait(false)) { } // the COMMIT: an error there throws
-        return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors, RepositoryPowa: repositoryPowa);
+        return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors, RepositoryPowa: repositoryPowa, Sequence: sequence + 1);
     }
 
     static async Task<StoreResult> StoreSlowAsync(PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
-        var (skipped, repositoryPowa, resolved) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
+        var (skipped, repositoryPowa, resolved, sequence) = await BeginAsync(sql, conn, stage, ct).ConfigureAwait(false);
         if (skipped is not null) return skipped;
         var (targets, errors) = Usable(stage, resolved);
         await ExecAsync(conn, "SAVEPOINT copies", ct).ConfigureAwait(false);
@@ -114,6 +115,7 @@ public static class SnapshotStore
             await using var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
             takeErrors = await ReadTakeSnapshotAsync(r, ct).ConfigureAwait(false);
             while (await r.NextResultAsync(ct).ConfigureAwait(false)) { }
+            sequence++;
         }
         catch (PostgresException e)
         {
@@ -131,7 +133,7 @@ public static class SnapshotStore
         }
         var next = await GetPlanAsync(sql, conn, stage.SrvId, stage.ServerVersionNum, ct).ConfigureAwait(false);
         await ExecAsync(conn, "COMMIT", ct).ConfigureAwait(false);
-        return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors, RepositoryPowa: repositoryPowa);
+        return new StoreResult(StoreOutcome.Stored, next, takeErrors, errors, RepositoryPowa: repositoryPowa, Sequence: sequence);
     }
 
     /// <summary>
@@ -146,7 +148,7 @@ public static class SnapshotStore
     /// stage's text: a StageRejectedException when a target is not even a table name, an error for that
     /// datasource (the others stored) when it names no *_src_tmp table of an extension there.
     /// </summary>
-    static async Task<(StoreResult? Skipped, string? RepositoryPowa, List<(StagedDatasource Ds, string Target)> Targets)> BeginAsync(
+    static async Task<(StoreResult? Skipped, string? RepositoryPowa, List<(StagedDatasource Ds, string Target)> Targets, long Sequence)> BeginAsync(
         PowaSql sql, NpgsqlConnection conn, SnapshotStage stage, CancellationToken ct)
     {
         var copied = stage.Datasources.Where(d => d.HasRows).ToList();
@@ -170,6 +172,7 @@ public static class SnapshotStore
         DateTime? last = null;
         var frequency = 0;
         string? repositoryPowa = null, serverNow = null;
+        long sequence = 0;
         try
         {
             await using (var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false))
@@ -181,6 +184,7 @@ public static class SnapshotStore
                     frequency = r.GetInt32(1);
                     repositoryPowa = r.IsDBNull(2) ? null : r.GetString(2);
                     serverNow = r.GetString(3);
+                    sequence = r.GetInt64(4);
                 }
                 await r.NextResultAsync(ct).ConfigureAwait(false); // set_config
                 await r.NextResultAsync(ct).ConfigureAwait(false);
@@ -192,7 +196,7 @@ public static class SnapshotStore
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], new SnapshotInProgressException(stage.SrvId).Message), null, targets);
+            return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], new SnapshotInProgressException(stage.SrvId).Message), null, targets, sequence);
         }
         // A spooled snapshot goes only to the server it was read off: the row may have been deleted and its id
         // given to another server since (or its host changed). Moved aside, not stored.
@@ -201,14 +205,14 @@ public static class SnapshotStore
         if (VersionProblem(sql, stage.RemotePowa, repositoryPowa) is { } refused)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return (new StoreResult(StoreOutcome.Refused, SnapshotPlan.Empty, 0, [], refused, RepositoryPowa: repositoryPowa), repositoryPowa, targets);
+            return (new StoreResult(StoreOutcome.Refused, SnapshotPlan.Empty, 0, [], refused, RepositoryPowa: repositoryPowa), repositoryPowa, targets, sequence);
         }
         if (TooClose(stage, last, frequency) is { } reason)
         {
             await RollbackAsync(conn, ct).ConfigureAwait(false);
-            return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], reason, Fenced: true, RepositoryPowa: repositoryPowa), repositoryPowa, targets);
+            return (new StoreResult(StoreOutcome.Skipped, SnapshotPlan.Empty, 0, [], reason, Fenced: true, RepositoryPowa: repositoryPowa, Sequence: sequence), repositoryPowa, targets, sequence);
         }
-        return (null, repositoryPowa, targets);
+        return (null, repositoryPowa, targets, sequence);
     }
 
     /// <summary>
