@@ -195,6 +195,7 @@ public static partial class AkkaConfiguration
             }
             spool.Warn = m => system.Log.Warning(m);
             if (spool.Moved is { } moved) system.Log.Warning("Spool: {0}", moved);
+            foreach (var skipped in spool.NotScanned) system.Log.Warning("Spool: {0}", skipped);
             Telemetry.CollectorMetrics.Spool = spool.Stats;
             var stats = spool.Stats();
             system.Log.Info("Spool in {0} (at most {1:F0} MB and {2:F0} h){3}", spool.Directory, spool.MaxBytes / 1048576.0, spool.MaxAge.TotalHours,

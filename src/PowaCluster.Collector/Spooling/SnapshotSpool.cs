@@ -64,9 +64,9 @@ public sealed class SnapshotSpool : IDisposable
         try
         {
             System.IO.Directory.CreateDirectory(dir, OwnerOnlyDirectory);
-            // An existing directory keeps its mode when created again: what others may write is never replayed
-            // (one this process may not make its own cannot be used: the spool says why).
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(dir, OwnerOnlyDirectory);
+            // An existing directory keeps its owner and mode when created again: what others may write is never
+            // replayed (one this process may not make its own cannot be used: the spool says why).
+            OwnedPath.Claim(dir, OwnerOnlyDirectory);
             File.WriteAllText(Path.Combine(dir, "repository"), repository + "\n" + (identity is null ? "" : $"identity {identity}\n"));
             lockFile = new FileStream(Path.Combine(dir, "spool.lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
@@ -84,6 +84,9 @@ public sealed class SnapshotSpool : IDisposable
     }
 
     static readonly System.Text.RegularExpressions.Regex IdentityPattern = new("^[0-9]{1,20}-[0-9]{1,10}$");
+
+    /// <summary>The server directories found at Open that this process could not make its own, and why (for the log).</summary>
+    public List<string> NotScanned { get; } = [];
 
     /// <summary>What became of an earlier build's spool for this repository's DSN at Open, for the log; null: nothing.</summary>
     public string? Moved { get; private init; }
@@ -201,8 +204,12 @@ public sealed class SnapshotSpool : IDisposable
         {
             if (!int.TryParse(Path.GetFileName(dir)[3..], System.Globalization.NumberStyles.None, null, out var srvId)) continue;
             // A directory this process may not make its own is not replayed (it stays; the node's spool is used).
-            try { if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(dir, OwnerOnlyDirectory); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
+            try { OwnedPath.Claim(dir, OwnerOnlyDirectory); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                NotScanned.Add($"{dir} is not replayed: {e.Message}");
+                continue;
+            }
             foreach (var part in System.IO.Directory.EnumerateFiles(dir, "*" + SpoolFile.PartExtension))
                 try { File.Delete(part); } catch (Exception) { /* left; ignored */ }
             var server = For(srvId);

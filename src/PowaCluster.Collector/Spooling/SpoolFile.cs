@@ -114,6 +114,8 @@ public static class SpoolFile
         {
             if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(path) & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0)
                 throw new InvalidDataException("other users may write it (its mode allows group or other writes)");
+            try { OwnedPath.Claim(path, OwnerOnly); }
+            catch (UnauthorizedAccessException e) { throw new InvalidDataException(e.Message); }
             await using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024, FileOptions.Asynchronous);
             var head = ReadExactly(fs, Magic.Length + 12);
             if (!head.AsSpan(0, Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException("not a spooled snapshot (bad magic)");

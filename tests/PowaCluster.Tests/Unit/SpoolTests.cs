@@ -192,6 +192,57 @@ public sealed class SpoolFileTests : IDisposable
         Assert.DoesNotContain("..", odd.Directory);
     }
 
+    static void Chown(string owner, string path)
+    {
+        using var p = System.Diagnostics.Process.Start("chown", ["-R", owner, path]);
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0, $"chown {owner} {path} (the suite runs as root, as initdb via runuser needs)");
+    }
+
+    static int OwnerOf(string path)
+    {
+        using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%u", path]) { RedirectStandardOutput = true })!;
+        var uid = int.Parse(p.StandardOutput.ReadToEnd().Trim());
+        p.WaitForExit();
+        return uid;
+    }
+
+    /// <summary>
+    /// A server directory and a file another user owns (who could write them whatever their mode) are made the
+    /// node's own before anything in them is replayed; a server directory that is a link elsewhere is not
+    /// followed (its target keeps its mode) and not replayed, and the log says why.
+    /// </summary>
+    [Fact]
+    public async Task What_another_user_owns_is_made_the_nodes_own_and_a_link_elsewhere_is_not_followed()
+    {
+        string dir, file;
+        using (var spool = Open())
+        {
+            using var st = await StageAsync(4, Now, 1_000, 1);
+            file = (await spool.For(4).WriteAsync(st, 1, CancellationToken.None)).Entry.Path;
+            dir = spool.Directory;
+        }
+        var me = OwnerOf(dir);
+        Chown("nobody", Path.Combine(dir, "srv4"));
+        Assert.Equal(65534, OwnerOf(file));
+        var elsewhere = Directory.CreateTempSubdirectory("powa-cluster-elsewhere-").FullName;
+        File.SetUnixFileMode(elsewhere, (UnixFileMode)0b111_101_101);
+        Directory.CreateSymbolicLink(Path.Combine(dir, "srv6"), elsewhere);
+        try
+        {
+            using var again = Open();
+            Assert.Equal(me, OwnerOf(Path.Combine(dir, "srv4")));
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(Path.Combine(dir, "srv4")));
+            Assert.Equal(1, again.For(4).Count);
+            var entry = again.For(4).TakeOldest()!;
+            using (var back = await again.For(4).OpenAsync(entry, CancellationToken.None)) Assert.Equal(4, back.SrvId);
+            Assert.Equal(me, OwnerOf(file));
+            Assert.Equal((UnixFileMode)0b111_101_101, File.GetUnixFileMode(elsewhere));
+            Assert.Contains(again.NotScanned, l => l.Contains("srv6") && l.Contains("symbolic link"));
+        }
+        finally { Directory.Delete(elsewhere); }
+    }
+
     [Fact]
     public async Task A_spool_that_cannot_be_written_says_where_and_why()
     {
