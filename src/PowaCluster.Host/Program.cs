@@ -3,6 +3,7 @@ using Akka.Actor;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using PowaCluster.Collector.Actors;
+using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Hosting;
 using PowaCluster.Collector.Security;
 using PowaCluster.Host.Cli;
@@ -57,7 +58,11 @@ public static class Program
         if (Environment.GetEnvironmentVariable(name) is null) Environment.SetEnvironmentVariable(name, "1");
     }
 
-    /// <summary>powa-cluster run: check the repository, then collect until SIGTERM or Ctrl-C.</summary>
+    /// <summary>
+    /// powa-cluster run: check the repository, then collect until SIGTERM or Ctrl-C. The actor system starts
+    /// again in the process when a renewed cluster certificate is on disk (CertificateRenewal), with the same
+    /// settings.
+    /// </summary>
     static async Task<int> RunAsync(CommandLine cli)
     {
         var builder = CollectorHost.CreateBuilder();
@@ -67,9 +72,22 @@ public static class Program
         try { _ = ClusterTls.Load(settings); }
         catch (ArgumentException e) { throw new StartupException(e.Message); }
         var found = await RepositoryCheck.VerifyAsync(repository, settings, CancellationToken.None);
+        while (true)
+        {
+            var (code, renewed) = await RunSystemAsync(settings, repository, found, builder);
+            if (!renewed) return code;
+            builder = CollectorHost.CreateBuilder(); // a builder builds one host
+        }
+    }
+
+    /// <summary>One actor system, until a signal or the cluster stops it (an exit code), or a renewed certificate (Renewed).</summary>
+    static async Task<(int Code, bool Renewed)> RunSystemAsync(CollectorSettings settings, Npgsql.NpgsqlConnectionStringBuilder repository,
+        RepositoryFound found, HostApplicationBuilder builder)
+    {
         CollectorRuntime runtime;
         try { runtime = new CollectorRuntime(settings, repository, found.Powa) { RepositoryIdentity = found.Identity }; }
         catch (ArgumentException e) { throw new StartupException(e.Message); }
+        using var ownRuntime = runtime; // its spool lock goes before the next system's runtime takes it
         using var host = CollectorHost.Build(runtime, builder);
         try
         {
@@ -88,7 +106,13 @@ public static class Program
             ctx.Cancel = true;
             AkkaConfiguration.RequestReload(system);
         });
+        using var stopped = new CancellationTokenSource();
+        var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        var renewal = CertificateRenewal.WatchAsync(runtime, system, stopped.Token);
+        _ = renewal.ContinueWith(t => { if (t.Result) lifetime.StopApplication(); }, TaskContinuationOptions.OnlyOnRanToCompletion);
         await host.WaitForShutdownAsync();
+        await stopped.CancelAsync();
+        if (await renewal) return (0, true);
         // Stopped by a signal: 0. Downed by the cluster (split brain resolver, or the node was unreachable
         // too long): 1, so that a service manager or Kubernetes sees a failure and starts it again.
         switch (CoordinatedShutdown.Get(system).ShutdownReason)
@@ -96,15 +120,15 @@ public static class Program
             case CoordinatedShutdown.ClusterDowningReason:
                 Console.Error.WriteLine("powa-cluster: this node was downed by the cluster (unreachable from the majority); " +
                                         "its servers are collected by the other nodes. Exiting: start it again to rejoin.");
-                return 1;
+                return (1, false);
             case ShardCountMismatchReason:
                 Console.Error.WriteLine("powa-cluster: this node's NumberOfShards differs from its cluster's (its log says which): " +
                                         "it left the cluster without collecting. Set the cluster's value and start it again.");
-                return 1;
+                return (1, false);
             case JoinFailedReason:
                 Console.Error.WriteLine("powa-cluster: could not join the cluster in time (its log says why). Exiting: start it again.");
-                return 1;
+                return (1, false);
         }
-        return 0;
+        return (0, false);
     }
 }

@@ -27,6 +27,12 @@ public sealed class TlsSettings
     /// <summary>The certificate authority (PEM, one or more certificates) that every node's certificate chains to.</summary>
     public string? CaPath { get; set; }
 
+    /// <summary>How often the files are compared with what the node loaded: a renewal is picked up within this (README, "Cluster TLS").</summary>
+    public TimeSpan RenewalCheckInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Between two nodes' restarts for a renewed certificate: each waits its rank in the cluster times this.</summary>
+    public TimeSpan RenewalRestartSpacing { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>Whether the remoting of a node with these cluster settings runs over TLS.</summary>
     public bool EnabledFor(CollectorSettings s) => Mode switch
     {
@@ -40,6 +46,8 @@ public sealed class TlsSettings
         Mode = (Mode ?? "").Trim().ToLowerInvariant();
         if (Mode is not (TlsModes.Auto or TlsModes.On or TlsModes.Off))
             throw new ArgumentException($"Tls:Mode must be \"{TlsModes.Auto}\", \"{TlsModes.On}\" or \"{TlsModes.Off}\", not \"{Mode}\"");
+        if (RenewalCheckInterval <= TimeSpan.Zero) throw new ArgumentException($"Tls:RenewalCheckInterval must be positive, not {RenewalCheckInterval}");
+        if (RenewalRestartSpacing < TimeSpan.Zero) throw new ArgumentException($"Tls:RenewalRestartSpacing must not be negative, not {RenewalRestartSpacing}");
         if (!EnabledFor(s)) return;
         var missing = new[] { (nameof(CertificatePath), CertificatePath), (nameof(KeyPath), KeyPath), (nameof(CaPath), CaPath) }
             .Where(x => string.IsNullOrWhiteSpace(x.Item2)).Select(x => $"Tls:{x.Item1}").ToList();

@@ -8,7 +8,8 @@ using PowaCluster.Collector.Configuration;
 namespace PowaCluster.Collector.Security;
 
 /// <summary>
-/// The node's TLS material for Akka.Remote, read once at start from <see cref="TlsSettings"/>: its certificate
+/// The node's TLS material for Akka.Remote, read when its actor system starts from <see cref="TlsSettings"/> (a
+/// renewal on disk restarts it: CertificateRenewal in the host): its certificate
 /// with the private key, and the cluster's CA. A peer, inbound or outbound, is accepted only when it presents a
 /// certificate that chains to that CA (the system's trust store is not used: a certificate from a public CA
 /// does not make a process a member). Host names are not checked: nodes are reached by IP, and any holder of
@@ -22,10 +23,29 @@ public sealed class ClusterTls
     /// <summary>What was said of refused peers (one line per host and reason a minute), shared with the log filter.</summary>
     public TlsRefusals Refusals { get; } = new();
 
+    /// <summary>The three files as they were read (FingerprintOf): a change on disk is a renewal to pick up.</summary>
+    public string? Fingerprint { get; private init; }
+
     ClusterTls(X509Certificate2 certificate, X509Certificate2Collection authorities)
     {
         Certificate = certificate;
         Authorities = authorities;
+    }
+
+    /// <summary>A hash of the certificate, key and CA files' bytes; null when one cannot be read now.</summary>
+    public static string? FingerprintOf(TlsSettings t)
+    {
+        try
+        {
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            foreach (var path in new[] { t.CertificatePath, t.KeyPath, t.CaPath })
+            {
+                hash.AppendData(File.ReadAllBytes(path!));
+                hash.AppendData([0]);
+            }
+            return Convert.ToHexString(hash.GetHashAndReset());
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { return null; }
     }
 
     /// <summary>The material the settings name, or null when the node's remoting runs without TLS.</summary>
@@ -34,6 +54,7 @@ public sealed class ClusterTls
     {
         var t = s.Tls;
         if (!t.EnabledFor(s)) return null;
+        var fingerprint = FingerprintOf(t); // before reading: a change after it is seen as one
         X509Certificate2 cert;
         try
         {
@@ -55,7 +76,7 @@ public sealed class ClusterTls
             throw new ArgumentException($"cluster TLS: cannot read the CA certificate {t.CaPath}: {e.Message}");
         }
         if (cas.Count == 0) throw new ArgumentException($"cluster TLS: {t.CaPath} holds no PEM certificate");
-        var tls = new ClusterTls(cert, cas);
+        var tls = new ClusterTls(cert, cas) { Fingerprint = fingerprint };
         if (tls.Check(cert) is { } problem)
             throw new ArgumentException($"cluster TLS: the node's own certificate {t.CertificatePath} ({cert.Subject}) is not accepted by {t.CaPath}: {problem}");
         return tls;
@@ -112,8 +133,8 @@ public sealed class ClusterTls
         var left = NotAfterUtc - nowUtc;
         if (left > ExpiryWarning) return null;
         return left <= TimeSpan.Zero
-            ? $"Cluster TLS: this node's certificate ({Certificate.Subject}) expired at {NotAfterUtc:yyyy-MM-dd HH:mm} UTC: other nodes refuse its connections; renew it and restart the node"
-            : $"Cluster TLS: this node's certificate ({Certificate.Subject}) expires at {NotAfterUtc:yyyy-MM-dd HH:mm} UTC, in {left.TotalDays:F0} days: renew it and restart the node before then";
+            ? $"Cluster TLS: this node's certificate ({Certificate.Subject}) expired at {NotAfterUtc:yyyy-MM-dd HH:mm} UTC: other nodes refuse its connections; renew it (the node picks up the renewed files by itself)"
+            : $"Cluster TLS: this node's certificate ({Certificate.Subject}) expires at {NotAfterUtc:yyyy-MM-dd HH:mm} UTC, in {left.TotalDays:F0} days: renew it before then (the node picks up the renewed files by itself)";
     }
 
     /// <summary>Akka.Remote's callback, on both sides of every handshake: one line per refused peer and minute.</summary>
