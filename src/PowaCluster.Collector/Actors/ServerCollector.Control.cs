@@ -69,7 +69,7 @@ public sealed partial class ServerCollector
         _config = cfg;
         if (old.Alias != cfg.Alias) CollectorMetrics.Track(_srvId, cfg.Alias, _record);
         // A row that cannot be collected (a frequency no timer can wait, among others): Connect says why.
-        if (old.ConnectionDiffers(cfg) || (cfg.Problem() is not null && old.Problem() is null))
+        if (old.ConnectionDiffers(cfg) || (cfg.Problem(_settings.ClusterOnLoopback) is not null && old.Problem(_settings.ClusterOnLoopback) is null))
         {
             if (old.ConnectionDiffers(cfg))
                 _log.Info("Server {0}: connection settings changed ({1} -> {2}), reconnecting", cfg.SrvId, ServerConfig.Shown(old.Name), ServerConfig.Shown(cfg.Name));

@@ -90,7 +90,7 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
 
     void Connect()
     {
-        if (_config.Problem() is { } problem)
+        if (_config.Problem(_settings.ClusterOnLoopback) is { } problem)
         {
             // Not a row to connect with (a socket path, a host list): said in powa_snapshot_metas.errors and the
             // log, tried again after the longest backoff, and at once when the row changes.

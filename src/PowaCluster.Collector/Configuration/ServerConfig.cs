@@ -32,13 +32,17 @@ public sealed record ServerConfig(
     /// <summary>
     /// Why this row cannot be collected, or null. powa_servers.hostname is a host name or an address: a socket
     /// path would connect to a server on the collector's own host (whichever node runs it), and a host list
-    /// (a,b) to whichever answers; neither is what powa-web shows.
+    /// (a,b) to whichever answers; neither is what powa-web shows. So is a loopback name or address when the
+    /// cluster's nodes are not all on loopback (<paramref name="nodesOnLoopback"/> false): it is each node's own host.
     /// </summary>
-    public string? Problem()
+    public string? Problem(bool nodesOnLoopback = true)
     {
         if (string.IsNullOrWhiteSpace(Hostname)) return "powa_servers.hostname is empty";
         if (Hostname.StartsWith('/') || Hostname.StartsWith('@'))
             return $"powa_servers.hostname \"{Shown(Hostname)}\" is a socket path: a remote server is reached by host name or address";
+        if (!nodesOnLoopback && IsLoopback(Hostname))
+            return $"powa_servers.hostname \"{Shown(Hostname)}\" is a loopback address, each collector node's own host (the cluster's nodes are " +
+                   "not on loopback): register the server by a name or address every node reaches";
         if (Hostname.IndexOfAny([',', ' ', '\t', '\n', '\r', '=', ';', '\'', '"', '\\']) >= 0 || Hostname.Any(char.IsControl))
             return $"powa_servers.hostname \"{Shown(Hostname)}\" is not one host name or address (a list, or characters no host name has)";
         if (Port is < 1 or > 65535) return $"powa_servers.port {Port} is not a TCP port";
@@ -46,6 +50,11 @@ public sealed record ServerConfig(
             return $"powa_servers.frequency {Frequency} s is more than a timer can wait ({MaxFrequency} s, about 49 days)";
         return null;
     }
+
+    /// <summary>localhost, a name under .localhost, 127.0.0.0/8 or ::1: the host the name is looked up on.</summary>
+    public static bool IsLoopback(string host) =>
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || host.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase)
+        || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
 
     /// <summary>The longest interval an Akka timer can wait (uint.MaxValue milliseconds, less a second).</summary>
     public const int MaxFrequency = 4_294_966;

@@ -119,7 +119,7 @@ public static class CheckCommand
         IReadOnlyList<string> registered, TimeSpan timeout)
     {
         var name = $"server {server.SrvId}{(string.IsNullOrEmpty(server.Alias) ? "" : $" ({ServerConfig.Shown(server.Alias)})")} {ServerConfig.Shown(server.Name)}";
-        if (server.Problem() is { } problem) return new(name, false, problem);
+        if (server.Problem(settings.ClusterOnLoopback) is { } problem) return new(name, false, problem);
         var csb = server.ToConnectionString(settings);
         csb.Timeout = (int)Math.Ceiling(timeout.TotalSeconds);
         NpgsqlConnection conn;

@@ -140,6 +140,14 @@ public sealed class DsnTests
         Assert.Contains("is not one host name or address", (ok with { Hostname = "a\nb" }).Problem());
         Assert.Contains("is empty", (ok with { Hostname = " " }).Problem());
         Assert.Contains("is not a TCP port", (ok with { Port = 0 }).Problem());
+        // Loopback is each node's own host: fine while the nodes are on loopback (the lab), refused otherwise.
+        foreach (var loopback in new[] { "127.0.0.1", "127.3.2.1", "localhost", "LOCALHOST", "db.localhost", "::1", "[::1]" })
+        {
+            Assert.Null((ok with { Hostname = loopback }).Problem(nodesOnLoopback: true));
+            Assert.Contains("is a loopback address", (ok with { Hostname = loopback }).Problem(nodesOnLoopback: false));
+        }
+        Assert.Null((ok with { Hostname = "10.0.0.5" }).Problem(nodesOnLoopback: false));
+        Assert.Null((ok with { Hostname = "localhost.example" }).Problem(nodesOnLoopback: false));
         Assert.Contains("is more than a timer can wait", (ok with { Frequency = 4_294_968 }).Problem());
         Assert.Null((ok with { Frequency = ServerConfig.MaxFrequency }).Problem());
         // A remote's error text is one line, no escape sequence, 1,000 characters at most.
