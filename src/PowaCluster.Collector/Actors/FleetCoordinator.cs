@@ -167,7 +167,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
             if (!_known.TryGetValue(cfg.SrvId, out var old))
                 _log.Info("Server {0} ({1}, alias {2}) is active: collecting it every {3} s", cfg.SrvId, ServerConfig.Shown(cfg.Name),
                     ServerConfig.Shown(cfg.Alias ?? "-"), cfg.Frequency);
-            else if (old.Config != cfg)
+            else if (old.RowVersion != version)
                 _log.Info("Server {0} ({1}) changed: its collector reads its new configuration", cfg.SrvId, ServerConfig.Shown(cfg.Name));
             // The srvid and the row's version only: the entity reads the row itself, password included.
             if (send) _region.Tell(new EnsureCollecting(cfg.SrvId, version, m.Refresh));

@@ -93,7 +93,7 @@ public sealed class SnapshotWriter : ReceiveActor
                 StoreSnapshot s => await StoreAsync(conn, s, waited, sw, cts.Token).ConfigureAwait(false),
                 RestoreSchedule r => await RestoreAsync(conn, r, cts.Token).ConfigureAwait(false),
                 ReadServer r => ServerReadOf(r.SrvId, await RepositoryQueries.LoadActiveServerAsync(_sql, conn, r.SrvId, cts.Token).ConfigureAwait(false)),
-                LoadServers => new ServersRead(await RepositoryQueries.LoadActiveServersAsync(_sql, conn, cts.Token).ConfigureAwait(false), null),
+                LoadServers => new ServersRead(await RepositoryQueries.LoadActiveServersAsync(_sql, conn, cts.Token, passwords: false).ConfigureAwait(false), null),
                 SaveVersions v => await InTransaction(conn, c => RepositoryQueries.SaveVersionsAsync(_sql, c, v.SrvId, v.Versions, cts.Token), cts.Token),
                 ReportErrors e => await ReportAsync(conn, e, cts.Token).ConfigureAwait(false),
                 CheckRepository => await InTransaction(conn, c => PgSession.ExecAsync(c, "SELECT 1", cts.Token), cts.Token),

@@ -66,8 +66,9 @@ public sealed record ReadServer(int SrvId, IActorRef ReplyTo) : IWriterWork;
 public sealed record ServerRead(int SrvId, ServerRow? Row, string? Error, string? RepositoryPowa = null);
 
 /// <summary>
-/// The coordinator's resync: every active server's row. On a writer's connection, not on the coordinator's
-/// own (which answers powa-web): a flood of NOTIFY requests cannot delay it, nor it them. Answered with ServersRead.
+/// The coordinator's resync: every active server's row, without its password (the entity reads its own). On
+/// a writer's connection, not on the coordinator's own (which answers powa-web): a flood of NOTIFY requests
+/// cannot delay it, nor it them. Answered with ServersRead.
 /// </summary>
 public sealed record LoadServers(IActorRef ReplyTo) : IWriterWork
 {

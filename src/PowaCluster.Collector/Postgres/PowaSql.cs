@@ -45,8 +45,9 @@ public abstract class PowaSql
     /// <summary>A name qualified with powa's schema.</summary>
     public string Q(string name) => $"{Schema}.{name}";
 
-    public string ActiveServers =>
-        "SELECT id, hostname, port, username, password, dbname, frequency, alias, xmin::text " +
+    /// <summary>The active servers' rows; <paramref name="passwords"/> false: NULL for every password (the coordinator needs none).</summary>
+    public string ActiveServers(bool passwords = true) =>
+        $"SELECT id, hostname, port, username, {(passwords ? "password" : "NULL::text")}, dbname, frequency, alias, xmin::text " +
         $"FROM {Q("powa_servers")} WHERE id > 0 AND frequency > 0 ORDER BY id";
 
     /// <summary>$1 srvid: the server's row if it is active, as ActiveServers gives it, then the repository's powa now.</summary>

@@ -34,9 +34,11 @@ public sealed record LastSnapshot(bool Registered, DateTimeOffset? At, long? Seq
 /// <summary>Running the repository's SQL (PowaSql, per powa major) and reading its answers.</summary>
 public static class RepositoryQueries
 {
-    public static async Task<IReadOnlyList<ServerRow>> LoadActiveServersAsync(PowaSql sql, NpgsqlConnection conn, CancellationToken ct)
+    /// <param name="passwords">false: the rows without their passwords (the coordinator's: it sends srvids and row versions only)</param>
+    public static async Task<IReadOnlyList<ServerRow>> LoadActiveServersAsync(PowaSql sql, NpgsqlConnection conn, CancellationToken ct,
+        bool passwords = true)
     {
-        await using var cmd = new NpgsqlCommand(sql.ActiveServers, conn);
+        await using var cmd = new NpgsqlCommand(sql.ActiveServers(passwords), conn);
         await using var r = await cmd.ExecuteReaderAsync(ct);
         var list = new List<ServerRow>();
         while (await r.ReadAsync(ct)) list.Add(ReadRow(r));

@@ -40,6 +40,9 @@ public sealed class PowaSqlTests
         Assert.Contains("\"My Powa\".powa_catalog_functions($1, $2, '1 year')", p5.PerDatabaseDatasources);
         Assert.Contains("\"My Powa\".powa_roles", p5.NotifySenders);
         Assert.Contains("\"My Powa\".powa_take_snapshot($1)", p5.TakeSnapshot);
+        // The coordinator's resync reads no password.
+        Assert.Contains(" password,", p4.ActiveServers());
+        Assert.DoesNotContain("password", p4.ActiveServers(passwords: false));
     }
 
     [Theory]
