@@ -81,11 +81,13 @@ public abstract class PowaSql
     /// The lock powa_take_snapshot takes to refuse concurrent snapshots of a server, taken first, NOWAIT; with
     /// the time of the server's last stored snapshot and its frequency, for the once-per-interval fence, and
     /// which server the row names now (hostname:port, as ServerConfig.Name), and its coalesce_seq (one more
-    /// once this transaction's powa_take_snapshot is done).
+    /// once this transaction's powa_take_snapshot is done). The powa_servers row is key-share locked in the same
+    /// statement, NOWAIT too: the store's inserts reference it, and powa_delete_and_purge_server deletes it, then
+    /// the metas row by cascade; taken later, that order deadlocked a purge against a store in progress.
     /// </summary>
     public string LockServer =>
         $"SELECT m.snapts, s.frequency, {PowaVersionNow}, s.hostname || ':' || s.port, m.coalesce_seq FROM {Q("powa_snapshot_metas")} m JOIN {Q("powa_servers")} s ON s.id = m.srvid " +
-        "WHERE m.srvid = $1 FOR UPDATE OF m NOWAIT";
+        "WHERE m.srvid = $1 FOR UPDATE OF m NOWAIT FOR KEY SHARE OF s NOWAIT";
 
     /// <summary>
     /// The powa extension's version in this database now: read at each store (the repository) and each read (a

@@ -7,8 +7,9 @@ using Xunit;
 namespace PowaCluster.Tests.Integration;
 
 /// <summary>
-/// A server's errors in powa_snapshot_metas, on a real repository: a report of a connection failure never
-/// overwrites what a later snapshot stored, and never waits for (or holds up) a store.
+/// A server's rows while a snapshot is stored, on a real repository: a report of a connection failure never
+/// overwrites what a later snapshot stored, and never waits for (or holds up) a store; a DBA's
+/// powa_delete_and_purge_server during a store waits for it, and does not deadlock with it.
 /// </summary>
 [Collection(LabCollection.Name)]
 public sealed class ErrorReportTests(LabFixture fx)
@@ -71,5 +72,28 @@ public sealed class ErrorReportTests(LabFixture fx)
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30)); // a wait would be the lock's, forever
         Assert.Equal((false, (long?)null), await RepositoryQueries.ReportErrorsAsync(sql, conn, srvid, ["x"], replace: true, cts.Token, null));
         await tx.RollbackAsync();
+    }
+
+    [Fact]
+    public async Task A_purge_of_the_server_during_a_store_waits_for_it_and_does_not_deadlock()
+    {
+        var (repo, sql, srvid) = await SetUpAsync();
+        await using var store = await OpenAsync(repo);
+        await using var tx = await store.BeginTransactionAsync();
+        await using (var lockRow = new NpgsqlCommand(sql.LockServer, store) { Parameters = { new() { Value = srvid } } })
+        await using (var r = await lockRow.ExecuteReaderAsync()) { while (await r.ReadAsync()) { } }
+
+        // The DBA's purge starts while the store is in progress...
+        var purge = repo.ExecAsync("SELECT powa_delete_and_purge_server($1)", srvid);
+        await Eventually.HoldsAsync(async () => await repo.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%powa_delete_and_purge_server%'") == 1,
+            TimeSpan.FromSeconds(10), "the purge waiting for the store");
+        // ...which goes on writing rows that reference the server, and commits.
+        await using (var insert = new NpgsqlCommand($"INSERT INTO {sql.Q("powa_databases")} (srvid, oid, datname) VALUES ($1, 1, 'db')", store)
+                     { Parameters = { new() { Value = srvid } } })
+            await insert.ExecuteNonQueryAsync();
+        await tx.CommitAsync();
+        await purge; // a deadlock would fail one of the two
+        Assert.Equal(0L, await repo.ScalarAsync<long>("SELECT count(*) FROM powa_servers WHERE id = $1", srvid));
     }
 }
