@@ -27,6 +27,12 @@ public sealed class TlsSettings
     /// <summary>The certificate authority (PEM, one or more certificates) that every node's certificate chains to.</summary>
     public string? CaPath { get; set; }
 
+    /// <summary>
+    /// The names a peer's certificate may carry (its CN or a DNS name of its subjectAltName): exact, or *.suffix
+    /// for any name under it. Empty (default): any node certificate of the CA is a node.
+    /// </summary>
+    public List<string> AllowedNames { get; set; } = [];
+
     /// <summary>How often the files are compared with what the node loaded: a renewal is picked up within this (README, "Cluster TLS").</summary>
     public TimeSpan RenewalCheckInterval { get; set; } = TimeSpan.FromMinutes(1);
 
@@ -46,6 +52,9 @@ public sealed class TlsSettings
         Mode = (Mode ?? "").Trim().ToLowerInvariant();
         if (Mode is not (TlsModes.Auto or TlsModes.On or TlsModes.Off))
             throw new ArgumentException($"Tls:Mode must be \"{TlsModes.Auto}\", \"{TlsModes.On}\" or \"{TlsModes.Off}\", not \"{Mode}\"");
+        foreach (var n in AllowedNames)
+            if (string.IsNullOrWhiteSpace(n) || n.IndexOf('*', 1) >= 0 || (n.StartsWith('*') && !n.StartsWith("*.")))
+                throw new ArgumentException($"Tls:AllowedNames: \"{LogText.OneLine(n ?? "", 100)}\" is not a name, nor *.suffix");
         if (RenewalCheckInterval <= TimeSpan.Zero) throw new ArgumentException($"Tls:RenewalCheckInterval must be positive, not {RenewalCheckInterval}");
         if (RenewalRestartSpacing < TimeSpan.Zero) throw new ArgumentException($"Tls:RenewalRestartSpacing must not be negative, not {RenewalRestartSpacing}");
         if (!EnabledFor(s)) return;

@@ -26,10 +26,13 @@ public sealed class ClusterTls
     /// <summary>The three files as they were read (FingerprintOf): a change on disk is a renewal to pick up.</summary>
     public string? Fingerprint { get; private init; }
 
-    ClusterTls(X509Certificate2 certificate, X509Certificate2Collection authorities)
+    readonly IReadOnlyList<string> _allowedNames;
+
+    ClusterTls(X509Certificate2 certificate, X509Certificate2Collection authorities, IReadOnlyList<string> allowedNames)
     {
         Certificate = certificate;
         Authorities = authorities;
+        _allowedNames = allowedNames;
     }
 
     /// <summary>A hash of the certificate, key and CA files' bytes; null when one cannot be read now.</summary>
@@ -76,7 +79,7 @@ public sealed class ClusterTls
             throw new ArgumentException($"cluster TLS: cannot read the CA certificate {t.CaPath}: {e.Message}");
         }
         if (cas.Count == 0) throw new ArgumentException($"cluster TLS: {t.CaPath} holds no PEM certificate");
-        var tls = new ClusterTls(cert, cas) { Fingerprint = fingerprint };
+        var tls = new ClusterTls(cert, cas, t.AllowedNames.ToList()) { Fingerprint = fingerprint };
         if (tls.Check(cert) is { } problem)
             throw new ArgumentException($"cluster TLS: the node's own certificate {t.CertificatePath} ({cert.Subject}) is not accepted by {t.CaPath}: {problem}");
         return tls;
@@ -95,7 +98,7 @@ public sealed class ClusterTls
             foreach (var e in presented.ChainElements)
                 if (!e.Certificate.RawDataMemory.Span.SequenceEqual(peer.RawDataMemory.Span))
                     chain.ChainPolicy.ExtraStore.Add(e.Certificate);
-        if (chain.Build(peer)) return NodeCertificateProblem(peer);
+        if (chain.Build(peer)) return NodeCertificateProblem(peer) ?? NameProblem(peer);
         var status = chain.ChainStatus.Select(x => x.Status).Distinct().ToList();
         return status.Contains(X509ChainStatusFlags.UntrustedRoot) || status.Contains(X509ChainStatusFlags.PartialChain)
             ? $"its certificate ({peer.Subject}, issued by {peer.Issuer}) is not signed by the cluster's CA"
@@ -117,6 +120,20 @@ public sealed class ClusterTls
         return usages.Contains(ServerAuth) && usages.Contains(ClientAuth) ? null
             : $"its certificate ({c.Subject}) is not for both TLS server and client authentication (extendedKeyUsage serverAuth, clientAuth)";
     }
+
+    /// <summary>Why a node certificate of the CA is not allowed by Tls:AllowedNames, or null (any, without a list).</summary>
+    string? NameProblem(X509Certificate2 c)
+    {
+        if (_allowedNames.Count == 0) return null;
+        var names = new List<string> { c.GetNameInfo(X509NameType.SimpleName, false) };
+        if (c.Extensions.OfType<X509SubjectAlternativeNameExtension>().FirstOrDefault() is { } san) names.AddRange(san.EnumerateDnsNames());
+        return names.Any(n => _allowedNames.Any(a => Allows(a, n))) ? null
+            : $"its certificate ({c.Subject}; names {string.Join(", ", names.Distinct())}) has no name in Tls:AllowedNames";
+    }
+
+    static bool Allows(string allowed, string name) => allowed.StartsWith("*.")
+        ? name.Length > allowed.Length - 1 && name.EndsWith(allowed[1..], StringComparison.OrdinalIgnoreCase)
+        : name.Equals(allowed, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>When the node's certificate expires (UTC): the metric powa_tls_certificate_validity_seconds counts down to it.</summary>
     public DateTime NotAfterUtc => Certificate.NotAfter.ToUniversalTime();

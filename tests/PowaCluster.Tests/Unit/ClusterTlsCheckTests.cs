@@ -19,6 +19,27 @@ public sealed class ClusterTlsCheckTests
         return s;
     }
 
+    /// <summary>With Tls:AllowedNames, a certificate of the CA is a node's only under one of those names (CN or DNS name).</summary>
+    [Fact]
+    public void With_allowed_names_only_those_certificates_of_the_CA_are_nodes()
+    {
+        using var certs = LabCertificates.Create("cluster CA");
+        var s = Node(certs, "a.collectors.example");
+        s.Tls.AllowedNames = ["*.collectors.example", "b"];
+        s.Validate();
+        var tls = ClusterTls.Load(s)!;
+        X509Certificate2 Read(string name) => X509Certificate2.CreateFromPem(File.ReadAllText(certs.Issue(name).Certificate));
+        Assert.Null(tls.Check(Read("c.collectors.example")));
+        Assert.Null(tls.Check(Read("B")));
+        Assert.Contains("has no name in Tls:AllowedNames", tls.Check(Read("intruder")));
+        Assert.Contains("has no name in Tls:AllowedNames", tls.Check(Read("collectors.example")));
+        // The node's own certificate too, at start.
+        s.Tls.AllowedNames = ["b"];
+        Assert.Contains("has no name in Tls:AllowedNames", Assert.Throws<ArgumentException>(() => ClusterTls.Load(s)).Message);
+        s.Tls.AllowedNames = ["a.*"];
+        Assert.Contains("is not a name, nor *.suffix", Assert.Throws<ArgumentException>(s.Validate).Message);
+    }
+
     [Fact]
     public void Only_certificates_of_the_clusters_CA_are_accepted()
     {
