@@ -18,6 +18,40 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
         return s;
     }
 
+    /// <summary>
+    /// A collector node on a new repository, powa-web's client connected to it, a login role that may not drive
+    /// the collector (Stranger), and a session of that role listening on the channel its requests name.
+    /// </summary>
+    sealed class StrangerScene : IAsyncDisposable
+    {
+        public required TestRepository Repo { get; init; }
+        public required CollectorNode Node { get; init; }
+        public required PowaWebClient Web { get; init; }
+        public required Npgsql.NpgsqlConnectionStringBuilder Stranger { get; init; }
+        public required PowaWebClient Eavesdropper { get; init; }
+
+        public static async Task<StrangerScene> StartAsync(LabFixture fx, string prefix, string channel)
+        {
+            var repo = await fx.NewRepositoryAsync();
+            var role = $"{prefix}_{Guid.NewGuid():N}"[..20];
+            await repo.ExecAsync($"CREATE ROLE {role} LOGIN PASSWORD 'x{role}'");
+            var node = await CollectorNode.StartAsync(repo, ReloadOnly());
+            var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
+            await web.WaitForCollectorAsync();
+            var stranger = new Npgsql.NpgsqlConnectionStringBuilder(repo.ConnectionString.ConnectionString) { Username = role, Password = "x" + role };
+            var eavesdropper = await PowaWebClient.ConnectAsync(stranger);
+            await eavesdropper.ListenAsync(channel);
+            return new StrangerScene { Repo = repo, Node = node, Web = web, Stranger = stranger, Eavesdropper = eavesdropper };
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Eavesdropper.DisposeAsync();
+            await Web.DisposeAsync();
+            await Node.DisposeAsync();
+        }
+    }
+
     static async Task<string?> WaitForReplyAsync(PowaWebClient client, string command, string channel, string args, Func<string?, bool> done, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
@@ -129,15 +163,8 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
     [Fact]
     public async Task Twenty_sessions_of_one_login_get_one_answer_and_leave_powa_web_its_room()
     {
-        var repo = await fx.NewRepositoryAsync();
-        var role = $"many_{Guid.NewGuid():N}"[..20];
-        await repo.ExecAsync($"CREATE ROLE {role} LOGIN PASSWORD 'x{role}'");
-        await using var node = await CollectorNode.StartAsync(repo, ReloadOnly());
-        await using var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
-        await web.WaitForCollectorAsync();
-        var strangerCsb = new Npgsql.NpgsqlConnectionStringBuilder(repo.ConnectionString.ConnectionString) { Username = role, Password = "x" + role };
-        await using var eavesdropper = await PowaWebClient.ConnectAsync(strangerCsb);
-        await eavesdropper.ListenAsync("many_replies");
+        await using var scene = await StrangerScene.StartAsync(fx, "many", "many_replies");
+        var (repo, web, strangerCsb, eavesdropper) = (scene.Repo, scene.Web, scene.Stranger, scene.Eavesdropper);
 
         var sessions = new List<Npgsql.NpgsqlConnection>();
         try
@@ -180,15 +207,9 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
     [Fact]
     public async Task A_connection_storm_of_requests_leaves_powa_web_answered()
     {
-        var repo = await fx.NewRepositoryAsync();
-        var role = $"storm_{Guid.NewGuid():N}"[..20];
-        await repo.ExecAsync($"CREATE ROLE {role} LOGIN PASSWORD 'x{role}'");
-        await using var node = await CollectorNode.StartAsync(repo, ReloadOnly());
-        await using var web = await PowaWebClient.ConnectAsync(repo.ConnectionString);
-        await web.WaitForCollectorAsync();
-        var strangerCsb = new Npgsql.NpgsqlConnectionStringBuilder(repo.ConnectionString.ConnectionString) { Username = role, Password = "x" + role };
-        await using var eavesdropper = await PowaWebClient.ConnectAsync(strangerCsb);
-        await eavesdropper.ListenAsync("storm_replies");
+        await using var scene = await StrangerScene.StartAsync(fx, "storm", "storm_replies");
+        var (repo, web, strangerCsb, eavesdropper) = (scene.Repo, scene.Web, scene.Stranger, scene.Eavesdropper);
+        var role = strangerCsb.Username!;
 
         var script = Path.Combine(Path.GetTempPath(), $"storm-{Guid.NewGuid():N}.sql");
         await File.WriteAllTextAsync(script, "SELECT pg_notify('powa_collector', 'WORKERS_STATUS storm_replies');\n");
@@ -196,7 +217,7 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
         var psi = new ProcessStartInfo(Path.Combine(PowaCluster.Lab.Embedded.LocalPostgres.BinDir, "pgbench"))
         {
             RedirectStandardOutput = true, RedirectStandardError = true,
-            Environment = { ["PGPASSWORD"] = "x" + role },
+            Environment = { ["PGPASSWORD"] = strangerCsb.Password! },
         };
         foreach (var a in new[] { "-n", "-C", "-c", "50", "-j", "2", "-t", "6", "-f", script,
                      "-h", strangerCsb.Host!, "-p", strangerCsb.Port.ToString(), "-U", role, strangerCsb.Database! })

@@ -139,6 +139,40 @@ public sealed class UntrustedInputTests(OutageFixture fx, ITestOutputHelper outp
     }
 
     /// <summary>
+    /// The repository DSN reaches another database than the one the node started on (the same name, recreated
+    /// elsewhere or in its place): nothing goes there; what the node reads is spooled for its own repository, and
+    /// the log says why.
+    /// </summary>
+    [Fact]
+    public async Task A_DSN_that_now_reaches_another_database_gets_nothing_and_the_node_spools()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var srvid = await repo.RegisterAsync(fx.Lab.Remotes[0], 15, "moved-under");
+        await using var node = await CollectorNode.StartAsync(repo);
+        var log = LogCapture.Start(node.System, typeof(Akka.Event.Warning));
+        await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync([srvid]), TimeSpan.FromSeconds(30), "a first snapshot");
+
+        // The database is renamed away and another one created under its name, with powa and the same server.
+        await fx.Lab.Repository.ExecAsync("postgres",
+            $"ALTER DATABASE {repo.Database} ALLOW_CONNECTIONS false; " +
+            $"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{repo.Database}'");
+        await Eventually.HoldsAsync(async () =>
+        {
+            try { await fx.Lab.Repository.ExecAsync("postgres", $"ALTER DATABASE {repo.Database} RENAME TO {repo.Database}_before"); return true; }
+            catch (Npgsql.PostgresException) { return false; } // a backend still leaving
+        }, TimeSpan.FromSeconds(10), "the database renamed");
+        Npgsql.NpgsqlConnection.ClearAllPools(); // the pooled connections to the old one are gone
+        await PowaLab.InstallPowaAsync(fx.Lab.Repository, withStatsExtensions: true, database: repo.Database);
+        Assert.Equal(srvid, await repo.RegisterAsync(fx.Lab.Remotes[0], 15, "moved-under"));
+
+        await Eventually.HoldsAsync(() => Task.FromResult(node.Runtime.Spool.Stats().Snapshots >= 2), TimeSpan.FromSeconds(30),
+            "snapshots spooled for the node's own repository");
+        Assert.Empty(await repo.SnapshotTimesAsync(srvid)); // the new database got none
+        Assert.Contains(log, l => l.Contains("now reaches another database"));
+        output.WriteLine(log.First(l => l.Contains("now reaches another database")));
+    }
+
+    /// <summary>
     /// On <paramref name="remote"/>, powa_statements_src moves a session whose srvid is <paramref name="thief"/> to
     /// <paramref name="victim"/>'s, for the rest of the session, as its superuser could (the original kept
     /// beside it, to restore).
