@@ -152,7 +152,7 @@ public sealed class SnapshotWriter : ReceiveActor
     /// <param name="local">this node failed (its disk), not the repository nor the snapshot</param>
     static async Task<SnapshotNotStored> NotStoredAsync(StoreSnapshot s, string msg, bool down, bool local, TimeSpan waited)
     {
-        if (s.Replay is { } entry)
+        if (s.Replay is { } entry && s.Spool is { } from)
         {
             // Only the repository's verdict deletes a spooled snapshot: a local fault (the file cannot be read
             // now, the stage cannot be written) keeps it for the next try.
@@ -179,21 +179,21 @@ public sealed class SnapshotWriter : ReceiveActor
     {
         var started = sw.Elapsed;
         StoreResult result;
-        if (s.Replay is { } entry)
+        if (s.Replay is { } entry && s.Spool is { } from)
         {
             // A spooled snapshot: stored exactly like a live one, from its file; the file goes after the commit.
             // A file that is not what this collector writes is moved aside, whatever the repository would say.
             try
             {
-                using var stage = await s.Spool!.OpenAsync(entry, ct).ConfigureAwait(false);
+                using var stage = await from.OpenAsync(entry, ct).ConfigureAwait(false);
                 result = await SnapshotStore.StoreAsync(_sql, conn, stage, ct).ConfigureAwait(false);
             }
             catch (StageRejectedException e) { result = new StoreResult(StoreOutcome.Rejected, SnapshotPlan.Empty, 0, [], e.Message); }
-            if (result.Outcome == StoreOutcome.Rejected) s.Spool.Reject(entry, result.SkipReason!);
+            if (result.Outcome == StoreOutcome.Rejected) from.Reject(entry, result.SkipReason!);
             // Stored, fenced or refused for its powa version (storing it later would not help): the file goes.
             else if (result.Outcome is StoreOutcome.Stored or StoreOutcome.Refused || result.Fenced)
-                s.Spool.Remove(entry, replayed: result.Outcome == StoreOutcome.Stored);
-            else s.Spool.Release(entry); // another collector holds the server's lock now: later
+                from.Remove(entry, replayed: result.Outcome == StoreOutcome.Stored);
+            else from.Release(entry); // another collector holds the server's lock now: later
         }
         else result = await SnapshotStore.StoreAsync(_sql, conn, s.Stage!, ct).ConfigureAwait(false);
         CollectorMetrics.SnapshotDuration.Record((sw.Elapsed - started).TotalSeconds, new KeyValuePair<string, object?>("phase", "store"));

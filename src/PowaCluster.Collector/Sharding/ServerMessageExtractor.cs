@@ -19,8 +19,7 @@ public sealed class ServerMessageExtractor(int numberOfShards) : IMessageExtract
     public string? EntityId(object message) => message switch
     {
         IServerMessage m => m.SrvId.ToString(CultureInfo.InvariantCulture),
-        ShardRegion.StartEntity s => s.EntityId,
-        _ => null,
+        _ => null, // ShardRegion.StartEntity and the like: Akka.Cluster.Sharding routes them itself (AK2001)
     };
 
     public object? EntityMessage(object message) => message;

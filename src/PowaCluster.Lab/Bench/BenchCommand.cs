@@ -40,7 +40,7 @@ public static class BenchCommand
         await using var repo = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
             { ApplicationName = "powa-lab bench monitor" }.ConnectionString);
         await repo.OpenAsync();
-        await using var bench = new BenchRuns(lab, repo, repoDsn, o, stop.Token);
+        await using var bench = new BenchRuns(lab, repo, o, stop.Token);
         using var workload = bench.StartWorkload();
 
         var rows = new List<BenchRow>();

@@ -7,7 +7,7 @@ using PowaCluster.Lab.Embedded;
 namespace PowaCluster.Lab.Bench;
 
 /// <summary>The runs' shared set-up: the lab, the servers, and a workload on the remotes.</summary>
-sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, NpgsqlConnectionStringBuilder repoDsn, LabOptions o, CancellationToken stop)
+sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, CancellationToken stop)
     : IAsyncDisposable
 {
     readonly List<int> _servers = [];

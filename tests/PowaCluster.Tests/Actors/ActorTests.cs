@@ -114,7 +114,7 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
             Assert.Equal(42, store.SrvId);
             Assert.Equal(entity, store.ReplyTo);
             // The whole read is in the stage before a writer is asked: rows of the one that exists, the other's error.
-            var statements = Assert.Single(store.Stage.Datasources);
+            var statements = Assert.Single(store.Stage!.Datasources);
             Assert.True(statements.HasRows);
             Assert.Contains(store.Stage.Errors, e => e.Contains("powa_no_such_src"));
         }
@@ -159,16 +159,16 @@ public sealed class ActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
         try
         {
             Assert.Equal(stored.Select(s => s.Sequence).Order(), stored.Select(s => s.Sequence));
-            Assert.Equal(stored.Select(s => s.Stage.TakenAtUtc).Order(), stored.Select(s => s.Stage.TakenAtUtc));
+            Assert.Equal(stored.Select(s => s.Stage!.TakenAtUtc).Order(), stored.Select(s => s.Stage!.TakenAtUtc));
             // The queued ones were read while the first one waited, a second apart, not after it was stored.
-            var released = first.Stage.TakenAtUtc + TimeSpan.FromSeconds(3.5);
-            Assert.True(stored[1].Stage.TakenAtUtc < released - TimeSpan.FromSeconds(1.5), $"second read at {stored[1].Stage.TakenAtUtc:O}");
-            Assert.True(stored[2].Stage.TakenAtUtc < released, $"third read at {stored[2].Stage.TakenAtUtc:O}");
-            Assert.InRange((stored[2].Stage.TakenAtUtc - stored[1].Stage.TakenAtUtc).TotalSeconds, 0.7, 1.3);
+            var released = first.Stage!.TakenAtUtc + TimeSpan.FromSeconds(3.5);
+            Assert.True(stored[1].Stage!.TakenAtUtc < released - TimeSpan.FromSeconds(1.5), $"second read at {stored[1].Stage!.TakenAtUtc:O}");
+            Assert.True(stored[2].Stage!.TakenAtUtc < released, $"third read at {stored[2].Stage!.TakenAtUtc:O}");
+            Assert.InRange((stored[2].Stage!.TakenAtUtc - stored[1].Stage!.TakenAtUtc).TotalSeconds, 0.7, 1.3);
         }
         finally
         {
-            foreach (var s in stored) s.Stage.Dispose();
+            foreach (var s in stored) s.Stage!.Dispose();
         }
         entity.Tell(new GetServerStatus(45));
         var status = ExpectMsg<ServerStatus>();

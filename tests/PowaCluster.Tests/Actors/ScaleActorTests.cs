@@ -22,7 +22,8 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
 
     static ClusterShardingStats Stats(int regions, int shards) => new(Enumerable.Range(1, regions).ToImmutableDictionary(
         i => new Address("akka.tcp", "powa-cluster", "127.0.0.1", 4000 + i),
-        i => new ShardRegionStats(Enumerable.Range(0, i == 1 ? shards : 0).ToImmutableDictionary(s => s.ToString(), _ => 1))));
+        i => new ShardRegionStats(Enumerable.Range(0, i == 1 ? shards : 0).ToImmutableDictionary(s => s.ToString(), _ => 1),
+            ImmutableHashSet<string>.Empty)));
 
     async Task<(TestRepository Repo, List<int> Ids)> ThreeServersAsync()
     {
@@ -41,7 +42,7 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
         return s;
     }
 
-    static readonly CurrentShardRegionState NoShardHere = new(ImmutableHashSet<ShardState>.Empty);
+    static readonly CurrentShardRegionState NoShardHere = new(ImmutableHashSet<ShardState>.Empty, ImmutableHashSet<string>.Empty);
 
     /// <summary>The coordinator asks its node's region, which holds no shard, then the cluster: regions and shards.</summary>
     static void Answer(Akka.TestKit.TestProbe region, int regions, int shards)
@@ -103,7 +104,7 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
         Assert.Equal(ids, again);
         var region3 = StartCoordinator(repo, settings);
         region3.ExpectMsg<GetShardRegionState>(TimeSpan.FromSeconds(5));
-        region3.Reply(new CurrentShardRegionState(ImmutableHashSet.Create(new ShardState("3", ImmutableHashSet.Create("3")))));
+        region3.Reply(new CurrentShardRegionState(ImmutableHashSet.Create(new ShardState("3", ImmutableHashSet.Create("3"))), ImmutableHashSet<string>.Empty));
         Assert.Equal(ids, region3.ReceiveN(3, TimeSpan.FromSeconds(5)).Cast<EnsureCollecting>().Select(e => e.SrvId).Order().ToList());
     }
 
@@ -161,7 +162,7 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
 
         // The repository does not answer: the first snapshot stays at a writer, the next two wait in the server's queue.
         var first = writers.ExpectMsg<StoreSnapshot>(TimeSpan.FromSeconds(3));
-        first.Stage.Dispose();
+        first.Stage!.Dispose();
         System.Threading.Thread.Sleep(2500);
         // Sharding hands the shard off: the queue goes to the writers at once, oldest first, with nobody to answer,
         // and the entity stops without waiting for the repository.
@@ -181,7 +182,7 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
         }
         finally
         {
-            foreach (var l in left) l.Stage.Dispose();
+            foreach (var l in left) l.Stage!.Dispose();
         }
     }
 }

@@ -109,7 +109,7 @@ public sealed class DeploymentConfigTests
         // Least privilege: the image's user by number (the kubelet refuses runAsNonRoot with a user name), the
         // same number as the Dockerfile's USER; a read-only root with /tmp writable; nothing more than needed.
         var podSecurity = At(spec, "template", "spec", "securityContext");
-        Assert.Equal(true, bool.Parse(podSecurity["runAsNonRoot"].ToString()!));
+        Assert.True(bool.Parse(podSecurity["runAsNonRoot"].ToString()!));
         var uid = int.Parse(podSecurity["runAsUser"].ToString()!);
         Assert.True(uid > 0);
         Assert.Contains($"USER {uid}\n", File.ReadAllText(Path.Combine(Root, "k8s", "Dockerfile")).ReplaceLineEndings("\n"));

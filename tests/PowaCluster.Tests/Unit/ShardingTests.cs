@@ -31,7 +31,6 @@ public sealed class ShardingTests
         Assert.Equal("42", x.EntityId(new GetServerStatus(42)));
         Assert.Equal("2", x.ShardId(new ForceSnapshot(42)));
         Assert.Equal("42", x.EntityId(new StopCollecting(42)));
-        Assert.Equal("7", x.EntityId(new ShardRegion.StartEntity("7")));
         Assert.Null(x.EntityId("not a server message"));
         var m = new EnsureCollecting(3, "1");
         Assert.Same(m, x.EntityMessage(m));
