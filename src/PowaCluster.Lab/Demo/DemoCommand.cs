@@ -78,7 +78,7 @@ public static class DemoCommand
                     warm ??= (collector.CpuTime - cpuAtStart, seen.Sum(r => r.Snapshots));
                     nextReport += reportEvery;
                 }
-                await Task.Delay(200, stop.Token).ContinueWith(_ => { });
+                await Task.Delay(200, stop.Token).ContinueWith(_ => { }, CancellationToken.None); // cancelled: go on
             }
         }
         finally
@@ -138,7 +138,7 @@ public static class DemoCommand
         var every = TimeSpan.FromSeconds(Math.Max(10, cli.Frequency * 2));
         while (!stop.IsCancellationRequested && (cli.Seconds is null || sw.Elapsed < TimeSpan.FromSeconds(cli.Seconds.Value)))
         {
-            await Task.Delay(every, stop).ContinueWith(_ => { });
+            await Task.Delay(every, stop).ContinueWith(_ => { }, CancellationToken.None); // cancelled: go on
             await PrintAsync(monitor, sw.Elapsed, cli.Powa);
             try
             {

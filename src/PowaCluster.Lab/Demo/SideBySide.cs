@@ -25,7 +25,7 @@ static class SideBySide
         await using var workload = await Workload.StartAsync(lab);
         var seconds = cli.Seconds ?? 60;
         Console.WriteLine($"demo: {ours.Name} into database powa and {reference.Name} into {refDb}, side by side for {seconds} s");
-        await Task.Delay(TimeSpan.FromSeconds(seconds), stop).ContinueWith(_ => { });
+        await Task.Delay(TimeSpan.FromSeconds(seconds), stop).ContinueWith(_ => { }, CancellationToken.None); // cancelled: go on
         await ours.StopAsync();
         await reference.StopAsync();
         await workload.DisposeAsync();
@@ -33,7 +33,7 @@ static class SideBySide
         foreach (var dsn in new[] { repoDsn, refDsn })
         {
             await using var monitor = new NpgsqlConnection(dsn.ConnectionString);
-            await monitor.OpenAsync();
+            await monitor.OpenAsync(CancellationToken.None); // the results are read after a stop too
             rows.Add(await PrintAsync(monitor, TimeSpan.FromSeconds(seconds), cli.Powa));
         }
         Console.WriteLine($"--- rows stored, side by side: {ours.Name} / {reference.Name} ---");

@@ -54,7 +54,7 @@ public sealed class FaultMeasure(NpgsqlConnectionStringBuilder repository, IRead
                 catch (Exception) { /* stopped or frozen: nothing to sample there */ }
             }
             _stuck = Math.Max(_stuck, count);
-            await Task.Delay(2000, ct).ContinueWith(_ => { });
+            await Task.Delay(2000, ct).ContinueWith(_ => { }, CancellationToken.None); // cancelled: go on
         }
     }
 

@@ -62,7 +62,7 @@ public static class ScaleCommand
             await watch.SampleAsync(sw.Elapsed);
             // The machine's CPU over the steady part, after the first two intervals.
             if (cpuFrom is null && sw.Elapsed >= TimeSpan.FromSeconds(2 * o.Frequency)) cpuFrom = Cpu(lab, nodes);
-            await Task.Delay(SampleEvery, stop.Token).ContinueWith(_ => { });
+            await Task.Delay(SampleEvery, stop.Token).ContinueWith(_ => { }, CancellationToken.None); // cancelled: go on
         }
         var cpuTo = Cpu(lab, nodes);
         var tEnd = await SnapshotLog.NowAsync(monitor);
@@ -95,7 +95,7 @@ public static class ScaleCommand
         while (!ct.IsCancellationRequested && sw.Elapsed < bound + TimeSpan.FromSeconds(20))
         {
             await watch.SampleAsync(TimeSpan.FromSeconds(o.Seconds!.Value) + sw.Elapsed);
-            await Task.Delay(SampleEvery, ct).ContinueWith(_ => { });
+            await Task.Delay(SampleEvery, ct).ContinueWith(_ => { }, CancellationToken.None); // cancelled: go on
         }
         // Each server's first snapshot after the kill, by the time it was taken (its remote's ts): one waiting
         // in a queue for the repository is stored later with that time, so the stores are given a while to land.
