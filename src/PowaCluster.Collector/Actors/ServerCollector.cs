@@ -1,5 +1,4 @@
 using Akka.Actor;
-using Akka.Cluster;
 using Akka.Event;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Control;
@@ -8,133 +7,258 @@ using PowaCluster.Collector.Scheduling;
 using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Staging;
 using PowaCluster.Collector.Telemetry;
+using static PowaCluster.Collector.Actors.ServerDo;
 
 namespace PowaCluster.Collector.Actors;
 
 /// <summary>
-/// Sharded entity, one per remote server (entity id = srvid). Owns the server's remote connection, its
-/// schedule, its status and its lease, as explicit states: Connecting → Restoring → Collecting, Waiting (to
-/// reconnect) and Stopping. A snapshot is read by a child (SnapshotRun) into a stage at its due time; only the
-/// complete stage goes to the node's writer pool, one at a time and in order, while later ones wait in a
-/// bounded queue (a slow repository costs a queue, not snapshots). A hung remote stalls this server alone.
+/// Sharded entity, one per remote server (entity id = srvid). It delivers its messages to its ServerState,
+/// which decides, and performs what the state says: it owns the remote connection, the snapshots' stages,
+/// the snapshot timer and the server's spool claim. One behaviour per ServerPhase. How a snapshot goes from
+/// the remote to the repository: docs/architecture.md.
 /// </summary>
-public sealed partial class ServerCollector : ReceiveActor, IWithTimers
+public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurroundings
 {
-    readonly CollectorSettings _settings;
-    PowaVersion _repositoryPowa;    // the node's at start; then what each store reads (an ALTER EXTENSION powa UPDATE)
-    readonly IActorRef _writers;
-    readonly IActorRef _coordinator;
-    readonly IActorRef _ramp;       // the node's ConnectRamp (Nobody: connect at once, as in actor unit tests)
-    readonly StageBudget _stages;
-    readonly SnapshotSpool? _nodeSpool;
-    ServerSpool? _spool;            // this server's spool on this node, when the node has a usable one
+    /// <summary>The remote connection and what was read off it when it opened.</summary>
+    sealed record Link(RemoteConnection Conn, RemoteVersions Versions);
+
+    readonly Deps _deps;
+    readonly ServerState _state;
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly string? _node;
-    readonly Random _random = new();
-
-    int _srvId;
-    ServerConfig _config = null!;   // the server's powa_servers row, read by this entity (never sent to it)
-    string _rowVersion = "";        // that row's version (xmin): the coordinator's EnsureCollecting says when it changed
-    bool _readingRow, _refreshAfterRead;
-    ServerConfig? _pendingConfig;   // a config change that waits for the snapshot being read
-    readonly ServerRecord _record = new();
-    long _sequence;
-    int _skipped;                   // ticks skipped in a row (a read still running, or a full queue)
-    DateTime _lastEnsureUtc = DateTime.UtcNow, _lastStartUtc = DateTime.MinValue;
-    RemoteConnection? _remote;
-    RemoteVersions? _versions;
-    SnapshotPlan _plan = SnapshotPlan.Empty;
-    CatalogRefresh? _refresh;       // REFRESH_DB_CAT asked for: the next snapshot reads those catalogs
-    IReadOnlySet<string> _guarded = new HashSet<string>();
-    int _generation, _failures;     // generation: bumps on every (re)connection, older results are ignored
-    bool _scheduled, _handedOff, _stopping;
-    bool _collecting;               // connected and scheduled: ticks start reads
-    IActorRef? _run;                // the snapshot being read (SnapshotRun), of _runSequence
-    long _runSequence;
-    CatalogRefresh? _runRefresh;    // the REFRESH_DB_CAT that read takes care of (back to _refresh if it fails)
-    long _catalogSequence;          // a snapshot read with the catalogs that are due, not stored yet (0: none)
-    long? _seenSequence;            // the server's coalesce_seq as last seen here: an error report never overwrites a newer snapshot's
-    readonly Queue<Staged> _queue = new(); // read, waiting for the repository, oldest first
-    Staged? _storing;               // at a writer
+    readonly Dictionary<long, SnapshotStage> _stages = []; // read and not handed to a writer yet, by sequence
     readonly CancellationTokenSource _life = new();
-    readonly SnapshotClock _clock = new();
+    readonly SnapshotClock _clock;
+    ServerSpool? _spool;   // this server's spool on this node, claimed
+    Link? _remote;
+    ServerPhase _behaviour = ServerPhase.New;
+
+    /// <summary>What the node gives every entity: its settings and its node-local actors.</summary>
+    public sealed record Deps(CollectorSettings Settings, PowaVersion RepositoryPowa, IActorRef Writers, StageBudget Stages,
+        IActorRef Coordinator, IActorRef Ramp, SnapshotSpool? Spool, IActorRef Keeper, TimeProvider Time);
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public ServerCollector(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, StageBudget stages,
-        IActorRef? coordinator = null, IActorRef? ramp = null, SnapshotSpool? spool = null)
+    public ServerCollector(Deps deps)
     {
-        (_settings, _repositoryPowa, _writers, _stages, _nodeSpool) = (settings, repositoryPowa, writers, stages, spool);
-        _coordinator = coordinator ?? ActorRefs.Nobody;
-        _ramp = ramp ?? ActorRefs.Nobody;
-        try { _node = Cluster.Get(Context.System).SelfAddress.ToString(); }
-        catch (Exception) { _node = null; } // not in a cluster (actor unit tests)
-        Receive<EnsureCollecting>(m =>
-        {
-            _srvId = m.SrvId;
-            _rowVersion = m.RowVersion;
-            ClaimSpool();
-            _lastEnsureUtc = DateTime.UtcNow;
-            Timers.StartPeriodicTimer("lease", LeaseCheck.Instance, _settings.ResyncInterval);
-            Load();
-        });
-        Receive<GetServerStatus>(_ => Sender.Tell(new ServerStatus(int.TryParse(Self.Path.Name, out var id) ? id : 0,
-            CollectorStatus.Stopped, _node, null, null, 0, 0)));
+        _deps = deps;
+        _clock = new SnapshotClock(deps.Time);
+        _state = new ServerState(deps.Settings, deps.RepositoryPowa, this, deps.Time, Random.Shared.NextDouble);
+        var address = ((ExtendedActorSystem)Context.System).Provider.DefaultAddress;
+        _node = address.HasGlobalScope ? address.ToString() : null; // null: not in a cluster
+        Receive<EnsureCollecting>(OnEnsure);
+        Receive<GetServerStatus>(_ => Sender.Tell(_state.Status(_node) with { SrvId = int.TryParse(Self.Path.Name, out var id) ? id : 0 }));
         Receive<ForceSnapshot>(m => Sender.Tell(new ForceSnapshotResult(m.SrvId, false, CollectorProtocol.ServerNotFound(m.SrvId))));
         Receive<RefreshCatalogs>(m => Sender.Tell(new RefreshCatalogsResult(m.SrvId, false, CollectorProtocol.ServerNotFound(m.SrvId))));
         Receive<StopCollecting>(_ => Context.Stop(Self));
         Receive<StopEntity>(_ => Context.Stop(Self));
     }
 
-    // ---- states (each registers its own handlers first, then the common ones) ------------------
+    int SrvId => _state.SrvId;
 
-    void Connect()
+    // ---- IServerSurroundings: what the state reads ----------------------------------------------
+
+    bool IServerSurroundings.RemoteBroken => _remote is null || _remote.Conn.IsBroken;
+    bool IServerSurroundings.RoomToReadAhead => _deps.Stages.HasRoomToReadAhead;
+    BacklogView? IServerSurroundings.Backlog =>
+        _spool is { } s ? new BacklogView(s.Count, s.Bytes, s.OldestUtc, _deps.Spool!.Directory) : null;
+
+    // ---- behaviours, one per phase (each its own messages first, then the common ones) ----------
+
+    void Loading()
     {
-        if (_config.Problem(_settings.ClusterOnLoopback) is { } problem)
+        Receive<RetryRead>(_ => Perform(_state.RetryRowRead()));
+        Common();
+    }
+
+    void Connecting()
+    {
+        Receive<ConnectGranted>(m => Perform(_state.ConnectGranted(m.Generation)));
+        Common();
+    }
+
+    void Restoring()
+    {
+        Receive<ScheduleRestored>(m => Perform(_state.Restored(m.Last, m.Plan, m.Error)));
+        Common();
+    }
+
+    void Collecting()
+    {
+        Receive<Tick>(m => Perform(_state.Tick(m.Generation)));
+        Common();
+    }
+
+    void Waiting()
+    {
+        Receive<Reconnect>(_ => Perform(_state.Reconnect()));
+        Common();
+    }
+
+    /// <summary>Stopping: what was read is stored (or handed to the writers) first; nothing new is read.</summary>
+    void Stopping() => Common();
+
+    void Common()
+    {
+        Receive<EnsureCollecting>(OnEnsure);
+        Receive<ServerRead>(m => Perform(_state.RowRead(m.Row, m.Error, m.RepositoryPowa)));
+        Receive<GetServerStatus>(_ => Sender.Tell(_state.Status(_node)));
+        Receive<ForceSnapshot>(m =>
         {
-            // Not a row to connect with (a socket path, a host list): said in powa_snapshot_metas.errors and the
-            // log, tried again after the longest backoff, and at once when the row changes.
-            Disconnected(CollectorStatus.NoRemote, problem, report: true, delay: _settings.RetryMaxDelay);
-            return;
-        }
-        var gen = ++_generation;
-        Timers.Cancel("reconnect");
-        if (_ramp.IsNobody())
+            var (answer, actions) = _state.Force();
+            Sender.Tell(new ForceSnapshotResult(m.SrvId, answer.Started, answer.Message));
+            Perform(actions);
+        });
+        Receive<RefreshCatalogs>(m =>
         {
-            Open(gen);
-            return;
-        }
-        // The node's ConnectRamp paces the connections of a batch of servers (a cold start, a failover).
-        _ramp.Tell(new RequestConnect(_srvId, gen, Frequency));
-        Become(() =>
+            var (answer, actions) = _state.RefreshCatalogs(m.DbNames);
+            Sender.Tell(new RefreshCatalogsResult(m.SrvId, answer.Registered, answer.Message));
+            Perform(actions);
+        });
+        // A connection's answers in every phase: one given up (the row changed meanwhile) is closed, its slot given back.
+        Receive<ConnectGranted>(m => Perform(_state.ConnectGranted(m.Generation)));
+        Receive<Connected>(OnConnected);
+        Receive<ConnectFailed>(m => Perform(_state.ConnectFailed(m.Generation, m.Error, m.Setup)));
+        // A snapshot's read and its store are answered in every phase: the queue is stored through a reconnection.
+        Receive<SnapshotRead>(OnRead);
+        Receive<SnapshotReadFailed>(m => Perform(_state.ReadFailed(m.Sequence, m.Error)));
+        Receive<SnapshotStored>(m => Perform(_state.Stored(m.Sequence, m.Result, m.Replayed?.Sequence)));
+        Receive<SnapshotNotStored>(m => Perform(_state.NotStored(m.Sequence, m.Error, m.Spooled, m.Replayed?.TakenAtUtc, m.SpoolError)));
+        Receive<StoreWatchdog>(m => Perform(_state.StoreTimedOut(m.Sequence)));
+        Receive<QueueSpooled>(m =>
         {
-            Receive<ConnectGranted>(m => m.Generation == gen, _ => Open(gen));
-            Common();
+            foreach (var (seq, stage) in m.Left) _stages[seq] = stage; // back in memory
+            Perform(_state.QueueSpooled(m.Written, m.Error));
+        });
+        Receive<ErrorsReported>(m => _state.ErrorsReported(m.Sequence));
+        Receive<StopCollecting>(_ => Perform(_state.StopCollecting("the server was removed or deactivated")));
+        Receive<StopEntity>(_ => Perform(_state.HandOff()));
+        Receive<HandOffDeadline>(_ => Perform(_state.HandOffDeadline()));
+        Receive<LeaseCheck>(_ => Perform(_state.LeaseCheck()));
+    }
+
+    void OnEnsure(EnsureCollecting m) => Perform(_state.Ensure(m.SrvId, m.RowVersion, m.Refresh));
+
+    void OnConnected(Connected m)
+    {
+        var actions = _state.Connected(m.Generation);
+        if (actions.OfType<Restore>().Any()) _remote = new Link(new RemoteConnection(m.Conn), m.Versions);
+        else m.Conn.Dispose(); // nobody to take it
+        Perform(actions);
+    }
+
+    void OnRead(SnapshotRead m)
+    {
+        CollectorMetrics.SnapshotDuration.Record(m.Duration.TotalSeconds, new KeyValuePair<string, object?>("phase", "read"));
+        _stages[m.Sequence] = m.Stage;
+        var detail = $" in {m.Duration.TotalMilliseconds:F0} ms, {m.Stage.Length} bytes{(m.Stage.Spilled ? " (partly in a file)" : "")}";
+        Perform(_state.Read(m.Sequence, m.Stage.TakenAtUtc, m.Stage.FailedSteps.ToHashSet(), m.Spooled is not null, m.SpoolError, detail));
+    }
+
+    // ---- effects ---------------------------------------------------------------------------------
+
+    void Perform(IReadOnlyList<ServerAction> actions)
+    {
+        foreach (var action in actions) Perform(action);
+        if (_state.Phase == _behaviour) return;
+        _behaviour = _state.Phase;
+        Become(_behaviour switch
+        {
+            ServerPhase.Loading => Loading,
+            ServerPhase.Connecting => Connecting,
+            ServerPhase.Restoring => Restoring,
+            ServerPhase.Collecting => Collecting,
+            ServerPhase.Waiting => Waiting,
+            _ => Stopping, // Stopped: Context.Stop is under way
         });
     }
 
-    /// <summary>Opens the remote connection (and checks powa on it): Connected or ConnectFailed.</summary>
-    void Open(int gen)
+    void Perform(ServerAction action)
     {
-        var csb = _config.ToConnectionString(_settings);
-        var life = _life.Token;
-        Become(() =>
+        var s = _deps.Settings;
+        switch (action)
         {
-            Receive<Connected>(m => m.Generation == gen, m => { _ramp.Tell(new ConnectFinished(gen)); OnConnected(m); });
-            Receive<ConnectFailed>(m => m.Generation == gen, m =>
-            {
-                _ramp.Tell(new ConnectFinished(gen));
-                CollectorMetrics.RemoteConnectFailures.Add(1, CollectorMetrics.ServerTags(_srvId, _config.Alias));
-                Disconnected(CollectorStatus.NoRemote, m.Error, report: true);
-                // Another powa than the repository's: the repository's may have changed too (ALTER EXTENSION powa
-                // UPDATE there while the remote waits for its own): read again before the next attempt.
-                if (m.Setup) ReadRow();
-            });
-            Common();
-        });
+            case ClaimSpool: Claim(); break;
+            case StartLease: Timers.StartPeriodicTimer("lease", LeaseCheck.Instance, s.ResyncInterval); break;
+            case ReadRow: _deps.Writers.Tell(new ReadServer(SrvId, Self)); break;
+            case RetryRowRead r: Timers.StartSingleTimer("read-row", RetryRead.Instance, r.After); break;
+            case AskToConnect c:
+                // The node's ConnectRamp paces the connections of a batch of servers (a cold start, a failover).
+                if (_deps.Ramp.IsNobody()) Self.Tell(new ConnectGranted(c.Generation));
+                else _deps.Ramp.Tell(new RequestConnect(SrvId, c.Generation, c.Frequency));
+                break;
+            case Open o: Open(o); break;
+            case ConnectDone d: if (!_deps.Ramp.IsNobody()) _deps.Ramp.Tell(new ConnectFinished(d.Generation)); break;
+            case Restore: _deps.Writers.Tell(new RestoreSchedule(SrvId, _remote!.Versions, Self)); break;
+            case CloseRemote: Close(); break;
+            case ScheduleReconnect r: Timers.StartSingleTimer("reconnect", Reconnect.Instance, r.After); break;
+            case CancelReconnect: Timers.Cancel("reconnect"); break;
+            case ScheduleTick t: _clock.At(t.DueUtc, Self, new Tick(t.Generation)); break;
+            case Read r: StartRun(r); break;
+            case Store st:
+                _deps.Writers.Tell(new StoreSnapshot(Take(st.Sequence), st.Sequence, Self, _spool));
+                Watch(st.Sequence);
+                break;
+            case Replay r:
+                if (_spool?.TakeOldest() is { } entry)
+                {
+                    _deps.Writers.Tell(new StoreSnapshot(null, r.Sequence, Self, _spool, entry));
+                    Watch(r.Sequence);
+                }
+                else Perform(_state.ReplayNotTaken(r.Sequence)); // the node's keeper is storing it
+                break;
+            case HandOver h:
+                foreach (var seq in h.Sequences) _deps.Writers.Tell(new StoreSnapshot(Take(seq), seq, ActorRefs.Nobody, _spool));
+                break;
+            case ServerDo.SpoolQueue q: SpoolQueue(q.Sequences); break;
+            case DropStages d:
+                foreach (var seq in d.Sequences) Take(seq).Dispose();
+                break;
+            case CancelWatchdog: Timers.Cancel("store-watchdog"); break;
+            case Report r: _deps.Writers.Tell(new ReportErrors(SrvId, [r.Error], r.SeenSequence, Self)); break;
+            case ServerDo.SaveVersions: if (_remote is { } link) _deps.Writers.Tell(new SaveVersions(SrvId, link.Versions)); break;
+            case StartHandOffDeadline h: Timers.StartSingleTimer("hand-off", HandOffDeadline.Instance, h.After); break;
+            case Track t: CollectorMetrics.Track(SrvId, t.Alias, _state.Record); break;
+            case Count c: CollectorMetrics.Snapshots.Add(c.N, CollectorMetrics.ServerTags(SrvId, _state.Config?.Alias, c.Outcome)); break;
+            case CountConnectFailure: CollectorMetrics.RemoteConnectFailures.Add(1, CollectorMetrics.ServerTags(SrvId, _state.Config?.Alias)); break;
+            case Say say: Log(say); break;
+            case Stop: Context.Stop(Self); break;
+            default: throw new InvalidOperationException($"no effect for {action}");
+        }
+    }
+
+    void Log(Say say)
+    {
+        switch (say.Level)
+        {
+            case NoteLevel.Debug: _log.Debug("{0}", say.Text); break;
+            case NoteLevel.Info: _log.Info("{0}", say.Text); break;
+            case NoteLevel.Warning: _log.Warning("{0}", say.Text); break;
+            default: _log.Error("{0}", say.Text); break;
+        }
+    }
+
+    /// <summary>This server's spool on this node: replayed by this entity from now on (the node's SpoolKeeper leaves it).</summary>
+    void Claim()
+    {
+        if (_deps.Spool is not { Usable: true } node || _spool is not null) return;
+        _spool = node.For(SrvId);
+        _deps.Keeper.Tell(new BacklogClaimed(SrvId, true));
+        _state.Record.Backlog = _spool;
+        if (_spool.Count > 0)
+            _log.Info("Server {0}: {1} snapshots spooled on this node ({2:F1} MB, the oldest taken at {3:yyyy-MM-dd HH:mm:ss} UTC) are replayed before its next one",
+                SrvId, _spool.Count, _spool.Bytes / 1048576.0, _spool.OldestUtc);
+    }
+
+    /// <summary>Opens the remote connection (and checks powa on it): Connected or ConnectFailed.</summary>
+    void Open(Open o)
+    {
+        var s = _deps.Settings;
+        var csb = _state.Config!.ToConnectionString(s);
+        var (life, gen) = (_life.Token, o.Generation);
         // A remote transaction waits for nothing but the remote; one left by a collector that died ends after a while.
-        RemoteQueries.ConnectAsync(csb, _srvId, _repositoryPowa, _settings.ConnectTimeout + _settings.RemoteTimeout,
-                _settings.RemoteTimeout + _settings.RemoteTimeout + TimeSpan.FromSeconds(30))
+        RemoteQueries.ConnectAsync(csb, SrvId, o.RepositoryPowa, s.ConnectTimeout + s.RemoteTimeout,
+                s.RemoteTimeout + s.RemoteTimeout + TimeSpan.FromSeconds(30))
             .ContinueWith(t =>
             {
                 if (t.IsCompletedSuccessfully && life.IsCancellationRequested) t.Result.Conn.Dispose(); // nobody to take it
@@ -145,157 +269,73 @@ public sealed partial class ServerCollector : ReceiveActor, IWithTimers
                     : new ConnectFailed(gen, $"cannot connect to {Dsn.Describe(csb)}: {PgSession.Describe(e)}"));
     }
 
-    void OnConnected(Connected m)
+    void StartRun(Read r)
     {
-        _remote = new RemoteConnection(m.Conn);
-        _versions = m.Versions;
-        _record.Status = CollectorStatus.Running;
-        _log.Info("Server {0}: connected to {1}", _srvId, _config.Name);
-        _writers.Tell(new RestoreSchedule(_srvId, m.Versions, Self));
-        Become(() =>
+        var (s, cfg, link) = (_deps.Settings, _state.Config!, _remote!);
+        var stage = new SnapshotStage(SrvId, cfg.Name, _deps.Stages)
         {
-            Receive<ScheduleRestored>(OnRestored);
-            Common();
-        });
+            ServerVersionNum = link.Versions.ServerVersionNum, Forced = r.Forced, TakenAtUtc = _deps.Time.GetUtcNow().UtcDateTime,
+        };
+        var job = new SnapshotJob(r.Plan, link.Versions.Schemas, r.Guarded, r.Refresh, cfg, s.RemoteTimeout, s.ConnectTimeout, s.RemoteSecurity);
+        // To the spool (the repository is down, older snapshots wait there, or the queue is full): on the disk
+        // before the remote's cleanup runs.
+        Context.ActorOf(SnapshotRun.Props(link.Conn, stage, job, r.ToSpool ? _spool : null, r.Sequence), $"run-{r.Sequence}");
     }
 
-    void OnRestored(ScheduleRestored m)
-    {
-        if (m.Last is null || !m.Last.Registered)
-        {
-            var error = m.Error ?? $"server {_srvId} is not correctly registered: it has no powa_snapshot_metas row";
-            Disconnected(CollectorStatus.NoRepository, error, report: false, delay: m.Last is null ? null : _settings.RetryMaxDelay);
-            return;
-        }
-        _failures = 0;
-        Saw(m.Last.Sequence);
-        // The repository's plan, unless a snapshot read before this reconnection carries the catalogs and is not stored yet.
-        _plan = _catalogSequence != 0 ? m.Plan.WithoutCatalogs() : m.Plan;
-        _record.Restored(m.Last.At);
-        StoreNext(); // what the spool holds (a restart during an outage) is replayed first
-        if (m.Plan.IsEmpty) _log.Info("No datasource configured for server {0}", _srvId);
-        if (!_scheduled)
-        {
-            _scheduled = true;
-            var due = ServerSchedule.FirstDue(m.Last.At?.UtcDateTime, Frequency, DateTime.UtcNow, _random.NextDouble());
-            _log.Debug("Server {0}: first snapshot in {1:F1} s", _srvId, (due - DateTime.UtcNow).TotalSeconds);
-            ScheduleAt(due);
-        }
-        Collecting();
-    }
+    void Watch(long sequence) => Timers.StartSingleTimer("store-watchdog", new StoreWatchdog(sequence),
+        _deps.Settings.RepositoryTimeout * 2 + TimeSpan.FromMinutes(1));
 
-    void Saw(long? sequence)
+    SnapshotStage Take(long sequence)
     {
-        if (sequence > (_seenSequence ?? long.MinValue)) _seenSequence = sequence;
+        _stages.Remove(sequence, out var stage);
+        return stage ?? throw new InvalidOperationException($"server {SrvId}: no stage for snapshot {sequence}");
     }
 
     /// <summary>
-    /// Connected and scheduled. At each tick a snapshot is read into a stage, unless one is being read (the
-    /// remote is slow) or the server's queue of snapshots waiting for the repository is full; stages are
-    /// stored one at a time, in order (the store handlers are common to every state: a queue survives a
-    /// reconnection).
+    /// The repository just went down: the snapshots read before and waiting in memory go to the spool as well
+    /// (off the actor's thread; the task owns their stages until QueueSpooled), so that a crash of the node
+    /// during the outage loses none of them.
     /// </summary>
-    void Collecting()
+    void SpoolQueue(IReadOnlyList<long> sequences)
     {
-        _collecting = true;
-        Become(() =>
+        var staged = sequences.Select(seq => (seq, Take(seq))).ToList();
+        var spool = _spool!;
+        Task.Run(async () =>
         {
-            Receive<Tick>(t => t.Generation == _generation, _ =>
+            for (var i = 0; i < staged.Count; i++)
             {
-                ScheduleNext();
-                if (_repositoryDown)
-                {
-                    // Is the repository back? The oldest spooled snapshot tries; with none (the bounds dropped
-                    // them, or the disk refused them), this tick's snapshot goes to a writer as a live one.
-                    if (_spool is null || (_spool.Count == 0 && Unstored == 0)) _repositoryDown = false;
-                    else StoreNext(probe: true);
-                }
-                OnTick();
-            });
-            Receive<ForceSnapshot>(m => Sender.Tell(_stopping || Busy ? RefusedForce(m.SrvId) : Force()));
-            Common();
-        });
-        Settle();
+                try { await spool.WriteAsync(staged[i].Item2, staged[i].seq, CancellationToken.None).ConfigureAwait(false); }
+                catch (SpoolException e) { return new QueueSpooled(i, staged.Skip(i).ToList(), e.Message); }
+                staged[i].Item2.Dispose();
+            }
+            return new QueueSpooled(staged.Count, [], null);
+        }).PipeTo(Self);
     }
 
-    /// <summary>
-    /// After a read or a store: a stop or a connection change that waited goes ahead, and a tick skipped
-    /// while a snapshot was being read (a slow remote) or while the queue was full is caught up now, as the
-    /// reference does after a long snapshot, unless the next is due within half an interval: two snapshots
-    /// are never taken less than half an interval apart by catching up.
-    /// </summary>
-    void Settle()
+    void Close()
     {
-        if (_stopping)
-        {
-            if (!Busy) Context.Stop(Self);
-            return;
-        }
-        if (_run is null && _pendingConfig is { } pending)
-        {
-            _pendingConfig = null;
-            if (ApplyConfig(pending)) return;
-        }
-        if (_collecting && _skipped > 0 && _run is null && CanQueue && _clock.DueUtc - DateTime.UtcNow > Frequency / 2) StartRead();
-    }
-
-    /// <summary>No usable remote connection: report, back off, connect again.</summary>
-    void Disconnected(string status, string error, bool report, TimeSpan? delay = null, bool snapshotLost = false)
-    {
-        CloseRemote();
-        _failures++;
-        _record.Error(status, error, snapshotLost);
-        if (_stopping)
-        {
-            // Snapshots read before are still stored (Settle stops the entity after the last one).
-            if (Busy) Become(Common);
-            else Context.Stop(Self);
-            return;
-        }
-        var wait = delay ?? ServerSchedule.Backoff(_failures, _settings.RetryMinDelay, _settings.RetryMaxDelay, _random.NextDouble());
-        _log.Warning("Server {0}: {1}; retrying in {2:F0} s", _srvId, error, wait.TotalSeconds);
-        if (report) _writers.Tell(new ReportErrors(_srvId, [error], _seenSequence, Self));
-        Timers.StartSingleTimer("reconnect", Reconnect.Instance, wait);
-        Become(() =>
-        {
-            Receive<Reconnect>(_ => Connect());
-            Common();
-        });
-    }
-
-    // ---- schedule and connection helpers ------------------------------------------------------
-
-    TimeSpan Frequency => TimeSpan.FromSeconds(_config.Frequency);
-
-    void ScheduleAt(DateTime dueUtc) => _clock.At(dueUtc, Self, new Tick(_generation));
-
-    void ScheduleNext() => _clock.Next(Frequency, Self, new Tick(_generation));
-
-    void CloseRemote()
-    {
-        _remote?.Close();
+        _remote?.Conn.Close();
         _remote = null;
-        _scheduled = false;
-        _collecting = false;
-        _skipped = 0; // the ticks of this connection: a new one gets a schedule of its own
         _clock.Dispose();
     }
 
-    /// <summary>
-    /// This server's spool on this node: replayed by this entity from now on (the node's SpoolKeeper leaves it).
-    /// </summary>
-    void ClaimSpool()
+    protected override void PostStop()
     {
-        if (_nodeSpool is not { Usable: true } || _spool is not null) return;
-        _spool = _nodeSpool.For(_srvId);
-        _spool.Claimed = true;
-        _record.Backlog = _spool;
-        if (_spool.Count > 0)
-            _log.Info("Server {0}: {1} snapshots spooled on this node ({2:F1} MB, the oldest taken at {3:yyyy-MM-dd HH:mm:ss} UTC) are replayed before its next one",
-                _srvId, _spool.Count, _spool.Bytes / 1048576.0, _spool.OldestUtc);
+        _life.Cancel();
+        foreach (var stage in _stages.Values) stage.Dispose();
+        _stages.Clear();
+        if (_spool is not null) _deps.Keeper.Tell(new BacklogClaimed(SrvId, false)); // what is left there, the keeper replays
+        CollectorMetrics.Untrack(_state.Record);
+        if (_state.HandedOff && SrvId > 0)
+            Sharding.HandOff.AskToGoOnElsewhere(Context, SrvId, _state.RowVersion, _deps.Coordinator, Random.Shared);
+        Close();
     }
 
     public static Props Props(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, StageBudget stages,
-        IActorRef? coordinator = null, IActorRef? ramp = null, SnapshotSpool? spool = null) =>
-        Akka.Actor.Props.Create(() => new ServerCollector(settings, repositoryPowa, writers, stages, coordinator, ramp, spool));
+        IActorRef? coordinator = null, IActorRef? ramp = null, SnapshotSpool? spool = null, IActorRef? keeper = null, TimeProvider? time = null)
+    {
+        var deps = new Deps(settings, repositoryPowa, writers, stages, coordinator ?? ActorRefs.Nobody, ramp ?? ActorRefs.Nobody, spool,
+            keeper ?? ActorRefs.Nobody, time ?? TimeProvider.System);
+        return Akka.Actor.Props.Create(() => new ServerCollector(deps));
+    }
 }

@@ -73,3 +73,5 @@ internal sealed record LeaseCheck { public static readonly LeaseCheck Instance =
 /// <summary>A handed-off server whose snapshot is still being read at half the hand-off timeout stops anyway.</summary>
 internal sealed record HandOffDeadline { public static readonly HandOffDeadline Instance = new(); }
 internal sealed record StoreWatchdog(long Sequence);
+/// <summary>Written to the spool from the queue; Left: those that could not be (Error says why), back in memory.</summary>
+internal sealed record QueueSpooled(int Written, IReadOnlyList<(long Sequence, PowaCluster.Collector.Staging.SnapshotStage Stage)> Left, string? Error);

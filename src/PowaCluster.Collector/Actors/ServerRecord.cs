@@ -7,7 +7,7 @@ namespace PowaCluster.Collector.Actors;
 /// its last snapshot and last error, and how many snapshots it stored or lost. A plain class the entity
 /// delegates to.
 /// </summary>
-public sealed class ServerRecord
+public sealed class ServerRecord(DateTime startedUtc)
 {
     public string Status { get; set; } = CollectorStatus.NoRemote;
     public string? LastError { get; private set; }
@@ -15,14 +15,13 @@ public sealed class ServerRecord
     public long Snapshots { get; private set; }
     public long Failed { get; private set; }
 
-    /// <summary>The server's spool on this node (its backlog), when the node has a usable spool.</summary>
+    /// <summary>The server's spool on this node (its backlog), for the metrics' gauges, when the node has a usable spool.</summary>
     public Spooling.ServerSpool? Backlog { get; set; }
 
-    readonly DateTime _startedUtc = DateTime.UtcNow;
     long _lastSnapshotTicks; // LastSnapshot for the metrics' thread (UTC ticks, 0: none)
 
     /// <summary>The last snapshot stored, or when this record began without one (read by the metrics' thread).</summary>
-    public DateTime LastSuccessOrStartUtc => Interlocked.Read(ref _lastSnapshotTicks) is var t and > 0 ? new DateTime(t, DateTimeKind.Utc) : _startedUtc;
+    public DateTime LastSuccessOrStartUtc => Interlocked.Read(ref _lastSnapshotTicks) is var t and > 0 ? new DateTime(t, DateTimeKind.Utc) : startedUtc;
 
     /// <summary>The repository's last snapshot time, known after a (re)start; a later own one wins.</summary>
     public void Restored(DateTimeOffset? last)
@@ -31,12 +30,12 @@ public sealed class ServerRecord
         if (LastSnapshot is { } at) Interlocked.Exchange(ref _lastSnapshotTicks, at.UtcTicks);
     }
 
-    public void Stored(StoreResult r)
+    public void Stored(StoreResult r, DateTime nowUtc)
     {
         Status = CollectorStatus.Running;
         if (r.Outcome != StoreOutcome.Stored) return;
         Snapshots++;
-        LastSnapshot = DateTimeOffset.UtcNow;
+        LastSnapshot = new DateTimeOffset(nowUtc, TimeSpan.Zero);
         Interlocked.Exchange(ref _lastSnapshotTicks, LastSnapshot.Value.UtcTicks);
         LastError = r.Errors.Count > 0 ? r.Errors[^1] : null;
     }
@@ -49,9 +48,9 @@ public sealed class ServerRecord
         if (snapshotLost) Failed++;
     }
 
-    public ServerStatus ToStatus(int srvid, string? node, bool stopping) =>
+    public ServerStatus ToStatus(int srvid, string? node, bool stopping, BacklogView? backlog) =>
         new(srvid, stopping ? CollectorStatus.Stopping : Status, node, LastSnapshot, LastError, Snapshots, Failed,
-            Backlog?.Count ?? 0, Backlog?.Bytes ?? 0, Backlog?.OldestUtc is { } t ? new DateTimeOffset(t) : null);
+            backlog?.Count ?? 0, backlog?.Bytes ?? 0, backlog?.OldestUtc is { } t ? new DateTimeOffset(t) : null);
 
     /// <summary>FORCE_SNAPSHOT's answer when the server cannot take one now.</summary>
     public string Describe(int srvid) => $"server {srvid}: {Status}{(LastError is null ? "" : " (" + LastError + ")")}";

@@ -11,10 +11,10 @@ namespace PowaCluster.Collector.Actors;
 /// spools), and the memory stage can go; SpoolError: it was to be spooled and could not be (it is in memory
 /// only).
 /// </summary>
-public sealed record SnapshotRead(SnapshotStage Stage, TimeSpan Duration, SpoolEntry? Spooled = null, string? SpoolError = null);
+public sealed record SnapshotRead(long Sequence, SnapshotStage Stage, TimeSpan Duration, SpoolEntry? Spooled = null, string? SpoolError = null);
 
 /// <summary>The read failed: the remote connection cannot be trusted any more (Error says why, without password).</summary>
-public sealed record SnapshotReadFailed(string Error);
+public sealed record SnapshotReadFailed(long Sequence, string Error);
 
 /// <summary>
 /// One snapshot's read, a child of its ServerCollector: every datasource off the remote into a stage, as one
@@ -60,10 +60,10 @@ public sealed class SnapshotRun : ReceiveActor
         {
             if (f.Error is null)
             {
-                Context.Parent.Tell(new SnapshotRead(_stage!, f.Duration, f.Spooled, f.SpoolError));
+                Context.Parent.Tell(new SnapshotRead(sequence, _stage!, f.Duration, f.Spooled, f.SpoolError));
                 _stage = null; // handed over
             }
-            else Context.Parent.Tell(new SnapshotReadFailed(Describe(f.Error, job.CallTimeout)));
+            else Context.Parent.Tell(new SnapshotReadFailed(sequence, Describe(f.Error, job.CallTimeout)));
             Context.Stop(Self);
         });
     }

@@ -6,6 +6,9 @@ using PowaCluster.Collector.Spooling;
 
 namespace PowaCluster.Collector.Actors;
 
+/// <summary>A server's entity on this node replays its spool from now on (Claimed), or no longer does (it stopped).</summary>
+public sealed record BacklogClaimed(int SrvId, bool Claimed);
+
 /// <summary>
 /// One per node: applies the spool's age bound, and replays the backlogs no entity of this node claims: a
 /// server collected elsewhere now (its shard moved while the repository was down, or this node restarted and
@@ -24,6 +27,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     readonly DateTime _startedUtc = DateTime.UtcNow;
     readonly Dictionary<int, SpoolEntry> _inFlight = [];   // srvid -> the orphan snapshot at a writer
     readonly HashSet<int> _announced = [];
+    readonly HashSet<int> _claimed = [];                   // servers whose entity on this node replays their spool
     long _sequence;
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -33,6 +37,11 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     {
         (_spool, _writers, _grace) = (spool, writers, grace);
         Receive<Sweep>(_ => OnSweep());
+        Receive<BacklogClaimed>(m =>
+        {
+            if (m.Claimed) _claimed.Add(m.SrvId);
+            else _claimed.Remove(m.SrvId);
+        });
         Receive<SnapshotStored>(m =>
         {
             if (!_inFlight.Remove(m.SrvId)) return;
@@ -59,12 +68,12 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
         _spool.Expire();
         if (DateTime.UtcNow - _startedUtc < _grace) return;
         foreach (var server in _spool.WithBacklog())
-            if (!server.Claimed && !_inFlight.ContainsKey(server.SrvId)) Replay(server);
+            if (!_claimed.Contains(server.SrvId) && !_inFlight.ContainsKey(server.SrvId)) Replay(server);
     }
 
     void Replay(ServerSpool server)
     {
-        if (server.Claimed || server.TakeOldest() is not { } entry) return;
+        if (_claimed.Contains(server.SrvId) || server.TakeOldest() is not { } entry) return;
         if (_announced.Add(server.SrvId))
             _log.Info("Server {0}: {1} snapshots spooled on this node, where it is not collected now, are replayed by this node", server.SrvId, server.Count);
         _inFlight[server.SrvId] = entry;

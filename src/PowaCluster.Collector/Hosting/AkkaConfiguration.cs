@@ -215,7 +215,8 @@ public static partial class AkkaConfiguration
         b.WithShardRegion<ServerCollector>(
             "server-collector",
             (_, registry, _) => _ => ServerCollector.Props(rt.Settings, rt.Powa.Version, registry.Get<SnapshotWriterPool>(),
-                rt.Stages, registry.Get<FleetCoordinator>(), registry.Get<ConnectRamp>(), rt.Spool.Usable ? rt.Spool : null),
+                rt.Stages, registry.Get<FleetCoordinator>(), registry.Get<ConnectRamp>(), rt.Spool.Usable ? rt.Spool : null,
+                registry.TryGet<SpoolKeeper>(out var keeper) ? keeper : null, rt.Time),
             new ServerMessageExtractor(rt.Settings.NumberOfShards),
             new ShardOptions
             {

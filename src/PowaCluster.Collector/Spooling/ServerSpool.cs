@@ -21,9 +21,6 @@ public sealed class ServerSpool
     public int SrvId { get; }
     string DirectoryPath => Path.Combine(_node.Directory, $"srv{SrvId}");
 
-    /// <summary>The server's entity on this node owns the replay; otherwise the node's keeper replays an orphan backlog.</summary>
-    public volatile bool Claimed;
-
     public int Count { get { lock (_node.SyncRoot) return _entries.Count; } }
     public long Bytes { get { lock (_node.SyncRoot) return _bytes; } }
     public DateTime? OldestUtc { get { lock (_node.SyncRoot) return OldestUnlocked; } }

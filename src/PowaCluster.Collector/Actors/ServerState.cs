@@ -1,0 +1,750 @@
+using PowaCluster.Collector.Configuration;
+using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Scheduling;
+using static PowaCluster.Collector.Actors.ServerDo;
+
+namespace PowaCluster.Collector.Actors;
+
+/// <summary>What a ServerState reads of the world around it, without changing it (the actor's, or a test's fake).</summary>
+public interface IServerSurroundings
+{
+    /// <summary>The remote connection failed under a read (a new read would fail at once).</summary>
+    bool RemoteBroken { get; }
+    /// <summary>The node's stage memory, or its stage files, have room for one more snapshot read ahead.</summary>
+    bool RoomToReadAhead { get; }
+    /// <summary>This server's spool on this node, once claimed; null when the node has no usable spool.</summary>
+    BacklogView? Backlog { get; }
+}
+
+/// <summary>A server's spooled snapshots, as the state needs to see them.</summary>
+public sealed record BacklogView(int Count, long Bytes, DateTime? OldestUtc, string Directory);
+
+/// <summary>
+/// One server's collection, decided: a plain class, no Akka, no PostgreSQL. Each event method (a message the
+/// entity received, its time from the TimeProvider) updates the state and returns what to do, as
+/// ServerActions. How the phases follow each other, and why, is in docs/architecture.md
+/// ("The server entity"); <see cref="Allowed"/> is the table, and a move outside it throws.
+/// </summary>
+public sealed class ServerState(CollectorSettings settings, PowaVersion repositoryPowa, IServerSurroundings world,
+    TimeProvider time, Func<double> random)
+{
+    //   New ─► Loading ─► Connecting ─► Restoring ─► Collecting
+    //             │          ▲   │           │          │
+    //             │          │   ▼           ▼          ▼
+    //             │          └─ Waiting ◄────┴──────────┘        (a failure: back off, connect again)
+    //             ▼
+    //   any ─► Stopping (a snapshot read or stored still to finish) ─► Stopped
+    static readonly Dictionary<ServerPhase, ServerPhase[]> Moves = new()
+    {
+        [ServerPhase.New] = [ServerPhase.Loading, ServerPhase.Stopped],
+        [ServerPhase.Loading] = [ServerPhase.Connecting, ServerPhase.Waiting, ServerPhase.Stopping, ServerPhase.Stopped],
+        [ServerPhase.Connecting] = [ServerPhase.Connecting, ServerPhase.Restoring, ServerPhase.Waiting, ServerPhase.Stopping, ServerPhase.Stopped],
+        [ServerPhase.Restoring] = [ServerPhase.Collecting, ServerPhase.Connecting, ServerPhase.Waiting, ServerPhase.Stopping, ServerPhase.Stopped],
+        [ServerPhase.Collecting] = [ServerPhase.Connecting, ServerPhase.Waiting, ServerPhase.Stopping, ServerPhase.Stopped],
+        [ServerPhase.Waiting] = [ServerPhase.Connecting, ServerPhase.Waiting, ServerPhase.Stopping, ServerPhase.Stopped],
+        [ServerPhase.Stopping] = [ServerPhase.Stopped],
+        [ServerPhase.Stopped] = [],
+    };
+
+    public static bool Allowed(ServerPhase from, ServerPhase to) => Moves[from].Contains(to);
+
+    /// <summary>A snapshot read and waiting for the repository (its stage is the actor's).</summary>
+    sealed record Queued(long Sequence, DateTime TakenAtUtc);
+
+    /// <summary>The snapshot at a writer: one read here, or the spool's oldest.</summary>
+    sealed record AtWriter(long Sequence, bool Replay);
+
+    readonly List<ServerAction> _out = [];
+    readonly Queue<Queued> _queue = new();       // oldest first
+    List<Queued>? _toSpool;                      // being written to the spool (the repository just went down)
+    AtWriter? _storing;
+    long? _reading;                              // the sequence of the snapshot being read
+    CatalogRefresh? _refresh, _readingRefresh;   // REFRESH_DB_CAT asked for; the one the read in progress takes care of
+    long _catalogSequence;                       // a snapshot read with the catalogs that are due, not stored yet (0: none)
+    SnapshotPlan _plan = SnapshotPlan.Empty;
+    IReadOnlySet<string> _guarded = new HashSet<string>();
+    long _sequence, _seenSequence = long.MinValue;
+    int _skipped, _failures;
+    DateTime? _dueUtc;                           // the pending tick's, while scheduled
+    DateTime _lastStartUtc = DateTime.MinValue, _lastEnsureUtc;
+    ServerConfig? _pendingConfig;                // a changed row that waits for the snapshot being read
+    bool _readingRow, _refreshAfterRead, _repositoryDown, _spoolErrorSaid;
+    int _notStoredInARow;
+    long _spooledInOutage, _replayed;
+
+    public ServerPhase Phase { get; private set; } = ServerPhase.New;
+    public int SrvId { get; private set; }
+    public ServerConfig? Config { get; private set; }
+    public string RowVersion { get; private set; } = "";
+    public PowaVersion RepositoryPowa { get; private set; } = repositoryPowa;
+    /// <summary>Bumps on every connection attempt: answers and ticks of an older one are ignored.</summary>
+    public int Generation { get; private set; }
+    public bool HandedOff { get; private set; }
+    public ServerRecord Record { get; } = new(time.GetUtcNow().UtcDateTime);
+    /// <summary>Snapshots read and not stored yet: queued, and the one at a writer.</summary>
+    public int Unstored => _queue.Count + (_storing is null ? 0 : 1);
+    /// <summary>A snapshot is being read, waits for the repository, is being spooled or stored: a stop waits for it.</summary>
+    public bool Busy => _reading is not null || Unstored > 0 || _toSpool is not null;
+
+    DateTime Now => time.GetUtcNow().UtcDateTime;
+    TimeSpan Frequency => TimeSpan.FromSeconds(Config!.Frequency);
+    bool CanQueue => Unstored == 0 || (Unstored < settings.MaxQueuedSnapshots && world.RoomToReadAhead);
+    bool Spooling => world.Backlog is { } b && (_repositoryDown || b.Count > 0);
+
+    // ---- events ----------------------------------------------------------------------------------
+
+    /// <summary>The coordinator's EnsureCollecting: starts the entity, renews its lease, says when the row changed.</summary>
+    public IReadOnlyList<ServerAction> Ensure(int srvId, string rowVersion, bool refresh) => Run(() =>
+    {
+        _lastEnsureUtc = Now;
+        if (Phase == ServerPhase.New)
+        {
+            (SrvId, RowVersion) = (srvId, rowVersion);
+            Do(new ClaimSpool());
+            Do(new StartLease());
+            MoveTo(ServerPhase.Loading);
+            ReadRow();
+            return;
+        }
+        if (Phase is ServerPhase.Stopping or ServerPhase.Stopped) return;
+        _refreshAfterRead |= refresh;
+        // Without a row yet (its first read failed), every EnsureCollecting tries again.
+        if (rowVersion != RowVersion || refresh || Config is null) ReadRow();
+    });
+
+    public IReadOnlyList<ServerAction> RetryRowRead() => Run(ReadRow);
+
+    /// <summary>The server's powa_servers row, read (null: not active any more), or why it could not be.</summary>
+    public IReadOnlyList<ServerAction> RowRead(ServerRow? row, string? error, string? repositoryPowa) => Run(() =>
+    {
+        _readingRow = false;
+        if (Phase == ServerPhase.Loading) FirstRow(row, error, repositoryPowa);
+        else RowAgain(row, error, repositoryPowa);
+    });
+
+    public IReadOnlyList<ServerAction> Reconnect() => Run(() =>
+    {
+        if (Phase == ServerPhase.Waiting) Connect();
+    });
+
+    public IReadOnlyList<ServerAction> ConnectGranted(int generation) => Run(() =>
+    {
+        if (Phase == ServerPhase.Connecting && generation == Generation) Do(new Open(generation, RepositoryPowa));
+        else Do(new ConnectDone(generation)); // an attempt given up: its slot back
+    });
+
+    /// <summary>The remote connection is open and checked; without a Restore action the actor closes it.</summary>
+    public IReadOnlyList<ServerAction> Connected(int generation) => Run(() =>
+    {
+        if (generation != Generation) return;
+        Do(new ConnectDone(generation));
+        if (Phase != ServerPhase.Connecting) return;
+        Record.Status = CollectorStatus.Running;
+        Say(NoteLevel.Info, $"Server {SrvId}: connected to {Config!.Name}");
+        MoveTo(ServerPhase.Restoring);
+        Do(new Restore());
+    });
+
+    /// <param name="setup">the remote cannot be collected as it is set up (no powa, another version)</param>
+    public IReadOnlyList<ServerAction> ConnectFailed(int generation, string error, bool setup) => Run(() =>
+    {
+        if (generation != Generation) return;
+        Do(new ConnectDone(generation));
+        if (Phase != ServerPhase.Connecting) return;
+        Do(new CountConnectFailure());
+        Disconnected(CollectorStatus.NoRemote, error, report: true);
+        // Another powa than the repository's: the repository's may have changed too (ALTER EXTENSION powa
+        // UPDATE there while the remote waits for its own): read again before the next attempt.
+        if (setup) ReadRow();
+    });
+
+    public IReadOnlyList<ServerAction> Restored(LastSnapshot? last, SnapshotPlan plan, string? error) => Run(() =>
+    {
+        if (Phase != ServerPhase.Restoring) return;
+        if (last is null || !last.Registered)
+        {
+            Disconnected(CollectorStatus.NoRepository, error ?? $"server {SrvId} is not correctly registered: it has no powa_snapshot_metas row",
+                report: false, delay: last is null ? null : settings.RetryMaxDelay);
+            return;
+        }
+        _failures = 0;
+        Saw(last.Sequence);
+        // The repository's plan, unless a snapshot read before this reconnection carries the catalogs and is not stored yet.
+        _plan = _catalogSequence != 0 ? plan.WithoutCatalogs() : plan;
+        Record.Restored(last.At);
+        StoreNext(); // what the spool holds (a restart during an outage) is replayed first
+        if (plan.IsEmpty) Say(NoteLevel.Info, $"No datasource configured for server {SrvId}");
+        var due = ServerSchedule.FirstDue(last.At?.UtcDateTime, Frequency, Now, random());
+        Say(NoteLevel.Debug, $"Server {SrvId}: first snapshot in {(due - Now).TotalSeconds:F1} s");
+        ScheduleAt(due);
+        MoveTo(ServerPhase.Collecting);
+        Settle();
+    });
+
+    /// <summary>
+    /// A snapshot is due. It is read, unless one is being read (the remote is slow) or the queue of snapshots
+    /// waiting for the repository is full with no spool to go to; while the repository is down, the spool's
+    /// oldest probes it.
+    /// </summary>
+    public IReadOnlyList<ServerAction> Tick(int generation) => Run(() =>
+    {
+        if (Phase != ServerPhase.Collecting || generation != Generation) return;
+        ScheduleAt(ServerSchedule.NextDue(_dueUtc!.Value, Frequency, Now));
+        if (_repositoryDown)
+        {
+            // With nothing spooled or waiting (the bounds dropped them, or the disk refused them), this tick's
+            // snapshot goes to a writer as a live one.
+            if (world.Backlog is not { } backlog || (backlog.Count == 0 && Unstored == 0)) _repositoryDown = false;
+            else StoreNext(probe: true);
+        }
+        if (_reading is not null) Skip("read");
+        else if (!CanQueue && world.Backlog is null) Skip("stored");
+        else StartRead(); // with a full queue (a slow or hung repository), to the spool
+    });
+
+    // powa-collector 1.3.1's answers to FORCE_SNAPSHOT, word for word: powa-web 5 shows them.
+    public const string InProgress = "A snapshot is already in progress";
+    public const string TooSoon = "Last snapshot was less than 10s. ago";
+    public const string Started = "Snapshot in progress";
+
+    /// <summary>FORCE_SNAPSHOT: (started, the answer powa-web shows) and what to do.</summary>
+    public ((bool Started, string Message) Answer, IReadOnlyList<ServerAction> Actions) Force()
+    {
+        (bool, string) answer = (false, "");
+        var actions = Run(() =>
+        {
+            if (Phase != ServerPhase.Collecting || Busy) answer = (false, Refusal());
+            else if (Now - _lastStartUtc < TimeSpan.FromSeconds(10)) answer = (false, TooSoon);
+            else
+            {
+                StartRead(forced: true);
+                answer = _reading is not null ? (true, Started) : (false, Record.Describe(SrvId));
+            }
+        });
+        return (answer, actions);
+    }
+
+    /// <summary>REFRESH_DB_CAT: (registered, the answer) and what to do.</summary>
+    public ((bool Registered, string Message) Answer, IReadOnlyList<ServerAction> Actions) RefreshCatalogs(IReadOnlyList<string> dbNames)
+    {
+        if (Phase is ServerPhase.Stopping or ServerPhase.Stopped or ServerPhase.New) return ((false, $"server {SrvId} is stopping"), []);
+        _refresh = CatalogRefresh.Merge(_refresh, new CatalogRefresh(dbNames.ToHashSet()));
+        return ((true, "Catalogs will be refreshed during the next snapshot"),
+            [new Say(NoteLevel.Info, $"Server {SrvId}: catalogs of {(dbNames.Count == 0 ? "every database" : string.Join(", ", dbNames))} to be refreshed during the next snapshot")]);
+    }
+
+    /// <param name="takenAtUtc">the stage's</param>
+    /// <param name="failedSteps">the datasources that failed: a savepoint each next time</param>
+    /// <param name="spooled">written to the spool (the stage can go)</param>
+    /// <param name="spoolError">to be spooled, and could not be</param>
+    public IReadOnlyList<ServerAction> Read(long sequence, DateTime takenAtUtc, IReadOnlySet<string> failedSteps, bool spooled,
+        string? spoolError, string detail) => Run(() =>
+    {
+        if (sequence != _reading) return;
+        _reading = null;
+        _guarded = failedSteps;
+        if (spoolError is not null) SpoolFailed(spoolError);
+        if (spooled)
+        {
+            Do(new DropStages([sequence])); // on the disk: the memory goes back
+            _spooledInOutage++;
+            Do(new Count("spooled"));
+            if (_repositoryDown) Record.Status = CollectorStatus.NoRepository;
+        }
+        else if (spoolError is not null && Unstored >= settings.MaxQueuedSnapshots)
+        {
+            // Read for the spool because the queue is full, and the spool refused it: no room anywhere.
+            Do(new DropStages([sequence]));
+            Record.Error(CollectorStatus.NoRepository, spoolError, snapshotLost: true);
+            Do(new Count("not_stored"));
+            Settle();
+            return;
+        }
+        else
+        {
+            _queue.Enqueue(new Queued(sequence, takenAtUtc));
+            Say(NoteLevel.Debug, $"Server {SrvId}: snapshot read{detail}; {Unstored} waiting for the repository");
+        }
+        StoreNext();
+        Settle();
+    });
+
+    public IReadOnlyList<ServerAction> ReadFailed(long sequence, string error) => Run(() =>
+    {
+        if (sequence != _reading) return;
+        _reading = null;
+        Do(new Count("read_failed"));
+        if (_readingRefresh is not null) _refresh = CatalogRefresh.Merge(_refresh, _readingRefresh); // for the next snapshot
+        if (_catalogSequence == sequence) _catalogSequence = 0; // the next stored plan says they are due
+        Disconnected(CollectorStatus.NoRemote, error, report: true, snapshotLost: true);
+    });
+
+    /// <summary>The repository's answer to a store; <paramref name="replayedSequence"/>: the spooled snapshot's own, when it was one.</summary>
+    public IReadOnlyList<ServerAction> Stored(long sequence, StoreResult result, long? replayedSequence) => Run(() =>
+    {
+        if (_storing?.Sequence != sequence) return;
+        Saw(result.Sequence);
+        Do(new CancelWatchdog());
+        _storing = null;
+        _repositoryDown = false;
+        if (_notStoredInARow > 0)
+            Say(NoteLevel.Info, $"Server {SrvId}: the repository stores snapshots again; {_notStoredInARow} could not be stored before" +
+                                (_spooledInOutage > 0 ? $", {_spooledInOutage} spooled on this node are replayed now" : ""));
+        _notStoredInARow = 0;
+        _spoolErrorSaid = false;
+        Record.Stored(result, Now);
+        FollowRepositoryPowa(result.RepositoryPowa);
+        Do(new Count(result.Outcome switch
+        {
+            StoreOutcome.Skipped => "skipped", StoreOutcome.Refused => "refused", StoreOutcome.Rejected => "rejected", _ => "stored",
+        }));
+        var replayed = replayedSequence is not null;
+        if (result.Outcome == StoreOutcome.Skipped)
+            Say(NoteLevel.Warning, $"Server {SrvId}: {(replayed ? "spooled " : "")}snapshot skipped: {result.SkipReason}");
+        else if (result.Outcome == StoreOutcome.Rejected && replayed)
+            Record.Error(CollectorStatus.Running, result.SkipReason!, snapshotLost: true); // the spool said which file, and why
+        else if (result.Outcome is StoreOutcome.Refused or StoreOutcome.Rejected) Refused(result.SkipReason!, replayed);
+        else
+        {
+            // The repository's plan for the next snapshot, without the catalogs while a later one carries them.
+            if (_catalogSequence != 0 && _catalogSequence <= (replayedSequence ?? sequence)) _catalogSequence = 0;
+            _plan = _catalogSequence != 0 ? result.Plan.WithoutCatalogs() : result.Plan;
+        }
+        if (replayed)
+        {
+            _replayed++;
+            if (world.Backlog?.Count == 0)
+            {
+                Say(NoteLevel.Info, $"Server {SrvId}: its spooled snapshots are replayed ({_replayed} stored from the spool)");
+                (_replayed, _spooledInOutage) = (0, 0);
+            }
+        }
+        foreach (var e in result.Errors) Say(NoteLevel.Warning, $"Server {SrvId}: {e}");
+        if (result.TakeSnapshotErrors != 0)
+            Say(NoteLevel.Warning, $"powa_take_snapshot({SrvId}) reported {result.TakeSnapshotErrors} error(s); see the repository server's log");
+        StoreNext();
+        Settle();
+    });
+
+    /// <param name="spooled">the repository failed, not the snapshot: it is in the spool</param>
+    /// <param name="replayedTakenAtUtc">set when it was a spooled one</param>
+    public IReadOnlyList<ServerAction> NotStored(long sequence, string error, bool spooled, DateTime? replayedTakenAtUtc, string? spoolError) => Run(() =>
+    {
+        if (_storing?.Sequence != sequence) return;
+        Do(new CancelWatchdog());
+        var stored = _storing;
+        _storing = null;
+        if (spooled)
+        {
+            // It waits in the spool, and so do the next ones.
+            var entering = !_repositoryDown;
+            _repositoryDown = true;
+            Record.Error(CollectorStatus.NoRepository, error, snapshotLost: false);
+            if (replayedTakenAtUtc is null)
+            {
+                _spooledInOutage++;
+                Do(new Count("spooled"));
+            }
+            if (_notStoredInARow++ == 0)
+                Say(NoteLevel.Warning, $"Server {SrvId}: the repository cannot store snapshots ({error}); they are spooled in {world.Backlog?.Directory} and replayed when it can");
+            if (entering) SpoolQueue();
+            Settle();
+            return;
+        }
+        if (replayedTakenAtUtc is { } taken)
+        {
+            // The repository refuses this spooled snapshot for good: it is deleted, and the next one goes.
+            Record.Error(CollectorStatus.NoRepository, error, snapshotLost: true);
+            Do(new Count("not_stored"));
+            Say(NoteLevel.Warning, $"Server {SrvId}: the spooled snapshot taken at {taken:yyyy-MM-dd HH:mm:ss} UTC is refused by the repository and dropped: {error}");
+            StoreNext();
+            Settle();
+            return;
+        }
+        if (spoolError is not null) SpoolFailed(spoolError);
+        if (_catalogSequence == sequence) _catalogSequence = 0; // the next stored plan says they are due
+        Record.Error(CollectorStatus.NoRepository, error, snapshotLost: true);
+        Do(new Count("not_stored"));
+        // Once per outage, not once per snapshot; Stored says how many were lost when the repository takes them again.
+        Say(_notStoredInARow++ == 0 ? NoteLevel.Warning : NoteLevel.Debug, $"Server {SrvId}: snapshot not stored: {error}");
+        if (Phase == ServerPhase.Stopping && _queue.Count > 0 && stored is { Replay: false })
+        {
+            // Stopping, and the repository fails: the others are not waited for.
+            Say(NoteLevel.Warning, $"Server {SrvId}: {_queue.Count} snapshots read and not stored are dropped: the server is stopping and the repository failed");
+            Do(new DropStages(_queue.Select(q => q.Sequence).ToList()));
+            foreach (var _ in _queue) Record.Error(CollectorStatus.NoRepository, error, snapshotLost: true);
+            _queue.Clear();
+        }
+        StoreNext();
+        Settle();
+    });
+
+    public IReadOnlyList<ServerAction> StoreTimedOut(long sequence) =>
+        NotStored(sequence, "the repository did not answer in time", spooled: false, null, null);
+
+    /// <summary>The spool's oldest could not be taken (the node's keeper is storing it): the next tick tries again.</summary>
+    public IReadOnlyList<ServerAction> ReplayNotTaken(long sequence) => Run(() =>
+    {
+        if (_storing is { Replay: true } s && s.Sequence == sequence) _storing = null;
+    });
+
+    /// <summary>The queue went to the spool: the first <paramref name="written"/> are there; the rest, back in memory.</summary>
+    public IReadOnlyList<ServerAction> QueueSpooled(int written, string? error) => Run(() =>
+    {
+        if (_toSpool is null) return;
+        var left = _toSpool.Skip(written).ToList();
+        _toSpool = null;
+        _spooledInOutage += written;
+        if (written > 0) Do(new Count("spooled", written));
+        if (left.Count > 0)
+        {
+            // Back in memory, first: older than anything read meanwhile.
+            var rest = _queue.ToList();
+            _queue.Clear();
+            foreach (var q in left.Concat(rest)) _queue.Enqueue(q);
+        }
+        if (error is not null) SpoolFailed(error);
+        StoreNext();
+        Settle();
+    });
+
+    /// <summary>The writer wrote the server's errors, or found a newer snapshot's (Sequence: its coalesce_seq then).</summary>
+    public void ErrorsReported(long? sequence) => Saw(sequence);
+
+    public IReadOnlyList<ServerAction> StopCollecting(string why) => Run(() => RequestStop(why));
+
+    /// <summary>
+    /// The shard moves (a rebalance, a node that stops): what was read goes to the node's writers at once, a
+    /// snapshot being read gets half the hand-off timeout to finish, and the entity stops well within the
+    /// hand-off timeout whatever the remote or the repository does.
+    /// </summary>
+    public IReadOnlyList<ServerAction> HandOff() => Run(() =>
+    {
+        if (HandedOff || Phase is ServerPhase.Stopped) return;
+        HandedOff = true;
+        StoreNext();
+        RequestStop("its shard is handed off to another node");
+        if (_reading is not null) Do(new StartHandOffDeadline(settings.HandOffTimeout / 2));
+    });
+
+    public IReadOnlyList<ServerAction> HandOffDeadline() => Run(() =>
+    {
+        if (Phase == ServerPhase.Stopped) return;
+        Say(NoteLevel.Warning, $"Server {SrvId}: its snapshot is still being read {(settings.HandOffTimeout / 2).TotalSeconds:F0} s after its shard was handed off: given up, the server goes on on its new node");
+        MoveTo(ServerPhase.Stopped);
+        Do(new Stop());
+    });
+
+    public IReadOnlyList<ServerAction> LeaseCheck() => Run(() =>
+    {
+        var lease = settings.ResyncInterval * settings.EntityLeaseIntervals;
+        if (Now - _lastEnsureUtc > lease) RequestStop($"no word from the coordinator for {lease.TotalSeconds:F0} s");
+    });
+
+    public ServerStatus Status(string? node) => Phase == ServerPhase.New
+        ? new ServerStatus(SrvId, CollectorStatus.Stopped, node, null, null, 0, 0)
+        : Record.ToStatus(SrvId, node, Phase == ServerPhase.Stopping, world.Backlog);
+
+    // ---- decisions ---------------------------------------------------------------------------------
+
+    void FirstRow(ServerRow? row, string? error, string? repositoryPowa)
+    {
+        if (error is not null)
+        {
+            _failures++;
+            Record.Error(CollectorStatus.NoRepository, error, snapshotLost: false);
+            var wait = ServerSchedule.Backoff(_failures, settings.RetryMinDelay, settings.RetryMaxDelay, random());
+            Say(NoteLevel.Warning, $"Server {SrvId}: cannot read its powa_servers row: {error}; retrying in {wait.TotalSeconds:F0} s");
+            Do(new RetryRowRead(wait));
+            return;
+        }
+        if (row is null)
+        {
+            Say(NoteLevel.Info, $"Server {SrvId} is not active in powa_servers (removed or deactivated): not collecting it");
+            MoveTo(ServerPhase.Stopped);
+            Do(new Stop());
+            return;
+        }
+        _failures = 0;
+        FollowRepositoryPowa(repositoryPowa);
+        (Config, RowVersion) = (row.Config, row.RowVersion);
+        Do(new Track(Config.Alias));
+        Say(NoteLevel.Info, $"Starting to collect server {SrvId} ({ServerConfig.Shown(Config.Name)}) every {Config.Frequency} s");
+        Connect();
+    }
+
+    /// <summary>The row read again (it changed, or RELOAD): apply it, then RELOAD's own work.</summary>
+    void RowAgain(ServerRow? row, string? error, string? repositoryPowa)
+    {
+        var refresh = _refreshAfterRead;
+        _refreshAfterRead = false;
+        if (Phase is ServerPhase.Stopping or ServerPhase.Stopped) return;
+        if (error is not null)
+        {
+            // Go on with the row we have; the next EnsureCollecting asks again (the version we know is unchanged).
+            Say(NoteLevel.Warning, $"Server {SrvId}: cannot read its powa_servers row again: {error}");
+            return;
+        }
+        if (row is null)
+        {
+            RequestStop("it is no longer active in powa_servers");
+            return;
+        }
+        RowVersion = row.RowVersion;
+        FollowRepositoryPowa(repositoryPowa);
+        if (row.Config != Config)
+        {
+            if (_reading is not null) _pendingConfig = row.Config; // applied once the read is over
+            else if (ApplyConfig(row.Config)) return;
+        }
+        if (!refresh) return;
+        // RELOAD: a server waiting to reconnect tries now; a connected one saves its versions again.
+        if (Phase == ServerPhase.Waiting)
+        {
+            _failures = 0;
+            Connect();
+        }
+        else if (Phase is ServerPhase.Restoring or ServerPhase.Collecting) Do(new ServerDo.SaveVersions());
+    }
+
+    /// <summary>Applies a changed powa_servers row; true when it reconnects.</summary>
+    bool ApplyConfig(ServerConfig cfg)
+    {
+        var old = Config!;
+        Config = cfg;
+        if (old.Alias != cfg.Alias) Do(new Track(cfg.Alias));
+        // A row that cannot be collected (a frequency no timer can wait, among others): Connect says why.
+        var loopback = settings.ClusterOnLoopback;
+        if (old.ConnectionDiffers(cfg) || (cfg.Problem(loopback) is not null && old.Problem(loopback) is null))
+        {
+            if (old.ConnectionDiffers(cfg))
+                Say(NoteLevel.Info, $"Server {cfg.SrvId}: connection settings changed ({ServerConfig.Shown(old.Name)} -> {ServerConfig.Shown(cfg.Name)}), reconnecting");
+            CloseRemote();
+            _failures = 0;
+            Connect();
+            return true;
+        }
+        if (old.Frequency != cfg.Frequency && _dueUtc is not null)
+        {
+            Say(NoteLevel.Info, $"Server {cfg.SrvId}: frequency changed from {old.Frequency} s to {cfg.Frequency} s");
+            var next = (Record.LastSnapshot?.UtcDateTime ?? Now) + Frequency;
+            ScheduleAt(next > Now ? next : Now);
+        }
+        return false;
+    }
+
+    void Connect()
+    {
+        if (Config!.Problem(settings.ClusterOnLoopback) is { } problem)
+        {
+            // Not a row to connect with (a socket path, a host list): said in powa_snapshot_metas.errors and the
+            // log, tried again after the longest backoff, and at once when the row changes.
+            Disconnected(CollectorStatus.NoRemote, problem, report: true, delay: settings.RetryMaxDelay);
+            return;
+        }
+        Generation++;
+        Do(new CancelReconnect());
+        MoveTo(ServerPhase.Connecting);
+        Do(new AskToConnect(Generation, Frequency));
+    }
+
+    /// <summary>No usable remote connection: report, back off, connect again (or, stopping, stop once idle).</summary>
+    void Disconnected(string status, string error, bool report, TimeSpan? delay = null, bool snapshotLost = false)
+    {
+        CloseRemote();
+        _failures++;
+        Record.Error(status, error, snapshotLost);
+        if (Phase == ServerPhase.Stopping)
+        {
+            Settle(); // snapshots read before are still stored
+            return;
+        }
+        var wait = delay ?? ServerSchedule.Backoff(_failures, settings.RetryMinDelay, settings.RetryMaxDelay, random());
+        Say(NoteLevel.Warning, $"Server {SrvId}: {error}; retrying in {wait.TotalSeconds:F0} s");
+        if (report) Do(new Report(error, _seenSequence == long.MinValue ? null : _seenSequence));
+        Do(new ScheduleReconnect(wait));
+        MoveTo(ServerPhase.Waiting);
+    }
+
+    void CloseRemote()
+    {
+        Do(new ServerDo.CloseRemote());
+        _dueUtc = null;
+        _skipped = 0; // the ticks of this connection: a new one gets a schedule of its own
+    }
+
+    void ScheduleAt(DateTime dueUtc)
+    {
+        _dueUtc = dueUtc;
+        Do(new ScheduleTick(dueUtc, Generation));
+    }
+
+    void StartRead(bool forced = false)
+    {
+        if (world.RemoteBroken)
+        {
+            Disconnected(CollectorStatus.NoRemote, "the remote connection was lost", report: false, delay: TimeSpan.Zero);
+            return;
+        }
+        if (_skipped > 1) Say(NoteLevel.Info, $"Server {SrvId}: back on schedule after {_skipped} skipped snapshots");
+        _skipped = 0;
+        _lastStartUtc = Now;
+        var seq = ++_sequence;
+        var read = new Read(seq, forced, Spooling || !CanQueue, _plan, _guarded, _refresh);
+        (_readingRefresh, _refresh) = (_refresh, null);
+        if (_plan.HasCatalogs || read.Refresh is not null)
+        {
+            // This one reads the catalogs that are due: the next ones do not, until it is stored.
+            _catalogSequence = seq;
+            _plan = _plan.WithoutCatalogs();
+        }
+        _reading = seq;
+        Do(read);
+    }
+
+    /// <summary>A tick while the previous snapshot is still being read, or with a full queue: skipped. Logged once a row.</summary>
+    void Skip(string phase)
+    {
+        var text = phase == "read"
+            ? $"Server {SrvId}: the previous snapshot is still being read after {(Now - _lastStartUtc).TotalSeconds:F0} s; this one is skipped"
+            : $"Server {SrvId}: {Unstored} snapshots wait for the repository; this one is skipped";
+        Say(_skipped++ == 0 ? NoteLevel.Warning : NoteLevel.Debug, text);
+    }
+
+    /// <summary>
+    /// After a read or a store: a stop or a row change that waited goes ahead, and a tick skipped while a
+    /// snapshot was being read (a slow remote) or while the queue was full is caught up now, as the reference
+    /// does after a long snapshot, unless the next is due within half an interval: two snapshots are never
+    /// taken less than half an interval apart by catching up.
+    /// </summary>
+    void Settle()
+    {
+        if (Phase == ServerPhase.Stopping)
+        {
+            if (!Busy) Finish();
+            return;
+        }
+        if (_reading is null && _pendingConfig is { } pending)
+        {
+            _pendingConfig = null;
+            if (ApplyConfig(pending)) return;
+        }
+        if (Phase == ServerPhase.Collecting && _skipped > 0 && _reading is null && CanQueue && _dueUtc - Now > Frequency / 2) StartRead();
+    }
+
+    /// <summary>
+    /// The oldest snapshot goes to the writers, unless one of this server's is being stored: the queue's head
+    /// or the spool's oldest, whichever was taken first. While the repository is down a spooled one goes only
+    /// as the tick's probe. Handed off, what was read goes to the node's writers, which store (or spool) it in
+    /// order without this entity; what it spooled is replayed by the node's SpoolKeeper.
+    /// </summary>
+    void StoreNext(bool probe = false)
+    {
+        if (HandedOff)
+        {
+            if (_queue.Count > 0) Do(new HandOver(_queue.Select(q => q.Sequence).ToList()));
+            _queue.Clear();
+            if (_storing is not null) Do(new CancelWatchdog());
+            _storing = null; // stored or not, by the writers
+            return;
+        }
+        if (_storing is not null || _toSpool is not null) return;
+        _queue.TryPeek(out var head);
+        if (world.Backlog?.OldestUtc is { } oldest && (head is null || oldest <= head.TakenAtUtc))
+        {
+            if (_repositoryDown && !probe) return;
+            _storing = new AtWriter(++_sequence, Replay: true);
+            Do(new Replay(_storing.Sequence));
+        }
+        else if (_queue.TryDequeue(out var next))
+        {
+            _storing = new AtWriter(next.Sequence, Replay: false);
+            Do(new Store(next.Sequence));
+        }
+    }
+
+    /// <summary>The repository just went down: the snapshots waiting in memory go to the spool too (a crash loses none).</summary>
+    void SpoolQueue()
+    {
+        if (world.Backlog is null || _queue.Count == 0) return;
+        _toSpool = _queue.ToList();
+        _queue.Clear();
+        Do(new ServerDo.SpoolQueue(_toSpool.Select(q => q.Sequence).ToList()));
+    }
+
+    /// <summary>A snapshot could not be written to the spool (a full or read-only disk): said once per outage.</summary>
+    void SpoolFailed(string error)
+    {
+        if (_spoolErrorSaid) return;
+        _spoolErrorSaid = true;
+        Say(NoteLevel.Error, $"Server {SrvId}: the spool cannot be written: {error}; until it can, snapshots the repository cannot store are lost " +
+                             $"(the ones read meanwhile wait in memory, {settings.MaxQueuedSnapshots} at most)");
+    }
+
+    /// <summary>
+    /// The repository refused a snapshot: the remote's powa and its own differ (one side was updated), or the
+    /// remote sent rows of another server. Nothing of it was stored; the connection is opened again, whose
+    /// check says the same until both sides match.
+    /// </summary>
+    void Refused(string reason, bool replayed)
+    {
+        Record.Error(CollectorStatus.NoRemote, reason, snapshotLost: true);
+        if (Phase is ServerPhase.Restoring or ServerPhase.Collecting) Disconnected(CollectorStatus.NoRemote, reason, report: true);
+        else Say(NoteLevel.Debug, $"Server {SrvId}: {(replayed ? "spooled " : "")}snapshot refused: {reason}");
+    }
+
+    /// <summary>An ALTER EXTENSION powa UPDATE on the repository is followed with no restart.</summary>
+    void FollowRepositoryPowa(string? text)
+    {
+        if (PowaVersion.Parse(text) is not { } now || now.Text == RepositoryPowa.Text) return;
+        Say(NoteLevel.Info, $"Server {SrvId}: the repository's powa is {now} now (was {RepositoryPowa})");
+        RepositoryPowa = now;
+    }
+
+    /// <summary>Stops now, or once what is being read or stored is done; nothing new is read meanwhile.</summary>
+    void RequestStop(string why)
+    {
+        if (Phase is ServerPhase.Stopping or ServerPhase.Stopped) return;
+        if (Phase != ServerPhase.New) Say(NoteLevel.Info, $"Stopping collection of server {SrvId}: {why}");
+        if (Busy) MoveTo(ServerPhase.Stopping);
+        else Finish();
+    }
+
+    void Finish()
+    {
+        MoveTo(ServerPhase.Stopped);
+        Do(new Stop());
+    }
+
+    void ReadRow()
+    {
+        if (_readingRow) return;
+        _readingRow = true;
+        Do(new ServerDo.ReadRow());
+    }
+
+    void Saw(long? sequence)
+    {
+        if (sequence > _seenSequence) _seenSequence = sequence.Value;
+    }
+
+    string Refusal() =>
+        Phase == ServerPhase.Stopping ? $"server {SrvId} is stopping" : Busy ? InProgress : Record.Describe(SrvId);
+
+    void MoveTo(ServerPhase to)
+    {
+        if (!Allowed(Phase, to)) throw new InvalidOperationException($"server {SrvId}: {Phase} -> {to} is not a move of a server entity");
+        Phase = to;
+    }
+
+    void Do(ServerAction action) => _out.Add(action);
+
+    void Say(NoteLevel level, string text) => _out.Add(new Say(level, text));
+
+    IReadOnlyList<ServerAction> Run(Action decide)
+    {
+        _out.Clear();
+        decide();
+        return _out.ToArray();
+    }
+}
