@@ -1,6 +1,8 @@
 using Akka.Actor;
 using PowaCluster.Collector.Configuration;
 
+using PowaCluster.Collector.Hosting;
+
 namespace PowaCluster.Collector.Actors;
 
 /// <summary>A ServerCollector asks before it opens its remote connection (its generation: a newer ask replaces an older one).</summary>
@@ -23,6 +25,8 @@ public sealed record ConnectFinished(int Generation);
 /// </summary>
 public sealed class ConnectRamp : ReceiveActor, IWithTimers
 {
+    readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
+    DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     public const double MinAutoRate = 5, MaxAutoRate = 100;
     static readonly TimeSpan CatchUp = TimeSpan.FromMilliseconds(250);
 
@@ -57,12 +61,12 @@ public sealed class ConnectRamp : ReceiveActor, IWithTimers
             Grant();
         });
         Receive<Pump>(_ => Grant());
-        Receive<GetConnectRampStats>(_ => Sender.Tell(new ConnectRampStats(_queue.Count, _inFlight.Count, _granted, Rate(DateTime.UtcNow))));
+        Receive<GetConnectRampStats>(_ => Sender.Tell(new ConnectRampStats(_queue.Count, _inFlight.Count, _granted, Rate(CurrentUtc))));
     }
 
     void OnRequest(RequestConnect m)
     {
-        var now = DateTime.UtcNow;
+        var now = CurrentUtc;
         Forget(Sender);
         _inFlight.Remove(Sender); // a new attempt of the same server: its older one is over
         Context.Watch(Sender);
@@ -81,7 +85,7 @@ public sealed class ConnectRamp : ReceiveActor, IWithTimers
     /// <summary>Grants what the rate and the free slots allow now, and comes back when the next one is due.</summary>
     void Grant()
     {
-        var now = DateTime.UtcNow;
+        var now = CurrentUtc;
         foreach (var entity in _inFlight.Where(kv => kv.Value.UntilUtc <= now).Select(kv => kv.Key).ToList()) _inFlight.Remove(entity);
         while (_queue.First is { } first && _inFlight.Count < _settings.MaxConcurrentConnects && _nextGrantUtc <= now)
         {

@@ -33,7 +33,7 @@ public sealed partial class FleetCoordinator
             _formed = true;
             return;
         }
-        _formationStartUtc = DateTime.UtcNow;
+        _formationStartUtc = CurrentUtc;
         Self.Tell(CheckFormation.Instance);
     }
 
@@ -61,7 +61,7 @@ public sealed partial class FleetCoordinator
     {
         if (_formed) return;
         var expected = _settings.ExpectedNodesOrDefault;
-        var waited = DateTime.UtcNow - _formationStartUtc;
+        var waited = CurrentUtc - _formationStartUtc;
         if (m.Shards > 0)
             Formed("servers are allocated already (a running cluster)");
         else if (m.Regions >= expected)

@@ -81,8 +81,8 @@ public sealed partial class FleetCoordinator
     /// <summary>The repository could not say who sent it: not answered (no role to answer), logged once a minute.</summary>
     void CannotCheck(ControlRequest r, int pid, string error)
     {
-        if (DateTime.UtcNow - _lastCheckErrorUtc < TimeSpan.FromMinutes(1)) return;
-        _lastCheckErrorUtc = DateTime.UtcNow;
+        if (CurrentUtc - _lastCheckErrorUtc < TimeSpan.FromMinutes(1)) return;
+        _lastCheckErrorUtc = CurrentUtc;
         _log.Warning("Cannot check who sent {0} (backend {1}), not answered: {2}", ForLog(r.Command), pid, error);
     }
 
@@ -107,14 +107,14 @@ public sealed partial class FleetCoordinator
     void LogFlood()
     {
         var dropped = _gate.Dropped;
-        if ((dropped == _droppedLogged && _refusedQuietly == 0 && _sendersGone == 0) || DateTime.UtcNow - _lastFloodLogUtc < TimeSpan.FromMinutes(1)) return;
+        if ((dropped == _droppedLogged && _refusedQuietly == 0 && _sendersGone == 0) || CurrentUtc - _lastFloodLogUtc < TimeSpan.FromMinutes(1)) return;
         _log.Warning("powa_collector NOTIFY flood: {0} notifications dropped (more than {1} waiting, {2} from one role, or " +
                      "{3} from backends not yet checked), {4} refusals not answered, {5} from backends gone before their check, since the last report",
             dropped - _droppedLogged, _gate.MaxPending, _gate.MaxPerRole, _gate.MaxUnchecked, _refusedQuietly, _sendersGone);
         _droppedLogged = dropped;
         _refusedQuietly = 0;
         _sendersGone = 0;
-        _lastFloodLogUtc = DateTime.UtcNow;
+        _lastFloodLogUtc = CurrentUtc;
     }
 
     void Handle(ControlRequest r, int pid, SenderVerdict who)
@@ -193,7 +193,7 @@ public sealed partial class FleetCoordinator
         var request = (ControlRequest)g.Tag;
         var json = request.Command == "CLUSTER_STATUS"
             ? CollectorProtocol.ClusterStatusJson(g.Statuses.Values.Select(s => (s.SrvId, s.Status, s.Node,
-                SpoolBacklog.Of(s.SpooledSnapshots, s.SpooledBytes, s.OldestSpooled))))
+                SpoolBacklog.Of(s.SpooledSnapshots, s.SpooledBytes, s.OldestSpooled, _time.GetUtcNow()))))
             : CollectorProtocol.WorkersJson(g.Statuses.Select(s => KeyValuePair.Create(s.Key, s.Value.Status)));
         Answer(request, "OK", json);
     }

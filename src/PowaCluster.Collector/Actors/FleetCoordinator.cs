@@ -6,6 +6,8 @@ using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Control;
 using PowaCluster.Collector.Postgres;
 
+using PowaCluster.Collector.Hosting;
+
 namespace PowaCluster.Collector.Actors;
 
 /// <summary>
@@ -20,6 +22,8 @@ namespace PowaCluster.Collector.Actors;
 /// </summary>
 public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
 {
+    readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
+    DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     public const string Version = "0.1.0";
     static readonly TimeSpan StatusTimeout = TimeSpan.FromMilliseconds(700);
     static readonly TimeSpan ForceTimeout = TimeSpan.FromSeconds(3);
@@ -35,7 +39,6 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
     Dictionary<int, ServerRow> _known = [];
     bool _loading, _loadAgain, _refreshNext, _loadRefresh;
     readonly List<ControlRequest> _reloadWaiting = [];
-    DateTimeOffset? _lastResync;
     string? _lastError;
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -159,7 +162,6 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         _loading = false;
         if (_lastError is not null) _log.Info("Repository reachable again");
         _lastError = null;
-        _lastResync = DateTimeOffset.UtcNow;
         var current = m.Servers.ToDictionary(s => s.Config.SrvId);
         var send = !ShuttingDown && _formed; // a new cluster's first allocation waits for its nodes (Formation)
         foreach (var (cfg, version) in m.Servers)

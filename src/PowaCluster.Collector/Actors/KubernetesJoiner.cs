@@ -4,6 +4,8 @@ using Akka.Event;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Kubernetes;
 
+using PowaCluster.Collector.Hosting;
+
 namespace PowaCluster.Collector.Actors;
 
 /// <summary>
@@ -17,13 +19,15 @@ namespace PowaCluster.Collector.Actors;
 /// </summary>
 public sealed class KubernetesJoiner : ReceiveActor, IWithTimers
 {
+    readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
+    DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     static readonly TimeSpan LookupInterval = TimeSpan.FromSeconds(2);
     static readonly TimeSpan LookupTimeout = TimeSpan.FromSeconds(10);
 
     readonly KubernetesSettings _settings;
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly Cluster _cluster = Cluster.Get(Context.System);
-    readonly DateTime _startedUtc = DateTime.UtcNow;
+    readonly DateTime _startedUtc;
     KubernetesPods? _pods;
     string? _lastSet;
     DateTime _lastSetSinceUtc;
@@ -35,6 +39,7 @@ public sealed class KubernetesJoiner : ReceiveActor, IWithTimers
     public KubernetesJoiner(KubernetesSettings settings)
     {
         _settings = settings;
+        _startedUtc = CurrentUtc;
         Receive<LookUp>(_ => LookUpPods());
         Receive<PodsListed>(OnListed);
         Receive<LookupFailed>(f => Problem(f.Error));
@@ -42,7 +47,7 @@ public sealed class KubernetesJoiner : ReceiveActor, IWithTimers
         Receive<ClusterEvent.MemberUp>(m =>
         {
             if (!m.Member.Address.Equals(_cluster.SelfAddress)) return;
-            _log.Info("Member of the cluster after {0:F1} s", (DateTime.UtcNow - _startedUtc).TotalSeconds);
+            _log.Info("Member of the cluster after {0:F1} s", (CurrentUtc - _startedUtc).TotalSeconds);
             Context.Stop(Self);
         });
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
@@ -88,7 +93,7 @@ public sealed class KubernetesJoiner : ReceiveActor, IWithTimers
         if (set != _lastSet)
         {
             _lastSet = set;
-            _lastSetSinceUtc = DateTime.UtcNow;
+            _lastSetSinceUtc = CurrentUtc;
             _log.Info("Kubernetes lists {0} collector pod(s): {1}", m.Endpoints.Count, m.Endpoints.Count == 0 ? "none" : set);
         }
         if (m.Endpoints.Count < _settings.RequiredContactPoints)
@@ -97,7 +102,7 @@ public sealed class KubernetesJoiner : ReceiveActor, IWithTimers
                     $"{_settings.RequiredContactPoints} needed (RequiredContactPoints)");
             return;
         }
-        if (DateTime.UtcNow - _lastSetSinceUtc < _settings.StableMargin)
+        if (CurrentUtc - _lastSetSinceUtc < _settings.StableMargin)
         {
             Timers.StartSingleTimer("lookup", LookUp.Instance, LookupInterval);
             return;

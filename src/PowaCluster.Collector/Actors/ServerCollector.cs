@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.Event;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Control;
+using PowaCluster.Collector.Hosting;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Scheduling;
 using PowaCluster.Collector.Spooling;
@@ -28,6 +29,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     readonly string? _node;
     readonly Dictionary<long, SnapshotStage> _stages = []; // read and not handed to a writer yet, by sequence
     readonly CancellationTokenSource _life = new();
+    readonly TimeProvider _time = NodeTime.Of(Context.System);
     readonly SnapshotClock _clock;
     ServerSpool? _spool;   // this server's spool on this node, claimed
     Link? _remote;
@@ -35,15 +37,15 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
 
     /// <summary>What the node gives every entity: its settings and its node-local actors.</summary>
     public sealed record Deps(CollectorSettings Settings, PowaVersion RepositoryPowa, IActorRef Writers, StageBudget Stages,
-        IActorRef Coordinator, IActorRef Ramp, SnapshotSpool? Spool, IActorRef Keeper, TimeProvider Time);
+        IActorRef Coordinator, IActorRef Ramp, SnapshotSpool? Spool, IActorRef Keeper);
 
     public ITimerScheduler Timers { get; set; } = null!;
 
     public ServerCollector(Deps deps)
     {
         _deps = deps;
-        _clock = new SnapshotClock(deps.Time);
-        _state = new ServerState(deps.Settings, deps.RepositoryPowa, this, deps.Time, Random.Shared.NextDouble);
+        _clock = new SnapshotClock(_time);
+        _state = new ServerState(deps.Settings, deps.RepositoryPowa, this, _time, Random.Shared.NextDouble);
         var address = ((ExtendedActorSystem)Context.System).Provider.DefaultAddress;
         _node = address.HasGlobalScope ? address.ToString() : null; // null: not in a cluster
         Receive<EnsureCollecting>(OnEnsure);
@@ -274,7 +276,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         var (s, cfg, link) = (_deps.Settings, _state.Config!, _remote!);
         var stage = new SnapshotStage(SrvId, cfg.Name, _deps.Stages)
         {
-            ServerVersionNum = link.Versions.ServerVersionNum, Forced = r.Forced, TakenAtUtc = _deps.Time.GetUtcNow().UtcDateTime,
+            ServerVersionNum = link.Versions.ServerVersionNum, Forced = r.Forced,
         };
         var job = new SnapshotJob(r.Plan, link.Versions.Schemas, r.Guarded, r.Refresh, cfg, s.RemoteTimeout, s.ConnectTimeout, s.RemoteSecurity);
         // To the spool (the repository is down, older snapshots wait there, or the queue is full): on the disk
@@ -332,10 +334,10 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     }
 
     public static Props Props(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, StageBudget stages,
-        IActorRef? coordinator = null, IActorRef? ramp = null, SnapshotSpool? spool = null, IActorRef? keeper = null, TimeProvider? time = null)
+        IActorRef? coordinator = null, IActorRef? ramp = null, SnapshotSpool? spool = null, IActorRef? keeper = null)
     {
         var deps = new Deps(settings, repositoryPowa, writers, stages, coordinator ?? ActorRefs.Nobody, ramp ?? ActorRefs.Nobody, spool,
-            keeper ?? ActorRefs.Nobody, time ?? TimeProvider.System);
+            keeper ?? ActorRefs.Nobody);
         return Akka.Actor.Props.Create(() => new ServerCollector(deps));
     }
 }

@@ -86,7 +86,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     /// <summary>A snapshot is being read, waits for the repository, is being spooled or stored: a stop waits for it.</summary>
     public bool Busy => _reading is not null || Unstored > 0 || _toSpool is not null;
 
-    DateTime Now => time.GetUtcNow().UtcDateTime;
+    DateTime CurrentUtc => time.GetUtcNow().UtcDateTime;
     TimeSpan Frequency => TimeSpan.FromSeconds(Config!.Frequency);
     bool CanQueue => Unstored == 0 || (Unstored < settings.MaxQueuedSnapshots && world.RoomToReadAhead);
     bool Spooling => world.Backlog is { } b && (_repositoryDown || b.Count > 0);
@@ -96,7 +96,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     /// <summary>The coordinator's EnsureCollecting: starts the entity, renews its lease, says when the row changed.</summary>
     public IReadOnlyList<ServerAction> Ensure(int srvId, string rowVersion, bool refresh) => Run(() =>
     {
-        _lastEnsureUtc = Now;
+        _lastEnsureUtc = CurrentUtc;
         if (Phase == ServerPhase.New)
         {
             (SrvId, RowVersion) = (srvId, rowVersion);
@@ -174,8 +174,8 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         Record.Restored(last.At);
         StoreNext(); // what the spool holds (a restart during an outage) is replayed first
         if (plan.IsEmpty) Say(NoteLevel.Info, $"No datasource configured for server {SrvId}");
-        var due = ServerSchedule.FirstDue(last.At?.UtcDateTime, Frequency, Now, random());
-        Say(NoteLevel.Debug, $"Server {SrvId}: first snapshot in {(due - Now).TotalSeconds:F1} s");
+        var due = ServerSchedule.FirstDue(last.At?.UtcDateTime, Frequency, CurrentUtc, random());
+        Say(NoteLevel.Debug, $"Server {SrvId}: first snapshot in {(due - CurrentUtc).TotalSeconds:F1} s");
         ScheduleAt(due);
         MoveTo(ServerPhase.Collecting);
         Settle();
@@ -189,7 +189,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     public IReadOnlyList<ServerAction> Tick(int generation) => Run(() =>
     {
         if (Phase != ServerPhase.Collecting || generation != Generation) return;
-        ScheduleAt(ServerSchedule.NextDue(_dueUtc!.Value, Frequency, Now));
+        ScheduleAt(ServerSchedule.NextDue(_dueUtc!.Value, Frequency, CurrentUtc));
         if (_repositoryDown)
         {
             // With nothing spooled or waiting (the bounds dropped them, or the disk refused them), this tick's
@@ -214,7 +214,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         var actions = Run(() =>
         {
             if (Phase != ServerPhase.Collecting || Busy) answer = (false, Refusal());
-            else if (Now - _lastStartUtc < TimeSpan.FromSeconds(10)) answer = (false, TooSoon);
+            else if (CurrentUtc - _lastStartUtc < TimeSpan.FromSeconds(10)) answer = (false, TooSoon);
             else
             {
                 StartRead(forced: true);
@@ -292,7 +292,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
                                 (_spooledInOutage > 0 ? $", {_spooledInOutage} spooled on this node are replayed now" : ""));
         _notStoredInARow = 0;
         _spoolErrorSaid = false;
-        Record.Stored(result, Now);
+        Record.Stored(result, CurrentUtc);
         FollowRepositoryPowa(result.RepositoryPowa);
         Do(new Count(result.Outcome switch
         {
@@ -438,7 +438,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     public IReadOnlyList<ServerAction> LeaseCheck() => Run(() =>
     {
         var lease = settings.ResyncInterval * settings.EntityLeaseIntervals;
-        if (Now - _lastEnsureUtc > lease) RequestStop($"no word from the coordinator for {lease.TotalSeconds:F0} s");
+        if (CurrentUtc - _lastEnsureUtc > lease) RequestStop($"no word from the coordinator for {lease.TotalSeconds:F0} s");
     });
 
     public ServerStatus Status(string? node) => Phase == ServerPhase.New
@@ -527,8 +527,8 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         if (old.Frequency != cfg.Frequency && _dueUtc is not null)
         {
             Say(NoteLevel.Info, $"Server {cfg.SrvId}: frequency changed from {old.Frequency} s to {cfg.Frequency} s");
-            var next = (Record.LastSnapshot?.UtcDateTime ?? Now) + Frequency;
-            ScheduleAt(next > Now ? next : Now);
+            var next = (Record.LastSnapshot?.UtcDateTime ?? CurrentUtc) + Frequency;
+            ScheduleAt(next > CurrentUtc ? next : CurrentUtc);
         }
         return false;
     }
@@ -588,7 +588,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         }
         if (_skipped > 1) Say(NoteLevel.Info, $"Server {SrvId}: back on schedule after {_skipped} skipped snapshots");
         _skipped = 0;
-        _lastStartUtc = Now;
+        _lastStartUtc = CurrentUtc;
         var seq = ++_sequence;
         var read = new Read(seq, forced, Spooling || !CanQueue, _plan, _guarded, _refresh);
         (_readingRefresh, _refresh) = (_refresh, null);
@@ -606,7 +606,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     void Skip(string phase)
     {
         var text = phase == "read"
-            ? $"Server {SrvId}: the previous snapshot is still being read after {(Now - _lastStartUtc).TotalSeconds:F0} s; this one is skipped"
+            ? $"Server {SrvId}: the previous snapshot is still being read after {(CurrentUtc - _lastStartUtc).TotalSeconds:F0} s; this one is skipped"
             : $"Server {SrvId}: {Unstored} snapshots wait for the repository; this one is skipped";
         Say(_skipped++ == 0 ? NoteLevel.Warning : NoteLevel.Debug, text);
     }
@@ -629,7 +629,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
             _pendingConfig = null;
             if (ApplyConfig(pending)) return;
         }
-        if (Phase == ServerPhase.Collecting && _skipped > 0 && _reading is null && CanQueue && _dueUtc - Now > Frequency / 2) StartRead();
+        if (Phase == ServerPhase.Collecting && _skipped > 0 && _reading is null && CanQueue && _dueUtc - CurrentUtc > Frequency / 2) StartRead();
     }
 
     /// <summary>

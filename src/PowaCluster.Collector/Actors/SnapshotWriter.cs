@@ -8,6 +8,8 @@ using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Staging;
 using PowaCluster.Collector.Telemetry;
 
+using PowaCluster.Collector.Hosting;
+
 namespace PowaCluster.Collector.Actors;
 
 /// <summary>
@@ -18,6 +20,8 @@ namespace PowaCluster.Collector.Actors;
 /// </summary>
 public sealed class SnapshotWriter : ReceiveActor
 {
+    readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
+    DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     readonly CollectorSettings _settings;
     readonly NpgsqlConnectionStringBuilder _csb;
     readonly ILoggingAdapter _log = Context.GetLogger();
@@ -38,7 +42,7 @@ public sealed class SnapshotWriter : ReceiveActor
         _csb.WriteBufferSize = 64 * 1024;
         Receive<AssignWork>(w =>
         {
-            var waited = DateTime.UtcNow - w.EnqueuedAtUtc;
+            var waited = CurrentUtc - w.EnqueuedAtUtc;
             var sw = Stopwatch.StartNew();
             RunAsync(w.Work, waited, sw).PipeTo(Self,
                 success: done => done,
@@ -106,10 +110,10 @@ public sealed class SnapshotWriter : ReceiveActor
             var msg = e is RepositoryUnavailableException ? e.Message : PgSession.Describe(e);
             await ResetConnectionAsync().ConfigureAwait(false);
             // The first failure of a kind, then once a minute: the entities say what each failure cost.
-            if (work is not CheckRepository && !_stopped && (msg != _lastFailure || DateTime.UtcNow - _lastFailureLogUtc > TimeSpan.FromMinutes(1)))
+            if (work is not CheckRepository && !_stopped && (msg != _lastFailure || CurrentUtc - _lastFailureLogUtc > TimeSpan.FromMinutes(1)))
             {
                 _lastFailure = msg;
-                _lastFailureLogUtc = DateTime.UtcNow;
+                _lastFailureLogUtc = CurrentUtc;
                 _log.Warning("Repository work for server {0} ({1}) failed: {2}", work.SrvId, work.GetType().Name, msg);
             }
             var down = RepositoryDown(e, _conn is null);
@@ -235,7 +239,7 @@ public sealed class SnapshotWriter : ReceiveActor
         if (_conn is not null && !PgSession.IsBroken(_conn)) return _conn;
         await ResetConnectionAsync().ConfigureAwait(false);
         // After a failure, do not let every queued snapshot wait for its own connect timeout.
-        if (_lastConnectError is not null && DateTime.UtcNow - _lastConnectFailureUtc < _settings.RetryMinDelay)
+        if (_lastConnectError is not null && CurrentUtc - _lastConnectFailureUtc < _settings.RetryMinDelay)
             throw new RepositoryUnavailableException(_lastConnectError);
         try
         {
@@ -252,7 +256,7 @@ public sealed class SnapshotWriter : ReceiveActor
             _conn = null;
             _lastConnectError = e is RepositoryUnavailableException ? e.Message
                 : $"no connection to repository server {Dsn.Describe(_csb)}: {PgSession.Describe(e)}";
-            _lastConnectFailureUtc = DateTime.UtcNow;
+            _lastConnectFailureUtc = CurrentUtc;
             throw new RepositoryUnavailableException(_lastConnectError);
         }
     }

@@ -5,6 +5,8 @@ using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Telemetry;
 
+using PowaCluster.Collector.Hosting;
+
 namespace PowaCluster.Collector.Actors;
 
 /// <summary>
@@ -18,6 +20,8 @@ namespace PowaCluster.Collector.Actors;
 /// </summary>
 public sealed class SnapshotWriterPool : ReceiveActor
 {
+    readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
+    DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly LinkedList<AssignWork> _pending = new();
     readonly Dictionary<IActorRef, int> _storingFor = [];  // writer -> the server whose snapshot it stores
@@ -63,7 +67,7 @@ public sealed class SnapshotWriterPool : ReceiveActor
 
     void OnOutcome(RepositoryOutcome m)
     {
-        _health = new RepositoryHealth(m.Ok, m.Error, DateTime.UtcNow);
+        _health = new RepositoryHealth(m.Ok, m.Error, CurrentUtc);
         if (_healthWaiting.Count == 0) return;
         foreach (var w in _healthWaiting) w.Tell(_health);
         _healthWaiting.Clear();
@@ -75,7 +79,7 @@ public sealed class SnapshotWriterPool : ReceiveActor
     /// </summary>
     void OnHealthRequest()
     {
-        if (_health is { } h && DateTime.UtcNow - h.CheckedAtUtc < _healthFreshFor)
+        if (_health is { } h && CurrentUtc - h.CheckedAtUtc < _healthFreshFor)
         {
             Sender.Tell(h);
             return;
@@ -86,7 +90,7 @@ public sealed class SnapshotWriterPool : ReceiveActor
 
     void Enqueue(IWriterWork work)
     {
-        Add(_pending, work, DateTime.UtcNow);
+        Add(_pending, work, CurrentUtc);
         Dispatch();
     }
 
@@ -145,14 +149,14 @@ public sealed class SnapshotWriterPool : ReceiveActor
             _pending.Remove(next);
             var work = next.Value;
             if (work.Work is StoreSnapshot store) _storingFor[writer] = store.SrvId;
-            var waited = DateTime.UtcNow - work.EnqueuedAtUtc;
+            var waited = CurrentUtc - work.EnqueuedAtUtc;
             _dispatched++;
             _totalWait += waited;
             if (waited > _maxWait) _maxWait = waited;
             // Once a minute at most: under a sustained overload this would be a line per snapshot.
-            if (waited > TimeSpan.FromSeconds(5) && DateTime.UtcNow - _lastWaitWarningUtc > TimeSpan.FromMinutes(1))
+            if (waited > TimeSpan.FromSeconds(5) && CurrentUtc - _lastWaitWarningUtc > TimeSpan.FromMinutes(1))
             {
-                _lastWaitWarningUtc = DateTime.UtcNow;
+                _lastWaitWarningUtc = CurrentUtc;
                 _log.Warning("Repository work waited {0:F1} s for a writer ({1} queued): the repository, or the pool ({2}), " +
                              "does not keep up with the load", waited.TotalSeconds, _pending.Count, _size);
             }

@@ -4,6 +4,8 @@ using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Spooling;
 
+using PowaCluster.Collector.Hosting;
+
 namespace PowaCluster.Collector.Actors;
 
 /// <summary>A server's entity on this node replays its spool from now on (Claimed), or no longer does (it stopped).</summary>
@@ -20,11 +22,13 @@ public sealed record BacklogClaimed(int SrvId, bool Claimed);
 /// </summary>
 public sealed class SpoolKeeper : ReceiveActor, IWithTimers
 {
+    readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
+    DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     readonly SnapshotSpool _spool;
     readonly IActorRef _writers;
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly TimeSpan _grace;
-    readonly DateTime _startedUtc = DateTime.UtcNow;
+    readonly DateTime _startedUtc;
     readonly Dictionary<int, SpoolEntry> _inFlight = [];   // srvid -> the orphan snapshot at a writer
     readonly HashSet<int> _announced = [];
     readonly HashSet<int> _claimed = [];                   // servers whose entity on this node replays their spool
@@ -35,7 +39,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     /// <param name="grace">how long after the node starts the backlogs wait for their entities to claim them</param>
     public SpoolKeeper(SnapshotSpool spool, IActorRef writers, TimeSpan grace)
     {
-        (_spool, _writers, _grace) = (spool, writers, grace);
+        (_spool, _writers, _grace, _startedUtc) = (spool, writers, grace, CurrentUtc);
         Receive<Sweep>(_ => OnSweep());
         Receive<BacklogClaimed>(m =>
         {
@@ -66,7 +70,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     void OnSweep()
     {
         _spool.Expire();
-        if (DateTime.UtcNow - _startedUtc < _grace) return;
+        if (CurrentUtc - _startedUtc < _grace) return;
         foreach (var server in _spool.WithBacklog())
             if (!_claimed.Contains(server.SrvId) && !_inFlight.ContainsKey(server.SrvId)) Replay(server);
     }

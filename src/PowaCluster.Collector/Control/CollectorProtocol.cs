@@ -135,8 +135,8 @@ public static class CollectorProtocol
 /// <summary>A server's spooled snapshots on its node (powa-cluster status shows them).</summary>
 public readonly record struct SpoolBacklog(int Snapshots, long Bytes, long OldestAgeSeconds)
 {
-    public static SpoolBacklog Of(int snapshots, long bytes, DateTimeOffset? oldest) =>
-        new(snapshots, bytes, oldest is { } o ? Math.Max(0, (long)(DateTimeOffset.UtcNow - o).TotalSeconds) : 0);
+    public static SpoolBacklog Of(int snapshots, long bytes, DateTimeOffset? oldest, DateTimeOffset now) =>
+        new(snapshots, bytes, oldest is { } o ? Math.Max(0, (long)(now - o).TotalSeconds) : 0);
 
     /// <summary>"12 (6.0 MB, oldest 65 s)", or "-".</summary>
     public override string ToString() => Snapshots == 0 ? "-" :

@@ -216,7 +216,7 @@ public static partial class AkkaConfiguration
             "server-collector",
             (_, registry, _) => _ => ServerCollector.Props(rt.Settings, rt.Powa.Version, registry.Get<SnapshotWriterPool>(),
                 rt.Stages, registry.Get<FleetCoordinator>(), registry.Get<ConnectRamp>(), rt.Spool.Usable ? rt.Spool : null,
-                registry.TryGet<SpoolKeeper>(out var keeper) ? keeper : null, rt.Time),
+                registry.TryGet<SpoolKeeper>(out var keeper) ? keeper : null),
             new ServerMessageExtractor(rt.Settings.NumberOfShards),
             new ShardOptions
             {
@@ -271,10 +271,15 @@ public static partial class AkkaConfiguration
             };
         });
 
+    /// <summary>The node's clock (NodeTime): CollectorRuntime.Time, for every actor, before any starts.</summary>
+    public static AkkaConfigurationBuilder WithNodeTime(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithActors((system, _) => NodeTime.Use(system, rt.Time));
+
     /// <summary>The whole collector node.</summary>
     public static AkkaConfigurationBuilder WithPowaCollector(this AkkaConfigurationBuilder b, CollectorRuntime rt,
         Microsoft.Extensions.Logging.LogLevel? minimumLevel = null) =>
         b.WithPowaLogging(rt, minimumLevel)
+         .WithNodeTime(rt)
          .WithPowaScheduler()
          .WithPowaDispatchers()
          .WithPowaRemoting(rt)

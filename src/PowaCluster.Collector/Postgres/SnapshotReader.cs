@@ -102,7 +102,7 @@ public static class SnapshotReader
         }
         // PoWA 5's per-database datasources: the databases to visit and the snapshot's one timestamp come from
         // this transaction, then each database is read on a connection of its own.
-        (DateTime Now, string[] Databases)? perDb = null;
+        (DateTime RemoteNow, string[] Databases)? perDb = null;
         if (job.Plan.PerDatabase.Count > 0)
             perDb = await RemoteDeadline.RunAsync(conn, callTimeout, async () =>
             {
@@ -113,7 +113,7 @@ public static class SnapshotReader
                 return (r.GetFieldValue<DateTime>(0), r.GetFieldValue<string[]>(1));
             }).ConfigureAwait(false);
         await ExecAsync(conn, "COMMIT", callTimeout).ConfigureAwait(false);
-        if (perDb is { } p) await DatabaseReader.ReadAsync(job, stage, p.Now, p.Databases, abort).ConfigureAwait(false);
+        if (perDb is { } p) await DatabaseReader.ReadAsync(job, stage, p.RemoteNow, p.Databases, abort).ConfigureAwait(false);
         stage.Seal();
         if (beforeCleanup is null) return;
         await beforeCleanup(stage).ConfigureAwait(false);

@@ -12,8 +12,9 @@ namespace PowaCluster.Collector.Security;
 /// connection" warning (a peer that sent no TLS at all, or no certificate) once a minute per host that was not
 /// already reported. Bounded: the table is cleared past 10,000 entries.
 /// </summary>
-public sealed partial class TlsRefusals
+public sealed partial class TlsRefusals(TimeProvider? time = null)
 {
+    readonly TimeProvider _time = time ?? TimeProvider.System;
     public static readonly TimeSpan Quiet = TimeSpan.FromMinutes(1);
     readonly ConcurrentDictionary<string, DateTime> _last = new();
 
@@ -22,7 +23,7 @@ public sealed partial class TlsRefusals
     {
         if (_last.Count > 10_000) _last.Clear();
         var key = reason is null ? host : host + "\n" + reason;
-        var now = DateTime.UtcNow;
+        var now = _time.GetUtcNow().UtcDateTime;
         if (_last.TryGetValue(key, out var last) && now - last < Quiet) return false;
         if (reason is null && _last.TryGetValue(host + "\n*", out var any) && now - any < Quiet) return false;
         _last[key] = now;

@@ -72,7 +72,7 @@ public sealed class SnapshotStage : IDisposable
     /// When the snapshot was taken, by the remote's clock (its transaction's now(), the ts of its rows; set by
     /// SnapshotReader): the fence compares snapshots of one server by one clock, whichever node read them.
     /// </summary>
-    public DateTime TakenAtUtc { get; set; } = DateTime.UtcNow;
+    public DateTime TakenAtUtc { get; set; }
 
     /// <summary>FORCE_SNAPSHOT: the fence allows it 10 s after the last one (the reference's rule), not half an interval.</summary>
     public bool Forced { get; init; }

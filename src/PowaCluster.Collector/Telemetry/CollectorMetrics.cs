@@ -123,7 +123,7 @@ public static class CollectorMetrics
         Meter.CreateObservableGauge("powa.spool.snapshots", () => ObserveBacklog(b => b.Count), "{snapshot}",
             "Snapshots of the server in this node's spool (read while the repository could not store them), to be replayed");
         Meter.CreateObservableGauge("powa.spool.size", () => ObserveBacklog(b => b.Bytes), "By", "Bytes of the server's spooled snapshots on this node");
-        Meter.CreateObservableGauge("powa.spool.oldest.age", () => ObserveBacklog(b => b.OldestUtc is { } t ? (DateTime.UtcNow - t).TotalSeconds : 0), "s",
+        Meter.CreateObservableGauge("powa.spool.oldest.age", () => ObserveBacklog(b => b.OldestUtc is { } t ? (Wall() - t).TotalSeconds : 0), "s",
             "Age of the server's oldest spooled snapshot on this node (0: none)");
         Meter.CreateObservableCounter("powa.spool.spooled", () => Spool?.Invoke().Spooled ?? 0, "{snapshot}", "Snapshots written to this node's spool");
         Meter.CreateObservableCounter("powa.spool.replayed", () => Spool?.Invoke().Replayed ?? 0, "{snapshot}",
@@ -134,6 +134,10 @@ public static class CollectorMetrics
             "Snapshots that could not be written to the spool (a full or read-only disk): lost if the repository could not take them");
     }
 
+    // The metrics are observed by the exporter's thread when it collects, outside any actor system: an age is
+    // measured against the wall clock, which is what a scrape means (the one use of it in the collector).
+    static DateTime Wall() => TimeProvider.System.GetUtcNow().UtcDateTime;
+
     static IEnumerable<Measurement<double>> ObserveBacklog(Func<Spooling.ServerSpool, double> value)
     {
         foreach (var (record, t) in Servers)
@@ -142,7 +146,7 @@ public static class CollectorMetrics
 
     static IEnumerable<Measurement<double>> ObserveAges()
     {
-        var now = DateTime.UtcNow;
+        var now = Wall();
         foreach (var (record, t) in Servers)
             yield return new Measurement<double>(Math.Max(0, (now - record.LastSuccessOrStartUtc).TotalSeconds), ServerTags(t.SrvId, t.Alias));
     }

@@ -37,10 +37,10 @@ public static class ControlClient
                 cmd.Parameters.Add(new() { Value = string.Join(' ', new[] { command, channel }.Concat(args)) + " " });
                 await cmd.ExecuteNonQueryAsync();
             }
-            var deadline = DateTime.UtcNow + timeout;
+            var waited = System.Diagnostics.Stopwatch.StartNew(); // elapsed time, not the time of day
             while (reply is null)
             {
-                var left = deadline - DateTime.UtcNow;
+                var left = timeout - waited.Elapsed;
                 if (left <= TimeSpan.Zero)
                     throw new StartupException($"no collector answered {command} within {timeout.TotalSeconds:F0} s on the repository {Dsn.Describe(csb)}: is powa-cluster running?");
                 // Whole milliseconds, at least 1: Npgsql takes 0 to mean "wait forever".

@@ -27,6 +27,7 @@ public static class CollectorHost
         builder.Logging.SetMinimumLevel(minimumLevel ?? (rt.Settings.Debug ? LogLevel.Debug : LogLevel.Information));
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Services.AddSingleton(rt);
+        builder.Services.AddSingleton(rt.Time);
         builder.Services.AddAkka(AkkaConfiguration.SystemName, (akka, _) =>
         {
             akka.WithPowaCollector(rt, minimumLevel);

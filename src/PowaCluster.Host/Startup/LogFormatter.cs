@@ -32,6 +32,7 @@ public sealed class LogFormatter : ConsoleFormatter, IDisposable
     {
         var message = entry.Formatter?.Invoke(entry.State, entry.Exception) ?? entry.State?.ToString() ?? "";
         var akka = entry.State as AkkaLogState;
+        // A line from outside Akka is stamped when it is written, by the wall clock: a log's time is the wall's.
         writer.WriteLine(LogLine.Format(_options.Json, akka?.TimestampUtc ?? DateTime.UtcNow, entry.LogLevel, akka?.Source ?? entry.Category,
             akka?.SrvId, akka?.Alias, message, entry.Exception));
     }

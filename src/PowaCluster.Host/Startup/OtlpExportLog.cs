@@ -11,7 +11,7 @@ namespace PowaCluster.Host.Startup;
 /// a minute at most with the number of the same since. The SDK reports no push that succeeds, so a recovery is
 /// not logged. Registered only when OTEL_EXPORTER_OTLP_ENDPOINT is set (MetricsExport).
 /// </summary>
-public sealed class OtlpExportLog(ILogger<OtlpExportLog> log) : EventListener, IHostedService
+public sealed class OtlpExportLog(ILogger<OtlpExportLog> log, TimeProvider time) : EventListener, IHostedService
 {
     static readonly TimeSpan Quiet = TimeSpan.FromMinutes(1);
     readonly object _lock = new();
@@ -36,7 +36,7 @@ public sealed class OtlpExportLog(ILogger<OtlpExportLog> log) : EventListener, I
         if (newline > 0) text = text[..newline].TrimEnd();
         lock (_lock)
         {
-            var now = DateTime.UtcNow;
+            var now = time.GetUtcNow().UtcDateTime;
             if (text == _last && now - _lastAtUtc < Quiet)
             {
                 _since++;

@@ -168,7 +168,7 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
         var times = await SnapshotLog.TimesAsync(repo, from, to);
         var got = healthy.Sum(id => times.TryGetValue(id, out var t) ? t.Count : 0);
         var due = (int)(healthy.Count * frozenFor.TotalSeconds / o.Frequency);
-        var after = await SnapshotLog.TimesAsync(repo, thawed, DateTime.UtcNow.AddHours(1));
+        var after = await SnapshotLog.TimesAsync(repo, thawed, LabClock.Utc.AddHours(1));
         var back = AllServers.Take(o.Servers).Except(healthy).Count(id => after.ContainsKey(id));
         return $"frozen remote: {victim.Name} stopped (SIGSTOP of its postmaster and backends) for {frozenFor.TotalSeconds:F0} s: " +
                $"the {healthy.Count} servers of the other remote got {got} snapshots of {due} due ({got * 100.0 / Math.Max(1, due):F1} %); " +

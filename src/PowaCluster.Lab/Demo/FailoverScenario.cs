@@ -65,7 +65,7 @@ public sealed class FailoverScenario(NpgsqlConnectionStringBuilder repository, I
         // SIGKILL of the oldest node: the shard coordinator and the FleetCoordinator go with it.
         var victim = cluster.Nodes[0];
         var victimServers = before.Where(kv => kv.Value.Node == victim.Address).Select(kv => kv.Key).ToList();
-        var killedAt = DateTime.UtcNow;
+        var killedAt = LabClock.Utc;
         cluster.Kill(victim);
         say($"failover: SIGKILL of {victim.Name}, which held {victimServers.Count} servers");
         var takeover = new Dictionary<int, TimeSpan>();
@@ -87,13 +87,13 @@ public sealed class FailoverScenario(NpgsqlConnectionStringBuilder repository, I
         var survivors = everyone.Where(a => a != victim.Address).ToHashSet();
         await SettledAsync(monitor, survivors, TimeSpan.FromSeconds(120), ct, since: killedAt);
         var leaving = cluster.Nodes[1];
-        var termAt = DateTime.UtcNow;
+        var termAt = LabClock.Utc;
         say($"failover: SIGTERM of {leaving.Name}");
         var exit = await cluster.TerminateAsync(leaving, TimeSpan.FromSeconds(120));
-        var shutdownTook = DateTime.UtcNow - termAt;
+        var shutdownTook = LabClock.Utc - termAt;
         say($"failover: {leaving.Name} exited with code {exit?.ToString() ?? "none (killed after 120 s)"} after {shutdownTook.TotalSeconds:F1} s");
-        var watchUntil = DateTime.UtcNow + _freq * 3;
-        while (DateTime.UtcNow < watchUntil)
+        var watchUntil = LabClock.Utc + _freq * 3;
+        while (LabClock.Utc < watchUntil)
         {
             await SampleStuckAsync(ct);
             await Task.Delay(500, ct);
@@ -115,7 +115,7 @@ public sealed class FailoverScenario(NpgsqlConnectionStringBuilder repository, I
                 if (t[i] > termAt && gap > maxGap) (maxGap, where) = (gap, $"server {id}, {t[i - 1]:HH:mm:ss.f} to {t[i]:HH:mm:ss.f}, SIGTERM at {termAt:HH:mm:ss.f}");
             }
             // A server not snapshotted since: its gap is still open.
-            if (DateTime.UtcNow - t[^1] > maxGap) (maxGap, where) = (DateTime.UtcNow - t[^1], $"server {id}, none since {t[^1]:HH:mm:ss.f}");
+            if (LabClock.Utc - t[^1] > maxGap) (maxGap, where) = (LabClock.Utc - t[^1], $"server {id}, none since {t[^1]:HH:mm:ss.f}");
         }
         var errors = await ErrorsAsync(monitor, ct);
         return new FailoverReport(srvids.Count, frequency, stableAfter, perNode, victim.Name, victimServers.Count, takeover.Count,

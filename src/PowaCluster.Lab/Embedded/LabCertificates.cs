@@ -30,7 +30,7 @@ public sealed class LabCertificates : IDisposable
         var req = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
         req.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
         req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
-        var ca = req.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(365));
+        var ca = req.CreateSelfSigned(LabClock.Offset.AddMinutes(-5), LabClock.Offset.AddDays(365));
         var lab = new LabCertificates(dir, ca, key);
         File.WriteAllText(lab.CaPath, ca.ExportCertificatePem());
         return lab;
@@ -46,7 +46,7 @@ public sealed class LabCertificates : IDisposable
         var req = NodeRequest(name, key, usages);
         var serial = RandomNumberGenerator.GetBytes(16);
         serial[0] &= 0x7f;
-        using var cert = req.Create(_ca, DateTimeOffset.UtcNow.AddMinutes(-5), notAfter ?? DateTimeOffset.UtcNow.AddDays(90), serial);
+        using var cert = req.Create(_ca, LabClock.Offset.AddMinutes(-5), notAfter ?? LabClock.Offset.AddDays(90), serial);
         return Write(name, cert, key);
     }
 
@@ -54,7 +54,7 @@ public sealed class LabCertificates : IDisposable
     public (string Certificate, string Key) SelfSigned(string name)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        using var cert = NodeRequest(name, key).CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(23));
+        using var cert = NodeRequest(name, key).CreateSelfSigned(LabClock.Offset.AddMinutes(-5), LabClock.Offset.AddHours(23));
         return Write(name, cert, key);
     }
 

@@ -48,7 +48,7 @@ public sealed class PrometheusServer : IAsyncDisposable
         p.BeginErrorReadLine();
         p.BeginOutputReadLine();
         var server = new PrometheusServer(p, dir, port);
-        var deadline = DateTime.UtcNow.AddSeconds(30);
+        var deadline = LabClock.Utc.AddSeconds(30);
         while (true)
         {
             try
@@ -57,7 +57,7 @@ public sealed class PrometheusServer : IAsyncDisposable
                 if (r.IsSuccessStatusCode) return server;
             }
             catch (HttpRequestException) { }
-            if (p.HasExited || DateTime.UtcNow > deadline)
+            if (p.HasExited || LabClock.Utc > deadline)
             {
                 await server.DisposeAsync();
                 throw new InvalidOperationException($"prometheus did not start (exit {(p.HasExited ? p.ExitCode : -1)})");

@@ -74,12 +74,12 @@ public sealed class FaultMeasure(NpgsqlConnectionStringBuilder repository, IRead
     /// <summary>Waits until every server has a snapshot taken after endUtc: the seconds that took, or null after the limit.</summary>
     public async Task<double?> ResumedAsync(IReadOnlyList<int> servers, DateTime endUtc, TimeSpan limit)
     {
-        var deadline = DateTime.UtcNow + limit;
-        while (DateTime.UtcNow < deadline)
+        var deadline = LabClock.Utc + limit;
+        while (LabClock.Utc < deadline)
         {
             try
             {
-                var times = await TimesAsync(endUtc, DateTime.UtcNow.AddMinutes(1));
+                var times = await TimesAsync(endUtc, LabClock.Utc.AddMinutes(1));
                 if (servers.All(id => times.TryGetValue(id, out var t) && t.Count > 0))
                     return servers.Max(id => (times[id][0] - endUtc).TotalSeconds);
             }

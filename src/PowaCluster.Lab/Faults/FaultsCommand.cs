@@ -37,7 +37,7 @@ public static partial class FaultsCommand
         await using var nodes = ClusterNodes.Start(repoDsn, 3, poolSize: 2, debug: cli.Debug, logDirectory: logs);
         try { await nodes.WaitReadyAsync(TimeSpan.FromSeconds(120)); }
         catch (Exception e) when (e is TimeoutException or InvalidOperationException) { throw new StartupException(e.Message); }
-        if (await measure.ResumedAsync(ids, DateTime.UtcNow.AddSeconds(-300), TimeSpan.FromSeconds(90)) is null)
+        if (await measure.ResumedAsync(ids, LabClock.Utc.AddSeconds(-300), TimeSpan.FromSeconds(90)) is null)
             throw new StartupException($"not every server was snapshotted within 90 s; the nodes' logs are in {logs}");
         await SettledAsync(repoDsn, ids, nodes);
         Console.WriteLine($"faults: the cluster collects every server; the nodes' logs are in {logs}");
@@ -90,16 +90,16 @@ public static partial class FaultsCommand
             { ApplicationName = "powa-cluster fault monitor" }.ConnectionString);
         await monitor.OpenAsync();
         string? last = null;
-        var stableSince = DateTime.UtcNow;
-        var deadline = DateTime.UtcNow.AddMinutes(3);
-        while (DateTime.UtcNow < deadline)
+        var stableSince = LabClock.Utc;
+        var deadline = LabClock.Utc.AddMinutes(3);
+        while (LabClock.Utc < deadline)
         {
             try
             {
                 var statuses = await Host.Cli.ControlClient.ClusterStatusAsync(monitor, repo, ids, TimeSpan.FromSeconds(3));
                 var spread = string.Join(", ", statuses.Values.GroupBy(v => v.Node).OrderBy(g => g.Key).Select(g => $"{g.Key} {g.Count()}"));
-                if (spread != last) { last = spread; stableSince = DateTime.UtcNow; }
-                else if (statuses.Values.Select(v => v.Node).Distinct().Count() == nodes.Nodes.Count && DateTime.UtcNow - stableSince > TimeSpan.FromSeconds(20))
+                if (spread != last) { last = spread; stableSince = LabClock.Utc; }
+                else if (statuses.Values.Select(v => v.Node).Distinct().Count() == nodes.Nodes.Count && LabClock.Utc - stableSince > TimeSpan.FromSeconds(20))
                 {
                     Console.WriteLine($"faults: servers per node: {spread}");
                     return;
@@ -130,14 +130,14 @@ public static partial class FaultsCommand
         IReadOnlyList<int>? servers = null, Func<Task<string>>? note = null, Func<bool>? alive = null)
     {
         servers ??= c.Servers;
-        var from = DateTime.UtcNow;
+        var from = LabClock.Utc;
         await begin();
         await Task.Delay(hold);
         await end();
-        var ended = DateTime.UtcNow;
+        var ended = LabClock.Utc;
         var resumed = await c.Measure.ResumedAsync(c.Servers, ended, c.Frequency * 3 + TimeSpan.FromSeconds(60));
         await Task.Delay(c.Frequency);
-        var to = DateTime.UtcNow;
+        var to = LabClock.Utc;
         var (due, stored, longest, shortest) = await c.Measure.WindowAsync(servers, from, to, c.Frequency);
         return new FaultRow(name, alive?.Invoke() ?? c.Alive(), due, stored, longest, shortest, c.Measure.TakeStuck(), resumed,
             note is null ? "" : await note());

@@ -90,16 +90,16 @@ public static class OutageCommand
 
         var peaks = new Peaks(cluster.Pid, reference?.Pid);
         await repository.StopAsync();
-        var stoppedAt = DateTime.UtcNow;
+        var stoppedAt = LabClock.Utc;
         Say($"repository stopped at {stoppedAt:HH:mm:ss} UTC");
-        while (DateTime.UtcNow - stoppedAt < outage)
+        while (LabClock.Utc - stoppedAt < outage)
         {
             peaks.Sample(during: true);
             await Task.Delay(1000, stop);
             if (cluster.ExitCode is { } code) throw new StartupException($"powa-cluster exited with code {code} during the outage; see {log}");
         }
         await repository.StartAgainAsync();
-        var startedAt = DateTime.UtcNow;
+        var startedAt = LabClock.Utc;
         // The reference's figure is final now (it keeps nothing to store later); stopped, so that the drain is
         // measured on powa-cluster's own load (on a 2-core machine both at once saturate the repository).
         if (reference is not null) await reference.StopAsync();
@@ -125,10 +125,10 @@ public static class OutageCommand
                 await live.PollAsync(monitor, ours.Concat(fresh).Where(id => !left.ContainsKey(id)).ToList());
                 if (left.Count == 0 && drainedAt == DateTime.MaxValue)
                 {
-                    drainedAt = DateTime.UtcNow;
+                    drainedAt = LabClock.Utc;
                     Say($"spool empty {(drainedAt - startedAt).TotalSeconds:F1} s after the restart");
                 }
-                if (drainedAt != DateTime.MaxValue && DateTime.UtcNow - drainedAt > frequency * 3) break;
+                if (drainedAt != DateTime.MaxValue && LabClock.Utc - drainedAt > frequency * 3) break;
                 await Task.Delay(250, stop);
             }
         }
@@ -183,7 +183,7 @@ public static class OutageCommand
         ScalarAsync<double>(dsn,
             "SELECT coalesce(max(extract(epoch FROM ts - prev)), 0)::float8 FROM (SELECT ts, lag(ts) OVER (PARTITION BY srvid ORDER BY ts) prev " +
             "FROM " + History + " WHERE ts BETWEEN $2 AND $3) g",
-            ids.ToArray(), from, to < DateTime.MaxValue ? to : DateTime.UtcNow);
+            ids.ToArray(), from, to < DateTime.MaxValue ? to : LabClock.Utc);
 
     /// <summary>Every stored snapshot (srvid, ts) of the servers $1, aggregated or not (one powa_stat_bgwriter row per snapshot).</summary>
     const string History = "(SELECT srvid, (record).ts FROM powa_stat_bgwriter_history_current WHERE srvid = ANY($1) " +

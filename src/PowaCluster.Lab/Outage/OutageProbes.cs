@@ -34,7 +34,7 @@ sealed class LiveDelays
         if (ids.Count == 0) return;
         await using var cmd = new NpgsqlCommand("SELECT srvid, snapts FROM powa_snapshot_metas WHERE srvid = ANY($1)", monitor)
             { Parameters = { new() { Value = ids.ToArray() } } };
-        var now = DateTime.UtcNow;
+        var now = LabClock.Utc;
         await using var r = await cmd.ExecuteReaderAsync();
         while (await r.ReadAsync())
         {

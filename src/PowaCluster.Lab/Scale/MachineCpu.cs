@@ -41,7 +41,7 @@ public static class MachineCpu
         }
         foreach (var (name, pids) in processes)
             groups[name] = pids.Where(stats.ContainsKey).Sum(p => stats[p].Own + stats[p].Reaped);
-        return new Reading(DateTime.UtcNow, MachineBusySeconds(), groups);
+        return new Reading(LabClock.Utc, MachineBusySeconds(), groups);
     }
 
     static double MachineBusySeconds()
