@@ -50,9 +50,11 @@ public sealed partial class FleetCoordinator
         _link.RunAsync(async (c, ct) =>
         {
             var found = new Dictionary<int, SenderVerdict>();
-            await using var cmd = new NpgsqlCommand(sql, c) { Parameters = { new() { Value = pids } } };
-            await using var r = await cmd.ExecuteReaderAsync(ct);
-            while (await r.ReadAsync(ct))
+            var cmd = new NpgsqlCommand(sql, c) { Parameters = { new() { Value = pids } } };
+            await using var cmdScope = cmd.ConfigureAwait(false);
+            var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            await using var rScope = r.ConfigureAwait(false);
+            while (await r.ReadAsync(ct).ConfigureAwait(false))
                 found[r.GetInt32(0)] = new SenderVerdict(r.GetFieldValue<uint>(1), r.GetString(2), !r.IsDBNull(3) && r.GetBoolean(3));
             return found;
         }).PipeTo(Self, success: found => new Checked(pids, found, null), failure: e => new Checked(pids, null, PgSession.Describe(e)));
@@ -213,9 +215,10 @@ public sealed partial class FleetCoordinator
         var command = r.Command;
         _link.RunAsync(async (c, ct) =>
         {
-            await using var cmd = new NpgsqlCommand("SELECT pg_catalog.pg_notify($1, $2)", c)
+            var cmd = new NpgsqlCommand("SELECT pg_catalog.pg_notify($1, $2)", c)
                 { Parameters = { new() { Value = channel }, new() { Value = payload } } };
-            await cmd.ExecuteNonQueryAsync(ct);
+            await using var cmdScope = cmd.ConfigureAwait(false);
+            await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             return true;
         }).PipeTo(Self, success: _ => new ReplySent(command, null), failure: e =>
         {

@@ -80,7 +80,7 @@ public sealed class KubernetesJoiner : ReceiveActor, IWithTimers
         Task.Run(async () =>
         {
             using var cts = new CancellationTokenSource(LookupTimeout);
-            return await pods.ListAsync(cts.Token);
+            return await pods.ListAsync(cts.Token).ConfigureAwait(false);
         }).PipeTo(Self,
             success: list => new PodsListed(list),
             failure: e => new LookupFailed(e.GetBaseException().Message));

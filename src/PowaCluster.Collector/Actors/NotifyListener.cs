@@ -78,7 +78,7 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
             string? error = null;
             try
             {
-                await ListenLoop(csb, connectTimeout, gen, self, parent, gate, token);
+                await ListenLoop(csb, connectTimeout, gen, self, parent, gate, token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested) { return; }
             catch (Exception e) { error = PgSession.Describe(e); }
@@ -94,7 +94,7 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
         using (var cts = CancellationTokenSource.CreateLinkedTokenSource(token))
         {
             cts.CancelAfter(connectTimeout + connectTimeout);
-            conn = await PgSession.OpenAsync(csb, cts.Token);
+            conn = await PgSession.OpenAsync(csb, cts.Token).ConfigureAwait(false);
         }
         await using (conn)
         {
@@ -104,15 +104,15 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
                 if (e.Channel == CollectorProtocol.Channel && gate.TryAdmit(e.PID, out var ticket))
                     parent.Tell(new ControlNotification(ticket, e.Payload));
             };
-            await PgSession.ExecAsync(conn, $"LISTEN {CollectorProtocol.Channel}", token);
+            await PgSession.ExecAsync(conn, $"LISTEN {CollectorProtocol.Channel}", token).ConfigureAwait(false);
             self.Tell(new Started(gen));
             while (!token.IsCancellationRequested)
             {
-                if (!await conn.WaitAsync(CheckEvery, token))
+                if (!await conn.WaitAsync(CheckEvery, token).ConfigureAwait(false))
                 {
                     using var check = CancellationTokenSource.CreateLinkedTokenSource(token);
                     check.CancelAfter(CheckEvery);
-                    await PgSession.ExecAsync(conn, "SELECT 1", check.Token);
+                    await PgSession.ExecAsync(conn, "SELECT 1", check.Token).ConfigureAwait(false);
                 }
             }
         }

@@ -98,9 +98,9 @@ public sealed class SnapshotWriter : ReceiveActor
                 RestoreSchedule r => await RestoreAsync(conn, r, cts.Token).ConfigureAwait(false),
                 ReadServer r => ServerReadOf(r.SrvId, await RepositoryQueries.LoadActiveServerAsync(_sql, conn, r.SrvId, cts.Token).ConfigureAwait(false)),
                 LoadServers => new ServersRead(await RepositoryQueries.LoadActiveServersAsync(_sql, conn, cts.Token, passwords: false).ConfigureAwait(false), null),
-                SaveVersions v => await InTransaction(conn, c => RepositoryQueries.SaveVersionsAsync(_sql, c, v.SrvId, v.Versions, cts.Token), cts.Token),
+                SaveVersions v => await InTransaction(conn, c => RepositoryQueries.SaveVersionsAsync(_sql, c, v.SrvId, v.Versions, cts.Token), cts.Token).ConfigureAwait(false),
                 ReportErrors e => await ReportAsync(conn, e, cts.Token).ConfigureAwait(false),
-                CheckRepository => await InTransaction(conn, c => PgSession.ExecAsync(c, "SELECT 1", cts.Token), cts.Token),
+                CheckRepository => await InTransaction(conn, c => PgSession.ExecAsync(c, "SELECT 1", cts.Token), cts.Token).ConfigureAwait(false),
                 _ => throw new ArgumentException($"unknown writer work {work.GetType().Name}"),
             };
             return new Done(work, reply, sw.Elapsed, work is StoreSnapshot, new RepositoryOutcome(true, null));
@@ -228,7 +228,8 @@ public sealed class SnapshotWriter : ReceiveActor
     /// <summary>Runs a short job in its own transaction; null: nothing to answer.</summary>
     static async Task<object?> InTransaction(NpgsqlConnection conn, Func<NpgsqlConnection, Task> job, CancellationToken ct)
     {
-        await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
+        var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
+        await using var txScope = tx.ConfigureAwait(false);
         await job(conn).ConfigureAwait(false);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return null;

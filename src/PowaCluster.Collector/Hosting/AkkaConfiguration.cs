@@ -153,7 +153,7 @@ public static partial class AkkaConfiguration
                 if (cs.ShutdownReason is not CoordinatedShutdown.ClusterDowningReason) return Done.Instance;
                 if (!ActorRegistry.For(system).TryGet<ServerCollector>(out var region)) return Done.Instance;
                 system.Log.Warning("This node was downed: stopping its servers now; the other nodes take them over");
-                try { await region.GracefulStop(TimeSpan.FromSeconds(5)); }
+                try { await region.GracefulStop(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }
                 catch (TaskCanceledException) { /* stopped anyway when the actor system terminates */ }
                 return Done.Instance;
             });
@@ -170,7 +170,7 @@ public static partial class AkkaConfiguration
             var cs = CoordinatedShutdown.Get(system);
             cs.AddTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate, "store-what-was-read", async () =>
             {
-                try { await pool.Ask<WritersDrained>(DrainWriters.Instance, rt.Settings.HandOffTimeout); }
+                try { await pool.Ask<WritersDrained>(DrainWriters.Instance, rt.Settings.HandOffTimeout).ConfigureAwait(false); }
                 catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
                 {
                     system.Log.Warning("Stopping with snapshots not stored: the repository did not store them within {0:F0} s (HandOffTimeout)",

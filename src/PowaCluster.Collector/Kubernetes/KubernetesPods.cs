@@ -74,9 +74,9 @@ public sealed class KubernetesPods : IDisposable
         using var request = new HttpRequestMessage(HttpMethod.Get, url);
         var tokenPath = Path.Combine(_settings.ServiceAccountPath, "token");
         if (File.Exists(tokenPath))
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", (await File.ReadAllTextAsync(tokenPath, ct)).Trim());
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", (await File.ReadAllTextAsync(tokenPath, ct).ConfigureAwait(false)).Trim());
         HttpResponseMessage response;
-        try { response = await _http.SendAsync(request, ct); }
+        try { response = await _http.SendAsync(request, ct).ConfigureAwait(false); }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
         {
             throw new InvalidOperationException($"cannot reach the Kubernetes API at {_api}: {e.GetBaseException().Message}");
@@ -86,8 +86,9 @@ public sealed class KubernetesPods : IDisposable
             if (!response.IsSuccessStatusCode)
                 throw new InvalidOperationException($"the Kubernetes API answered {(int)response.StatusCode} {response.ReasonPhrase} to listing the pods " +
                     $"of namespace {ns} ({(response.StatusCode == System.Net.HttpStatusCode.Forbidden ? "RBAC: the pod's service account must be allowed to list pods" : "see its message")})");
-            await using var body = await response.Content.ReadAsStreamAsync(ct);
-            using var doc = await JsonDocument.ParseAsync(body, cancellationToken: ct);
+            var body = await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
+            await using var bodyScope = body.ConfigureAwait(false);
+            using var doc = await JsonDocument.ParseAsync(body, cancellationToken: ct).ConfigureAwait(false);
             return Endpoints(doc.RootElement, _settings.RemotingPortName);
         }
     }

@@ -88,12 +88,14 @@ public static class DatabaseReader
                     // The UTF-8 bytes of the text COPY from the export's own stream, as they come; the TextReader
                     // is never disposed (its Dispose is synchronous: see SnapshotStore.CopyInAsync).
                     var reader = (StreamReader)await conn.BeginTextExportAsync(sql).ConfigureAwait(false);
-                    await using var raw = reader.BaseStream;
+                    var raw = reader.BaseStream;
+                    await using var rawScope = raw.ConfigureAwait(false);
                     await stage.AppendAsync(raw, CancellationToken.None).ConfigureAwait(false);
                 }
                 else
                 {
-                    await using var copy = await conn.BeginRawBinaryCopyAsync(sql).ConfigureAwait(false);
+                    var copy = await conn.BeginRawBinaryCopyAsync(sql).ConfigureAwait(false);
+                    await using var copyScope = copy.ConfigureAwait(false);
                     await stage.AppendAsync(copy, CancellationToken.None).ConfigureAwait(false);
                 }
                 return true;

@@ -49,10 +49,11 @@ public static class PgSession
         var conn = new NpgsqlConnection(csb.ConnectionString);
         try
         {
-            await conn.OpenAsync(ct);
-            await using var cmd = new NpgsqlCommand(
+            await conn.OpenAsync(ct).ConfigureAwait(false);
+            var cmd = new NpgsqlCommand(
                 "SELECT pg_catalog.set_config(name, '2000', false) FROM pg_catalog.pg_settings " +
                 "WHERE name = 'lock_timeout' AND setting = '0'", conn);
+            await using var cmdScope = cmd.ConfigureAwait(false);
             if (sessionSettings is { Count: > 0 })
             {
                 // One round trip: the settings travel as parameters, never as SQL text.
@@ -60,12 +61,12 @@ public static class PgSession
                 cmd.Parameters.Add(new NpgsqlParameter { Value = sessionSettings.Keys.ToArray() });
                 cmd.Parameters.Add(new NpgsqlParameter { Value = sessionSettings.Values.ToArray() });
             }
-            await cmd.ExecuteNonQueryAsync(ct);
+            await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             return conn;
         }
         catch
         {
-            await conn.DisposeAsync();
+            await conn.DisposeAsync().ConfigureAwait(false);
             throw;
         }
     }
@@ -86,15 +87,18 @@ public static class PgSession
     /// <summary>powa's version and quoted schema in the connected database; null without powa (or an unreadable version).</summary>
     public static async Task<(PowaVersion Version, string Schema)?> FindPowaAsync(NpgsqlConnection conn, CancellationToken ct)
     {
-        await using var cmd = new NpgsqlCommand(PowaSql.FindPowa, conn);
-        await using var r = await cmd.ExecuteReaderAsync(ct);
-        if (!await r.ReadAsync(ct)) return null;
+        var cmd = new NpgsqlCommand(PowaSql.FindPowa, conn);
+        await using var cmdScope = cmd.ConfigureAwait(false);
+        var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        await using var rScope = r.ConfigureAwait(false);
+        if (!await r.ReadAsync(ct).ConfigureAwait(false)) return null;
         return PowaVersion.Parse(r.GetString(0)) is { } v ? (v, r.GetString(1)) : null;
     }
 
     public static async Task ExecAsync(NpgsqlConnection conn, string sql, CancellationToken ct)
     {
-        await using var cmd = new NpgsqlCommand(sql, conn);
+        var cmd = new NpgsqlCommand(sql, conn);
+        await using var cmdScope = cmd.ConfigureAwait(false);
         await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
     }
 

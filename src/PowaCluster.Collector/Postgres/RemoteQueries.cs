@@ -15,22 +15,22 @@ public static class RemoteQueries
     /// </summary>
     public static async Task<PowaVersion> CheckPowaAsync(NpgsqlConnection conn, PowaVersion repository, CancellationToken ct)
     {
-        var v = (await PgSession.FindPowaAsync(conn, ct))?.Version
+        var v = (await PgSession.FindPowaAsync(conn, ct).ConfigureAwait(false))?.Version
             ?? throw new RemoteSetupException($"the powa extension is not installed in database \"{conn.Database}\" of the remote server");
         if (v.Major < 4)
             throw new RemoteSetupException($"the remote server has powa {v}, 4.0 or later is required");
         if (v.MismatchWith(repository) is { } mismatch) throw new RemoteSetupException(mismatch);
         if (v is { Major: 4, Minor: 0 })
-            await PgSession.ExecAsync(conn, "LOAD 'powa'", ct);
+            await PgSession.ExecAsync(conn, "LOAD 'powa'", ct).ConfigureAwait(false);
         // PoWA 5 qualifies every name: nothing on the remote's search_path may stand in for them.
         if (v.Major >= 5)
-            await PgSession.ExecAsync(conn, "SET search_path TO pg_catalog", ct);
+            await PgSession.ExecAsync(conn, "SET search_path TO pg_catalog", ct).ConfigureAwait(false);
         return v;
     }
 
     public static async Task<RemoteVersions> ReadVersionsAsync(NpgsqlConnection conn, CancellationToken ct)
     {
-        await using var batch = new NpgsqlBatch(conn)
+        var batch = new NpgsqlBatch(conn)
         {
             BatchCommands =
             {
@@ -40,20 +40,22 @@ public static class RemoteQueries
                 new NpgsqlBatchCommand("SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'hypopg'"),
             },
         };
-        await using var r = await batch.ExecuteReaderAsync(ct);
-        await r.ReadAsync(ct);
+        await using var batchScope = batch.ConfigureAwait(false);
+        var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        await using var rScope = r.ConfigureAwait(false);
+        await r.ReadAsync(ct).ConfigureAwait(false);
         var serverVersion = r.GetString(0);
         var serverVersionNum = r.GetInt32(1);
-        await r.NextResultAsync(ct);
+        await r.NextResultAsync(ct).ConfigureAwait(false);
         var exts = new Dictionary<string, string>();
         var schemas = new Dictionary<string, string>();
-        while (await r.ReadAsync(ct))
+        while (await r.ReadAsync(ct).ConfigureAwait(false))
         {
             exts[r.GetString(0)] = r.GetString(1);
             schemas[r.GetString(0)] = r.GetString(2);
         }
-        await r.NextResultAsync(ct);
-        string? hypopg = await r.ReadAsync(ct) && !r.IsDBNull(0) ? r.GetString(0) : null;
+        await r.NextResultAsync(ct).ConfigureAwait(false);
+        string? hypopg = await r.ReadAsync(ct).ConfigureAwait(false) && !r.IsDBNull(0) ? r.GetString(0) : null;
         return new RemoteVersions(serverVersion, serverVersionNum, exts, hypopg, schemas);
     }
 
@@ -92,19 +94,19 @@ public static class RemoteQueries
         };
         // Opening has no backend to cancel yet: the token only breaks the socket.
         using (var cts = PgSession.Timeout(timeout))
-            conn = await PgSession.OpenAsync(csb, cts.Token, settings);
+            conn = await PgSession.OpenAsync(csb, cts.Token, settings).ConfigureAwait(false);
         try
         {
             // Once open, a deadline closes the connection rather than a token that makes Npgsql cancel (RemoteDeadline).
             return await RemoteDeadline.RunAsync(conn, timeout, async () =>
             {
-                await CheckPowaAsync(conn, repository, CancellationToken.None);
-                return (conn, await ReadVersionsAsync(conn, CancellationToken.None));
-            });
+                await CheckPowaAsync(conn, repository, CancellationToken.None).ConfigureAwait(false);
+                return (conn, await ReadVersionsAsync(conn, CancellationToken.None).ConfigureAwait(false));
+            }).ConfigureAwait(false);
         }
         catch
         {
-            await conn.DisposeAsync();
+            await conn.DisposeAsync().ConfigureAwait(false);
             throw;
         }
     }

@@ -16,15 +16,15 @@ public sealed class RepositoryLink(NpgsqlConnectionStringBuilder csb, TimeSpan t
         var previous = _tail;
         var task = Task.Run(async () =>
         {
-            try { await previous; } catch (Exception) { /* its own caller saw it */ }
+            try { await previous.ConfigureAwait(false); } catch (Exception) { /* its own caller saw it */ }
             using var cts = PgSession.Timeout(timeout);
             if (_conn is null || PgSession.IsBroken(_conn))
             {
-                if (_conn is not null) await _conn.DisposeAsync();
+                if (_conn is not null) await _conn.DisposeAsync().ConfigureAwait(false);
                 _conn = null;
-                _conn = await PgSession.OpenAsync(csb, cts.Token);
+                _conn = await PgSession.OpenAsync(csb, cts.Token).ConfigureAwait(false);
             }
-            return await op(_conn, cts.Token);
+            return await op(_conn, cts.Token).ConfigureAwait(false);
         });
         _tail = task;
         return task;

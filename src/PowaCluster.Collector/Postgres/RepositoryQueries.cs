@@ -38,10 +38,12 @@ public static class RepositoryQueries
     public static async Task<IReadOnlyList<ServerRow>> LoadActiveServersAsync(PowaSql sql, NpgsqlConnection conn, CancellationToken ct,
         bool passwords = true)
     {
-        await using var cmd = new NpgsqlCommand(sql.ActiveServers(passwords), conn);
-        await using var r = await cmd.ExecuteReaderAsync(ct);
+        var cmd = new NpgsqlCommand(sql.ActiveServers(passwords), conn);
+        await using var cmdScope = cmd.ConfigureAwait(false);
+        var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        await using var rScope = r.ConfigureAwait(false);
         var list = new List<ServerRow>();
-        while (await r.ReadAsync(ct)) list.Add(ReadRow(r));
+        while (await r.ReadAsync(ct).ConfigureAwait(false)) list.Add(ReadRow(r));
         return list;
     }
 
@@ -50,9 +52,11 @@ public static class RepositoryQueries
     public static async Task<(ServerRow? Row, string? RepositoryPowa)> LoadActiveServerAsync(PowaSql sql, NpgsqlConnection conn, int srvid,
         CancellationToken ct)
     {
-        await using var cmd = new NpgsqlCommand(sql.ActiveServer, conn) { Parameters = { new() { Value = srvid } } };
-        await using var r = await cmd.ExecuteReaderAsync(ct);
-        return await r.ReadAsync(ct) ? (ReadRow(r), r.IsDBNull(9) ? null : r.GetString(9)) : (null, null);
+        var cmd = new NpgsqlCommand(sql.ActiveServer, conn) { Parameters = { new() { Value = srvid } } };
+        await using var cmdScope = cmd.ConfigureAwait(false);
+        var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        await using var rScope = r.ConfigureAwait(false);
+        return await r.ReadAsync(ct).ConfigureAwait(false) ? (ReadRow(r), r.IsDBNull(9) ? null : r.GetString(9)) : (null, null);
     }
 
     static ServerRow ReadRow(NpgsqlDataReader r) => new(
@@ -68,10 +72,11 @@ public static class RepositoryQueries
     /// </summary>
     public static async Task<string?> IdentityAsync(NpgsqlConnection conn, CancellationToken ct)
     {
-        await using var cmd = new NpgsqlCommand(
+        var cmd = new NpgsqlCommand(
             "SELECT s.system_identifier::text || '-' || d.oid::text FROM pg_catalog.pg_control_system() s, pg_catalog.pg_database d " +
             "WHERE d.datname = pg_catalog.current_database()", conn);
-        try { return await cmd.ExecuteScalarAsync(ct) as string; }
+        await using var cmdScope = cmd.ConfigureAwait(false);
+        try { return await cmd.ExecuteScalarAsync(ct).ConfigureAwait(false) as string; }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege) { return null; }
     }
 
@@ -83,7 +88,7 @@ public static class RepositoryQueries
     public static async Task<(bool Written, long? Sequence)> ReportErrorsAsync(PowaSql sql, NpgsqlConnection conn, int srvid,
         IReadOnlyList<string> errors, bool replace, CancellationToken ct, long? seenSequence = null)
     {
-        await using var cmd = new NpgsqlCommand(replace ? sql.ReplaceErrors : sql.AppendErrors, conn)
+        var cmd = new NpgsqlCommand(replace ? sql.ReplaceErrors : sql.AppendErrors, conn)
         {
             Parameters =
             {
@@ -91,21 +96,25 @@ public static class RepositoryQueries
                 new() { Value = errors.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text },
             },
         };
+        await using var cmdScope = cmd.ConfigureAwait(false);
         if (!replace)
         {
-            await cmd.ExecuteNonQueryAsync(ct);
+            await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             return (true, null);
         }
         cmd.Parameters.Add(new NpgsqlParameter { Value = (object?)seenSequence ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint });
-        await using var r = await cmd.ExecuteReaderAsync(ct);
-        return await r.ReadAsync(ct) ? (r.GetBoolean(1), r.GetInt64(0)) : (false, null);
+        var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        await using var rScope = r.ConfigureAwait(false);
+        return await r.ReadAsync(ct).ConfigureAwait(false) ? (r.GetBoolean(1), r.GetInt64(0)) : (false, null);
     }
 
     public static async Task<LastSnapshot> GetLastSnapshotAsync(PowaSql sql, NpgsqlConnection conn, int srvid, CancellationToken ct)
     {
-        await using var cmd = new NpgsqlCommand(sql.LastSnapshot, conn) { Parameters = { new() { Value = srvid } } };
-        await using var r = await cmd.ExecuteReaderAsync(ct);
-        if (!await r.ReadAsync(ct)) return new LastSnapshot(false, null);
+        var cmd = new NpgsqlCommand(sql.LastSnapshot, conn) { Parameters = { new() { Value = srvid } } };
+        await using var cmdScope = cmd.ConfigureAwait(false);
+        var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        await using var rScope = r.ConfigureAwait(false);
+        if (!await r.ReadAsync(ct).ConfigureAwait(false)) return new LastSnapshot(false, null);
         return new LastSnapshot(true, r.IsDBNull(0) ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)(r.GetDouble(0) * 1000)), r.GetInt64(1));
     }
 
@@ -116,7 +125,7 @@ public static class RepositoryQueries
     /// </summary>
     public static async Task SaveVersionsAsync(PowaSql sql, NpgsqlConnection conn, int srvid, RemoteVersions v, CancellationToken ct)
     {
-        await using var batch = new NpgsqlBatch(conn)
+        var batch = new NpgsqlBatch(conn)
         {
             BatchCommands =
             {
@@ -138,7 +147,8 @@ public static class RepositoryQueries
                         { Parameters = { new() { Value = srvid }, new() { Value = v.HypopgAvailableVersion } } },
             },
         };
-        await batch.ExecuteNonQueryAsync(ct);
+        await using var batchScope = batch.ConfigureAwait(false);
+        await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
     }
 
     /// <summary>Double-quotes an identifier read from powa_functions; rejects anything but a plain name.</summary>

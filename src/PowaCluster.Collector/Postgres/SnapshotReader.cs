@@ -30,18 +30,20 @@ public static class SnapshotReader
         var (schemas, guarded, callTimeout) = (job.Schemas, job.Guarded, job.CallTimeout);
         // Abandoned (its server stopped): the connection is closed, which ends the call in flight at once
         // (no token reaches Npgsql: see RemoteDeadline).
-        await using var _ = abort.Register(() => RemoteDeadline.Break(conn));
+        using var breaker = abort.Register(() => RemoteDeadline.Break(conn));
         abort.ThrowIfCancellationRequested();
         // The remote's powa now (one round trip with the BEGIN): the repository stores the stage only if it still
         // has the same major.minor (an ALTER EXTENSION powa UPDATE on either side changes tables' shapes). And
         // the transaction's now(), the ts of its rows: when the snapshot was taken, by the remote's clock.
         (stage.RemotePowa, stage.TakenAtUtc) = await RemoteDeadline.RunAsync(conn, callTimeout, async () =>
         {
-            await using var begin = new NpgsqlBatch(conn)
+            var begin = new NpgsqlBatch(conn)
             {
                 BatchCommands = { new NpgsqlBatchCommand("BEGIN"), new NpgsqlBatchCommand($"SELECT {PowaSql.PowaVersionNow}, pg_catalog.now()") },
             };
-            await using var r = await begin.ExecuteReaderAsync().ConfigureAwait(false);
+            await using var beginScope = begin.ConfigureAwait(false);
+            var r = await begin.ExecuteReaderAsync().ConfigureAwait(false);
+            await using var rScope = r.ConfigureAwait(false);
             await r.ReadAsync().ConfigureAwait(false);
             return (r.IsDBNull(0) ? "" : r.GetString(0), r.GetFieldValue<DateTime>(1).ToUniversalTime());
         }).ConfigureAwait(false);
@@ -71,7 +73,8 @@ public static class SnapshotReader
             var key = SourceStep(ds.QuerySource);
             var ok = await StepAsync(conn, stage, key, guarded.Contains(key), async () =>
             {
-                await using (var copy = await conn.BeginRawBinaryCopyAsync(sql).ConfigureAwait(false))
+                var copy = await conn.BeginRawBinaryCopyAsync(sql).ConfigureAwait(false);
+                await using (copy.ConfigureAwait(false))
                     await stage.AppendAsync(copy, CancellationToken.None).ConfigureAwait(false);
             }, e => $"Error while calling {schema}.{ds.QuerySource}: {e}", callTimeout).ConfigureAwait(false);
             if (ok)
@@ -106,9 +109,11 @@ public static class SnapshotReader
         if (job.Plan.PerDatabase.Count > 0)
             perDb = await RemoteDeadline.RunAsync(conn, callTimeout, async () =>
             {
-                await using var cmd = new NpgsqlCommand("SELECT pg_catalog.now(), ARRAY(SELECT datname::text FROM pg_catalog.pg_database " +
+                var cmd = new NpgsqlCommand("SELECT pg_catalog.now(), ARRAY(SELECT datname::text FROM pg_catalog.pg_database " +
                                                         "WHERE datallowconn ORDER BY datname)", conn);
-                await using var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
+                await using var cmdScope = cmd.ConfigureAwait(false);
+                var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
+                await using var rScope = r.ConfigureAwait(false);
                 await r.ReadAsync().ConfigureAwait(false);
                 return (r.GetFieldValue<DateTime>(0), r.GetFieldValue<string[]>(1));
             }).ConfigureAwait(false);

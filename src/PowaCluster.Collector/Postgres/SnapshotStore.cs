@@ -76,14 +76,16 @@ public static class SnapshotStore
         var (targets, errors) = Usable(stage, resolved);
         foreach (var (ds, target) in targets)
             await CopyInAsync(conn, stage, ds, target, ct).ConfigureAwait(false);
-        await using var batch = new NpgsqlBatch(conn);
+        var batch = new NpgsqlBatch(conn);
+        await using var batchScope = batch.ConfigureAwait(false);
         batch.BatchCommands.Add(TakeSnapshotCommand(sql, stage.SrvId));
         foreach (var c in AfterTakeSnapshotCommands(sql, stage, targets)) batch.BatchCommands.Add(c);
         if (errors.Count > 0) batch.BatchCommands.Add(AppendErrorsCommand(sql, stage.SrvId, errors));
         foreach (var c in PlanCommands(sql, stage.SrvId, stage.ServerVersionNum)) batch.BatchCommands.Add(c);
         batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
         // The reader has one result per statement that returns rows: the UPDATE and the COMMIT have none.
-        await using var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        await using var rScope = r.ConfigureAwait(false);
         var takeErrors = await ReadTakeSnapshotAsync(r, ct).ConfigureAwait(false);
         await r.NextResultAsync(ct).ConfigureAwait(false);
         var next = await ReadPlanAsync(sql, r, ct).ConfigureAwait(false);
@@ -110,9 +112,11 @@ public static class SnapshotStore
         var takeErrors = 0;
         try
         {
-            await using var cmd = new NpgsqlBatch(conn) { BatchCommands = { TakeSnapshotCommand(sql, stage.SrvId) } };
+            var cmd = new NpgsqlBatch(conn) { BatchCommands = { TakeSnapshotCommand(sql, stage.SrvId) } };
+            await using var cmdScope = cmd.ConfigureAwait(false);
             foreach (var c in AfterTakeSnapshotCommands(sql, stage, targets)) cmd.BatchCommands.Add(c);
-            await using var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            await using var rScope = r.ConfigureAwait(false);
             takeErrors = await ReadTakeSnapshotAsync(r, ct).ConfigureAwait(false);
             while (await r.NextResultAsync(ct).ConfigureAwait(false)) { }
             sequence++;
@@ -155,7 +159,7 @@ public static class SnapshotStore
         foreach (var ds in copied)
             if (!QualifiedName.IsMatch(ds.Target))
                 throw new StageRejectedException($"the target of {LogSafe(ds.Name)} is not a table name ({LogSafe(ds.Target)})");
-        await using var batch = new NpgsqlBatch(conn)
+        var batch = new NpgsqlBatch(conn)
         {
             BatchCommands =
             {
@@ -168,6 +172,7 @@ public static class SnapshotStore
                     { Parameters = { new() { Value = copied.Select(d => d.Target).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text } } },
             },
         };
+        await using var batchScope = batch.ConfigureAwait(false);
         var targets = new List<(StagedDatasource, string)>(copied.Count);
         DateTime? last = null;
         var frequency = 0;
@@ -175,7 +180,8 @@ public static class SnapshotStore
         long sequence = 0;
         try
         {
-            await using (var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false))
+            var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            await using (r.ConfigureAwait(false))
             {
                 if (await r.ReadAsync(ct).ConfigureAwait(false))
                 {
@@ -294,9 +300,10 @@ public static class SnapshotStore
         // A datasource whose types have no binary round trip (DatabaseReader.NeedsText): its UTF-8 text COPY
         // bytes go to the text import's own stream as they are. Never dispose the TextWriter: its Dispose
         // is synchronous, and a blocking read on a socket thread stalls every connection of the node.
-        await using var copy = ds.Text
+        var copy = ds.Text
             ? (NpgsqlRawCopyStream)((StreamWriter)await conn.BeginTextImportAsync($"COPY {target} FROM STDIN", ct).ConfigureAwait(false)).BaseStream
             : await conn.BeginRawBinaryCopyAsync($"COPY {target} FROM STDIN (FORMAT binary)", ct).ConfigureAwait(false);
+        await using var copyScope = copy.ConfigureAwait(false);
         try
         {
             await stage.CopyToAsync(ds, new CheckedCopyStream(copy, check), ct).ConfigureAwait(false);
@@ -369,9 +376,11 @@ public static class SnapshotStore
 
     public static async Task<SnapshotPlan> GetPlanAsync(PowaSql sql, NpgsqlConnection conn, int srvid, int serverVersionNum, CancellationToken ct)
     {
-        await using var batch = new NpgsqlBatch(conn);
+        var batch = new NpgsqlBatch(conn);
+        await using var batchScope = batch.ConfigureAwait(false);
         foreach (var c in PlanCommands(sql, srvid, serverVersionNum)) batch.BatchCommands.Add(c);
-        await using var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        var r = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        await using var rScope = r.ConfigureAwait(false);
         return await ReadPlanAsync(sql, r, ct).ConfigureAwait(false);
     }
 

@@ -37,18 +37,20 @@ public static class SpoolFile
         var json = JsonSerializer.SerializeToUtf8Bytes(header);
         try
         {
-            await using (var fs = new FileStream(part, new FileStreamOptions
-                         {
-                             Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 64 * 1024,
-                             Options = FileOptions.Asynchronous, UnixCreateMode = OwnerOnly,
-                         }))
+            var fs = new FileStream(part, new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 64 * 1024,
+                Options = FileOptions.Asynchronous, UnixCreateMode = OwnerOnly,
+            });
+            await using (fs.ConfigureAwait(false))
             {
                 await fs.WriteAsync(Magic, ct).ConfigureAwait(false);
                 await fs.WriteAsync(new byte[8], ct).ConfigureAwait(false); // the compressed length, written below
                 await fs.WriteAsync(Int32(json.Length), ct).ConfigureAwait(false);
                 await fs.WriteAsync(json, ct).ConfigureAwait(false);
                 var dataStart = fs.Position;
-                await using (var z = new ZLibStream(fs, CompressionLevel.Fastest, leaveOpen: true))
+                var z = new ZLibStream(fs, CompressionLevel.Fastest, leaveOpen: true);
+                await using (z.ConfigureAwait(false))
                     await stage.CopyAllToAsync(z, ct).ConfigureAwait(false);
                 var compressed = fs.Position - dataStart;
                 fs.Position = Magic.Length;
@@ -116,7 +118,8 @@ public static class SpoolFile
                 throw new InvalidDataException("other users may write it (its mode allows group or other writes)");
             try { OwnedPath.Claim(path, OwnerOnly); }
             catch (UnauthorizedAccessException e) { throw new InvalidDataException(e.Message); }
-            await using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024, FileOptions.Asynchronous);
+            var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024, FileOptions.Asynchronous);
+            await using var fsScope = fs.ConfigureAwait(false);
             var head = ReadExactly(fs, Magic.Length + 12);
             if (!head.AsSpan(0, Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException("not a spooled snapshot (bad magic)");
             var compressed = BinaryPrimitives.ReadInt64LittleEndian(head.AsSpan(Magic.Length));
@@ -131,7 +134,8 @@ public static class SpoolFile
             fs.Position = dataOffset;
             stage = SnapshotStage.ForReplay(header, errors, budget);
             // One byte more than the header says at most: enough to see that it lies.
-            await using (var z = new ZLibStream(new BoundedStream(fs, compressed), CompressionMode.Decompress))
+            var z = new ZLibStream(new BoundedStream(fs, compressed), CompressionMode.Decompress);
+            await using (z.ConfigureAwait(false))
                 await stage.AppendAsync(new BoundedStream(z, header.DataLength + 1), ct).ConfigureAwait(false);
             if (stage.Length != header.DataLength)
                 throw new InvalidDataException($"{(stage.Length > header.DataLength ? "more" : stage.Length + " bytes of")} data where its header says {header.DataLength} bytes");
