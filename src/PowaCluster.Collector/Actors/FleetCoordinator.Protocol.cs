@@ -151,19 +151,19 @@ public sealed partial class FleetCoordinator
                 break;
             // FORCE_SNAPSHOT and REFRESH_DB_CAT answer with powa-collector 1.3.1's status words and texts.
             case "FORCE_SNAPSHOT":
-            {
-                var (srvid, bad) = CollectorProtocol.ParseForceSnapshot(r.Args);
-                if (bad is not null) Answer(r, "ERROR", bad);
-                else AskServer<ForceSnapshotResult>(r, srvid, new ForceSnapshot(srvid), res => (res.Started, res.Message));
-                break;
-            }
+                {
+                    var (srvid, bad) = CollectorProtocol.ParseForceSnapshot(r.Args);
+                    if (bad is not null) Answer(r, "ERROR", bad);
+                    else AskServer<ForceSnapshotResult>(r, srvid, new ForceSnapshot(srvid), res => (res.Started, res.Message));
+                    break;
+                }
             case "REFRESH_DB_CAT":
-            {
-                var (srvid, dbnames, bad) = CollectorProtocol.ParseRefreshDbCat(r.Args);
-                if (bad is not null) Answer(r, "ERROR", bad);
-                else AskServer<RefreshCatalogsResult>(r, srvid, new RefreshCatalogs(srvid, dbnames), res => (res.Registered, res.Message));
-                break;
-            }
+                {
+                    var (srvid, dbnames, bad) = CollectorProtocol.ParseRefreshDbCat(r.Args);
+                    if (bad is not null) Answer(r, "ERROR", bad);
+                    else AskServer<RefreshCatalogsResult>(r, srvid, new RefreshCatalogs(srvid, dbnames), res => (res.Registered, res.Message));
+                    break;
+                }
             default:
                 Answer(r, "UNKNOWN", "");
                 break;
@@ -216,7 +216,7 @@ public sealed partial class FleetCoordinator
         _link.RunAsync(async (c, ct) =>
         {
             var cmd = new NpgsqlCommand("SELECT pg_catalog.pg_notify($1, $2)", c)
-                { Parameters = { new() { Value = channel }, new() { Value = payload } } };
+            { Parameters = { new() { Value = channel }, new() { Value = payload } } };
             await using var cmdScope = cmd.ConfigureAwait(false);
             await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             return true;

@@ -276,7 +276,8 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         var (s, cfg, link) = (_deps.Settings, _state.Config!, _remote!);
         var stage = new SnapshotStage(SrvId, cfg.Name, _deps.Stages)
         {
-            ServerVersionNum = link.Versions.ServerVersionNum, Forced = r.Forced,
+            ServerVersionNum = link.Versions.ServerVersionNum,
+            Forced = r.Forced,
         };
         var job = new SnapshotJob(r.Plan, link.Versions.Schemas, r.Guarded, r.Refresh, cfg, s.RemoteTimeout, s.ConnectTimeout, s.RemoteSecurity);
         // To the spool (the repository is down, older snapshots wait there, or the queue is full): on the disk

@@ -296,7 +296,10 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         FollowRepositoryPowa(result.RepositoryPowa);
         Do(new Count(result.Outcome switch
         {
-            StoreOutcome.Skipped => "skipped", StoreOutcome.Refused => "refused", StoreOutcome.Rejected => "rejected", _ => "stored",
+            StoreOutcome.Skipped => "skipped",
+            StoreOutcome.Refused => "refused",
+            StoreOutcome.Rejected => "rejected",
+            _ => "stored",
         }));
         var replayed = replayedSequence is not null;
         if (result.Outcome == StoreOutcome.Skipped)

@@ -53,7 +53,9 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
                 _log.Warning("Server {0}: spooled snapshot (no entity on this node) {1}: {2}", m.SrvId,
                     m.Result.Outcome switch
                     {
-                        StoreOutcome.Refused => "refused and dropped", StoreOutcome.Rejected => "rejected and moved aside", _ => "skipped",
+                        StoreOutcome.Refused => "refused and dropped",
+                        StoreOutcome.Rejected => "rejected and moved aside",
+                        _ => "skipped",
                     }, m.Result.SkipReason);
             Replay(_spool.For(m.SrvId)); // the next one at once
         });

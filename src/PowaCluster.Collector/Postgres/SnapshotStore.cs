@@ -329,7 +329,7 @@ public static class SnapshotStore
         IEnumerable<(StagedDatasource Ds, string Target)> targets)
     {
         yield return new NpgsqlBatchCommand(sql.SetSnapshotTime)
-            { Parameters = { new() { Value = stage.SrvId }, new() { Value = stage.TakenAtUtc, NpgsqlDbType = NpgsqlDbType.TimestampTz } } };
+        { Parameters = { new() { Value = stage.SrvId }, new() { Value = stage.TakenAtUtc, NpgsqlDbType = NpgsqlDbType.TimestampTz } } };
         foreach (var target in targets.Select(t => t.Target).Distinct())
             yield return new NpgsqlBatchCommand(PowaSql.LeftoverCleanup(target)) { Parameters = { new() { Value = stage.SrvId } } };
     }

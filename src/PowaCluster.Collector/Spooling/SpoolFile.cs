@@ -39,8 +39,12 @@ public static class SpoolFile
         {
             var fs = new FileStream(part, new FileStreamOptions
             {
-                Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 64 * 1024,
-                Options = FileOptions.Asynchronous, UnixCreateMode = OwnerOnly,
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.Write,
+                Share = FileShare.None,
+                BufferSize = 64 * 1024,
+                Options = FileOptions.Asynchronous,
+                UnixCreateMode = OwnerOnly,
             });
             await using (fs.ConfigureAwait(false))
             {

@@ -48,7 +48,9 @@ public sealed class SnapshotStage : IDisposable
     {
         var stage = new SnapshotStage(header.SrvId, header.ServerName, budget)
         {
-            TakenAtUtc = header.TakenAtUtc, ServerVersionNum = header.ServerVersionNum, FromSpool = true,
+            TakenAtUtc = header.TakenAtUtc,
+            ServerVersionNum = header.ServerVersionNum,
+            FromSpool = true,
             RemotePowa = header.RemotePowa,
         };
         stage._datasources.AddRange(header.Datasources);

@@ -21,17 +21,17 @@ public static class ControlCommands
         switch (cli.Command)
         {
             case "reload":
-            {
-                var (status, data) = await ControlClient.AskAsync(conn, csb, "RELOAD", [], timeout);
-                Console.WriteLine(status == "OK" ? "reload done" : $"reload failed: {data}");
-                return status == "OK" ? 0 : 1;
-            }
+                {
+                    var (status, data) = await ControlClient.AskAsync(conn, csb, "RELOAD", [], timeout);
+                    Console.WriteLine(status == "OK" ? "reload done" : $"reload failed: {data}");
+                    return status == "OK" ? 0 : 1;
+                }
             case "snapshot":
-            {
-                var (status, data) = await ControlClient.AskAsync(conn, csb, "FORCE_SNAPSHOT", [cli.ServerId!.Value.ToString()], timeout);
-                Console.WriteLine($"server {cli.ServerId}: {data}");
-                return status == "OK" ? 0 : 1;
-            }
+                {
+                    var (status, data) = await ControlClient.AskAsync(conn, csb, "FORCE_SNAPSHOT", [cli.ServerId!.Value.ToString()], timeout);
+                    Console.WriteLine($"server {cli.ServerId}: {data}");
+                    return status == "OK" ? 0 : 1;
+                }
             default:
                 return await StatusAsync(conn, csb, cli.ServerId, timeout);
         }

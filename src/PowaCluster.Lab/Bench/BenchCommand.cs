@@ -38,7 +38,7 @@ public static class BenchCommand
         foreach (var r in lab.Remotes) await PowaLab.MakeStatementsAsync(r, 300);
         var repoDsn = lab.Repository.ConnectionString(PowaLab.Database);
         await using var repo = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
-            { ApplicationName = "powa-lab bench monitor" }.ConnectionString);
+        { ApplicationName = "powa-lab bench monitor" }.ConnectionString);
         await repo.OpenAsync();
         await using var bench = new BenchRuns(lab, repo, o, stop.Token);
         using var workload = bench.StartWorkload();

@@ -96,7 +96,7 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
     {
         await using var cmd = new NpgsqlCommand(
             "UPDATE powa_servers SET frequency = CASE WHEN id = ANY($1) THEN $2 ELSE -1 END WHERE id > 0", repo)
-            { Parameters = { new() { Value = AllServers.Take(n).ToArray() }, new() { Value = frequency } } };
+        { Parameters = { new() { Value = AllServers.Take(n).ToArray() }, new() { Value = frequency } } };
         await cmd.ExecuteNonQueryAsync();
     }
 

@@ -180,7 +180,10 @@ sealed class ReferenceCollector(Process process, string dir, string name) : IDem
         var log = Path.Combine(Path.GetTempPath(), $"powa-collector-reference-{Environment.ProcessId}-{name.Split(' ')[1]}.log");
         var psi = new ProcessStartInfo("/usr/bin/python3") // Debian's, with Debian's python3-psycopg2
         {
-            UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir,
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = dir,
         };
         psi.ArgumentList.Add("-c");
         psi.ArgumentList.Add((sourceTree is null ? "" : $"import sys; sys.path.insert(0, '{sourceTree}'); ") +

@@ -58,7 +58,7 @@ public static class DemoCommand
         var nextReport = TimeSpan.FromSeconds(Math.Max(10, cli.Frequency * 2));
         var reportEvery = nextReport;
         await using var monitor = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
-            { ApplicationName = "powa-cluster demo monitor" }.ConnectionString);
+        { ApplicationName = "powa-cluster demo monitor" }.ConnectionString);
         await monitor.OpenAsync();
         await using var workload = await Workload.StartAsync(lab);
         var elapsed = TimeSpan.Zero;
@@ -132,7 +132,7 @@ public static class DemoCommand
             ? await Embedded.PrometheusServer.StartAsync(nodes.Nodes.Select(n => $"127.0.0.1:{n.HttpPort}"), TimeSpan.FromSeconds(5))
             : null;
         await using var monitor = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
-            { ApplicationName = "powa-cluster demo monitor" }.ConnectionString);
+        { ApplicationName = "powa-cluster demo monitor" }.ConnectionString);
         await monitor.OpenAsync(stop);
         var sw = Stopwatch.StartNew();
         var every = TimeSpan.FromSeconds(Math.Max(10, cli.Frequency * 2));

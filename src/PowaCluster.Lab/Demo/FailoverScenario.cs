@@ -53,7 +53,7 @@ public sealed class FailoverScenario(NpgsqlConnectionStringBuilder repository, I
     public async Task<FailoverReport> RunAsync(CancellationToken ct)
     {
         await using var monitor = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repository.ConnectionString)
-            { ApplicationName = "powa-cluster failover monitor" }.ConnectionString);
+        { ApplicationName = "powa-cluster failover monitor" }.ConnectionString);
         await monitor.OpenAsync(ct);
         var everyone = cluster.Nodes.Select(n => n.Address).ToHashSet();
 
@@ -167,7 +167,7 @@ public sealed class FailoverScenario(NpgsqlConnectionStringBuilder repository, I
         var times = new Dictionary<int, List<DateTime>>();
         await using var cmd = new NpgsqlCommand(
             "SELECT srvid, (record).ts FROM powa_stat_bgwriter_history_current WHERE srvid = ANY($1) ORDER BY 1, 2", monitor)
-            { Parameters = { new() { Value = srvids.ToArray() } } };
+        { Parameters = { new() { Value = srvids.ToArray() } } };
         await using var r = await cmd.ExecuteReaderAsync(ct);
         while (await r.ReadAsync(ct))
         {
@@ -195,7 +195,7 @@ public sealed class FailoverScenario(NpgsqlConnectionStringBuilder repository, I
         foreach (var csb in remotes.Prepend(repository))
         {
             await using var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(csb.ConnectionString)
-                { Database = "postgres", ApplicationName = "powa-cluster failover monitor" }.ConnectionString);
+            { Database = "postgres", ApplicationName = "powa-cluster failover monitor" }.ConnectionString);
             await c.OpenAsync(ct);
             count += await Bench.SnapshotLog.StuckInTransactionAsync(c, ct);
         }

@@ -77,8 +77,14 @@ public sealed partial class LocalPostgres : IPostgresInstance
 
     public NpgsqlConnectionStringBuilder ConnectionString(string database = "postgres", int hostIndex = 1) => new()
     {
-        Host = Host(hostIndex), Port = Port, Username = SuperUser, Password = Password, Database = database,
-        Pooling = false, Timeout = 10, CommandTimeout = 60,
+        Host = Host(hostIndex),
+        Port = Port,
+        Username = SuperUser,
+        Password = Password,
+        Database = database,
+        Pooling = false,
+        Timeout = 10,
+        CommandTimeout = 60,
     };
 
     /// <summary>A factory for PowaLab.</summary>
@@ -269,7 +275,10 @@ public sealed partial class LocalPostgres : IPostgresInstance
     {
         var psi = new ProcessStartInfo(file, args)
         {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = "/tmp",
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = "/tmp",
         };
         using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
         var stdout = p.StandardOutput.ReadToEndAsync();

@@ -125,7 +125,7 @@ public sealed class PowaLab : IAsyncDisposable
             await cmd.ExecuteNonQueryAsync();
         }
         await using var id = new NpgsqlCommand("SELECT id FROM powa_servers WHERE hostname = $1 AND port = $2", conn)
-            { Parameters = { new() { Value = hostname }, new() { Value = port } } };
+        { Parameters = { new() { Value = hostname }, new() { Value = port } } };
         return (int)(await id.ExecuteScalarAsync())!;
     }
 

@@ -31,8 +31,13 @@ public sealed class FaultMeasure(NpgsqlConnectionStringBuilder repository, IRead
     public async Task<NpgsqlConnection> OpenAsync(NpgsqlConnectionStringBuilder csb, string database, TimeSpan timeout)
     {
         var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(csb.ConnectionString)
-            { Database = database, ApplicationName = "powa-cluster fault monitor", Timeout = Math.Max(1, (int)timeout.TotalSeconds),
-              CommandTimeout = Math.Max(1, (int)timeout.TotalSeconds), CancellationTimeout = -1 }.ConnectionString);
+        {
+            Database = database,
+            ApplicationName = "powa-cluster fault monitor",
+            Timeout = Math.Max(1, (int)timeout.TotalSeconds),
+            CommandTimeout = Math.Max(1, (int)timeout.TotalSeconds),
+            CancellationTimeout = -1
+        }.ConnectionString);
         await c.OpenAsync();
         return c;
     }

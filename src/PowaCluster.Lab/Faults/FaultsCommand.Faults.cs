@@ -49,7 +49,7 @@ public static partial class FaultsCommand
             await using var admin = await c.Measure.OpenAsync(c.Repository, c.Repository.Database!, TimeSpan.FromSeconds(10));
             await using (var create = new NpgsqlCommand($"CREATE ROLE {role} LOGIN PASSWORD 'p{role}'", admin)) await create.ExecuteNonQueryAsync();
             await using var stranger = await c.Measure.OpenAsync(new NpgsqlConnectionStringBuilder(c.Repository.ConnectionString)
-                { Username = role, Password = "p" + role }, c.Repository.Database!, TimeSpan.FromSeconds(60));
+            { Username = role, Password = "p" + role }, c.Repository.Database!, TimeSpan.FromSeconds(60));
             await using (var flood = new NpgsqlCommand(
                              "SELECT pg_notify('powa_collector', 'WORKERS_STATUS flood_' || i || ' ') FROM generate_series(1, 100000) i", stranger))
                 await flood.ExecuteNonQueryAsync();
@@ -99,13 +99,13 @@ public static partial class FaultsCommand
             await using var conn = await c.Measure.OpenAsync(c.Repository, c.Repository.Database!, TimeSpan.FromSeconds(10));
             await using var cmd = new NpgsqlCommand(
                 "SELECT srvid, errors[array_upper(errors, 1)] FROM powa_snapshot_metas WHERE srvid = ANY($1) ORDER BY srvid", conn)
-                { Parameters = { new() { Value = hostile.ToArray() } } };
+            { Parameters = { new() { Value = hostile.ToArray() } } };
             var errors = new List<string>();
             await using (var r = await cmd.ExecuteReaderAsync())
                 while (await r.ReadAsync()) if (!r.IsDBNull(1)) errors.Add(r.GetString(1));
             // The long alias is a valid row: it is collected; the others say why they are not.
             await using (var deactivate = new NpgsqlCommand("UPDATE powa_servers SET frequency = -1 WHERE id = ANY($1)", conn)
-                             { Parameters = { new() { Value = hostile.ToArray() } } })
+            { Parameters = { new() { Value = hostile.ToArray() } } })
                 await deactivate.ExecuteNonQueryAsync();
             return $"{errors.Count} of 4 refused rows with their error ({string.Join("; ", errors.Select(e => e.Length > 70 ? e[..70] + "..." : e))})";
         });

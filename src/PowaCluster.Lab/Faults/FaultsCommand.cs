@@ -87,7 +87,7 @@ public static partial class FaultsCommand
     static async Task SettledAsync(NpgsqlConnectionStringBuilder repo, IReadOnlyList<int> ids, ClusterNodes nodes)
     {
         await using var monitor = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repo.ConnectionString)
-            { ApplicationName = "powa-cluster fault monitor" }.ConnectionString);
+        { ApplicationName = "powa-cluster fault monitor" }.ConnectionString);
         await monitor.OpenAsync();
         string? last = null;
         var stableSince = LabClock.Utc;

@@ -33,7 +33,7 @@ sealed class LiveDelays
     {
         if (ids.Count == 0) return;
         await using var cmd = new NpgsqlCommand("SELECT srvid, snapts FROM powa_snapshot_metas WHERE srvid = ANY($1)", monitor)
-            { Parameters = { new() { Value = ids.ToArray() } } };
+        { Parameters = { new() { Value = ids.ToArray() } } };
         var now = LabClock.Utc;
         await using var r = await cmd.ExecuteReaderAsync();
         while (await r.ReadAsync())

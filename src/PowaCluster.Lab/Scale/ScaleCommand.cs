@@ -49,7 +49,7 @@ public static class ScaleCommand
         var logDir = Directory.CreateTempSubdirectory("powa-scale-").FullName;
 
         await using var monitor = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
-            { ApplicationName = "powa-cluster scale monitor" }.ConnectionString);
+        { ApplicationName = "powa-cluster scale monitor" }.ConnectionString);
         await monitor.OpenAsync(stop.Token);
         var t0 = await SnapshotLog.NowAsync(monitor);
         Say($"{ids.Count} servers at {o.Frequency} s registered; starting {o.Nodes} nodes together (logs in {logDir})");

@@ -32,7 +32,8 @@ public sealed class CertificateRenewalTests(OutageFixture fx, ITestOutputHelper 
             });
             await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
             {
-                TargetHost = "127.0.0.1", ClientCertificates = [client],
+                TargetHost = "127.0.0.1",
+                ClientCertificates = [client],
             }, cts.Token);
             return seen;
         }

@@ -26,7 +26,7 @@ public sealed class ConcurrentSnapshotTests(LabFixture fx, ITestOutputHelper out
             await other.OpenAsync();
             await using var tx = await other.BeginTransactionAsync();
             await using (var lockRow = new NpgsqlCommand("SELECT 1 FROM powa_snapshot_metas WHERE srvid = $1 FOR UPDATE", other, tx)
-                { Parameters = { new() { Value = srvid } } })
+            { Parameters = { new() { Value = srvid } } })
                 await lockRow.ExecuteNonQueryAsync();
             var held = (await repo.SnapshotTimesAsync(srvid)).Count;
             await Task.Delay(TimeSpan.FromSeconds(12)); // two intervals and more

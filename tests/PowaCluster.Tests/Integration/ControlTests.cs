@@ -216,7 +216,8 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
         using var stop = new CancellationTokenSource();
         var psi = new ProcessStartInfo(Path.Combine(PowaCluster.Lab.Embedded.LocalPostgres.BinDir, "pgbench"))
         {
-            RedirectStandardOutput = true, RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
             Environment = { ["PGPASSWORD"] = strangerCsb.Password! },
         };
         foreach (var a in new[] { "-n", "-C", "-c", "50", "-j", "2", "-t", "6", "-f", script,
@@ -276,7 +277,7 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
         await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 1, TimeSpan.FromSeconds(20), "a first snapshot");
 
         await using (var stranger = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(repo.ConnectionString.ConnectionString)
-                         { Username = role, Password = "x" + role }.ConnectionString))
+        { Username = role, Password = "x" + role }.ConnectionString))
         {
             await stranger.OpenAsync();
             await using var cmd = new Npgsql.NpgsqlCommand(

@@ -90,7 +90,7 @@ public sealed class ErrorReportTests(LabFixture fx)
             TimeSpan.FromSeconds(10), "the purge waiting for the store");
         // ...which goes on writing rows that reference the server, and commits.
         await using (var insert = new NpgsqlCommand($"INSERT INTO {sql.Q("powa_databases")} (srvid, oid, datname) VALUES ($1, 1, 'db')", store)
-                     { Parameters = { new() { Value = srvid } } })
+        { Parameters = { new() { Value = srvid } } })
             await insert.ExecuteNonQueryAsync();
         await tx.CommitAsync();
         await purge; // a deadlock would fail one of the two

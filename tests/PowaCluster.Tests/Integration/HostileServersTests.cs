@@ -40,7 +40,7 @@ public sealed class HostileServersTests(LabFixture fx, ITestOutputHelper output)
         Assert.Contains(await repo.ErrorsAsync(socket), e => e.Contains("\"/var/run/postgresql\" is a socket path"));
         Assert.Contains(await repo.ErrorsAsync(list), e => e.Contains("is not one host name or address"));
         // Quotes and ;= stay inside their values: the remote refuses a role and a database that do not exist.
-        Assert.Contains(await repo.ErrorsAsync(quotes), e => e.Contains("po'st\"gres;Host=evil=1") && !e.Contains("evil.") );
+        Assert.Contains(await repo.ErrorsAsync(quotes), e => e.Contains("po'st\"gres;Host=evil=1") && !e.Contains("evil."));
         Assert.Contains(await repo.ErrorsAsync(unicode), e => e.Contains("hôte-ünïcode.invalid"));
         Assert.Empty(await repo.ErrorsAsync(good));
         Assert.Empty(await repo.ErrorsAsync(alias));

@@ -72,7 +72,7 @@ public sealed class RepositoryHangTests(LabFixture fx, ITestOutputHelper output)
         await conn.OpenAsync();
         await using var cmd = new Npgsql.NpgsqlCommand(
             "SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1) ORDER BY pid", conn)
-            { Parameters = { new() { Value = new[] { 41, 42, 43 }.Select(i => $"PoWA collector - worker {remote.Host(i)}:{remote.Port}").ToArray() } } };
+        { Parameters = { new() { Value = new[] { 41, 42, 43 }.Select(i => $"PoWA collector - worker {remote.Host(i)}:{remote.Port}").ToArray() } } };
         var pids = new List<int>();
         await using var r = await cmd.ExecuteReaderAsync();
         while (await r.ReadAsync()) pids.Add(r.GetInt32(0));

@@ -20,7 +20,9 @@ public sealed class StartupErrorTests(LabFixture fx)
         var home = Directory.CreateTempSubdirectory("powa-cluster-test-home-").FullName;
         var psi = new ProcessStartInfo("dotnet")
         {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
             WorkingDirectory = home, // no ./powa-collector.conf there
         };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "powa-cluster.dll"));

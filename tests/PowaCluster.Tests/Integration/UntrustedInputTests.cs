@@ -25,7 +25,7 @@ public sealed class UntrustedInputTests(OutageFixture fx, ITestOutputHelper outp
         await using var conn = new NpgsqlConnection(remote.ConnectionString("powa").ConnectionString);
         await conn.OpenAsync();
         await using (var set = new NpgsqlCommand($"SELECT set_config('{ServerConfig.SrvIdSetting}', $1, false)", conn)
-                     { Parameters = { new() { Value = srvid.ToString() } } })
+        { Parameters = { new() { Value = srvid.ToString() } } })
             await set.ExecuteNonQueryAsync();
         var stage = new SnapshotStage(srvid, serverName, budget) { TakenAtUtc = taken, ServerVersionNum = 150000 };
         await using (var copy = await conn.BeginRawBinaryCopyAsync(

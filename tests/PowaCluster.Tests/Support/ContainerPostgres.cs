@@ -87,8 +87,14 @@ public sealed class ContainerPostgres : IPostgresInstance
 
     public NpgsqlConnectionStringBuilder ConnectionString(string database = "postgres", int hostIndex = 1) => new()
     {
-        Host = Host(hostIndex), Port = Port, Username = LocalPostgres.SuperUser, Password = Password, Database = database,
-        Pooling = false, Timeout = 10, CommandTimeout = 60,
+        Host = Host(hostIndex),
+        Port = Port,
+        Username = LocalPostgres.SuperUser,
+        Password = Password,
+        Database = database,
+        Pooling = false,
+        Timeout = 10,
+        CommandTimeout = 60,
     };
 
     public ValueTask DisposeAsync() => _container.DisposeAsync();

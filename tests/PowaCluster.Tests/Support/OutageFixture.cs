@@ -80,7 +80,7 @@ public sealed class Tmpfs : IDisposable
     static void Run(string file, params string[] args)
     {
         using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(file, args)
-            { RedirectStandardError = true, RedirectStandardOutput = true })!;
+        { RedirectStandardError = true, RedirectStandardOutput = true })!;
         p.WaitForExit();
         if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)}: {p.StandardError.ReadToEnd().Trim()}");
     }

@@ -65,7 +65,10 @@ public sealed class PowaWeb : IAsyncDisposable
                 $"cookie_secret='{Guid.NewGuid():N}'\nport={port}\naddress='127.0.0.1'\n");
             var psi = new ProcessStartInfo("/usr/bin/python3", ["./powa-web", $"--config={conf}"])
             {
-                WorkingDirectory = root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+                WorkingDirectory = root,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
             };
             var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start powa-web");
             var log = new System.Text.StringBuilder();
@@ -96,7 +99,10 @@ public sealed class PowaWeb : IAsyncDisposable
         using var r = await _http.PostAsync("login/", new FormUrlEncodedContent(new Dictionary<string, string>
         {
             // powa-web 5 names the field "user", 4 "username".
-            ["user"] = repository.Username!, ["username"] = repository.Username!, ["password"] = repository.Password!, ["server"] = "main",
+            ["user"] = repository.Username!,
+            ["username"] = repository.Username!,
+            ["password"] = repository.Password!,
+            ["server"] = "main",
         }));
         // Accepted: a redirect to the index; refused: the login page again (403), with powa-web's reason in it.
         Assert.True(r.StatusCode == HttpStatusCode.Found, $"powa-web {Version} refused the login: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");

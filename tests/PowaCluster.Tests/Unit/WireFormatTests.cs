@@ -77,12 +77,12 @@ public sealed class WireFormatTests() : Akka.TestKit.Xunit2.TestKit(AkkaConfigur
         var wire = typeof(IWireMessage).Assembly.GetTypes().Where(t => typeof(IWireMessage).IsAssignableFrom(t) && !t.IsInterface).ToList();
         Assert.Contains(typeof(EnsureCollecting), wire);
         foreach (var t in wire)
-        foreach (var p in t.GetProperties())
-        {
-            Assert.False(p.PropertyType == typeof(ServerConfig) || p.PropertyType == typeof(ServerRow), $"{t.Name}.{p.Name} is a powa_servers row");
-            Assert.DoesNotContain("password", p.Name, StringComparison.OrdinalIgnoreCase);
-            Assert.DoesNotContain("host", p.Name, StringComparison.OrdinalIgnoreCase);
-        }
+            foreach (var p in t.GetProperties())
+            {
+                Assert.False(p.PropertyType == typeof(ServerConfig) || p.PropertyType == typeof(ServerRow), $"{t.Name}.{p.Name} is a powa_servers row");
+                Assert.DoesNotContain("password", p.Name, StringComparison.OrdinalIgnoreCase);
+                Assert.DoesNotContain("host", p.Name, StringComparison.OrdinalIgnoreCase);
+            }
         // Every one of them has a wire format (a new message without one fails here, not in production).
         var covered = ((IEnumerable<object[]>)Messages).Select(row => row[0].GetType()).Append(typeof(RefreshCatalogs)).ToHashSet();
         Assert.All(wire, t => Assert.Contains(t, covered));
