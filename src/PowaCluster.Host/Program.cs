@@ -32,7 +32,7 @@ public static class Program
             switch (cli.Command)
             {
                 case "help": return cli.Help!.Invoke();
-                case "version": Console.WriteLine($"powa-cluster {FleetCoordinator.Version}"); return 0;
+                case "version": Console.WriteLine($"powa-cluster {CollectorVersion.Text}"); return 0;
                 case "status" or "reload" or "snapshot": return await ControlCommands.RunAsync(cli);
                 case "check": return await CheckCommand.RunAsync(cli);
                 default: return await RunAsync(cli);

@@ -24,7 +24,6 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
 {
     readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
     DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
-    public const string Version = "0.1.0";
     static readonly TimeSpan StatusTimeout = TimeSpan.FromMilliseconds(700);
     static readonly TimeSpan ForceTimeout = TimeSpan.FromSeconds(3);
 
@@ -66,8 +65,8 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         });
         Receive<ServersRead>(m =>
         {
-            if (m.Error is null) OnLoaded(new ServersLoaded(m.Rows, _loadRefresh));
-            else OnLoadFailed(new LoadFailed($"cannot read powa_servers: {m.Error}"));
+            if (m.Error is null) OnLoaded(m.Rows, _loadRefresh);
+            else OnLoadFailed($"cannot read powa_servers: {m.Error}");
         });
 
         Receive<ControlNotification>(OnNotification);
@@ -78,8 +77,15 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         Receive<ClusterEvent.MemberRemoved>(OnMemberRemoved);
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
         Receive<ReEnsureTick>(r => ReEnsure(r.SrvId));
-        Receive<ListenerState>(_ => { });
-        Receive<ReplySent>(_ => { });
+        Receive<ReplySent>(m =>
+        {
+            // Once a minute at most: powa-web waits in vain for this answer, and the next ones likely fail alike.
+            if (m.Error is not null && CurrentUtc - _lastReplyErrorUtc > TimeSpan.FromMinutes(1))
+            {
+                _lastReplyErrorUtc = CurrentUtc;
+                _log.Warning("The answer to {0} could not be sent on the repository: {1}", m.Command, m.Error);
+            }
+        });
         FormationHandlers();
     }
 
@@ -90,14 +96,12 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         StartFormation();
         Self.Tell(Resync.Instance);
         Timers.StartPeriodicTimer("resync", Resync.Instance, _settings.ResyncInterval);
-        try { Cluster.Get(Context.System).Subscribe(Self, typeof(ClusterEvent.MemberRemoved)); }
-        catch (Exception) { /* not in a cluster (actor unit tests) */ }
+        NodeCluster.Of(Context.System)?.Subscribe(Self, typeof(ClusterEvent.MemberRemoved));
     }
 
     protected override void PostStop()
     {
-        try { Cluster.Get(Context.System).Unsubscribe(Self); }
-        catch (Exception) { }
+        NodeCluster.Of(Context.System)?.Unsubscribe(Self);
         _link.Dispose();
     }
 
@@ -157,14 +161,14 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         _writers.Tell(new LoadServers(Self));
     }
 
-    void OnLoaded(ServersLoaded m)
+    void OnLoaded(IReadOnlyList<ServerRow> servers, bool refresh)
     {
         _loading = false;
         if (_lastError is not null) _log.Info("Repository reachable again");
         _lastError = null;
-        var current = m.Servers.ToDictionary(s => s.Config.SrvId);
+        var current = servers.ToDictionary(s => s.Config.SrvId);
         var send = !ShuttingDown && _formed; // a new cluster's first allocation waits for its nodes (Formation)
-        foreach (var (cfg, version) in m.Servers)
+        foreach (var (cfg, version) in servers)
         {
             if (!_known.TryGetValue(cfg.SrvId, out var old))
                 _log.Info("Server {0} ({1}, alias {2}) is active: collecting it every {3} s", cfg.SrvId, ServerConfig.Shown(cfg.Name),
@@ -172,7 +176,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
             else if (old.RowVersion != version)
                 _log.Info("Server {0} ({1}) changed: its collector reads its new configuration", cfg.SrvId, ServerConfig.Shown(cfg.Name));
             // The srvid and the row's version only: the entity reads the row itself, password included.
-            if (send) _region.Tell(new EnsureCollecting(cfg.SrvId, version, m.Refresh));
+            if (send) _region.Tell(new EnsureCollecting(cfg.SrvId, version, refresh));
         }
         foreach (var gone in _known.Keys.Where(id => !current.ContainsKey(id)))
         {
@@ -183,14 +187,14 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         AfterLoad(null);
     }
 
-    void OnLoadFailed(LoadFailed m)
+    void OnLoadFailed(string error)
     {
         _loading = false;
-        _lastError = m.Error;
-        _log.Error(m.Error);
+        _lastError = error;
+        _log.Error(error);
         // Keep the entities we know alive: a repository outage must not stop the fleet.
         ReEnsure(null);
-        AfterLoad(m.Error);
+        AfterLoad(error);
     }
 
     void AfterLoad(string? error)

@@ -8,9 +8,6 @@ public sealed record Resync
     public static readonly Resync Instance = new();
 }
 
-/// <summary>What the coordinator did with a control request; for tests and logs.</summary>
-public sealed record ControlHandled(string Command, string? Reply);
-
 /// <summary>SIGHUP on any node: the same path as RELOAD (re-read, refresh every server), without a reply.</summary>
 public sealed record Reload : IWireMessage
 {

@@ -32,7 +32,7 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
         _settings = settings;
         _gate = gate;
         // powa-web's configuration page finds a running collector by this name on the LISTEN connection.
-        _csb = PgSession.ForRole(repository, $"PoWA collector - main thread (powa-cluster {FleetCoordinator.Version})",
+        _csb = PgSession.ForRole(repository, $"PoWA collector - main thread (powa-cluster {Hosting.CollectorVersion.Text})",
             settings.ConnectTimeout, settings.ConnectTimeout);
         Receive<Listen>(_ => StartListening());
         Receive<Ended>(m =>
@@ -41,7 +41,6 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
             if (_wasListening || m.Error is not null)
                 _log.Warning("LISTEN {0} connection lost: {1}; reconnecting", CollectorProtocol.Channel, m.Error ?? "closed");
             _wasListening = false;
-            Context.Parent.Tell(new ListenerState(false, m.Error));
             Timers.StartSingleTimer("relisten", Listen.Instance, _settings.RetryMinDelay);
         });
         Receive<Started>(m =>
@@ -49,7 +48,6 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
             if (m.Generation != _generation) return;
             _wasListening = true;
             _log.Info("Listening on channel {0}", CollectorProtocol.Channel);
-            Context.Parent.Tell(new ListenerState(true, null));
         });
     }
 

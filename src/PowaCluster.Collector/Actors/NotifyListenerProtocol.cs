@@ -5,6 +5,3 @@ public sealed record ControlNotification(Control.GateTicket Ticket, string Paylo
 {
     public int SenderPid => Ticket.SenderPid;
 }
-
-/// <summary>The listener is (again) listening; the parent may want to know for its status.</summary>
-public sealed record ListenerState(bool Listening, string? Error);

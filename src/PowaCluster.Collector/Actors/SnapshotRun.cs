@@ -29,14 +29,16 @@ public sealed class SnapshotRun : ReceiveActor
     SnapshotStage? _stage;
     Task _read = Task.CompletedTask;
 
+    readonly Func<Task<(SpoolEntry? Spooled, string? SpoolError)>> _start;
+    readonly Stopwatch _sw = new();
+
     /// <param name="spool">set when the server spools (its repository is down, or it has a backlog): the stage
     /// is written there, fsynced, before the remote's cleanups run</param>
     public SnapshotRun(RemoteConnection remote, SnapshotStage stage, SnapshotJob job, ServerSpool? spool = null, long sequence = 0)
     {
         _stage = stage;
-        var sw = Stopwatch.StartNew();
         var abort = _abort.Token;
-        var read = remote.RunAsync(async c =>
+        _start = () => remote.RunAsync(async c =>
         {
             SpoolEntry? spooled = null;
             string? spoolError = null;
@@ -52,9 +54,6 @@ public sealed class SnapshotRun : ReceiveActor
             }).ConfigureAwait(false);
             return (spooled, spoolError);
         });
-        _read = read;
-        read.PipeTo(Self, success: r => new Finished(null, sw.Elapsed, r.spooled, r.spoolError),
-            failure: e => new Finished(e, sw.Elapsed, null, null));
 
         Receive<Finished>(f =>
         {
@@ -78,6 +77,17 @@ public sealed class SnapshotRun : ReceiveActor
         Npgsql.PostgresException => $"remote error: {PgSession.Describe(e)}",
         _ => $"lost the connection to the remote server: {PgSession.Describe(e)}",
     };
+
+    /// <summary>The read starts once the actor does (not in its constructor: a failed start is the actor's, supervised).</summary>
+    protected override void PreStart()
+    {
+        _sw.Start();
+        var read = _start();
+        _read = read;
+        var sw = _sw;
+        read.PipeTo(Self, success: r => new Finished(null, sw.Elapsed, r.Spooled, r.SpoolError),
+            failure: e => new Finished(e, sw.Elapsed, null, null));
+    }
 
     protected override void PostStop()
     {

@@ -14,20 +14,12 @@ public static class HandOff
 {
     public static void AskToGoOnElsewhere(IActorContext context, int srvid, string rowVersion, IActorRef coordinator, Random random)
     {
-        List<Member> others;
-        try
-        {
-            var cluster = Cluster.Get(context.System);
-            // Only members of this node's NumberOfShards (its role): another number's region would start the server
-            // under a coordinator of its own.
-            var role = cluster.SelfRoles.FirstOrDefault(r => r.StartsWith(Hosting.AkkaConfiguration.ShardRolePrefix, StringComparison.Ordinal));
-            others = cluster.State.Members
-                .Where(m => m.Status == MemberStatus.Up && !m.Address.Equals(cluster.SelfAddress) && (role is null || m.HasRole(role))).ToList();
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            return; // not in a cluster (actor unit tests)
-        }
+        if (Hosting.NodeCluster.Of(context.System) is not { } cluster) return;
+        // Only members of this node's NumberOfShards (its role): another number's region would start the server
+        // under a coordinator of its own.
+        var role = cluster.SelfRoles.FirstOrDefault(r => r.StartsWith(Hosting.AkkaConfiguration.ShardRolePrefix, StringComparison.Ordinal));
+        var others = cluster.State.Members
+            .Where(m => m.Status == MemberStatus.Up && !m.Address.Equals(cluster.SelfAddress) && (role is null || m.HasRole(role))).ToList();
         // The last node of the cluster is stopping: there is nowhere to go.
         if (others.Count == 0) return;
         var region = others[random.Next(others.Count)].Address + context.Self.Path.Parent.Parent.ToStringWithoutAddress();

@@ -14,7 +14,7 @@ namespace PowaCluster.Collector.Telemetry;
 public static class CollectorMetrics
 {
     public const string MeterName = "PowaCluster";
-    static readonly Meter Meter = new(MeterName, FleetCoordinator.Version);
+    static readonly Meter Meter = new(MeterName, Hosting.CollectorVersion.Text);
 
     /// <summary>Snapshots by server and outcome (stored, skipped, spooled, not_stored, read_failed, refused).</summary>
     public static readonly Counter<long> Snapshots = Meter.CreateCounter<long>(

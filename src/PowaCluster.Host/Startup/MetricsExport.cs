@@ -30,7 +30,7 @@ public static class MetricsExport
         if (otlp) services.AddHostedService<OtlpExportLog>();
         services.AddOpenTelemetry()
             // The node's cluster address names the instance (a random id when its port is chosen at start).
-            .ConfigureResource(r => r.AddService("powa-cluster", serviceVersion: Collector.Actors.FleetCoordinator.Version,
+            .ConfigureResource(r => r.AddService("powa-cluster", serviceVersion: Collector.Hosting.CollectorVersion.Text,
                 serviceInstanceId: rt.Settings.ClusterPort == 0 ? null
                     : $"{(string.IsNullOrWhiteSpace(rt.Settings.ClusterPublicHost) ? rt.Settings.ClusterHost : rt.Settings.ClusterPublicHost)}:{rt.Settings.ClusterPort}"))
             .WithMetrics(m =>

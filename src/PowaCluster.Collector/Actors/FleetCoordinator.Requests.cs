@@ -17,7 +17,7 @@ public sealed partial class FleetCoordinator
     readonly Dictionary<int, List<(ControlRequest Request, GateTicket Ticket)>> _checking = []; // waiting for their sender's verdict
     bool _checkRunning;
     long _refusedQuietly, _sendersGone, _droppedLogged;
-    DateTime _lastFloodLogUtc = DateTime.MinValue, _lastCheckErrorUtc = DateTime.MinValue;
+    DateTime _lastFloodLogUtc = DateTime.MinValue, _lastCheckErrorUtc = DateTime.MinValue, _lastReplyErrorUtc = DateTime.MinValue;
 
     void OnNotification(ControlNotification n)
     {
@@ -225,15 +225,12 @@ public sealed partial class FleetCoordinator
             var msg = PgSession.Describe(e);
             return new ReplySent(command, msg);
         });
-        Context.System.EventStream.Publish(new ControlHandled(r.Command, payload));
     }
 
     /// <summary>Anyone may NOTIFY powa_collector: what they send goes to the log short and on one line.</summary>
     static string ForLog(string s) => LogText.OneLine(s, 64);
 
     sealed record ReEnsureTick(int? SrvId);
-    sealed record ServersLoaded(IReadOnlyList<ServerRow> Servers, bool Refresh);
-    sealed record LoadFailed(string Error);
     sealed record Checked(int[] Pids, Dictionary<int, SenderVerdict>? Found, string? Error);
     sealed record ServerAnswered(ControlRequest Request, string Status, string Message);
     sealed record ReplySent(string Command, string? Error);
