@@ -23,7 +23,7 @@ public sealed record BacklogView(int Count, long Bytes, DateTime? OldestUtc, str
 /// One server's collection, decided: a plain class, no Akka, no PostgreSQL. Each event method (a message the
 /// entity received, its time from the TimeProvider) updates the state and returns what to do, as
 /// ServerActions. How the phases follow each other, and why, is in docs/architecture.md
-/// ("The server entity"); <see cref="Allowed"/> is the table, and a move outside it throws.
+/// (its ServerCollector section); <see cref="Allowed"/> is the table, and a move outside it throws.
 /// </summary>
 public sealed class ServerState(CollectorSettings settings, PowaVersion repositoryPowa, IServerSurroundings world,
     TimeProvider time, Func<double> random)

@@ -16,7 +16,7 @@ namespace PowaCluster.Tests.Actors;
 /// the ConnectRamp paces connections (servers replaced by probes).
 /// </summary>
 [Collection(LabCollection.Name)]
-public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = INFO")
+public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = DEBUG")
 {
     static readonly PowaSql Sql41 = PowaSql.For(new PowaVersion(4, 1, "4.1.4"), "public");
 
@@ -152,6 +152,9 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
             new Collector.Staging.StageBudget(1 << 20, Path.Combine(Path.GetTempPath(), $"powa-cluster-test-stage-{Guid.NewGuid():N}")),
             ramp: ramp), "47");
         var config = new ServerConfig(47, remote.Host(11), remote.Port, "postgres", remote.Password, "powa", 1, "h");
+        // The entity says at debug level how many of its snapshots wait for the repository.
+        var logs = CreateTestProbe();
+        Sys.EventStream.Subscribe(logs.Ref, typeof(Akka.Event.Debug));
         entity.Tell(new EnsureCollecting(47, "v1"));
         writers.ExpectMsg<ReadServer>(TimeSpan.FromSeconds(5));
         writers.Reply(new ServerRead(47, new ServerRow(config, "v1"), null));
@@ -163,7 +166,8 @@ public sealed class ScaleActorTests(LabFixture fx) : TestKit("akka.loglevel = IN
         // The repository does not answer: the first snapshot stays at a writer, the next two wait in the server's queue.
         var first = writers.ExpectMsg<StoreSnapshot>(TimeSpan.FromSeconds(3));
         first.Stage!.Dispose();
-        System.Threading.Thread.Sleep(2500);
+        logs.FishForMessage<Akka.Event.Debug>(d => d.LogSource.Contains("/47") && $"{d.Message}".Contains("3 waiting for the repository"),
+            TimeSpan.FromSeconds(10), "two more snapshots read and queued behind the first");
         // Sharding hands the shard off: the queue goes to the writers at once, oldest first, with nobody to answer,
         // and the entity stops without waiting for the repository.
         Watch(entity);

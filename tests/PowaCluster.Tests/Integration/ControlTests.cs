@@ -341,7 +341,10 @@ public sealed class ControlTests(LabFixture fx, ITestOutputHelper output)
         await repo.ExecAsync("SELECT powa_delete_and_purge_server($1)", removed);
         await ReloadAndWait(async () => (await web.AskAsync("WORKERS_STATUS", "s4", removed.ToString())) == "WORKERS_STATUS OK {}", "removed server stopped");
 
-        await Task.Delay(TimeSpan.FromSeconds(7)); // more than one interval
+        // More than one interval, by the kept server's own snapshots: none more for the deactivated one.
+        var keptBefore = (await repo.SnapshotTimesAsync(kept)).Count;
+        await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(kept)).Count >= keptBefore + 2, TimeSpan.FromSeconds(30),
+            "two more snapshots of the kept server");
         Assert.Equal(frozen, (await repo.SnapshotTimesAsync(added)).Count);
         Assert.Contains("\"running\"", await web.AskAsync("WORKERS_STATUS", "s5", kept.ToString()));
     }

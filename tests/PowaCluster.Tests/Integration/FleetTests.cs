@@ -21,8 +21,11 @@ public sealed class FleetTests(LabFixture fx)
 
         await repo.ExecAsync("SELECT powa_deactivate_server($1)", deactivated);
         await repo.ExecAsync("SELECT powa_configure_server($1, json_build_object('port', $2::int, 'password', $3::text))", moved, r2.Port, r2.Password);
-        // A resync (1 s here) plus a snapshot in flight, then nothing more for the deactivated server.
-        await Task.Delay(TimeSpan.FromSeconds(4));
+        // A resync (1 s here) plus a snapshot in flight, then nothing more for the deactivated server: its entity
+        // stores what it read, then stops and closes its remote connection.
+        await Eventually.HoldsAsync(async () => await r1.ScalarAsync<long>("postgres",
+                $"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'PoWA collector - worker 127.0.0.4:{r1.Port}'") == 0,
+            TimeSpan.FromSeconds(15), "the deactivated server's worker connection closed");
         var frozen = (await repo.SnapshotTimesAsync(deactivated)).Count;
         var movedBefore = (await repo.SnapshotTimesAsync(moved)).Count;
 

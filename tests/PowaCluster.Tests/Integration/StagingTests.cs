@@ -119,7 +119,10 @@ public sealed class StagingTests(LabFixture fx)
 
             // Frozen past the next due snapshots, so that reads are in flight, then killed.
             doomed.Freeze();
-            await Task.Delay(TimeSpan.FromSeconds(7));
+            // Past the next due snapshots (same interval): the healthy server stores two more meanwhile.
+            var healthyBefore = (await repo.SnapshotTimesAsync(healthy)).Count;
+            await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(healthy)).Count >= healthyBefore + 2, TimeSpan.FromSeconds(30),
+                "two more snapshots of the healthy server");
             doomed.Kill();
             var killed = DateTime.UtcNow;
 
