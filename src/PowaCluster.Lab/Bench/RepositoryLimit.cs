@@ -68,6 +68,7 @@ public static class RepositoryLimit
             await r.OpenAsync();
             var sql = await PowaOfAsync(r);
             var remotes = new List<(int SrvId, string Name, NpgsqlConnection Conn, SnapshotJob Job)>();
+            var taken = new Dictionary<int, DateTime>();
             foreach (var (srvid, dsn) in mine)
             {
                 var (c, job) = await OpenRemoteAsync(sql, r, srvid, dsn);
@@ -78,7 +79,12 @@ public static class RepositoryLimit
                 var (srvid, name, conn, job) = remotes[i % remotes.Count];
                 using var stage = new SnapshotStage(srvid, name, budget);
                 await SnapshotReader.ReadAsync(conn, job, stage, CancellationToken.None);
-                await SnapshotStore.StoreAsync(sql, r, stage, CancellationToken.None);
+                // Read again within half an interval, a server's snapshot would be fenced: a minute after its last.
+                stage.TakenAtUtc = taken[srvid] = taken.TryGetValue(srvid, out var last) && last >= stage.TakenAtUtc
+                    ? last.AddMinutes(1) : stage.TakenAtUtc;
+                var result = await SnapshotStore.StoreAsync(sql, r, stage, CancellationToken.None);
+                if (result.Outcome != StoreOutcome.Stored)
+                    throw new InvalidOperationException($"the read-and-store measure's store of server {srvid} was {result.Outcome}: {result.SkipReason}");
                 Interlocked.Increment(ref stored);
             }
             foreach (var x in remotes) await x.Conn.DisposeAsync();
@@ -103,7 +109,13 @@ public static class RepositoryLimit
             var sql = await PowaOfAsync(c);
             for (var i = 0; sw.Elapsed < duration; i++)
             {
-                await SnapshotStore.StoreAsync(sql, c, mine[i % mine.Count], CancellationToken.None);
+                // Each store of a stage as a snapshot taken a minute after its last one: the same time again would
+                // be fenced (skipped in a few milliseconds), which is not a store.
+                var stage = mine[i % mine.Count];
+                stage.TakenAtUtc = stage.TakenAtUtc.AddMinutes(1);
+                var result = await SnapshotStore.StoreAsync(sql, c, stage, CancellationToken.None);
+                if (result.Outcome != StoreOutcome.Stored)
+                    throw new InvalidOperationException($"the repository limit's store of server {stage.SrvId} was {result.Outcome}: {result.SkipReason}");
                 Interlocked.Increment(ref stored);
             }
         }).ToList();

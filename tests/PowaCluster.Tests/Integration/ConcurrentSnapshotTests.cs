@@ -19,6 +19,7 @@ public sealed class ConcurrentSnapshotTests(LabFixture fx, ITestOutputHelper out
         var repo = await fx.NewRepositoryAsync();
         var srvid = await repo.RegisterAsync(fx.Lab.Remotes[1], 48, "fence", frequency: 5);
         await using var node = await CollectorNode.StartAsync(repo);
+        var warnings = LogCapture.Start(node.System, typeof(Akka.Event.Warning));
         await Eventually.HoldsAsync(async () => (await repo.SnapshotTimesAsync(srvid)).Count >= 1, TimeSpan.FromSeconds(20), "a first snapshot");
 
         await using (var other = new NpgsqlConnection(repo.ConnectionString.ConnectionString))
@@ -29,7 +30,9 @@ public sealed class ConcurrentSnapshotTests(LabFixture fx, ITestOutputHelper out
             { Parameters = { new() { Value = srvid } } })
                 await lockRow.ExecuteNonQueryAsync();
             var held = (await repo.SnapshotTimesAsync(srvid)).Count;
-            await Task.Delay(TimeSpan.FromSeconds(12)); // two intervals and more
+            // Two snapshots tried while the row is held, each skipped (the collector says so), none stored.
+            await Eventually.HoldsAsync(() => Task.FromResult(warnings.Count(w => w.Contains($"Server {srvid}: snapshot skipped")) >= 2),
+                TimeSpan.FromSeconds(30), "two snapshots skipped");
             Assert.Equal(held, (await repo.SnapshotTimesAsync(srvid)).Count);
             await tx.RollbackAsync();
         }
