@@ -20,13 +20,12 @@ public sealed partial class AkkaLogState : IReadOnlyList<KeyValuePair<string, ob
     public string? Alias { get; }
 
     /// <summary>The event's fields; its message formatted (an Akka format that does not match its arguments: the format itself).</summary>
-    /// <param name="aliasOf">a server's alias by srvid (the node's CollectorMetrics); none before the node runs</param>
-    public static AkkaLogState From(LogEvent e, Func<int, string?>? aliasOf = null)
+    public static AkkaLogState From(LogEvent e)
     {
         string text;
         try { text = e.Message?.ToString() ?? ""; }
         catch (FormatException) { text = e.Message is LogMessage m ? m.Format : ""; }
-        return new AkkaLogState(e.Timestamp, e.LogSource, text, aliasOf);
+        return new AkkaLogState(e.Timestamp, e.LogSource, text);
     }
 
     /// <summary>The event's level in Microsoft.Extensions.Logging's terms.</summary>
@@ -38,7 +37,7 @@ public sealed partial class AkkaLogState : IReadOnlyList<KeyValuePair<string, ob
         _ => MelLevel.Error,
     };
 
-    public AkkaLogState(DateTime timestampUtc, string source, string message, Func<int, string?>? aliasOf = null)
+    public AkkaLogState(DateTime timestampUtc, string source, string message)
     {
         (TimestampUtc, Message) = (timestampUtc, message);
         Source = ShortSource(source);
@@ -46,7 +45,7 @@ public sealed partial class AkkaLogState : IReadOnlyList<KeyValuePair<string, ob
         if (m.Success && int.TryParse(m.Groups[1].ValueSpan, out var id))
         {
             SrvId = id;
-            Alias = aliasOf?.Invoke(id);
+            Alias = Telemetry.CollectorMetrics.AliasOf(id);
         }
     }
 
