@@ -25,7 +25,7 @@ public sealed record ConnectFinished(int Generation);
 /// </summary>
 public sealed class ConnectRamp : ReceiveActor, IWithTimers
 {
-    readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
+    readonly TimeProvider _time = NodeServices.Of(Context.System).Time; // the node's clock (NodeServices)
     DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     public const double MinAutoRate = 5, MaxAutoRate = 100;
     static readonly TimeSpan CatchUp = TimeSpan.FromMilliseconds(250);

@@ -95,7 +95,7 @@ public sealed partial class FleetCoordinator
     /// </summary>
     void Refuse(ControlRequest r, int pid, SenderVerdict who)
     {
-        CollectorMetrics.NotifyRequests.Add(1, new KeyValuePair<string, object?>("outcome", "refused"));
+        _metrics.NotifyRequests.Add(1, new KeyValuePair<string, object?>("outcome", "refused"));
         if (_gate.FirstRefusal(who.Role))
         {
             _log.Warning("Refused {0} from backend {1}: role {2} may not drive the collector (its next requests this hour " +
@@ -203,7 +203,7 @@ public sealed partial class FleetCoordinator
     /// <summary>Replies with pg_notify($1, $2): whatever the channel name or payload holds, nothing is executed.</summary>
     void Answer(ControlRequest r, string status, string data, bool refused = false)
     {
-        if (!refused) CollectorMetrics.NotifyRequests.Add(1, new KeyValuePair<string, object?>("outcome", "answered"));
+        if (!refused) _metrics.NotifyRequests.Add(1, new KeyValuePair<string, object?>("outcome", "answered"));
         if (!r.WantsReply) return;
         var payload = CollectorProtocol.Reply(r.Command, status, data);
         if (payload is null)

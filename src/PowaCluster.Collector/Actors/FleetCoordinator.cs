@@ -22,7 +22,8 @@ namespace PowaCluster.Collector.Actors;
 /// </summary>
 public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
 {
-    readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
+    readonly TimeProvider _time = NodeServices.Of(Context.System).Time; // the node's clock (NodeServices)
+    readonly Telemetry.CollectorMetrics _metrics = NodeServices.Of(Context.System).Metrics;
     DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     static readonly TimeSpan StatusTimeout = TimeSpan.FromMilliseconds(700);
     static readonly TimeSpan ForceTimeout = TimeSpan.FromSeconds(3);
@@ -34,7 +35,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
     readonly IActorRef _writers;
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly RepositoryLink _link;          // powa-web's requests: permission checks and replies, nothing else
-    readonly NotifyGate _gate = new();
+    readonly NotifyGate _gate;
     Dictionary<int, ServerRow> _known = [];
     bool _loading, _loadAgain, _refreshNext, _loadRefresh;
     readonly List<ControlRequest> _reloadWaiting = [];
@@ -51,6 +52,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         _writers = writers;
         _csb = PgSession.ForRole(repository, "PoWA collector - coordinator", settings.ConnectTimeout, settings.RepositoryTimeout);
         _link = new RepositoryLink(_csb, settings.ConnectTimeout + settings.RepositoryTimeout);
+        _gate = new NotifyGate(_time, _metrics);
 
         Receive<Resync>(_ =>
         {

@@ -19,7 +19,7 @@ namespace PowaCluster.Collector.Actors;
 /// </summary>
 public sealed class KubernetesJoiner : ReceiveActor, IWithTimers
 {
-    readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
+    readonly TimeProvider _time = NodeServices.Of(Context.System).Time; // the node's clock (NodeServices)
     DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     static readonly TimeSpan LookupInterval = TimeSpan.FromSeconds(2);
     static readonly TimeSpan LookupTimeout = TimeSpan.FromSeconds(10);

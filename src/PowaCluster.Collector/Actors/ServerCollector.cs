@@ -29,7 +29,8 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     readonly string? _node;
     readonly Dictionary<long, SnapshotStage> _stages = []; // read and not handed to a writer yet, by sequence
     readonly CancellationTokenSource _life = new();
-    readonly TimeProvider _time = NodeTime.Of(Context.System);
+    readonly TimeProvider _time = NodeServices.Of(Context.System).Time;
+    readonly CollectorMetrics _metrics = NodeServices.Of(Context.System).Metrics;
     readonly SnapshotClock _clock;
     ServerSpool? _spool;   // this server's spool on this node, claimed
     Link? _remote;
@@ -151,7 +152,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
 
     void OnRead(SnapshotRead m)
     {
-        CollectorMetrics.SnapshotDuration.Record(m.Duration.TotalSeconds, new KeyValuePair<string, object?>("phase", "read"));
+        _metrics.SnapshotDuration.Record(m.Duration.TotalSeconds, new KeyValuePair<string, object?>("phase", "read"));
         _stages[m.Sequence] = m.Stage;
         var detail = $" in {m.Duration.TotalMilliseconds:F0} ms, {m.Stage.Length} bytes{(m.Stage.Spilled ? " (partly in a file)" : "")}";
         Perform(_state.Read(m.Sequence, m.Stage.TakenAtUtc, m.Stage.FailedSteps.ToHashSet(), m.Spooled is not null, m.SpoolError, detail));
@@ -220,9 +221,9 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
             case Report r: _deps.Writers.Tell(new ReportErrors(SrvId, [r.Error], r.SeenSequence, Self)); break;
             case ServerDo.SaveVersions: if (_remote is { } link) _deps.Writers.Tell(new SaveVersions(SrvId, link.Versions)); break;
             case StartHandOffDeadline h: Timers.StartSingleTimer("hand-off", HandOffDeadline.Instance, h.After); break;
-            case Track t: CollectorMetrics.Track(SrvId, t.Alias, _state.Record); break;
-            case Count c: CollectorMetrics.Snapshots.Add(c.N, CollectorMetrics.ServerTags(SrvId, _state.Config?.Alias, c.Outcome)); break;
-            case CountConnectFailure: CollectorMetrics.RemoteConnectFailures.Add(1, CollectorMetrics.ServerTags(SrvId, _state.Config?.Alias)); break;
+            case Track t: _metrics.Track(SrvId, t.Alias, _state.Record); break;
+            case Count c: _metrics.Snapshots.Add(c.N, CollectorMetrics.ServerTags(SrvId, _state.Config?.Alias, c.Outcome)); break;
+            case CountConnectFailure: _metrics.RemoteConnectFailures.Add(1, CollectorMetrics.ServerTags(SrvId, _state.Config?.Alias)); break;
             case Say say: Log(say); break;
             case Stop: Context.Stop(Self); break;
             default: throw new InvalidOperationException($"no effect for {action}");
@@ -279,7 +280,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
             ServerVersionNum = link.Versions.ServerVersionNum,
             Forced = r.Forced,
         };
-        var job = new SnapshotJob(r.Plan, link.Versions.Schemas, r.Guarded, r.Refresh, cfg, s.RemoteTimeout, s.ConnectTimeout, s.RemoteSecurity);
+        var job = new SnapshotJob(r.Plan, link.Versions.Schemas, r.Guarded, r.Refresh, cfg, s.RemoteTimeout, s.ConnectTimeout, s.RemoteSecurity, _metrics);
         // To the spool (the repository is down, older snapshots wait there, or the queue is full): on the disk
         // before the remote's cleanup runs.
         Context.ActorOf(SnapshotRun.Props(link.Conn, stage, job, r.ToSpool ? _spool : null, r.Sequence), $"run-{r.Sequence}");
@@ -328,9 +329,10 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         foreach (var stage in _stages.Values) stage.Dispose();
         _stages.Clear();
         if (_spool is not null) _deps.Keeper.Tell(new BacklogClaimed(SrvId, false)); // what is left there, the keeper replays
-        CollectorMetrics.Untrack(_state.Record);
-        if (_state.HandedOff && SrvId > 0)
-            Sharding.HandOff.AskToGoOnElsewhere(Context, SrvId, _state.RowVersion, _deps.Coordinator, Random.Shared);
+        _metrics.Untrack(_state.Record);
+        // Sharding starts the server again only when a message comes for it: the coordinator sends it at once
+        // (docs/architecture.md, ServerCollector and ServerState).
+        if (_state.HandedOff && SrvId > 0) _deps.Coordinator.Tell(new ServerHandedOff(SrvId));
         Close();
     }
 

@@ -24,8 +24,9 @@ public sealed class SnapshotWriter : ReceiveActor
 
     public SnapshotWriter(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, int index, string? identity)
     {
-        var time = NodeTime.Of(Context.System);
-        _session = new WriterSession(settings, repository, sql, index, identity, time, Context.GetLogger());
+        var node = NodeServices.Of(Context.System);
+        var time = node.Time;
+        _session = new WriterSession(settings, repository, sql, index, identity, time, node.Metrics, Context.GetLogger());
         Receive<AssignWork>(w =>
         {
             var waited = time.GetUtcNow().UtcDateTime - w.EnqueuedAtUtc;

@@ -20,7 +20,8 @@ namespace PowaCluster.Collector.Actors;
 /// </summary>
 public sealed class SnapshotWriterPool : ReceiveActor
 {
-    readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
+    readonly TimeProvider _time = NodeServices.Of(Context.System).Time; // the node's clock (NodeServices)
+    readonly CollectorMetrics _metrics = NodeServices.Of(Context.System).Metrics;
     DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly LinkedList<AssignWork> _pending = new();
@@ -47,7 +48,7 @@ public sealed class SnapshotWriterPool : ReceiveActor
         Receive<WriterIdle>(m =>
         {
             if (_busy.Remove(m.Writer)) _totalBusy += m.Busy;
-            CollectorMetrics.WriterPool(_pending.Count, _busy.Count);
+            _metrics.WriterPool(_pending.Count, _busy.Count);
             _storingFor.Remove(m.Writer);
             if (m.Stored) _stored++;
             if (!_idle.Contains(m.Writer)) _idle.AddLast(m.Writer);
@@ -162,9 +163,9 @@ public sealed class SnapshotWriterPool : ReceiveActor
             }
             _busy.Add(writer);
             writer.Tell(work);
-            CollectorMetrics.WriterQueueWait.Record(waited.TotalSeconds);
+            _metrics.WriterQueueWait.Record(waited.TotalSeconds);
         }
-        CollectorMetrics.WriterPool(_pending.Count, _busy.Count);
+        _metrics.WriterPool(_pending.Count, _busy.Count);
     }
 
     /// <summary>Staged snapshots still queued when the node stops give their memory back.</summary>

@@ -22,7 +22,7 @@ public sealed record BacklogClaimed(int SrvId, bool Claimed);
 /// </summary>
 public sealed class SpoolKeeper : ReceiveActor, IWithTimers
 {
-    readonly TimeProvider _time = NodeTime.Of(Context.System); // the node's clock (NodeTime)
+    readonly TimeProvider _time = NodeServices.Of(Context.System).Time; // the node's clock (NodeServices)
     DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     readonly SnapshotSpool _spool;
     readonly IActorRef _writers;

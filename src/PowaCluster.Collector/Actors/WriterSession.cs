@@ -15,7 +15,7 @@ namespace PowaCluster.Collector.Actors;
 /// task touches it; Close, from the writer's PostStop, closes the connection under it.
 /// </summary>
 internal sealed class WriterSession(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, int index,
-    string? identity, TimeProvider time, ILoggingAdapter log)
+    string? identity, TimeProvider time, CollectorMetrics metrics, ILoggingAdapter log)
 {
     readonly NpgsqlConnectionStringBuilder _csb = Connection(repository, index, settings);
     readonly string? _identity = identity; // what the repository was at start: every connection must find the same
@@ -160,7 +160,7 @@ internal sealed class WriterSession(CollectorSettings settings, NpgsqlConnection
             else from.Release(entry); // another collector holds the server's lock now: later
         }
         else result = await SnapshotStore.StoreAsync(sql, conn, s.Stage!, ct).ConfigureAwait(false);
-        CollectorMetrics.SnapshotDuration.Record((sw.Elapsed - started).TotalSeconds, new KeyValuePair<string, object?>("phase", "store"));
+        metrics.SnapshotDuration.Record((sw.Elapsed - started).TotalSeconds, new KeyValuePair<string, object?>("phase", "store"));
         return new SnapshotStored(s.SrvId, s.Sequence, result, waited, sw.Elapsed - started, s.Replay);
     }
 

@@ -18,7 +18,7 @@ public readonly record struct GateTicket(int SenderPid, long Bucket);
 /// (<see cref="FirstRefusal"/>): replies go to a channel the sender names. Thread-safe: the listener admits
 /// on Npgsql's thread, the coordinator learns, releases and asks on its own.
 /// </summary>
-public sealed class NotifyGate(TimeProvider? time = null)
+public sealed class NotifyGate(TimeProvider? time = null, Telemetry.CollectorMetrics? metrics = null)
 {
     public int MaxPending { get; init; } = 1000;
     public int MaxPerRole { get; init; } = 50;
@@ -123,7 +123,7 @@ public sealed class NotifyGate(TimeProvider? time = null)
     bool DropLocked()
     {
         _dropped++;
-        Telemetry.CollectorMetrics.NotifyRequests.Add(1, new KeyValuePair<string, object?>("outcome", "dropped"));
+        metrics?.NotifyRequests.Add(1, new KeyValuePair<string, object?>("outcome", "dropped"));
         return false;
     }
 }

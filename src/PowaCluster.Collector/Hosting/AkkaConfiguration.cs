@@ -24,7 +24,7 @@ public static partial class AkkaConfiguration
     /// </summary>
     public static AkkaConfigurationBuilder WithPowaLogging(this AkkaConfigurationBuilder b, CollectorRuntime rt,
         Microsoft.Extensions.Logging.LogLevel? minimumLevel = null) =>
-        b.AddHocon(AkkaStdoutLogger.Hocon, HoconAddMode.Prepend).ConfigureLoggers(l =>
+        b.AddHocon(AkkaStdoutLogger.Hocon(rt.Settings.LogFormat), HoconAddMode.Prepend).ConfigureLoggers(l =>
         {
             l.LogLevel = minimumLevel switch
             {
@@ -75,7 +75,7 @@ public static partial class AkkaConfiguration
                 CustomValidator = tls.Validator,
             };
             // Its expiry: a metric, and a warning at start and every day from 14 days before.
-            Telemetry.CollectorMetrics.CertificateValidity = () => (tls.NotAfterUtc - rt.Time.GetUtcNow().UtcDateTime).TotalSeconds;
+            rt.Metrics.ObserveCertificate(() => (tls.NotAfterUtc - rt.Time.GetUtcNow().UtcDateTime).TotalSeconds);
             b.AddStartup((system, _) => system.Scheduler.Advanced.ScheduleRepeatedly(TimeSpan.Zero, TimeSpan.FromDays(1), () =>
             {
                 if (tls.ExpiryProblem(rt.Time.GetUtcNow().UtcDateTime) is { } problem) system.Log.Warning(problem);
@@ -95,8 +95,8 @@ public static partial class AkkaConfiguration
     /// Untrusted mode: a peer cannot deploy actors here, send PoisonPill, Kill or another system command, or
     /// reach an actor by path except the ones the cluster itself talks to that way (membership, heartbeats,
     /// the singletons and their proxies, the shard regions and coordinator, the replicator of the coordinator's
-    /// state, named after the node's shard role) and the coordinator's reload (RequestReload) and hand-off
-    /// (HandOff). Mutual TLS decides who is a peer.
+    /// state, named after the node's shard role) and the coordinator's reload (RequestReload). Mutual TLS decides
+    /// who is a peer.
     /// </summary>
     public static string UntrustedModeHocon(CollectorSettings s) => $$"""
         akka.remote.untrusted-mode = on
@@ -196,7 +196,7 @@ public static partial class AkkaConfiguration
             spool.Warn = m => system.Log.Warning(m);
             if (spool.Moved is { } moved) system.Log.Warning("Spool: {0}", moved);
             foreach (var skipped in spool.NotScanned) system.Log.Warning("Spool: {0}", skipped);
-            Telemetry.CollectorMetrics.Spool = spool.Stats;
+            rt.Metrics.ObserveSpool(spool.Stats);
             var stats = spool.Stats();
             system.Log.Info("Spool in {0} (at most {1:F0} MB and {2:F0} h){3}", spool.Directory, spool.MaxBytes / 1048576.0, spool.MaxAge.TotalHours,
                 stats.Snapshots > 0 ? $": {stats.Snapshots} snapshots ({stats.Bytes / 1048576.0:F1} MB) left by a previous run, replayed once the repository takes them" : "");
@@ -258,28 +258,28 @@ public static partial class AkkaConfiguration
     }
 
     /// <summary>The cluster's members by status, for the powa.cluster.members gauge (CollectorMetrics).</summary>
-    public static AkkaConfigurationBuilder WithPowaMetrics(this AkkaConfigurationBuilder b) =>
+    public static AkkaConfigurationBuilder WithPowaMetrics(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.AddStartup((system, _) =>
         {
             var cluster = Cluster.Get(system);
-            Telemetry.CollectorMetrics.Members = () =>
+            rt.Metrics.ObserveMembers(() =>
             {
                 var state = cluster.State;
                 var unreachable = state.Unreachable;
                 return state.Members.GroupBy(m => unreachable.Contains(m) ? "unreachable" : m.Status.ToString().ToLowerInvariant())
                     .Select(g => (g.Key, g.Count())).ToList();
-            };
+            });
         });
 
-    /// <summary>The node's clock (NodeTime): CollectorRuntime.Time, for every actor, before any starts.</summary>
-    public static AkkaConfigurationBuilder WithNodeTime(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
-        b.WithActors((system, _) => NodeTime.Use(system, rt.Time));
+    /// <summary>The node's clock and instruments (NodeServices): CollectorRuntime's, for every actor, before any starts.</summary>
+    public static AkkaConfigurationBuilder WithNodeServices(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithActors((system, _) => NodeServices.Use(system, rt.Time, rt.Metrics));
 
     /// <summary>The whole collector node.</summary>
     public static AkkaConfigurationBuilder WithPowaCollector(this AkkaConfigurationBuilder b, CollectorRuntime rt,
         Microsoft.Extensions.Logging.LogLevel? minimumLevel = null) =>
         b.WithPowaLogging(rt, minimumLevel)
-         .WithNodeTime(rt)
+         .WithNodeServices(rt)
          .WithPowaScheduler()
          .WithPowaDispatchers()
          .WithPowaRemoting(rt)
@@ -294,5 +294,5 @@ public static partial class AkkaConfiguration
          .WithServerCollectors(rt)
          .WithStopWhenDowned()
          .WithFleetCoordinator(rt)
-         .WithPowaMetrics();
+         .WithPowaMetrics(rt);
 }

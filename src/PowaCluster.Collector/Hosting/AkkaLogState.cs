@@ -20,12 +20,13 @@ public sealed partial class AkkaLogState : IReadOnlyList<KeyValuePair<string, ob
     public string? Alias { get; }
 
     /// <summary>The event's fields; its message formatted (an Akka format that does not match its arguments: the format itself).</summary>
-    public static AkkaLogState From(LogEvent e)
+    /// <param name="aliasOf">a server's alias by srvid (the node's CollectorMetrics); none before the node runs</param>
+    public static AkkaLogState From(LogEvent e, Func<int, string?>? aliasOf = null)
     {
         string text;
         try { text = e.Message?.ToString() ?? ""; }
         catch (FormatException) { text = e.Message is LogMessage m ? m.Format : ""; }
-        return new AkkaLogState(e.Timestamp, e.LogSource, text);
+        return new AkkaLogState(e.Timestamp, e.LogSource, text, aliasOf);
     }
 
     /// <summary>The event's level in Microsoft.Extensions.Logging's terms.</summary>
@@ -37,7 +38,7 @@ public sealed partial class AkkaLogState : IReadOnlyList<KeyValuePair<string, ob
         _ => MelLevel.Error,
     };
 
-    public AkkaLogState(DateTime timestampUtc, string source, string message)
+    public AkkaLogState(DateTime timestampUtc, string source, string message, Func<int, string?>? aliasOf = null)
     {
         (TimestampUtc, Message) = (timestampUtc, message);
         Source = ShortSource(source);
@@ -45,7 +46,7 @@ public sealed partial class AkkaLogState : IReadOnlyList<KeyValuePair<string, ob
         if (m.Success && int.TryParse(m.Groups[1].ValueSpan, out var id))
         {
             SrvId = id;
-            Alias = Telemetry.CollectorMetrics.AliasOf(id);
+            Alias = aliasOf?.Invoke(id);
         }
     }
 

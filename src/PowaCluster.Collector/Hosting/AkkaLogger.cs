@@ -21,13 +21,17 @@ public sealed class AkkaLogger : ReceiveActor, IRequiresMessageQueue<ILoggerMess
                       ?? throw new InvalidOperationException("AkkaLogger needs Akka.Hosting's LoggerFactorySetup");
         var logger = factory.CreateLogger<ActorSystem>();
         var filter = Context.System.Settings.LogFilter;
+        var system = Context.System;
+        // Looked up at the first server's line, not here: loggers start before the node registers its NodeServices.
+        Telemetry.CollectorMetrics? metrics = null;
+        string? AliasOf(int srvid) => (metrics ??= NodeServices.Of(system).Metrics).AliasOf(srvid);
         Receive<InitializeLogger>(_ => Sender.Tell(new LoggerInitialized()));
         Receive<LogEvent>(e =>
         {
             if (!filter.ShouldTryKeepMessage(e, out _)) return;
             var level = AkkaLogState.LevelOf(e);
             if (!logger.IsEnabled(level)) return;
-            logger.Log(level, default, AkkaLogState.From(e), e.Cause, static (s, _) => s.Message);
+            logger.Log(level, default, AkkaLogState.From(e, AliasOf), e.Cause, static (s, _) => s.Message);
         });
     }
 }

@@ -4,6 +4,7 @@ using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Security;
 using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Staging;
+using PowaCluster.Collector.Telemetry;
 
 namespace PowaCluster.Collector.Hosting;
 
@@ -15,8 +16,13 @@ public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnecti
 {
     public StageBudget Stages { get; } = new(Settings.StageMemoryBudget, Settings.StageDirectory, Settings.StageFileBudget, Settings.MaxSnapshotBytes);
 
-    /// <summary>The clock of what the node decides by age (the spool's MaxAge); a fake one in tests.</summary>
+    /// <summary>The node's clock (NodeServices): what it schedules and decides by age; a fake one in tests.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    CollectorMetrics? _metrics;
+
+    /// <summary>The node's instruments (NodeServices), made on first use on the node's clock.</summary>
+    public CollectorMetrics Metrics => _metrics ??= new CollectorMetrics(Time);
 
     /// <summary>
     /// What the repository is (RepositoryQueries.IdentityAsync), read at start: names the spool, and every writer
@@ -36,6 +42,10 @@ public sealed record CollectorRuntime(CollectorSettings Settings, NpgsqlConnecti
     /// <summary>The node's certificate and the cluster's CA, read at start; null when remoting runs without TLS.</summary>
     public ClusterTls? Tls { get; } = ClusterTls.Load(Settings);
 
-    /// <summary>Lets the spool's lock go (the process exiting does too).</summary>
-    public void Dispose() => _spool?.Dispose();
+    /// <summary>Lets the spool's lock go (the process exiting does too) and the node's instruments.</summary>
+    public void Dispose()
+    {
+        _spool?.Dispose();
+        _metrics?.Dispose();
+    }
 }

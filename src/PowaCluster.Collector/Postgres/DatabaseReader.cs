@@ -11,7 +11,8 @@ namespace PowaCluster.Collector.Postgres;
 /// the server, for the per-database connections (PoWA 5; their connection strings are made only then).
 /// </summary>
 public sealed record SnapshotJob(SnapshotPlan Plan, IReadOnlyDictionary<string, string> Schemas, IReadOnlySet<string> Guarded,
-    CatalogRefresh? Refresh, ServerConfig Server, TimeSpan CallTimeout, TimeSpan ConnectTimeout, RemoteSecurity? Security = null);
+    CatalogRefresh? Refresh, ServerConfig Server, TimeSpan CallTimeout, TimeSpan ConnectTimeout, RemoteSecurity? Security = null,
+    Telemetry.CollectorMetrics? Metrics = null);
 
 /// <summary>
 /// PoWA 5's per-database datasources: in each database of the remote that one of them applies to, a connection
@@ -101,7 +102,7 @@ public static class DatabaseReader
                 return true;
             }).ConfigureAwait(false);
             stage.AddDatasource($"{ds.Name} ({db})", target, offset, text);
-            Telemetry.CollectorMetrics.DatasourceRead(ds.Name, System.Diagnostics.Stopwatch.GetElapsedTime(started), stage.Length - offset);
+            job.Metrics?.DatasourceRead(ds.Name, System.Diagnostics.Stopwatch.GetElapsedTime(started), stage.Length - offset);
             return true;
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException)

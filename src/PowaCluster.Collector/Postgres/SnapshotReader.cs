@@ -80,7 +80,7 @@ public static class SnapshotReader
             if (ok)
             {
                 stage.AddDatasource(ds.Name, target, offset);
-                Telemetry.CollectorMetrics.DatasourceRead(ds.Name, System.Diagnostics.Stopwatch.GetElapsedTime(started), stage.Length - offset);
+                job.Metrics?.DatasourceRead(ds.Name, System.Diagnostics.Stopwatch.GetElapsedTime(started), stage.Length - offset);
             }
             else stage.Truncate(offset);
             // As the reference does, the cleanup runs even when the datasource failed.

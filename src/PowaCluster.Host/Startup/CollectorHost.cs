@@ -23,7 +23,6 @@ public static class CollectorHost
         // One line per event, one timestamp, one level; plain or JSON (LogFormatter).
         builder.Logging.AddConsole(o => o.FormatterName = LogFormatter.FormatterName)
             .AddConsoleFormatter<LogFormatter, LogFormatterOptions>(o => o.Json = rt.Settings.LogFormat == "json");
-        AkkaStdoutLogger.Json = rt.Settings.LogFormat == "json";
         builder.Logging.SetMinimumLevel(minimumLevel ?? (rt.Settings.Debug ? LogLevel.Debug : LogLevel.Information));
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Services.AddSingleton(rt);
