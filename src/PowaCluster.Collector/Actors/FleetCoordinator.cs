@@ -1,12 +1,12 @@
 using Akka.Actor;
 using Akka.Cluster;
+using Akka.Cluster.Sharding;
 using Akka.Event;
 using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Control;
-using PowaCluster.Collector.Postgres;
-
 using PowaCluster.Collector.Hosting;
+using PowaCluster.Collector.Postgres;
 
 namespace PowaCluster.Collector.Actors;
 
@@ -15,31 +15,36 @@ namespace PowaCluster.Collector.Actors;
 /// resync and on RELOAD, through its node's writers; sends every one an idempotent EnsureCollecting through
 /// the shard region (which starts, updates or keeps alive its entity) and tells the ones that disappeared to
 /// stop. While a read hangs (a repository that accepts connections and answers nothing), every resync tick
-/// still renews the leases of the servers it knows: a hung repository never stops the fleet. Its child
-/// NotifyListener holds the cluster's one LISTEN powa_collector connection; the coordinator answers
-/// powa-web's requests (RELOAD, WORKERS_STATUS, FORCE_SNAPSHOT) on its own repository connection, which
-/// carries nothing else.
+/// still renews the leases of the servers it knows: a hung repository never stops the fleet. powa-web's
+/// requests are its child's, the ControlDesk, which it tells the servers it knows and asks it to reload.
+///
+/// A new cluster's first allocation waits for its nodes (Formation below). Sharding allocates a shard when the
+/// first message for one of its servers arrives, to the region with the fewest shards at that moment: if the
+/// coordinator ensured every server as soon as it started, the first node up would be handed every shard and
+/// the nodes that join seconds later would get theirs by rebalancing, each moved server stopped and connected
+/// again. So a coordinator that finds no shard allocated anywhere holds its EnsureCollecting until
+/// ExpectedNodes shard regions are registered, or ExpectedNodesWait has passed; a coordinator that takes over
+/// a running cluster (some shards allocated) ensures at once.
 /// </summary>
-public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
+public sealed class FleetCoordinator : ReceiveActor, IWithTimers
 {
     readonly TimeProvider _time = NodeServices.Of(Context.System).Time; // the node's clock (NodeServices)
-    readonly Telemetry.CollectorMetrics _metrics = NodeServices.Of(Context.System).Metrics;
     DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
-    static readonly TimeSpan StatusTimeout = TimeSpan.FromMilliseconds(700);
-    static readonly TimeSpan ForceTimeout = TimeSpan.FromSeconds(3);
+    static readonly TimeSpan FormationCheckEvery = TimeSpan.FromSeconds(1);
 
     readonly CollectorSettings _settings;
-    readonly NpgsqlConnectionStringBuilder _csb;
+    readonly NpgsqlConnectionStringBuilder _repository; // for the ControlDesk
     readonly PowaSql _sql;
     readonly IActorRef _region;
     readonly IActorRef _writers;
     readonly ILoggingAdapter _log = Context.GetLogger();
-    readonly RepositoryLink _link;          // powa-web's requests: permission checks and replies, nothing else
-    readonly NotifyGate _gate;
     Dictionary<int, ServerRow> _known = [];
     bool _loading, _loadAgain, _refreshNext, _loadRefresh;
     readonly List<ControlRequest> _reloadWaiting = [];
     string? _lastError;
+    bool _formed;
+    DateTime _formationStartUtc;
+    IActorRef _desk = ActorRefs.Nobody;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -50,15 +55,12 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
         _settings = settings;
         _region = region;
         _writers = writers;
-        _csb = PgSession.ForRole(repository, "PoWA collector - coordinator", settings.ConnectTimeout, settings.RepositoryTimeout);
-        _link = new RepositoryLink(_csb, settings.ConnectTimeout + settings.RepositoryTimeout);
-        _gate = new NotifyGate(_time, _metrics);
+        _repository = repository;
 
         Receive<Resync>(_ =>
         {
             if (_loading) ReEnsure(null); // the last read has not come back: renew the leases with what we know
             StartResync(refresh: false);
-            LogFlood();
         });
         Receive<Reload>(_ =>
         {
@@ -71,30 +73,23 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
             else OnLoadFailed($"cannot read powa_servers: {m.Error}");
         });
 
-        Receive<ControlNotification>(OnNotification);
-        Receive<Checked>(OnChecked);
-        Receive<StatusesGathered>(OnStatuses);
-        Receive<ServerAnswered>(f => Answer(f.Request, f.Status, f.Message));
+        Receive<ReloadRequested>(m =>
+        {
+            _reloadWaiting.Add(m.Request);
+            StartResync(refresh: true);
+        });
         Receive<ServerHandedOff>(OnHandedOff);
         Receive<ClusterEvent.MemberRemoved>(OnMemberRemoved);
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
         Receive<ReEnsureTick>(r => ReEnsure(r.SrvId));
-        Receive<ReplySent>(m =>
-        {
-            // Once a minute at most: powa-web waits in vain for this answer, and the next ones likely fail alike.
-            if (m.Error is not null && CurrentUtc - _lastReplyErrorUtc > TimeSpan.FromMinutes(1))
-            {
-                _lastReplyErrorUtc = CurrentUtc;
-                _log.Warning("The answer to {0} could not be sent on the repository: {1}", m.Command, m.Error);
-            }
-        });
-        FormationHandlers();
+        Receive<CheckFormation>(_ => CheckFormationAsync().PipeTo(Self, failure: _ => new FormationSeen(-1, 0)));
+        Receive<FormationSeen>(OnFormationSeen);
     }
 
     protected override void PreStart()
     {
         _log.Info("FleetCoordinator started; reading powa_servers every {0:F0} s", _settings.ResyncInterval.TotalSeconds);
-        Context.ActorOf(NotifyListener.Props(_settings, _csb, _gate), "notify-listener");
+        _desk = Context.ActorOf(ControlDesk.Props(_settings, _repository, _sql, _region), "control-desk");
         StartFormation();
         Self.Tell(Resync.Instance);
         Timers.StartPeriodicTimer("resync", Resync.Instance, _settings.ResyncInterval);
@@ -104,7 +99,6 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
     protected override void PostStop()
     {
         NodeCluster.Of(Context.System)?.Unsubscribe(Self);
-        _link.Dispose();
     }
 
     // ---- membership and hand-off: servers go on at once on the nodes that remain ---------------
@@ -186,6 +180,7 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
             if (send) _region.Tell(new StopCollecting(gone));
         }
         _known = current;
+        _desk.Tell(new ServersKnown(servers.Select(s => s.Config.SrvId).ToList()));
         AfterLoad(null);
     }
 
@@ -209,11 +204,72 @@ public sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
             StartResync(refresh);
             return;
         }
-        foreach (var r in _reloadWaiting) Answer(r, error is null ? "OK" : "KO", error ?? "OK");
+        if (_reloadWaiting.Count == 0) return;
+        _desk.Tell(new ReloadDone(_reloadWaiting.ToList(), error));
         _reloadWaiting.Clear();
+    }
+
+    // ---- a new cluster's first allocation (Formation, in the class's summary) --------------------------
+
+    void StartFormation()
+    {
+        var expected = _settings.ExpectedNodesOrDefault;
+        if (expected <= 1)
+        {
+            _formed = true;
+            return;
+        }
+        _formationStartUtc = CurrentUtc;
+        Self.Tell(CheckFormation.Instance);
+    }
+
+    /// <summary>
+    /// This node's own region first (local, at once): holding shards, the cluster runs already (a coordinator
+    /// that took over after its node's predecessor died must not wait for the statistics of a cluster where a
+    /// dead region answers nothing). Otherwise the whole cluster's statistics (empty when a region did not answer).
+    /// </summary>
+    async Task<FormationSeen> CheckFormationAsync()
+    {
+        var local = await _region.Ask<CurrentShardRegionState>(GetShardRegionState.Instance, TimeSpan.FromSeconds(3)).ConfigureAwait(false);
+        if (local.Shards.Count > 0) return new FormationSeen(0, local.Shards.Count);
+        var s = await _region.Ask<ClusterShardingStats>(new GetClusterShardingStats(TimeSpan.FromSeconds(3)), TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        return new FormationSeen(s.Regions.Count == 0 ? -1 : s.Regions.Count, s.Regions.Values.Sum(r => r.Stats.Count));
+    }
+
+    void OnFormationSeen(FormationSeen m)
+    {
+        if (_formed) return;
+        var expected = _settings.ExpectedNodesOrDefault;
+        var waited = CurrentUtc - _formationStartUtc;
+        if (m.Shards > 0)
+            Formed("servers are allocated already (a running cluster)");
+        else if (m.Regions >= expected)
+            Formed($"{m.Regions} nodes of {expected} expected are members, after {waited.TotalSeconds:F1} s");
+        else if (waited >= _settings.ExpectedNodesWait)
+        {
+            _log.Warning("Only {0} of the {1} nodes expected (ExpectedNodes) are members after {2:F0} s (ExpectedNodesWait): " +
+                         "allocating the servers to them; nodes that join later take their share by rebalancing",
+                Math.Max(m.Regions, 0), expected, waited.TotalSeconds);
+            Formed(null);
+        }
+        else
+            Timers.StartSingleTimer("formation", CheckFormation.Instance, FormationCheckEvery);
+    }
+
+    void Formed(string? why)
+    {
+        _formed = true;
+        if (why is not null) _log.Info("Allocating {0} servers: {1}", _known.Count, why);
+        ReEnsure(null);
     }
 
     public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, IActorRef region,
         IActorRef writers) =>
         Akka.Actor.Props.Create(() => new FleetCoordinator(settings, repository, sql, region, writers));
+
+    sealed record ReEnsureTick(int? SrvId);
+    sealed class CheckFormation { public static readonly CheckFormation Instance = new(); }
+
+    /// <summary>Shard regions registered with the shard coordinator, and shards allocated; -1 when sharding did not answer.</summary>
+    sealed record FormationSeen(int Regions, int Shards);
 }

@@ -3,21 +3,83 @@ using Akka.Event;
 using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Control;
+using PowaCluster.Collector.Hosting;
 using PowaCluster.Collector.Postgres;
-
 using PowaCluster.Collector.Telemetry;
 
 namespace PowaCluster.Collector.Actors;
 
-/// <summary>The FleetCoordinator's answers to powa-web's NOTIFY protocol (the rest is in FleetCoordinator.cs).</summary>
-public sealed partial class FleetCoordinator
+/// <summary>
+/// powa-web's side of the FleetCoordinator, its child: the cluster's one LISTEN powa_collector connection
+/// (NotifyListener, its child, behind the NotifyGate they share), who may drive the collector (one query for
+/// every sender waiting for its verdict), and the answers (RELOAD through the coordinator, WORKERS_STATUS,
+/// CLUSTER_STATUS, FORCE_SNAPSHOT, REFRESH_DB_CAT), on a repository connection that carries nothing else. What
+/// it knows of the fleet is what the coordinator tells it (ServersKnown after each read of powa_servers).
+/// </summary>
+public sealed class ControlDesk : ReceiveActor, IWithTimers
 {
-    // ---- powa-web's protocol -----------------------------------------------------------------
+    static readonly TimeSpan StatusTimeout = TimeSpan.FromMilliseconds(700);
+    static readonly TimeSpan ForceTimeout = TimeSpan.FromSeconds(3);
+    // The flood's counts go to the log at most once a minute (LogFlood); this looks whether they are due.
+    static readonly TimeSpan FloodReportEvery = TimeSpan.FromSeconds(10);
 
+    readonly TimeProvider _time = NodeServices.Of(Context.System).Time; // the node's clock (NodeServices)
+    readonly CollectorMetrics _metrics = NodeServices.Of(Context.System).Metrics;
+    DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
+    readonly CollectorSettings _settings;
+    readonly NpgsqlConnectionStringBuilder _csb;
+    readonly PowaSql _sql;
+    readonly IActorRef _region;
+    readonly ILoggingAdapter _log = Context.GetLogger();
+    readonly RepositoryLink _link; // permission checks and replies, nothing else
+    readonly NotifyGate _gate;     // shared with the NotifyListener child, behind its lock: it drops a flood before it reaches a mailbox
+    SortedSet<int> _known = []; // the active servers, as the coordinator last read them
     readonly Dictionary<int, List<(ControlRequest Request, GateTicket Ticket)>> _checking = []; // waiting for their sender's verdict
     bool _checkRunning;
     long _refusedQuietly, _sendersGone, _droppedLogged;
     DateTime _lastFloodLogUtc = DateTime.MinValue, _lastCheckErrorUtc = DateTime.MinValue, _lastReplyErrorUtc = DateTime.MinValue;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public ControlDesk(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, IActorRef region)
+    {
+        _settings = settings;
+        _sql = sql;
+        _region = region;
+        _csb = PgSession.ForRole(repository, "PoWA collector - coordinator", settings.ConnectTimeout, settings.RepositoryTimeout);
+        _link = new RepositoryLink(_csb, settings.ConnectTimeout + settings.RepositoryTimeout);
+        _gate = new NotifyGate(_time, _metrics);
+
+        Receive<ServersKnown>(m => _known = new SortedSet<int>(m.SrvIds));
+        Receive<ReloadDone>(m =>
+        {
+            foreach (var r in m.Requests) Answer(r, m.Error is null ? "OK" : "KO", m.Error ?? "OK");
+        });
+        Receive<ControlNotification>(OnNotification);
+        Receive<Checked>(OnChecked);
+        Receive<StatusesGathered>(OnStatuses);
+        Receive<ServerAnswered>(f => Answer(f.Request, f.Status, f.Message));
+        Receive<ReportFlood>(_ => LogFlood());
+        Receive<ReplySent>(m =>
+        {
+            // Once a minute at most: powa-web waits in vain for this answer, and the next ones likely fail alike.
+            if (m.Error is not null && CurrentUtc - _lastReplyErrorUtc > TimeSpan.FromMinutes(1))
+            {
+                _lastReplyErrorUtc = CurrentUtc;
+                _log.Warning("The answer to {0} could not be sent on the repository: {1}", m.Command, m.Error);
+            }
+        });
+    }
+
+    protected override void PreStart()
+    {
+        Context.ActorOf(NotifyListener.Props(_settings, _csb, _gate), "notify-listener");
+        Timers.StartPeriodicTimer("flood", ReportFlood.Instance, FloodReportEvery);
+    }
+
+    protected override void PostStop() => _link.Dispose();
+
+    // ---- who may drive the collector -----------------------------------------------------------
 
     void OnNotification(ControlNotification n)
     {
@@ -131,14 +193,13 @@ public sealed partial class FleetCoordinator
         {
             case "RELOAD":
                 _log.Info("RELOAD requested");
-                _reloadWaiting.Add(r);
-                StartResync(refresh: true);
+                Context.Parent.Tell(new ReloadRequested(r));
                 break;
             case "WORKERS_STATUS":
                 if (!r.WantsReply) return; // as the reference: nothing to do without a channel
                 var ids = r.Args.Count > 0 && r.Args[0].All(char.IsAsciiDigit) && int.TryParse(r.Args[0], out var one)
-                    ? (_known.ContainsKey(one) ? [one] : Array.Empty<int>())
-                    : _known.Keys.ToArray();
+                    ? (_known.Contains(one) ? [one] : Array.Empty<int>())
+                    : _known.ToArray();
                 Context.ActorOf(StatusGatherer.Props(_region, ids, StatusTimeout, Self, r));
                 break;
             case "CLUSTER_STATUS":
@@ -146,7 +207,7 @@ public sealed partial class FleetCoordinator
                 if (!r.WantsReply) return;
                 var from = r.Args.Count > 0 && int.TryParse(r.Args[0], out var f) ? f : int.MinValue;
                 var to = r.Args.Count > 1 && int.TryParse(r.Args[1], out var t) ? t : int.MaxValue;
-                Context.ActorOf(StatusGatherer.Props(_region, _known.Keys.Where(id => id >= from && id <= to).ToArray(),
+                Context.ActorOf(StatusGatherer.Props(_region, _known.Where(id => id >= from && id <= to).ToArray(),
                     StatusTimeout, Self, r));
                 break;
             // FORCE_SNAPSHOT and REFRESH_DB_CAT answer with powa-collector 1.3.1's status words and texts.
@@ -176,7 +237,7 @@ public sealed partial class FleetCoordinator
     /// </summary>
     void AskServer<TResult>(ControlRequest r, int srvid, IServerMessage ask, Func<TResult, (bool Ok, string Message)> outcome)
     {
-        if (!_known.ContainsKey(srvid))
+        if (!_known.Contains(srvid))
         {
             Answer(r, "ERROR", CollectorProtocol.ServerNotFound(srvid));
             return;
@@ -230,7 +291,10 @@ public sealed partial class FleetCoordinator
     /// <summary>Anyone may NOTIFY powa_collector: what they send goes to the log short and on one line.</summary>
     static string ForLog(string s) => LogText.OneLine(s, 64);
 
-    sealed record ReEnsureTick(int? SrvId);
+    public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, IActorRef region) =>
+        Akka.Actor.Props.Create(() => new ControlDesk(settings, repository, sql, region));
+
+    sealed class ReportFlood { public static readonly ReportFlood Instance = new(); }
     sealed record Checked(int[] Pids, Dictionary<int, SenderVerdict>? Found, string? Error);
     sealed record ServerAnswered(ControlRequest Request, string Status, string Message);
     sealed record ReplySent(string Command, string? Error);
