@@ -7,10 +7,9 @@ namespace PowaCluster.Collector.Telemetry;
 /// <summary>
 /// A node's instruments (System.Diagnostics.Metrics), under the meter <see cref="MeterName"/>: one instance per
 /// actor system (NodeServices), so that nodes of one process (tests, a restart for a renewed certificate) keep
-/// their own servers, pool and clock. The meter and its instruments are the process's, made once and never
-/// disposed: OpenTelemetry merges same-named meters into one stream, and disposing any of them ends that stream
-/// for all (open-telemetry/opentelemetry-dotnet#6412). So an instance registers with the process's gauges while
-/// its node runs and leaves them on Dispose. The host exports the meter by name (Prometheus at /metrics, OTLP
+/// their own servers, pool and clock. The meter and its instruments are the process's (Instruments), never
+/// disposed (why: docs/architecture.md, "Metrics and logs"): an instance joins the process's gauges while its
+/// node runs and leaves them on Dispose. The host exports the meter by name (Prometheus at /metrics, OTLP
 /// when OTEL_EXPORTER_OTLP_ENDPOINT is set); without a listener an instrument costs a flag test. Labels are
 /// bounded: srvid and alias on per-server series only (one series per server this node collects), a
 /// datasource name, an outcome or a phase from a fixed list; never an error's text.

@@ -3,7 +3,7 @@ using System.Diagnostics.Metrics;
 namespace PowaCluster.Collector.Telemetry;
 
 /// <summary>
-/// The process's meter and instruments, made once and never disposed (why: CollectorMetrics). Counters and
+/// The process's meter and instruments, made once and never disposed (why: docs/architecture.md, "Metrics and logs"). Counters and
 /// histograms are shared: their labels (srvid, datasource, outcome) already tell servers apart. A gauge reads
 /// the nodes running in the process: per-server series from each, counts summed, and what only one node can
 /// say for the process (cluster members, the certificate's validity) from the newest, which after a restart
