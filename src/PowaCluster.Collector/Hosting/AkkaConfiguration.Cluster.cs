@@ -22,6 +22,7 @@ public static partial class AkkaConfiguration
         b.WithClustering(new ClusterOptions { SeedNodes = seeds, LogInfo = s.Debug, Roles = [ShardRole(s)] });
         b.AddHocon(SplitBrainHocon(s), HoconAddMode.Prepend);
         b.AddHocon(FailureDetectionHocon(s), HoconAddMode.Prepend);
+        b.AddHocon(AppVersionHocon, HoconAddMode.Prepend);
         if (s.IsOneNode)
             b.AddStartup((system, _) =>
             {
@@ -30,6 +31,13 @@ public static partial class AkkaConfiguration
             });
         return b;
     }
+
+    /// <summary>
+    /// The build's version as the member's app-version, whatever the entry assembly (a test host, the lab):
+    /// each node writes the wire format all members read (WireFormats), and sharding neither rebalances while
+    /// versions are mixed nor allocates to older nodes.
+    /// </summary>
+    public static readonly string AppVersionHocon = $"akka.cluster.app-version = \"{CollectorVersion.Text}\"";
 
     public const string ShardRolePrefix = "powa-shards-";
 

@@ -1,0 +1,103 @@
+using Google.Protobuf;
+using PowaCluster.Collector.Actors;
+using W = PowaCluster.Collector.Serialization.Wire;
+
+namespace PowaCluster.Collector.Serialization;
+
+/// <summary>
+/// The wire format since powa-cluster 0.2.0: each IWireMessage as its message of wire.proto (Protocol Buffers,
+/// whose readers skip the fields they do not know), under a manifest "1:name" that names the message, not its
+/// version of the schema: a message changes by adding fields, never by a new manifest.
+/// </summary>
+static class ProtobufWire
+{
+    public static string Manifest(IWireMessage o) => o switch
+    {
+        EnsureCollecting => "1:ensure",
+        StopCollecting => "1:stop",
+        GetServerStatus => "1:status?",
+        ServerStatus => "1:status",
+        ForceSnapshot => "1:force",
+        ForceSnapshotResult => "1:forced",
+        RefreshCatalogs => "1:refresh",
+        RefreshCatalogsResult => "1:refreshed",
+        ServerHandedOff => "1:handed-off",
+        Reload => "1:reload",
+        _ => throw new ArgumentException($"{o.GetType().Name} has no message in wire.proto"),
+    };
+
+    public static byte[] ToBinary(IWireMessage o) => ToProto(o).ToByteArray();
+
+    static IMessage ToProto(IWireMessage o)
+    {
+        switch (o)
+        {
+            case EnsureCollecting m: return new W.EnsureCollecting { SrvId = m.SrvId, RowVersion = m.RowVersion, Refresh = m.Refresh };
+            case StopCollecting m: return new W.StopCollecting { SrvId = m.SrvId };
+            case GetServerStatus m: return new W.GetServerStatus { SrvId = m.SrvId };
+            case ServerStatus m:
+                var s = new W.ServerStatus
+                {
+                    SrvId = m.SrvId,
+                    Status = m.Status,
+                    Snapshots = m.Snapshots,
+                    FailedSnapshots = m.FailedSnapshots,
+                    SpooledSnapshots = m.SpooledSnapshots,
+                    SpooledBytes = m.SpooledBytes,
+                };
+                if (m.Node is not null) s.Node = m.Node;
+                if (m.LastSnapshot is { } last) s.LastSnapshotUnixMs = last.ToUnixTimeMilliseconds();
+                if (m.LastError is not null) s.LastError = m.LastError;
+                if (m.OldestSpooled is { } oldest) s.OldestSpooledUnixMs = oldest.ToUnixTimeMilliseconds();
+                return s;
+            case ForceSnapshot m: return new W.ForceSnapshot { SrvId = m.SrvId };
+            case ForceSnapshotResult m: return new W.ForceSnapshotResult { SrvId = m.SrvId, Started = m.Started, Message = m.Message };
+            case RefreshCatalogs m: return new W.RefreshCatalogs { SrvId = m.SrvId, DbNames = { m.DbNames } };
+            case RefreshCatalogsResult m: return new W.RefreshCatalogsResult { SrvId = m.SrvId, Registered = m.Registered, Message = m.Message };
+            case ServerHandedOff m: return new W.ServerHandedOff { SrvId = m.SrvId };
+            case Reload: return new W.Reload();
+            default: throw new ArgumentException($"{o.GetType().Name} has no message in wire.proto");
+        }
+    }
+
+    /// <summary>Null: not a manifest of this format.</summary>
+    public static IWireMessage? FromBinary(byte[] bytes, string manifest)
+    {
+        try
+        {
+            return manifest switch
+            {
+                "1:ensure" => FromProto(W.EnsureCollecting.Parser.ParseFrom(bytes)),
+                "1:stop" => new StopCollecting(W.StopCollecting.Parser.ParseFrom(bytes).SrvId),
+                "1:status?" => new GetServerStatus(W.GetServerStatus.Parser.ParseFrom(bytes).SrvId),
+                "1:status" => FromProto(W.ServerStatus.Parser.ParseFrom(bytes)),
+                "1:force" => new ForceSnapshot(W.ForceSnapshot.Parser.ParseFrom(bytes).SrvId),
+                "1:forced" => FromProto(W.ForceSnapshotResult.Parser.ParseFrom(bytes)),
+                "1:refresh" => FromProto(W.RefreshCatalogs.Parser.ParseFrom(bytes)),
+                "1:refreshed" => FromProto(W.RefreshCatalogsResult.Parser.ParseFrom(bytes)),
+                "1:handed-off" => new ServerHandedOff(W.ServerHandedOff.Parser.ParseFrom(bytes).SrvId),
+                "1:reload" => W.Reload.Parser.ParseFrom(bytes) is not null ? Reload.Instance : null, // parsed: malformed bytes are refused
+                _ => null,
+            };
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new SerializationException($"powa-cluster message \"{manifest}\" is not what its manifest says: {e.Message}");
+        }
+    }
+
+    static EnsureCollecting FromProto(W.EnsureCollecting m) => new(m.SrvId, m.RowVersion, m.Refresh);
+
+    static ForceSnapshotResult FromProto(W.ForceSnapshotResult m) => new(m.SrvId, m.Started, m.Message);
+
+    static RefreshCatalogsResult FromProto(W.RefreshCatalogsResult m) => new(m.SrvId, m.Registered, m.Message);
+
+    static ServerStatus FromProto(W.ServerStatus m) => new(m.SrvId, m.Status, m.HasNode ? m.Node : null,
+        m.HasLastSnapshotUnixMs ? DateTimeOffset.FromUnixTimeMilliseconds(m.LastSnapshotUnixMs) : null,
+        m.HasLastError ? m.LastError : null, m.Snapshots, m.FailedSnapshots, m.SpooledSnapshots, m.SpooledBytes,
+        m.HasOldestSpooledUnixMs ? DateTimeOffset.FromUnixTimeMilliseconds(m.OldestSpooledUnixMs) : null);
+
+    static RefreshCatalogs FromProto(W.RefreshCatalogs m) => m.DbNames.Count > WireLimits.MaxDatabaseNames
+        ? throw new SerializationException($"REFRESH_DB_CAT with {m.DbNames.Count} database names")
+        : new RefreshCatalogs(m.SrvId, [.. m.DbNames]);
+}

@@ -1,0 +1,28 @@
+using Akka.Util;
+
+namespace PowaCluster.Collector.Serialization;
+
+public enum WireFormat
+{
+    /// <summary>wire.proto (ProtobufWire), since 0.2.0.</summary>
+    Protobuf,
+
+    /// <summary>0.1.0's layout (LegacyWire).</summary>
+    Legacy,
+}
+
+/// <summary>Which format a node writes, from the versions of the cluster's members (akka.cluster.app-version).</summary>
+public static class WireFormats
+{
+    /// <summary>The first version that reads wire.proto. Older nodes set no app-version: Akka gives them 0.0.0.</summary>
+    public static readonly AppVersion FirstProtobuf = AppVersion.Create("0.2.0");
+
+    public static WireFormat For(IEnumerable<AppVersion> members) =>
+        members.Any(v => v.CompareTo(FirstProtobuf) < 0) ? WireFormat.Legacy : WireFormat.Protobuf;
+}
+
+static class WireLimits
+{
+    /// <summary>At most this many database names in a REFRESH_DB_CAT (the NOTIFY payload is under 8000 bytes anyway).</summary>
+    public const int MaxDatabaseNames = 10_000;
+}
