@@ -29,7 +29,9 @@ public sealed record LabOptions(
     int LongFreezeSeconds = 0,
     bool Kill = false,
     bool Prometheus = false,
-    int Statements = 300)
+    int Statements = 300,
+    string? From = null,
+    bool Outage = false)
 {
     public const string Usage = """
         usage:
@@ -80,6 +82,14 @@ public sealed record LabOptions(
               the fleet the servers not snapshotted within their first two intervals, the interval error p50/p99
               after them, connect timeouts and nodes downed. --kill then sends SIGKILL to the oldest node and
               measures how long its servers take to resume. Defaults: 3 nodes, 1,000 servers at 60 s, 300 s.
+          powa-lab rollout [--nodes N] [--servers N] [--frequency S] [--from GIT-REF] [--outage] [--pool-size N] [--debug]
+              N nodes (mutual TLS) of the build of --from (built from this clone into a scratch directory; this
+              build without it) replaced one at a time by this build, highest ordinal first, each once the one
+              before is ready plus one interval, as a StatefulSet's rolling update. --outage: the repository is
+              down from before the first node stops until after the last is restarted. Prints per server the
+              intervals lost (gap > 1.5 F) and doubles (gap < 0.5 F) in the roll, the longest gap, where the
+              singletons ran, the log lines of messages a node could not read; exit code 1 when a goal is
+              missed. Defaults: 3 nodes, 300 servers at 30 s. Run from the clone's top directory.
         """;
 
     public static LabOptions Parse(IReadOnlyList<string> args)
@@ -91,6 +101,7 @@ public sealed record LabOptions(
             "faults" => new LabOptions(args[0]) { Servers = 10 },
             "outage" => new LabOptions(args[0]) { Servers = 20, Seconds = 300, Warmup = 60 },
             "scale" => new LabOptions(args[0]) { Servers = 1000, Frequency = 60, Seconds = 300, Nodes = 3 },
+            "rollout" => new LabOptions(args[0]) { Servers = 300, Frequency = 30, Nodes = 3 },
             "--help" or "-h" or "help" => new LabOptions("help"),
             var c => throw new UsageException($"unknown command \"{c}\""),
         };
@@ -118,6 +129,9 @@ public sealed record LabOptions(
                 "--side-by-side" when o.Command == "demo" => o with { SideBySide = true },
                 "--powa" when o.Command is "demo" or "scale" => ParsePowa(o, Value()),
                 "--nodes" when o.Command is "demo" or "scale" => o with { Nodes = Int(1, 9) },
+                "--nodes" when o.Command == "rollout" => o with { Nodes = Int(3, 9) },
+                "--from" when o.Command == "rollout" => o with { From = Value() },
+                "--outage" when o.Command == "rollout" => o with { Outage = true },
                 "--kill" when o.Command == "scale" => o with { Kill = true },
                 "--failover" when o.Command == "demo" => o with { Failover = true },
                 "--prometheus" when o.Command == "demo" => o with { Prometheus = true },

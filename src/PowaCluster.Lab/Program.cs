@@ -26,6 +26,7 @@ public static class Program
                 "faults" => await Faults.FaultsCommand.RunAsync(options),
                 "outage" => await Outage.OutageCommand.RunAsync(options),
                 "scale" => await Scale.ScaleCommand.RunAsync(options),
+                "rollout" => await Rollout.RolloutCommand.RunAsync(options),
                 _ => Help(),
             };
         }

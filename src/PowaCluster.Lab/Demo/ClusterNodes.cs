@@ -15,6 +15,7 @@ public sealed class ClusterNodes : IAsyncDisposable
     public sealed record Node(int Index, string Address, int HttpPort, string LogFile)
     {
         internal OurCollector Process { get; init; } = null!;
+        internal Launch How { get; init; } = null!;
         public string Name => $"node {Index} ({Address})";
         public int? ExitCode => Process.ExitCode;
     }
@@ -38,8 +39,9 @@ public sealed class ClusterNodes : IAsyncDisposable
     /// certificate of a throwaway CA (cluster TLS, the default of a multi-node cluster) unless the settings
     /// say Tls__Mode.
     /// </summary>
+    /// <param name="buildDirectory">the build the nodes run (powa-lab rollout --from); this one by default</param>
     public static ClusterNodes Start(NpgsqlConnectionStringBuilder repo, int count, int poolSize, bool debug,
-        IReadOnlyDictionary<string, string>? settings = null, string? logDirectory = null)
+        IReadOnlyDictionary<string, string>? settings = null, string? logDirectory = null, string? buildDirectory = null)
     {
         var ports = FreePorts(count * 2);
         var seeds = ports.Take(Math.Min(2, count)).Select(p => $"127.0.0.1:{p}").ToList();
@@ -54,14 +56,48 @@ public sealed class ClusterNodes : IAsyncDisposable
             var nodeEnv = new Dictionary<string, string>(env);
             if (nodes._certificates is { } certs)
                 foreach (var kv in certs.Environment($"node{i + 1}")) nodeEnv[kv.Key] = kv.Value;
+            // A spool of the node's own that outlives a restart of its process (Restart), removed with the nodes.
+            if (!nodeEnv.ContainsKey("PowaCluster__SpoolDirectory"))
+            {
+                var spool = Directory.CreateTempSubdirectory($"powa-cluster-spool-node{i + 1}-").FullName;
+                nodes._spools.Add(spool);
+                nodeEnv["PowaCluster__SpoolDirectory"] = spool;
+            }
             var log = Path.Combine(dir, $"powa-cluster-{Environment.ProcessId}-node{i + 1}.log");
             var args = new List<string> { "--cluster-host", "127.0.0.1", "--cluster-port", ports[i].ToString(), "--http-port", ports[count + i].ToString() };
             foreach (var s in seeds) { args.Add("--seed"); args.Add(s); }
-            var p = OurCollector.StartRun(repo, poolSize, debug, args, nodeEnv, $"node {i + 1}", log);
-            nodes._nodes.Add(new Node(i + 1, $"127.0.0.1:{ports[i]}", ports[count + i], log) { Process = p });
+            var launch = new Launch(repo, poolSize, debug, args, nodeEnv);
+            var p = launch.Start($"node {i + 1}", log, buildDirectory);
+            nodes._nodes.Add(new Node(i + 1, $"127.0.0.1:{ports[i]}", ports[count + i], log) { Process = p, How = launch });
         }
         return nodes;
     }
+
+    readonly List<string> _spools = [];
+
+    /// <summary>How a node's process is started: the same again when it restarts.</summary>
+    internal sealed record Launch(NpgsqlConnectionStringBuilder Repo, int PoolSize, bool Debug, IReadOnlyList<string> Args,
+        IReadOnlyDictionary<string, string> Env)
+    {
+        public OurCollector Start(string name, string log, string? buildDirectory) =>
+            OurCollector.StartRun(Repo, PoolSize, Debug, Args, Env, name, log, buildDirectory);
+    }
+
+    /// <summary>
+    /// Starts a node whose process has exited again, with its address, settings, certificate and spool, from
+    /// buildDirectory (this build when null); its output goes to a new log file.
+    /// </summary>
+    public Node Restart(Node n, string? buildDirectory, string logFile)
+    {
+        if (n.ExitCode is null) throw new InvalidOperationException($"{n.Name} still runs");
+        var i = _nodes.IndexOf(n);
+        var again = n with { LogFile = logFile, Process = n.How.Start($"node {n.Index}", logFile, buildDirectory), How = n.How };
+        _nodes[i] = again;
+        _exited.Add(n);
+        return again;
+    }
+
+    readonly List<Node> _exited = [];
 
     /// <summary>Distinct free loopback ports, held open together while they are picked.</summary>
     public static List<int> FreePorts(int n)
@@ -112,7 +148,9 @@ public sealed class ClusterNodes : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        foreach (var n in _nodes) await n.Process.DisposeAsync();
+        foreach (var n in _nodes.Concat(_exited)) await n.Process.DisposeAsync();
         _certificates?.Dispose();
+        foreach (var d in _spools)
+            try { Directory.Delete(d, recursive: true); } catch (IOException) { /* a temporary directory */ }
     }
 }

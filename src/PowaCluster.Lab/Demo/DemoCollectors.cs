@@ -36,11 +36,12 @@ sealed class OurCollector(Process process, string name = "powa-cluster", string?
     /// powa-cluster run with more options and settings (a cluster node), named in the demo's messages; its
     /// output goes to logFile when given, else to the demo's own.
     /// </summary>
+    /// <param name="buildDirectory">another build's output directory (powa-lab rollout --from); this build's by default</param>
     public static OurCollector StartRun(NpgsqlConnectionStringBuilder repo, int poolSize, bool debug,
-        IReadOnlyList<string> args, IReadOnlyDictionary<string, string> env, string name, string? logFile)
+        IReadOnlyList<string> args, IReadOnlyDictionary<string, string> env, string name, string? logFile, string? buildDirectory = null)
     {
         // powa-cluster's own build output is copied beside the lab's (a project reference).
-        var dll = typeof(Host.Program).Assembly.Location;
+        var dll = buildDirectory is null ? typeof(Host.Program).Assembly.Location : Path.Combine(buildDirectory, "powa-cluster.dll");
         var apphost = Path.Combine(Path.GetDirectoryName(dll)!, "powa-cluster");
         var psi = File.Exists(apphost)
             ? new ProcessStartInfo(apphost) { UseShellExecute = false }

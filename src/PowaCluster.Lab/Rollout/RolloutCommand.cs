@@ -1,0 +1,138 @@
+using System.Diagnostics;
+using Npgsql;
+using PowaCluster.Host.Cli;
+using PowaCluster.Host.Startup;
+using PowaCluster.Lab.Bench;
+using PowaCluster.Lab.Demo;
+using PowaCluster.Lab.Embedded;
+
+namespace PowaCluster.Lab.Rollout;
+
+/// <summary>
+/// powa-lab rollout: a cluster of the build of --from (a git ref, built into a scratch directory; this build
+/// without it) replaced node by node with this build, as a StatefulSet's rolling update does (highest ordinal
+/// first, the next one once the restarted node is ready plus one interval), measured from the repository: per
+/// server the intervals lost and the doubles in the roll, the longest gap, where the singletons went, and the
+/// nodes' errors about messages they could not read.
+/// </summary>
+public static class RolloutCommand
+{
+    const int PerInstance = LocalPostgres.MaxLoopbackAddresses;
+
+    public static async Task<int> RunAsync(LabOptions o)
+    {
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        var freq = TimeSpan.FromSeconds(o.Frequency);
+        var from = o.From is null ? null : await FromBuild.BuildAsync(o.From);
+        Say(from is null ? "rolling this build onto itself (no --from)" : $"rolling from {o.From} ({from.Version}, built in {from.Directory}) to this build");
+
+        var remotes = (o.Servers + PerInstance - 1) / PerInstance;
+        PostgresFactory factory = async (name, n) => await LocalPostgres.StartAsync(name, n,
+            settings: name == "repository" ? ["autovacuum_naptime = 5s"] : ["pg_wait_sampling.profile_period = 100", "pg_wait_sampling.history_period = 100"]);
+        PowaLab lab;
+        try { lab = await PowaLab.StartAsync(remotes, Math.Min(PerInstance, (o.Servers + remotes - 1) / remotes), factory); }
+        catch (InvalidOperationException e) { throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}"); }
+        await using var _ = lab;
+        var ids = await lab.RegisterManyAsync(o.Servers, o.Frequency, "rollout");
+        var repoDsn = lab.Repository.ConnectionString(PowaLab.Database);
+        var (settings, _) = SettingsLoader.Load(o.ToRun(repoDsn.ConnectionString), CollectorHost.CreateBuilder().Configuration);
+        var logDir = Directory.CreateTempSubdirectory("powa-rollout-").FullName;
+        Say($"{ids.Count} servers at {o.Frequency} s on {remotes} remote instances; {o.Nodes} nodes (logs in {logDir})");
+
+        await using var nodes = ClusterNodes.Start(repoDsn, o.Nodes, settings.WriterPoolSize, settings.Debug, logDirectory: logDir,
+            buildDirectory: from?.Directory);
+        await nodes.WaitReadyAsync(TimeSpan.FromSeconds(120));
+        // Every server collected before the roll starts, then two intervals of steady state.
+        await using var monitor = new NpgsqlConnection(repoDsn.ConnectionString);
+        await monitor.OpenAsync(stop.Token);
+        var started = await SnapshotLog.NowAsync(monitor);
+        await WaitAsync(async () => (await SnapshotLog.TimesAsync(monitor, started, DateTime.MaxValue)).Count == ids.Count,
+            TimeSpan.FromSeconds(60) + 3 * freq, "every server's first snapshot", stop.Token);
+        await Task.Delay(2 * freq, stop.Token);
+
+        var rollFrom = await SnapshotLog.NowAsync(monitor);
+        var repository = (LocalPostgres)lab.Repository;
+        if (o.Outage)
+        {
+            Say("the repository stops");
+            await repository.StopAsync();
+        }
+        var rolled = Stopwatch.StartNew();
+        // Highest ordinal first, as a StatefulSet does.
+        foreach (var old in nodes.Nodes.OrderByDescending(n => n.Index).ToList())
+        {
+            var sw = Stopwatch.StartNew();
+            var code = await nodes.TerminateAsync(old, TimeSpan.FromSeconds(60));
+            var exited = sw.Elapsed;
+            var log = Path.Combine(logDir, $"node{old.Index}-new.log");
+            var now = nodes.Restart(old, buildDirectory: null, log);
+            var ready = await ReadyOrRestartedAsync(nodes, now, o.Outage ? 2 * freq : TimeSpan.FromSeconds(120), log, stop.Token);
+            Say($"{now.Name}: SIGTERM, exited {(code is null ? "only to SIGKILL" : $"with {code}")} in {exited.TotalSeconds:F1} s; this build " +
+                (ready ? $"ready {sw.Elapsed.TotalSeconds:F1} s after the SIGTERM" : "not ready (the repository is down): restarted as a service manager would"));
+            await Task.Delay(freq, stop.Token);
+        }
+        if (o.Outage)
+        {
+            Say($"the repository starts again, {rolled.Elapsed.TotalSeconds:F0} s after it stopped");
+            await repository.StartAgainAsync();
+        }
+        await WaitReadyRestartingAsync(nodes, TimeSpan.FromSeconds(180), logDir, stop.Token);
+        var rollTo = await SnapshotLog.NowAsync(monitor);
+        // What the roll left to store (queues, spools) lands, with the time it was taken: wait for it.
+        var settle = o.Outage ? TimeSpan.FromSeconds(Math.Max(300, 3 * o.Frequency)) : 3 * freq;
+        Say($"rolled in {rolled.Elapsed.TotalSeconds:F0} s; {settle.TotalSeconds:F0} s for what is queued or spooled to land");
+        await Task.Delay(settle, stop.Token);
+
+        var times = await SnapshotLog.TimesAsync(monitor, rollFrom - freq, rollTo + freq);
+        var figures = RolloutFigures.From(ids, times, rollFrom - freq, rollTo + freq, freq);
+        var singletons = SingletonMoves.Read(logDir);
+        var unreadable = SingletonMoves.Unreadable(logDir);
+        Console.WriteLine();
+        Console.WriteLine(figures.Table());
+        Console.WriteLine($"rollout: singletons: fleet coordinator on {singletons.Fleet.Count} node processes in turn ({string.Join(" -> ", singletons.Fleet)}), " +
+                          $"shard coordinator on {singletons.Shards.Count} ({string.Join(" -> ", singletons.Shards)}): moved {singletons.Moves} times in the roll");
+        Console.WriteLine($"rollout: log lines about messages a node could not read: {unreadable}");
+        var ok = figures.Lost == 0 && figures.Doubles == 0 && figures.LongestGap <= 1.5 * o.Frequency && unreadable == 0 && singletons.Moves <= 1;
+        Console.WriteLine($"rollout: {(ok ? "PASS" : "FAIL")} (goals: 0 lost, 0 doubles, longest gap <= {1.5 * o.Frequency:F0} s, singletons moved at most once, no unreadable message)");
+        return ok ? 0 : 1;
+    }
+
+    /// <summary>Ready within the timeout; a process that exits meanwhile is started again after 10 s (Restart=on-failure).</summary>
+    static async Task<bool> ReadyOrRestartedAsync(ClusterNodes nodes, ClusterNodes.Node n, TimeSpan timeout, string log, CancellationToken ct)
+    {
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < timeout && !ct.IsCancellationRequested)
+        {
+            n = nodes.Nodes.Single(x => x.Index == n.Index);
+            if (n.ExitCode is not null)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(10), ct);
+                n = nodes.Restart(n, null, log + $".{(int)sw.Elapsed.TotalSeconds}");
+                continue;
+            }
+            if ((await ClusterNodes.GetAsync(n)).Status == 200) return true;
+            await Task.Delay(500, ct);
+        }
+        return false;
+    }
+
+    static async Task WaitReadyRestartingAsync(ClusterNodes nodes, TimeSpan timeout, string logDir, CancellationToken ct)
+    {
+        foreach (var n in nodes.Nodes.ToList())
+            if (!await ReadyOrRestartedAsync(nodes, n, timeout, Path.Combine(logDir, $"node{n.Index}-new.log"), ct))
+                throw new TimeoutException($"{n.Name} not ready after {timeout.TotalSeconds:F0} s");
+    }
+
+    static async Task WaitAsync(Func<Task<bool>> condition, TimeSpan timeout, string what, CancellationToken ct)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (sw.Elapsed > timeout) throw new TimeoutException($"rollout: no {what} after {timeout.TotalSeconds:F0} s");
+            await Task.Delay(1000, ct);
+        }
+    }
+
+    static void Say(string m) => Console.WriteLine($"rollout: {m}");
+}

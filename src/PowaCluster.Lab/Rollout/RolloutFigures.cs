@@ -1,0 +1,103 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.RegularExpressions;
+using PowaCluster.Host.Startup;
+
+namespace PowaCluster.Lab.Rollout;
+
+/// <summary>Per server, the gaps between its snapshots in the roll's window (edges included): lost intervals and doubles.</summary>
+public sealed record RolloutFigures(int Servers, int ServersWithLoss, int Lost, int Doubles, double LongestGap, int LongestGapSrvId)
+{
+    public static RolloutFigures From(IReadOnlyList<int> ids, Dictionary<int, List<DateTime>> times, DateTime from, DateTime to, TimeSpan frequency)
+    {
+        var f = frequency.TotalSeconds;
+        int lost = 0, doubles = 0, withLoss = 0, longestId = 0;
+        var longest = 0.0;
+        foreach (var id in ids)
+        {
+            var t = times.GetValueOrDefault(id) ?? [];
+            var marks = t.Prepend(from).Append(to).ToList();
+            var mine = 0;
+            for (var i = 1; i < marks.Count; i++)
+            {
+                var gap = (marks[i] - marks[i - 1]).TotalSeconds;
+                var edge = i == 1 || i == marks.Count - 1;
+                if (gap > 1.5 * f) mine += (int)Math.Round(gap / f) - 1;
+                if (!edge && gap < 0.5 * f) doubles++;
+                if (!edge && gap > longest) (longest, longestId) = (gap, id);
+            }
+            lost += mine;
+            if (mine > 0) withLoss++;
+        }
+        return new(ids.Count, withLoss, lost, doubles, longest, longestId);
+    }
+
+    public string Table() => new StringBuilder()
+        .AppendLine("| servers | servers that lost intervals | intervals lost (gap > 1.5 F) | doubles (gap < 0.5 F) | longest gap |")
+        .AppendLine("| --- | --- | --- | --- | --- |")
+        .Append($"| {Servers} | {ServersWithLoss} | {Lost} | {Doubles} | {LongestGap:F1} s (srvid {LongestGapSrvId}) |")
+        .ToString();
+}
+
+/// <summary>Where the singletons ran, in turn, from every node's log (Akka's "ClusterSingletonManager state change [... -> Oldest]").</summary>
+public sealed record SingletonMoves(IReadOnlyList<string> Fleet, IReadOnlyList<string> Shards)
+{
+    public int Moves => Math.Max(0, Math.Max(Fleet.Count, Shards.Count) - 1);
+
+    static readonly Regex Oldest = new(@"^(\S+) INFO\s+\[(/user/fleet-coordinator|/system/sharding/server-collectorCoordinator)\] ClusterSingletonManager state change \[\w+ -> Oldest\]");
+
+    public static SingletonMoves Read(string logDir)
+    {
+        var events = Directory.GetFiles(logDir, "*.log*")
+            .SelectMany(f => File.ReadLines(f).Select(l => Oldest.Match(l)).Where(m => m.Success)
+                .Select(m => (Time: m.Groups[1].Value, Singleton: m.Groups[2].Value, Node: Path.GetFileName(f))))
+            .OrderBy(e => e.Time, StringComparer.Ordinal).ToList();
+        return new(
+            [.. events.Where(e => e.Singleton == "/user/fleet-coordinator").Select(e => e.Node)],
+            [.. events.Where(e => e.Singleton != "/user/fleet-coordinator").Select(e => e.Node)]);
+    }
+
+    /// <summary>Log lines of a message that could not be read (deserialized) by a node.</summary>
+    public static int Unreadable(string logDir) => Directory.GetFiles(logDir, "*.log*")
+        .Sum(f => File.ReadLines(f).Count(l => l.Contains("deserializ", StringComparison.OrdinalIgnoreCase)
+            || l.Contains("SerializationException", StringComparison.Ordinal) || l.Contains("message manifest", StringComparison.Ordinal)));
+}
+
+/// <summary>The build of a git ref, made once into a scratch directory (the ref's sources through git archive).</summary>
+public sealed record FromBuild(string Directory, string Version)
+{
+    public static async Task<FromBuild> BuildAsync(string gitRef)
+    {
+        if (!File.Exists("PowaCluster.sln") || !System.IO.Directory.Exists(".git"))
+            throw new StartupException("--from builds a git ref of this repository: run powa-lab from the clone's top directory (scripts/rollout.sh does)");
+        var (ok, sha) = await RunAsync("git", ["rev-parse", "--verify", "--quiet", gitRef + "^{commit}"]);
+        if (!ok) throw new StartupException($"--from {gitRef}: not a commit of this repository");
+        sha = sha.Trim();
+        var dir = Path.Combine(Path.GetTempPath(), $"powa-rollout-from-{sha[..12]}");
+        var output = Path.Combine(dir, "out");
+        if (!File.Exists(Path.Combine(output, "powa-cluster.dll")))
+        {
+            var src = Path.Combine(dir, "src");
+            System.IO.Directory.CreateDirectory(src);
+            Console.WriteLine($"rollout: building {gitRef} ({sha[..12]}) into {output}");
+            var (archived, why) = await RunAsync("bash", ["-c", $"git archive --format=tar {sha} | tar -x -C '{src}'"]);
+            if (!archived) throw new StartupException($"--from {gitRef}: git archive failed: {why}");
+            var (built, log) = await RunAsync("dotnet", ["build", Path.Combine(src, "src", "PowaCluster.Host"), "-c", "Release", "-o", output,
+                "--nologo", "-v", "q", "-clp:ErrorsOnly"]);
+            if (!built) throw new StartupException($"--from {gitRef}: its build failed: {log}");
+        }
+        var (ran, version) = await RunAsync("dotnet", [Path.Combine(output, "powa-cluster.dll"), "version"]);
+        return new FromBuild(output, ran ? version.Trim() : "its version unknown");
+    }
+
+    static async Task<(bool Ok, string Output)> RunAsync(string file, IReadOnlyList<string> args)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return (p.ExitCode == 0, p.ExitCode == 0 ? await stdout : (await stdout + await stderr).Trim());
+    }
+}
