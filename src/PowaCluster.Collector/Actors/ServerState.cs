@@ -161,6 +161,20 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     public IReadOnlyList<ServerAction> Restored(LastSnapshot? last, SnapshotPlan plan, string? error) => Run(() =>
     {
         if (Phase != ServerPhase.Restoring) return;
+        if (last is null && _lastStartUtc != DateTime.MinValue)
+        {
+            // The repository cannot answer (an outage) and this server was collected here before: its remote
+            // connection is back, so it goes on with the plan and schedule it had, into the spool, instead of
+            // losing every interval until the repository returns.
+            Say(NoteLevel.Warning, $"Server {SrvId}: reconnected, but the repository cannot give its schedule ({error}); " +
+                                   "collecting with the plan it had until the repository is back");
+            _failures = 0;
+            StoreNext();
+            ScheduleAt(ServerSchedule.FirstDue(_lastStartUtc, Frequency, CurrentUtc, random()));
+            MoveTo(ServerPhase.Collecting);
+            Settle();
+            return;
+        }
         if (last is null || !last.Registered)
         {
             Disconnected(CollectorStatus.NoRepository, error ?? $"server {SrvId} is not correctly registered: it has no powa_snapshot_metas row",

@@ -191,10 +191,10 @@ public sealed partial class LocalPostgres : IPostgresInstance
     /// <summary>Stops the server (fast mode: sessions are ended, as a restart for a minor upgrade does), keeping its data.</summary>
     public Task StopAsync() => RunPg(_binDir, "pg_ctl", $"-D {DataPath} -m fast -w -t 60 stop");
 
-    /// <summary>Starts it again after StopAsync, on the same port.</summary>
     /// <summary>Its postmaster runs (pg_ctl's own test: the data directory has a postmaster.pid).</summary>
     public bool IsRunning => File.Exists(Path.Combine(DataPath, "postmaster.pid"));
 
+    /// <summary>Starts it again after StopAsync, on the same port.</summary>
     public Task StartAgainAsync() =>
         RunPg(_binDir, "pg_ctl", $"-D {DataPath} -l {Path.Combine(Directory, "postgresql.log")} -w -t 60 start");
 

@@ -95,6 +95,55 @@ public sealed class SpoolTests(OutageFixture fx, ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_remote_restarted_during_an_outage_is_collected_into_the_spool_again()
+    {
+        var remote = (LocalPostgres)fx.Remote;
+        var repo = await fx.NewRepositoryAsync();
+        var ids = new List<int>();
+        for (var i = 0; i < 3; i++) ids.Add(await repo.RegisterAsync(fx.Remote, 15 + i, $"reconnect-{i}", frequency: Frequency));
+        await using var node = await CollectorNode.StartAsync(repo);
+        await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(30), "a first snapshot of every server");
+        var region = ActorRegistry.For(node.System).Get<ServerCollector>();
+        async Task<IReadOnlyList<ServerStatus>> StatusesAsync() =>
+            await Task.WhenAll(ids.Select(id => region.Ask<ServerStatus>(new GetServerStatus(id), TimeSpan.FromSeconds(3))));
+
+        await fx.Repository.StopAsync();
+        DateTime remoteBackAt;
+        try
+        {
+            await Eventually.HoldsAsync(async () => (await StatusesAsync()).All(st => st.SpooledSnapshots >= 2), TimeSpan.FromSeconds(60),
+                "two snapshots of every server spooled");
+            // The remote goes away and comes back while the repository is still down: each server reconnects and
+            // goes on with the plan it had, where it used to wait for the repository to give it again.
+            await remote.StopAsync();
+            try
+            {
+                await Eventually.HoldsAsync(async () => (await StatusesAsync()).All(st => st.Status == CollectorStatus.NoRemote), TimeSpan.FromSeconds(60),
+                    "every server without its remote");
+            }
+            finally { await remote.StartAgainAsync(); }
+            remoteBackAt = DateTime.UtcNow;
+            var before = (await StatusesAsync()).ToDictionary(st => st.SrvId, st => st.SpooledSnapshots);
+            await Eventually.HoldsAsync(async () => (await StatusesAsync()).All(st => st.SpooledSnapshots >= before[st.SrvId] + 2), TimeSpan.FromSeconds(60),
+                "two more snapshots of every server spooled after its remote came back");
+        }
+        finally { await fx.Repository.StartAgainAsync(); }
+        var repositoryBackAt = DateTime.UtcNow;
+
+        await Eventually.HoldsAsync(async () => (await StatusesAsync()).All(st => st.SpooledSnapshots == 0), TimeSpan.FromSeconds(120),
+            "every spooled snapshot replayed");
+        foreach (var id in ids)
+        {
+            var times = (await HistoryTimesAsync(repo, id)).Select(t => t.ToUniversalTime()).ToList();
+            var afterReconnect = times.Count(t => t > remoteBackAt && t < repositoryBackAt);
+            var gaps = times.Zip(times.Skip(1), (a, b) => (b - a).TotalSeconds).ToList();
+            output.WriteLine($"server {id}: {afterReconnect} snapshots between its remote's return and the repository's, shortest gap {gaps.Min():F1} s");
+            Assert.True(afterReconnect >= 2, $"server {id}: {afterReconnect} snapshots stored from after its remote came back during the outage");
+            Assert.True(gaps.Min() > Frequency / 2.0, $"server {id}: two snapshots {gaps.Min():F1} s apart");
+        }
+    }
+
+    [Fact]
     public async Task A_node_killed_during_an_outage_replays_its_spool_once_restarted()
     {
         var repo = await fx.NewRepositoryAsync();

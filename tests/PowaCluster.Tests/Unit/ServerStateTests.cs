@@ -176,6 +176,44 @@ public class ServerStateTests
         Assert.Empty(a.OfType<Report>()); // the repository is where the error would go
     }
 
+    [Fact]
+    public void A_reconnection_while_the_repository_is_down_goes_on_with_the_plan_and_schedule_it_had()
+    {
+        var s = NewState();
+        s.Ensure(7, "v1", false);
+        s.RowRead(new ServerRow(Row, "v1"), null, null);
+        s.Connected(1);
+        var plan = new SnapshotPlan([new Datasource("pg_stat_statements", false, "powa_statements_src", null, "powa_statements_snapshot", "public")], []);
+        _due = One<ScheduleTick>(s.Restored(new LastSnapshot(true, _time.GetUtcNow().AddSeconds(-5), 1), plan, null)).DueUtc;
+        var seq = TickRead(s);
+        var readAt = Now;
+        _time.Advance(TimeSpan.FromSeconds(2));
+        s.ReadFailed(seq, "remote gone");
+        Assert.Equal(ServerPhase.Waiting, s.Phase);
+
+        s.Reconnect();
+        s.Connected(s.Generation);
+        var a = s.Restored(null, SnapshotPlan.Empty, "repository: connection refused");
+        Assert.Equal(ServerPhase.Collecting, s.Phase);
+        Assert.Contains(a, x => x is Say { Text: var t } && t.Contains("collecting with the plan it had", StringComparison.Ordinal));
+        // The next snapshot one interval after the last one read, not at once: no double.
+        _due = One<ScheduleTick>(a).DueUtc;
+        Assert.Equal(readAt.AddSeconds(Row.Frequency), _due);
+        Assert.Same(plan, One<Read>(TickNow(s)).Plan);
+    }
+
+    [Fact]
+    public void A_server_never_collected_here_waits_for_the_repository_to_give_its_schedule()
+    {
+        var s = NewState();
+        s.Ensure(7, "v1", false);
+        s.RowRead(new ServerRow(Row, "v1"), null, null);
+        s.Connected(1);
+        var a = s.Restored(null, SnapshotPlan.Empty, "repository: connection refused");
+        Assert.Equal(ServerPhase.Waiting, s.Phase);
+        Assert.Contains(a, x => x is ScheduleReconnect);
+    }
+
     // ---- reads and stores ---------------------------------------------------------------------------
 
     [Fact]
