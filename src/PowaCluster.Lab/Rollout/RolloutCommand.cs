@@ -76,6 +76,9 @@ public static class RolloutCommand
         {
             Say($"the repository starts again, {rolled.Elapsed.TotalSeconds:F0} s after it stopped");
             await repository.StartAgainAsync();
+            // The stop (fast mode) ended the lab's own session too.
+            await monitor.CloseAsync();
+            await monitor.OpenAsync(stop.Token);
         }
         await WaitReadyRestartingAsync(nodes, TimeSpan.FromSeconds(180), logDir, stop.Token);
         var rollTo = await SnapshotLog.NowAsync(monitor);
