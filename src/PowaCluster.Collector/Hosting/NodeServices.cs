@@ -6,8 +6,8 @@ namespace PowaCluster.Collector.Hosting;
 /// <summary>
 /// What every actor of a node shares and no actor owns, one per actor system: the node's clock and its
 /// instruments. An actor that reads the time or waits for it asks the clock here, never the wall clock itself,
-/// so that a test can run a node on a FakeTimeProvider; metrics are per node, not per process, so that nodes of
-/// one process count apart. The host registers CollectorRuntime's (WithNodeServices) before any actor starts;
+/// so that a test can run a node on a FakeTimeProvider; a node's CollectorMetrics holds its own servers, pool
+/// and clock (the instruments behind them are the process's: CollectorMetrics says why). The host registers CollectorRuntime's (WithNodeServices) before any actor starts;
 /// an actor system without it (actor unit tests) gets TimeProvider.System and instruments of its own.
 /// </summary>
 public sealed class NodeServices(TimeProvider time, CollectorMetrics metrics) : IExtension
