@@ -168,11 +168,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
             // losing every interval until the repository returns.
             Say(NoteLevel.Warning, $"Server {SrvId}: reconnected, but the repository cannot give its schedule ({error}); " +
                                    "collecting with the plan it had until the repository is back");
-            _failures = 0;
-            StoreNext();
-            ScheduleAt(ServerSchedule.FirstDue(_lastStartUtc, Frequency, CurrentUtc, random()));
-            MoveTo(ServerPhase.Collecting);
-            Settle();
+            StartCollecting(_lastStartUtc);
             return;
         }
         if (last is null || !last.Registered)
@@ -181,19 +177,25 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
                 report: false, delay: last is null ? null : settings.RetryMaxDelay);
             return;
         }
-        _failures = 0;
         Saw(last.Sequence);
         // The repository's plan, unless a snapshot read before this reconnection carries the catalogs and is not stored yet.
         _plan = _catalogSequence != 0 ? plan.WithoutCatalogs() : plan;
         Record.Restored(last.At);
-        StoreNext(); // what the spool holds (a restart during an outage) is replayed first
         if (plan.IsEmpty) Say(NoteLevel.Info, $"No datasource configured for server {SrvId}");
-        var due = ServerSchedule.FirstDue(last.At?.UtcDateTime, Frequency, CurrentUtc, random());
+        StartCollecting(last.At?.UtcDateTime);
+    });
+
+    /// <summary>Restoring ends: the first snapshot is due from the last one (ServerSchedule.FirstDue).</summary>
+    void StartCollecting(DateTime? lastUtc)
+    {
+        _failures = 0;
+        StoreNext(); // what the spool holds (a restart during an outage) is replayed first
+        var due = ServerSchedule.FirstDue(lastUtc, Frequency, CurrentUtc, random());
         Say(NoteLevel.Debug, $"Server {SrvId}: first snapshot in {(due - CurrentUtc).TotalSeconds:F1} s");
         ScheduleAt(due);
         MoveTo(ServerPhase.Collecting);
         Settle();
-    });
+    }
 
     /// <summary>
     /// A snapshot is due. It is read, unless one is being read (the remote is slow) or the queue of snapshots

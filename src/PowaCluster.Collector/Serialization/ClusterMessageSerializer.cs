@@ -25,10 +25,10 @@ public sealed class ClusterMessageSerializer(ExtendedActorSystem system) : Seria
     public override int Identifier => Id;
 
     public override string Manifest(object o) =>
-        FormatFor(Wire(o)) == WireFormat.Legacy ? LegacyWire.Manifest((IWireMessage)o) : ProtobufWire.Manifest((IWireMessage)o);
+        Wire(o) is var m && FormatFor(m) == WireFormat.Legacy ? LegacyWire.Manifest(m) : ProtobufWire.Manifest(m);
 
     public override byte[] ToBinary(object o) =>
-        FormatFor(Wire(o)) == WireFormat.Legacy ? LegacyWire.ToBinary((IWireMessage)o) : ProtobufWire.ToBinary((IWireMessage)o);
+        Wire(o) is var m && FormatFor(m) == WireFormat.Legacy ? LegacyWire.ToBinary(m) : ProtobufWire.ToBinary(m);
 
     public override object FromBinary(byte[] bytes, string manifest) =>
         (manifest.Contains(':') ? ProtobufWire.FromBinary(bytes, manifest) : LegacyWire.FromBinary(bytes, manifest))

@@ -17,8 +17,6 @@ namespace PowaCluster.Lab.Rollout;
 /// </summary>
 public static class RolloutCommand
 {
-    const int PerInstance = LocalPostgres.MaxLoopbackAddresses;
-
     public static async Task<int> RunAsync(LabOptions o)
     {
         using var stop = new CancellationTokenSource();
@@ -27,18 +25,13 @@ public static class RolloutCommand
         var from = o.From is null ? null : await FromBuild.BuildAsync(o.From);
         Say(from is null ? "rolling this build onto itself (no --from)" : $"rolling from {o.From} ({from.Version}, built in {from.Directory}) to this build");
 
-        var remotes = (o.Servers + PerInstance - 1) / PerInstance;
-        PostgresFactory factory = async (name, n) => await LocalPostgres.StartAsync(name, n,
-            settings: name == "repository" ? ["autovacuum_naptime = 5s"] : ["pg_wait_sampling.profile_period = 100", "pg_wait_sampling.history_period = 100"]);
-        PowaLab lab;
-        try { lab = await PowaLab.StartAsync(remotes, Math.Min(PerInstance, (o.Servers + remotes - 1) / remotes), factory); }
-        catch (InvalidOperationException e) { throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}"); }
+        var lab = await Scale.ScaleCommand.StartLabAsync(o.Servers, release: null);
         await using var _ = lab;
         var ids = await lab.RegisterManyAsync(o.Servers, o.Frequency, "rollout");
         var repoDsn = lab.Repository.ConnectionString(PowaLab.Database);
         var (settings, _) = SettingsLoader.Load(o.ToRun(repoDsn.ConnectionString), CollectorHost.CreateBuilder().Configuration);
         var logDir = Directory.CreateTempSubdirectory("powa-rollout-").FullName;
-        Say($"{ids.Count} servers at {o.Frequency} s on {remotes} remote instances; {o.Nodes} nodes (logs in {logDir})");
+        Say($"{ids.Count} servers at {o.Frequency} s on {lab.Remotes.Count} remote instances; {o.Nodes} nodes (logs in {logDir})");
 
         await using var nodes = ClusterNodes.Start(repoDsn, o.Nodes, settings.WriterPoolSize, settings.Debug, logDirectory: logDir,
             buildDirectory: from?.Directory);

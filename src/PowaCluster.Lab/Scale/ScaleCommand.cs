@@ -23,20 +23,9 @@ public static class ScaleCommand
     {
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
-        var remotes = (o.Servers + PerInstance - 1) / PerInstance;
         var release = o.ArchivistRelease();
-        var binDir = release is null ? null : LocalPostgres.PowaBinDir(release);
-        // Seventeen instances share this machine's cores, where in production each remote has a host of its own:
-        // pg_wait_sampling's sampler (every 10 ms by default, over every backend slot) would cost the lab most of
-        // a core by itself. Sampled every 100 ms here; the data collected is the same kind.
-        // The repository gets what README ("A large fleet: the repository") asks of one: autovacuum every 5 s.
-        PostgresFactory factory = async (name, n) => await LocalPostgres.StartAsync((release is null ? "" : $"powa{release}-") + name, n, binDir: binDir,
-            settings: name == "repository" ? ["autovacuum_naptime = 5s"]
-                : ["pg_wait_sampling.profile_period = 100", "pg_wait_sampling.history_period = 100"]);
-        Say($"starting a throwaway repository and {remotes} remote instances ({PerInstance} loopback addresses each, archivist {release ?? "4.1.4"})");
-        PowaLab lab;
-        try { lab = await PowaLab.StartAsync(remotes, Math.Min(PerInstance, (o.Servers + remotes - 1) / remotes), factory); }
-        catch (InvalidOperationException e) { throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}"); }
+        Say($"starting a throwaway repository and {Remotes(o.Servers)} remote instances ({PerInstance} loopback addresses each, archivist {release ?? "4.1.4"})");
+        var lab = await StartLabAsync(o.Servers, release);
         await using var _ = lab;
         await lab.Repository.ExecAsync(PowaLab.Database, SrcTmpAutovacuum);
         // pg_stat_statements.track = all kept the ~700 statements of the extensions' installation scripts: a
@@ -78,6 +67,27 @@ public static class ScaleCommand
         if (o.Kill && !stop.IsCancellationRequested) ok &= await KillAsync(o, nodes, watch, monitor, ids, settings, stop.Token);
         Console.WriteLine($"scale: {(ok ? "PASS" : "FAIL")}");
         return ok ? 0 : 1;
+    }
+
+    static int Remotes(int servers) => (servers + PerInstance - 1) / PerInstance;
+
+    /// <summary>
+    /// A repository and one remote instance per 60 servers (also powa-lab rollout's), of the archivist release
+    /// given (Debian's 4.1.4 when null).
+    /// </summary>
+    public static async Task<PowaLab> StartLabAsync(int servers, string? release)
+    {
+        var remotes = Remotes(servers);
+        var binDir = release is null ? null : LocalPostgres.PowaBinDir(release);
+        // Seventeen instances share this machine's cores, where in production each remote has a host of its own:
+        // pg_wait_sampling's sampler (every 10 ms by default, over every backend slot) would cost the lab most of
+        // a core by itself. Sampled every 100 ms here; the data collected is the same kind.
+        // The repository gets what README ("A large fleet: the repository") asks of one: autovacuum every 5 s.
+        PostgresFactory factory = async (name, n) => await LocalPostgres.StartAsync((release is null ? "" : $"powa{release}-") + name, n, binDir: binDir,
+            settings: name == "repository" ? ["autovacuum_naptime = 5s"]
+                : ["pg_wait_sampling.profile_period = 100", "pg_wait_sampling.history_period = 100"]);
+        try { return await PowaLab.StartAsync(remotes, Math.Min(PerInstance, (servers + remotes - 1) / remotes), factory); }
+        catch (InvalidOperationException e) { throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}"); }
     }
 
     /// <summary>SIGKILL of the oldest node (the singletons go with it); every server must resume within stable-after + frequency + 10 s.</summary>
