@@ -57,6 +57,17 @@ public class ServerStateTests
         return s;
     }
 
+    /// <summary>New → Loading → Connecting → Restoring, the repository's answer not given yet.</summary>
+    ServerState Restoring()
+    {
+        var s = NewState();
+        s.Ensure(7, "v1", false);
+        s.RowRead(new ServerRow(Row, "v1"), null, null);
+        s.Connected(1);
+        Assert.Equal(ServerPhase.Restoring, s.Phase);
+        return s;
+    }
+
     DateTime _due; // the last tick scheduled
 
     /// <summary>The tick, at its due time (or now, when that is past).</summary>
@@ -166,10 +177,7 @@ public class ServerStateTests
     [Fact]
     public void A_server_not_registered_in_powa_snapshot_metas_waits_the_longest_backoff()
     {
-        var s = NewState();
-        s.Ensure(7, "v1", false);
-        s.RowRead(new ServerRow(Row, "v1"), null, null);
-        s.Connected(1);
+        var s = Restoring();
         var a = s.Restored(new LastSnapshot(false, null), SnapshotPlan.Empty, null);
         Assert.Equal(_settings.RetryMaxDelay, One<ScheduleReconnect>(a).After);
         Assert.Equal(ServerPhase.Waiting, s.Phase);
@@ -179,10 +187,7 @@ public class ServerStateTests
     [Fact]
     public void A_reconnection_while_the_repository_is_down_goes_on_with_the_plan_and_schedule_it_had()
     {
-        var s = NewState();
-        s.Ensure(7, "v1", false);
-        s.RowRead(new ServerRow(Row, "v1"), null, null);
-        s.Connected(1);
+        var s = Restoring();
         var plan = new SnapshotPlan([new Datasource("pg_stat_statements", false, "powa_statements_src", null, "powa_statements_snapshot", "public")], []);
         _due = One<ScheduleTick>(s.Restored(new LastSnapshot(true, _time.GetUtcNow().AddSeconds(-5), 1), plan, null)).DueUtc;
         var seq = TickRead(s);
@@ -205,10 +210,7 @@ public class ServerStateTests
     [Fact]
     public void A_server_never_collected_here_waits_for_the_repository_to_give_its_schedule()
     {
-        var s = NewState();
-        s.Ensure(7, "v1", false);
-        s.RowRead(new ServerRow(Row, "v1"), null, null);
-        s.Connected(1);
+        var s = Restoring();
         var a = s.Restored(null, SnapshotPlan.Empty, "repository: connection refused");
         Assert.Equal(ServerPhase.Waiting, s.Phase);
         Assert.Contains(a, x => x is ScheduleReconnect);
