@@ -71,7 +71,8 @@ public static class Program
         // The cluster's TLS files before anything connects: a missing or wrong file is one line, exit code 1.
         try { _ = ClusterTls.Load(settings); }
         catch (ArgumentException e) { throw new StartupException(e.Message); }
-        var found = await RepositoryCheck.VerifyAsync(repository, settings, CancellationToken.None);
+        var found = await RepositoryCheck.VerifyOrSavedAsync(repository, settings, m => Console.Error.WriteLine("powa-cluster: " + m),
+            CancellationToken.None);
         while (true)
         {
             var (code, renewed) = await RunSystemAsync(settings, repository, found, builder);

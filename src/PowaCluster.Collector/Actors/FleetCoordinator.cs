@@ -37,6 +37,7 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
     readonly PowaSql _sql;
     readonly IActorRef _region;
     readonly IActorRef _writers;
+    readonly IActorRef _stateKeeper;
     readonly ILoggingAdapter _log = Context.GetLogger();
     Dictionary<int, ServerRow> _known = [];
     bool _loading, _loadAgain, _refreshNext, _loadRefresh;
@@ -49,8 +50,9 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
     public ITimerScheduler Timers { get; set; } = null!;
 
     public FleetCoordinator(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, IActorRef region,
-        IActorRef writers)
+        IActorRef writers, IActorRef stateKeeper)
     {
+        _stateKeeper = stateKeeper;
         _sql = sql;
         _settings = settings;
         _region = region;
@@ -79,6 +81,7 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
             StartResync(refresh: true);
         });
         Receive<ServerHandedOff>(OnHandedOff);
+        Receive<CachedFleetFound>(OnCachedFleet);
         Receive<ClusterEvent.MemberRemoved>(OnMemberRemoved);
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
         Receive<ReEnsureTick>(r => ReEnsure(r.SrvId));
@@ -189,9 +192,20 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
         _loading = false;
         _lastError = error;
         _log.Error(error);
-        // Keep the entities we know alive: a repository outage must not stop the fleet.
+        // Keep the entities we know alive: a repository outage must not stop the fleet. A coordinator that
+        // starts during one knows none yet: its node's saved state has them (StateKeeper).
+        if (_known.Count == 0) _stateKeeper.Tell(CachedFleetWanted.Instance);
         ReEnsure(null);
         AfterLoad(error);
+    }
+
+    void OnCachedFleet(CachedFleetFound m)
+    {
+        if (_known.Count > 0 || m.Rows.Count == 0) return; // the repository answered meanwhile, or nothing saved
+        _log.Warning("Collecting the {0} servers this node saved at {1:yyyy-MM-dd HH:mm:ss} UTC until powa_servers can be read", m.Rows.Count, m.SavedUtc);
+        _known = m.Rows.ToDictionary(r => r.Config.SrvId);
+        _desk.Tell(new ServersKnown([.. _known.Keys]));
+        ReEnsure(null);
     }
 
     void AfterLoad(string? error)
@@ -264,8 +278,8 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
     }
 
     public static Props Props(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, IActorRef region,
-        IActorRef writers) =>
-        Akka.Actor.Props.Create(() => new FleetCoordinator(settings, repository, sql, region, writers));
+        IActorRef writers, IActorRef? stateKeeper = null) =>
+        Akka.Actor.Props.Create(() => new FleetCoordinator(settings, repository, sql, region, writers, stateKeeper ?? ActorRefs.Nobody));
 
     sealed record ReEnsureTick(int? SrvId);
     sealed class CheckFormation { public static readonly CheckFormation Instance = new(); }

@@ -34,11 +34,14 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     readonly SnapshotClock _clock;
     ServerSpool? _spool;   // this server's spool on this node, claimed
     Link? _remote;
+    CachedServer? _saved;  // what the node's StateKeeper saved of this server
+    SnapshotPlan? _planShared;
+    readonly Dictionary<string, DateTime> _backlogHolders = []; // other nodes with an older backlog of this server -> last heard
     ServerPhase _behaviour = ServerPhase.New;
 
     /// <summary>What the node gives every entity: its settings and its node-local actors.</summary>
     public sealed record Deps(CollectorSettings Settings, PowaVersion RepositoryPowa, IActorRef Writers, StageBudget Stages,
-        IActorRef Coordinator, IActorRef Ramp, SnapshotSpool? Spool, IActorRef Keeper);
+        IActorRef Coordinator, IActorRef Ramp, SnapshotSpool? Spool, IActorRef Keeper, IActorRef StateKeeper);
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -55,6 +58,9 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         Receive<RefreshCatalogs>(m => Sender.Tell(new RefreshCatalogsResult(m.SrvId, false, CollectorProtocol.ServerNotFound(m.SrvId))));
         Receive<StopCollecting>(_ => Context.Stop(Self));
         Receive<StopEntity>(_ => Context.Stop(Self));
+        Receive<BacklogHeld>(OnBacklogHeld);
+        Receive<BacklogDrained>(OnBacklogDrained);
+        Receive<HoldersExpire>(_ => ExpireHolders());
     }
 
     int SrvId => _state.SrvId;
@@ -64,7 +70,9 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     bool IServerSurroundings.RemoteBroken => _remote is null || _remote.Conn.IsBroken;
     bool IServerSurroundings.RoomToReadAhead => _deps.Stages.HasRoomToReadAhead;
     BacklogView? IServerSurroundings.Backlog =>
-        _spool is { } s ? new BacklogView(s.Count, s.Bytes, s.OldestUtc, _deps.Spool!.Directory) : null;
+        _spool is { } s ? new BacklogView(s.Count, s.Bytes, s.OldestUtc, _deps.Spool!.Directory, s.NewestUtc) : null;
+    CachedServer? IServerSurroundings.Saved => _saved;
+    bool IServerSurroundings.BacklogElsewhere => _backlogHolders.Count > 0;
 
     // ---- behaviours, one per phase (each its own messages first, then the common ones) ----------
 
@@ -138,6 +146,51 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         Receive<StopEntity>(_ => Perform(_state.HandOff()));
         Receive<HandOffDeadline>(_ => Perform(_state.HandOffDeadline()));
         Receive<LeaseCheck>(_ => Perform(_state.LeaseCheck()));
+        Receive<CachedServerFound>(m => _saved = m.Server);
+        Receive<BacklogHeld>(OnBacklogHeld);
+        Receive<BacklogDrained>(OnBacklogDrained);
+        Receive<HoldersExpire>(_ => ExpireHolders());
+    }
+
+    // ---- another node's older backlog of this server (BacklogHeld) ----------------------------------
+
+    static readonly TimeSpan HolderSilence = TimeSpan.FromSeconds(35); // three of the holder's sweeps, and some
+
+    void OnBacklogHeld(BacklogHeld m)
+    {
+        if (m.Holder == _node || _deps.Spool is not { Usable: true }) return; // its own node's; or nowhere to keep its own meanwhile
+        if (_backlogHolders.TryAdd(m.Holder, _time.GetUtcNow().UtcDateTime))
+            _log.Info("Server {0}: node {1} holds {2} older spooled snapshots of it (the oldest taken at {3:HH:mm:ss} UTC): " +
+                      "its own are stored after them", m.SrvId, m.Holder, m.Snapshots, m.OldestUtc);
+        else _backlogHolders[m.Holder] = _time.GetUtcNow().UtcDateTime;
+        Timers.StartPeriodicTimer("holders", HoldersExpire.Instance, HolderSilence);
+    }
+
+    void OnBacklogDrained(BacklogDrained m)
+    {
+        if (!_backlogHolders.Remove(m.Holder)) return;
+        _log.Info("Server {0}: node {1} has stored its older snapshots", m.SrvId, m.Holder);
+        AfterHolders();
+    }
+
+    void ExpireHolders()
+    {
+        var now = _time.GetUtcNow().UtcDateTime;
+        foreach (var (holder, heard) in _backlogHolders.ToList())
+            if (now - heard > HolderSilence)
+            {
+                _backlogHolders.Remove(holder);
+                _log.Warning("Server {0}: no word for {1:F0} s from node {2}, which held older snapshots of it: storing its own " +
+                             "(what that node still holds is older than them, and will be dropped)", SrvId, HolderSilence.TotalSeconds, holder);
+            }
+        AfterHolders();
+    }
+
+    void AfterHolders()
+    {
+        if (_backlogHolders.Count > 0) return;
+        Timers.Cancel("holders");
+        if (_state.Phase != ServerPhase.New) Perform(_state.BacklogElsewhereGone());
     }
 
     void OnEnsure(EnsureCollecting m) => Perform(_state.Ensure(m.SrvId, m.RowVersion, m.Refresh));
@@ -163,6 +216,9 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     void Perform(IReadOnlyList<ServerAction> actions)
     {
         foreach (var action in actions) Perform(action);
+        if (_state.RepositoryPlan is { } plan && !ReferenceEquals(plan, _planShared) && (_planShared is null || !plan.SameAs(_planShared)))
+            _deps.StateKeeper.Tell(new ServerPlanSeen(SrvId, plan, _state.LastTakenUtc));
+        _planShared = _state.RepositoryPlan;
         if (_state.Phase == _behaviour) return;
         _behaviour = _state.Phase;
         Become(_behaviour switch
@@ -192,7 +248,10 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
                 break;
             case Open o: Open(o); break;
             case ConnectDone d: if (!_deps.Ramp.IsNobody()) _deps.Ramp.Tell(new ConnectFinished(d.Generation)); break;
-            case Restore: _deps.Writers.Tell(new RestoreSchedule(SrvId, _remote!.Versions, Self)); break;
+            case Restore:
+                _deps.StateKeeper.Tell(new CachedServerWanted(SrvId)); // answered before the repository: it is local
+                _deps.Writers.Tell(new RestoreSchedule(SrvId, _remote!.Versions, Self));
+                break;
             case CloseRemote: Close(); break;
             case ScheduleReconnect r: Timers.StartSingleTimer("reconnect", Reconnect.Instance, r.After); break;
             case CancelReconnect: Timers.Cancel("reconnect"); break;
@@ -244,6 +303,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     /// <summary>This server's spool on this node: replayed by this entity from now on (the node's SpoolKeeper leaves it).</summary>
     void Claim()
     {
+        _deps.StateKeeper.Tell(new CachedServerWanted(SrvId));
         if (_deps.Spool is not { Usable: true } node || _spool is not null) return;
         _spool = node.For(SrvId);
         _deps.Keeper.Tell(new BacklogClaimed(SrvId, true));
@@ -332,15 +392,22 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         _metrics.Untrack(_state.Record);
         // Sharding starts the server again only when a message comes for it: the coordinator sends it at once
         // (docs/architecture.md, ServerCollector and ServerState).
+        // When its last snapshot was taken, for the node that takes it over (it may not be stored yet).
+        if (SrvId > 0 && _state.LastTakenUtc is { } taken) _deps.StateKeeper.Tell(new ServerPlanSeen(SrvId, null, taken));
         if (_state.HandedOff && SrvId > 0) _deps.Coordinator.Tell(new ServerHandedOff(SrvId));
         Close();
     }
 
     public static Props Props(CollectorSettings settings, PowaVersion repositoryPowa, IActorRef writers, StageBudget stages,
-        IActorRef? coordinator = null, IActorRef? ramp = null, SnapshotSpool? spool = null, IActorRef? keeper = null)
+        IActorRef? coordinator = null, IActorRef? ramp = null, SnapshotSpool? spool = null, IActorRef? keeper = null, IActorRef? stateKeeper = null)
     {
         var deps = new Deps(settings, repositoryPowa, writers, stages, coordinator ?? ActorRefs.Nobody, ramp ?? ActorRefs.Nobody, spool,
-            keeper ?? ActorRefs.Nobody);
+            keeper ?? ActorRefs.Nobody, stateKeeper ?? ActorRefs.Nobody);
         return Akka.Actor.Props.Create(() => new ServerCollector(deps));
+    }
+
+    sealed record HoldersExpire
+    {
+        public static readonly HoldersExpire Instance = new();
     }
 }

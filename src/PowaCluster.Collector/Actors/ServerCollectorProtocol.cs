@@ -75,3 +75,14 @@ internal sealed record HandOffDeadline { public static readonly HandOffDeadline 
 internal sealed record StoreWatchdog(long Sequence);
 /// <summary>Written to the spool from the queue; Left: those that could not be (Error says why), back in memory.</summary>
 internal sealed record QueueSpooled(int Written, IReadOnlyList<(long Sequence, PowaCluster.Collector.Staging.SnapshotStage Stage)> Left, string? Error);
+
+/// <summary>
+/// From the SpoolKeeper of a node (Holder, its address) that holds spooled snapshots of this server, which is
+/// collected elsewhere now: the entity stores none of its own until that backlog, older than its own, is
+/// stored (BacklogDrained), so that the fence does not drop it. Sent again every sweep while it holds some:
+/// the entity forgets a holder it has not heard from for three sweeps. Sent when every member is 0.3.0 or later.
+/// </summary>
+public sealed record BacklogHeld(int SrvId, string Holder, DateTime OldestUtc, int Snapshots) : IServerMessage, IWireMessage;
+
+/// <summary>The holder's backlog of this server is stored (or dropped): the entity may store its own.</summary>
+public sealed record BacklogDrained(int SrvId, string Holder) : IServerMessage, IWireMessage;

@@ -1,3 +1,4 @@
+using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Scheduling;
@@ -14,10 +15,14 @@ public interface IServerSurroundings
     bool RoomToReadAhead { get; }
     /// <summary>This server's spool on this node, once claimed; null when the node has no usable spool.</summary>
     BacklogView? Backlog { get; }
+    /// <summary>What this node saved of the server (StateKeeper): to collect it while the repository is down.</summary>
+    CachedServer? Saved { get; }
+    /// <summary>Another node holds an older backlog of this server (BacklogHeld): this one stores nothing until it is stored.</summary>
+    bool BacklogElsewhere { get; }
 }
 
 /// <summary>A server's spooled snapshots, as the state needs to see them.</summary>
-public sealed record BacklogView(int Count, long Bytes, DateTime? OldestUtc, string Directory);
+public sealed record BacklogView(int Count, long Bytes, DateTime? OldestUtc, string Directory, DateTime? NewestUtc = null);
 
 /// <summary>
 /// One server's collection, decided: a plain class, no Akka, no PostgreSQL. Each event method (a message the
@@ -89,7 +94,13 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     DateTime CurrentUtc => time.GetUtcNow().UtcDateTime;
     TimeSpan Frequency => TimeSpan.FromSeconds(Config!.Frequency);
     bool CanQueue => Unstored == 0 || (Unstored < settings.MaxQueuedSnapshots && world.RoomToReadAhead);
-    bool Spooling => world.Backlog is { } b && (_repositoryDown || b.Count > 0);
+    bool Spooling => world.Backlog is { } b && (_repositoryDown || b.Count > 0 || world.BacklogElsewhere);
+
+    /// <summary>The plan the repository gave last (Restored, Stored), for the node's StateKeeper; null before.</summary>
+    public SnapshotPlan? RepositoryPlan { get; private set; }
+
+    /// <summary>When the last snapshot was taken here, if one was.</summary>
+    public DateTime? LastTakenUtc => _lastStartUtc == DateTime.MinValue ? null : _lastStartUtc;
 
     // ---- events ----------------------------------------------------------------------------------
 
@@ -171,6 +182,19 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
             StartCollecting(_lastStartUtc);
             return;
         }
+        if (last is null && world.Saved?.Plan is { } savedPlan && world.Backlog is not null)
+        {
+            // Started here during an outage (a restart, a moved shard): the plan and the last time taken that
+            // the node saved, or another node shared, and what the spool holds.
+            _plan = _catalogSequence != 0 ? savedPlan.WithoutCatalogs() : savedPlan;
+            _repositoryDown = true; // reads go to the spool; from the second on, its oldest probes the repository
+            Record.Status = CollectorStatus.NoRepository;
+            var lastKnown = Latest(world.Saved.LastTakenUtc, world.Backlog.NewestUtc);
+            Say(NoteLevel.Warning, $"Server {SrvId}: the repository cannot give its schedule ({error}); collecting into the spool with the plan " +
+                                   $"this node saved{(lastKnown is { } l ? $", the last snapshot taken at {l:HH:mm:ss} UTC" : "")}, until it is back");
+            StartCollecting(lastKnown);
+            return;
+        }
         if (last is null || !last.Registered)
         {
             Disconnected(CollectorStatus.NoRepository, error ?? $"server {SrvId} is not correctly registered: it has no powa_snapshot_metas row",
@@ -180,10 +204,15 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         Saw(last.Sequence);
         // The repository's plan, unless a snapshot read before this reconnection carries the catalogs and is not stored yet.
         _plan = _catalogSequence != 0 ? plan.WithoutCatalogs() : plan;
+        RepositoryPlan = plan;
         Record.Restored(last.At);
         if (plan.IsEmpty) Say(NoteLevel.Info, $"No datasource configured for server {SrvId}");
-        StartCollecting(last.At?.UtcDateTime);
+        // A snapshot taken on the node that handed the server off may not be stored yet: its time, shared by that
+        // node, keeps the schedule (the repository's snapts would make it look overdue).
+        StartCollecting(Latest(last.At?.UtcDateTime, world.Saved?.LastTakenUtc));
     });
+
+    static DateTime? Latest(DateTime? a, DateTime? b) => a is null ? b : b is null ? a : a > b ? a : b;
 
     /// <summary>Restoring ends: the first snapshot is due from the last one (ServerSchedule.FirstDue).</summary>
     void StartCollecting(DateTime? lastUtc)
@@ -328,6 +357,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
             // The repository's plan for the next snapshot, without the catalogs while a later one carries them.
             if (_catalogSequence != 0 && _catalogSequence <= (replayedSequence ?? sequence)) _catalogSequence = 0;
             _plan = _catalogSequence != 0 ? result.Plan.WithoutCatalogs() : result.Plan;
+            RepositoryPlan = result.Plan;
         }
         if (replayed)
         {
@@ -454,6 +484,9 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         Do(new Stop());
     });
 
+    /// <summary>The older backlog another node held is stored, or that node is gone: this server's own goes on.</summary>
+    public IReadOnlyList<ServerAction> BacklogElsewhereGone() => Run(() => StoreNext());
+
     public IReadOnlyList<ServerAction> LeaseCheck() => Run(() =>
     {
         var lease = settings.ResyncInterval * settings.EntityLeaseIntervals;
@@ -468,6 +501,14 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
 
     void FirstRow(ServerRow? row, string? error, string? repositoryPowa)
     {
+        if (error is not null && world.Saved?.Row is { } saved)
+        {
+            // The repository is down (a restart, or a move of the shard, during an outage): the row this node
+            // saved lets it collect into the spool; the row is read again at the next EnsureCollecting that differs.
+            Say(NoteLevel.Warning, $"Server {SrvId}: cannot read its powa_servers row ({error}); collecting with the row this node saved");
+            row = saved;
+            error = null;
+        }
         if (error is not null)
         {
             _failures++;
@@ -668,6 +709,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
             return;
         }
         if (_storing is not null || _toSpool is not null) return;
+        if (world.BacklogElsewhere && world.Backlog is not null) return; // after the older backlog (BacklogHeld)
         _queue.TryPeek(out var head);
         if (world.Backlog?.OldestUtc is { } oldest && (head is null || oldest <= head.TakenAtUtc))
         {

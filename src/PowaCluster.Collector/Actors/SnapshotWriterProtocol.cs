@@ -70,7 +70,8 @@ public sealed record ServerRead(int SrvId, ServerRow? Row, string? Error, string
 /// a writer's connection, not on the coordinator's own (which answers powa-web): a flood of NOTIFY requests
 /// cannot delay it, nor it them. Answered with ServersRead.
 /// </summary>
-public sealed record LoadServers(IActorRef ReplyTo) : IWriterWork
+/// <param name="Passwords">with the passwords: the node's StateKeeper's read, which never leaves the node</param>
+public sealed record LoadServers(IActorRef ReplyTo, bool Passwords = false) : IWriterWork
 {
     public int SrvId => 0;
 }

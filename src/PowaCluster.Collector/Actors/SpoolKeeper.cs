@@ -4,7 +4,9 @@ using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Spooling;
 
+using Akka.Hosting;
 using PowaCluster.Collector.Hosting;
+using PowaCluster.Collector.Serialization;
 
 namespace PowaCluster.Collector.Actors;
 
@@ -33,6 +35,8 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     readonly HashSet<int> _announced = [];
     readonly HashSet<int> _claimed = [];                   // servers whose entity on this node replays their spool
     long _sequence;
+    IActorRef? _region;                                    // the shard region, once it exists: BacklogHeld goes to the entity wherever it runs
+    readonly string _self = NodeCluster.Of(Context.System)?.SelfAddress.ToString() ?? "";
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -57,12 +61,15 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
                         StoreOutcome.Rejected => "rejected and moved aside",
                         _ => "skipped",
                     }, m.Result.SkipReason);
-            Replay(_spool.For(m.SrvId)); // the next one at once
+            var server = _spool.For(m.SrvId);
+            if (server.Count == 0) Tell(new BacklogDrained(m.SrvId, _self));
+            Replay(server); // the next one at once
         });
         Receive<SnapshotNotStored>(m =>
         {
             if (!_inFlight.Remove(m.SrvId)) return;
             if (!m.Spooled) _log.Warning("Server {0}: a spooled snapshot is refused by the repository and dropped: {1}", m.SrvId, m.Error);
+            if (_spool.For(m.SrvId).Count == 0) Tell(new BacklogDrained(m.SrvId, _self));
             else _log.Debug("Server {0}: spooled snapshot not replayed yet: {1}", m.SrvId, m.Error);
         });
     }
@@ -72,6 +79,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     void OnSweep()
     {
         _spool.Expire();
+        Announce();
         if (CurrentUtc - _startedUtc < _grace) return;
         foreach (var server in _spool.WithBacklog())
             if (!_claimed.Contains(server.SrvId) && !_inFlight.ContainsKey(server.SrvId)) Replay(server);
@@ -84,6 +92,27 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
             _log.Info("Server {0}: {1} snapshots spooled on this node, where it is not collected now, are replayed by this node", server.SrvId, server.Count);
         _inFlight[server.SrvId] = entry;
         _writers.Tell(new StoreSnapshot(null, ++_sequence, Self, server, entry));
+    }
+
+    /// <summary>
+    /// Tells the entity of each server whose backlog this node holds unclaimed, wherever it runs, to store
+    /// nothing of its own before this older backlog (BacklogHeld): a server moved during an outage, whose new
+    /// node would otherwise store a live snapshot first and the fence drop this backlog. Only when every member
+    /// reads the message (0.3.0 and later).
+    /// </summary>
+    void Announce()
+    {
+        if (NodeCluster.Of(Context.System) is not { } cluster || _region is null && !ActorRegistry.For(Context.System).TryGet<ServerCollector>(out _region))
+            return;
+        if (cluster.State.Members.Any(m => m.AppVersion.CompareTo(WireFormats.FirstStateSharing) < 0)) return;
+        foreach (var server in _spool.WithBacklog())
+            if (!_claimed.Contains(server.SrvId) && server.OldestUtc is { } oldest)
+                _region.Tell(new BacklogHeld(server.SrvId, _self, oldest, server.Count));
+    }
+
+    void Tell(BacklogDrained m)
+    {
+        if (_region is not null) _region.Tell(m);
     }
 
     sealed record Sweep

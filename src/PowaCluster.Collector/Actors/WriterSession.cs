@@ -57,7 +57,7 @@ internal sealed class WriterSession(CollectorSettings settings, NpgsqlConnection
                 StoreSnapshot s => await StoreAsync(conn, s, waited, sw, cts.Token).ConfigureAwait(false),
                 RestoreSchedule r => await RestoreAsync(conn, r, cts.Token).ConfigureAwait(false),
                 ReadServer r => ServerReadOf(r.SrvId, await RepositoryQueries.LoadActiveServerAsync(sql, conn, r.SrvId, cts.Token).ConfigureAwait(false)),
-                LoadServers => new ServersRead(await RepositoryQueries.LoadActiveServersAsync(sql, conn, cts.Token, passwords: false).ConfigureAwait(false), null),
+                LoadServers l => new ServersRead(await RepositoryQueries.LoadActiveServersAsync(sql, conn, cts.Token, passwords: l.Passwords).ConfigureAwait(false), null),
                 SaveVersions v => await InTransaction(conn, c => RepositoryQueries.SaveVersionsAsync(sql, c, v.SrvId, v.Versions, cts.Token), cts.Token).ConfigureAwait(false),
                 ReportErrors e => await ReportAsync(conn, e, cts.Token).ConfigureAwait(false),
                 CheckRepository => await InTransaction(conn, c => PgSession.ExecAsync(c, "SELECT 1", cts.Token), cts.Token).ConfigureAwait(false),

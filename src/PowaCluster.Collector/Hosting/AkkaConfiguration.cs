@@ -105,7 +105,7 @@ public static partial class AkkaConfiguration
           "/system/sharding/server-collectorCoordinator", "/system/sharding/server-collectorCoordinator/singleton",
           "/system/sharding/server-collectorCoordinator/singleton/coordinator", "/system/sharding/server-collector",
           "/system/sharding/{{Uri.EscapeDataString(ShardRole(s))}}Replicator", "/system/ddataReplicator",
-          "/user/fleet-coordinator", "{{CoordinatorPath}}"
+          "/user/fleet-coordinator", "{{CoordinatorPath}}", "/user/{{StateKeeper.Name}}"
         ]
         """;
 
@@ -203,6 +203,11 @@ public static partial class AkkaConfiguration
             registry.Register<SpoolKeeper>(system.ActorOf(SpoolKeeper.Props(spool, registry.Get<SnapshotWriterPool>(), rt.Settings), "spool-keeper"));
         });
 
+    /// <summary>What the node keeps to collect while the repository is down (StateKeeper, NodeState).</summary>
+    public static AkkaConfigurationBuilder WithStateKeeper(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        b.WithActors((system, registry) =>
+            registry.Register<StateKeeper>(system.ActorOf(StateKeeper.Props(rt, registry.Get<SnapshotWriterPool>()), StateKeeper.Name)));
+
     /// <summary>The node-local pace of remote connections (ConnectRamp).</summary>
     public static AkkaConfigurationBuilder WithConnectRamp(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithActors((system, registry) => registry.Register<ConnectRamp>(system.ActorOf(ConnectRamp.Props(rt.Settings), "connect-ramp")));
@@ -216,7 +221,7 @@ public static partial class AkkaConfiguration
             "server-collector",
             (_, registry, _) => _ => ServerCollector.Props(rt.Settings, rt.Powa.Version, registry.Get<SnapshotWriterPool>(),
                 rt.Stages, registry.Get<FleetCoordinator>(), registry.Get<ConnectRamp>(), rt.Spool.Usable ? rt.Spool : null,
-                registry.TryGet<SpoolKeeper>(out var keeper) ? keeper : null),
+                registry.TryGet<SpoolKeeper>(out var keeper) ? keeper : null, registry.Get<StateKeeper>()),
             new ServerMessageExtractor(rt.Settings.NumberOfShards),
             new ShardOptions
             {
@@ -240,7 +245,7 @@ public static partial class AkkaConfiguration
          .WithSingleton<FleetCoordinator>(
             "fleet-coordinator",
             (_, registry, _) => FleetCoordinator.Props(rt.Settings, rt.Repository, rt.Powa, registry.Get<ServerCollector>(),
-                registry.Get<SnapshotWriterPool>()),
+                registry.Get<SnapshotWriterPool>(), registry.Get<StateKeeper>()),
             new ClusterSingletonOptions { Role = ShardRole(rt.Settings) },
             createProxyToo: true);
 
@@ -290,6 +295,7 @@ public static partial class AkkaConfiguration
          .WithPowaSharding(rt)
          .WithSnapshotWriters(rt)
          .WithSpool(rt)
+         .WithStateKeeper(rt)
          .WithConnectRamp(rt)
          .WithServerCollectors(rt)
          .WithStopWhenDowned()

@@ -10,6 +10,11 @@ namespace PowaCluster.Collector.Postgres;
 public sealed record DbDatasource(string Name, bool Catalog, string QuerySource, string? Target, IReadOnlyList<string> Columns,
     IReadOnlyList<string>? DbNames, IReadOnlyList<string> ExcludedDbNames)
 {
+    public bool SameAs(DbDatasource o) =>
+        Name == o.Name && Catalog == o.Catalog && QuerySource == o.QuerySource && Target == o.Target && Columns.SequenceEqual(o.Columns)
+        && (DbNames is null ? o.DbNames is null : o.DbNames is not null && DbNames.SequenceEqual(o.DbNames))
+        && ExcludedDbNames.SequenceEqual(o.ExcludedDbNames);
+
     /// <summary>Whether this datasource is read in <paramref name="db"/>, given a catalog refresh asked for.</summary>
     public bool AppliesTo(string db, CatalogRefresh? refresh) => Catalog
         ? refresh is { } r ? r.Covers(db) : !ExcludedDbNames.Contains(db)
@@ -28,6 +33,11 @@ public sealed record SnapshotPlan(IReadOnlyList<Datasource> Global, IReadOnlyLis
     public bool IsEmpty => Global.Count == 0 && PerDatabase.Count == 0;
 
     public bool HasCatalogs => PerDatabase.Any(d => d.Catalog);
+
+    /// <summary>The same datasources, in the same order (records compare their lists by reference, not by what they hold).</summary>
+    public bool SameAs(SnapshotPlan other) =>
+        Global.SequenceEqual(other.Global) && PerDatabase.Count == other.PerDatabase.Count
+        && PerDatabase.Zip(other.PerDatabase).All(p => p.First.SameAs(p.Second));
 
     /// <summary>
     /// The plan without its catalogs: for the snapshots read while one that carries them waits for the

@@ -10,8 +10,8 @@ public static class ServerSchedule
     /// - last one less than an interval ago (a hand-off): one interval after it, as if nothing had happened;
     /// - overdue (taken over from a node that died, a restart after an outage): soon, at a random point within
     ///   a fifth of an interval, so that servers that move together do not all fire at the same instant; and
-    ///   while the gap can still stay under two intervals, before 1.8 intervals have passed since the last
-    ///   one (connecting and the writer queue take some time too).
+    ///   while the gap can still stay under one and a half intervals (what counts as an interval lost), before
+    ///   1.4 intervals have passed since the last one (the writer queue takes some time too).
     /// </summary>
     public static DateTime FirstDue(DateTime? lastUtc, TimeSpan frequency, DateTime nowUtc, double random)
     {
@@ -19,9 +19,9 @@ public static class ServerSchedule
         var since = nowUtc - last;
         if (since <= frequency) return last + frequency;
         var window = frequency / 5;
-        if (since < frequency * 2)
+        if (since < frequency * 3 / 2)
         {
-            var beforeGapLimit = frequency * 9 / 5 - since; // time left until 1.8 intervals since the last one
+            var beforeGapLimit = frequency * 7 / 5 - since; // time left until 1.4 intervals since the last one
             window = TimeSpan.FromTicks(Math.Clamp(beforeGapLimit.Ticks, 0, window.Ticks));
         }
         return nowUtc + window * random;

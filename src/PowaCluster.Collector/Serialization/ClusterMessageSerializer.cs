@@ -25,10 +25,11 @@ public sealed class ClusterMessageSerializer(ExtendedActorSystem system) : Seria
     public override int Identifier => Id;
 
     public override string Manifest(object o) =>
-        Wire(o) is var m && FormatFor(m) == WireFormat.Legacy ? LegacyWire.Manifest(m) : ProtobufWire.Manifest(m);
+        Wire(o) is var m && FormatFor(m) == WireFormat.Legacy && LegacyWire.Knows(m) ? LegacyWire.Manifest(m) : ProtobufWire.Manifest(m);
 
+    // A message 0.1.0 never had goes in wire.proto whatever the cluster: its senders send it to nodes that read it only.
     public override byte[] ToBinary(object o) =>
-        Wire(o) is var m && FormatFor(m) == WireFormat.Legacy ? LegacyWire.ToBinary(m) : ProtobufWire.ToBinary(m);
+        Wire(o) is var m && FormatFor(m) == WireFormat.Legacy && LegacyWire.Knows(m) ? LegacyWire.ToBinary(m) : ProtobufWire.ToBinary(m);
 
     public override object FromBinary(byte[] bytes, string manifest) =>
         (manifest.Contains(':') ? ProtobufWire.FromBinary(bytes, manifest) : LegacyWire.FromBinary(bytes, manifest))

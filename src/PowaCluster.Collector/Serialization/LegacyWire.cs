@@ -11,6 +11,11 @@ namespace PowaCluster.Collector.Serialization;
 /// </summary>
 static class LegacyWire
 {
+    /// <summary>Whether 0.1.0 had this message.</summary>
+    public static bool Knows(IWireMessage o) =>
+        o is EnsureCollecting or StopCollecting or GetServerStatus or ServerStatus or ForceSnapshot or ForceSnapshotResult
+            or RefreshCatalogs or RefreshCatalogsResult or ServerHandedOff or Reload;
+
     /// <summary>The manifests 0.1.0 reads; none of them contains ':', which every later manifest does.</summary>
     public static string Manifest(IWireMessage o) => o switch
     {

@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using PowaCluster.Collector.Actors;
+using PowaCluster.Collector.Postgres;
 using W = PowaCluster.Collector.Serialization.Wire;
 
 namespace PowaCluster.Collector.Serialization;
@@ -23,6 +24,9 @@ static class ProtobufWire
         RefreshCatalogsResult => "1:refreshed",
         ServerHandedOff => "1:handed-off",
         Reload => "1:reload",
+        ServerStateShared => "1:server-state",
+        BacklogHeld => "1:backlog-held",
+        BacklogDrained => "1:backlog-drained",
         _ => throw new ArgumentException($"{o.GetType().Name} has no message in wire.proto"),
     };
 
@@ -56,6 +60,12 @@ static class ProtobufWire
             case RefreshCatalogsResult m: return new W.RefreshCatalogsResult { SrvId = m.SrvId, Registered = m.Registered, Message = m.Message };
             case ServerHandedOff m: return new W.ServerHandedOff { SrvId = m.SrvId };
             case Reload: return new W.Reload();
+            case ServerStateShared m:
+                var shared = new W.ServerStateShared { SrvId = m.SrvId, Plan = m.Plan is null ? null : ToProto(m.Plan) };
+                if (m.LastTakenUtc is { } taken) shared.LastTakenUnixMs = UnixMs(taken);
+                return shared;
+            case BacklogHeld m: return new W.BacklogHeld { SrvId = m.SrvId, Holder = m.Holder, OldestUnixMs = UnixMs(m.OldestUtc), Snapshots = m.Snapshots };
+            case BacklogDrained m: return new W.BacklogDrained { SrvId = m.SrvId, Holder = m.Holder };
             default: throw new ArgumentException($"{o.GetType().Name} has no message in wire.proto");
         }
     }
@@ -76,6 +86,9 @@ static class ProtobufWire
                 "1:refresh" => FromProto(W.RefreshCatalogs.Parser.ParseFrom(bytes)),
                 "1:refreshed" => FromProto(W.RefreshCatalogsResult.Parser.ParseFrom(bytes)),
                 "1:handed-off" => new ServerHandedOff(W.ServerHandedOff.Parser.ParseFrom(bytes).SrvId),
+                "1:server-state" => FromProto(W.ServerStateShared.Parser.ParseFrom(bytes)),
+                "1:backlog-held" => FromProto(W.BacklogHeld.Parser.ParseFrom(bytes)),
+                "1:backlog-drained" => W.BacklogDrained.Parser.ParseFrom(bytes) is var d ? new BacklogDrained(d.SrvId, d.Holder) : null,
                 "1:reload" => W.Reload.Parser.ParseFrom(bytes) is not null ? Reload.Instance : null, // parsed: malformed bytes are refused
                 _ => null,
             };
@@ -100,4 +113,48 @@ static class ProtobufWire
     static RefreshCatalogs FromProto(W.RefreshCatalogs m) => m.DbNames.Count > WireLimits.MaxDatabaseNames
         ? throw new SerializationException($"REFRESH_DB_CAT with {m.DbNames.Count} database names")
         : new RefreshCatalogs(m.SrvId, [.. m.DbNames]);
+
+    static long UnixMs(DateTime utc) => new DateTimeOffset(DateTime.SpecifyKind(utc, DateTimeKind.Utc)).ToUnixTimeMilliseconds();
+
+    static DateTime FromUnixMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms).UtcDateTime;
+
+    static W.SnapshotPlan ToProto(SnapshotPlan p)
+    {
+        var w = new W.SnapshotPlan();
+        foreach (var d in p.Global)
+        {
+            var g = new W.Datasource { Name = d.Name, External = d.External, FunctionName = d.FunctionName };
+            if (d.QuerySource is not null) g.QuerySource = d.QuerySource;
+            if (d.QueryCleanup is not null) g.QueryCleanup = d.QueryCleanup;
+            if (d.TmpSchema is not null) g.TmpSchema = d.TmpSchema;
+            w.Global.Add(g);
+        }
+        foreach (var d in p.PerDatabase)
+        {
+            var x = new W.DbDatasource
+            {
+                Name = d.Name,
+                Catalog = d.Catalog,
+                QuerySource = d.QuerySource,
+                Columns = { d.Columns },
+                SomeDatabases = d.DbNames is not null,
+                ExcludedDbNames = { d.ExcludedDbNames },
+            };
+            if (d.Target is not null) x.Target = d.Target;
+            if (d.DbNames is not null) x.DbNames.Add(d.DbNames);
+            w.PerDatabase.Add(x);
+        }
+        return w;
+    }
+
+    static SnapshotPlan FromProto(W.SnapshotPlan w) => new(
+        w.Global.Select(g => new Datasource(g.Name, g.External, g.HasQuerySource ? g.QuerySource : null, g.HasQueryCleanup ? g.QueryCleanup : null,
+            g.FunctionName, g.HasTmpSchema ? g.TmpSchema : null)).ToList(),
+        w.PerDatabase.Select(d => new DbDatasource(d.Name, d.Catalog, d.QuerySource, d.HasTarget ? d.Target : null, [.. d.Columns],
+            d.SomeDatabases ? [.. d.DbNames] : null, [.. d.ExcludedDbNames])).ToList());
+
+    static ServerStateShared FromProto(W.ServerStateShared m) => new(m.SrvId, m.Plan is null ? null : FromProto(m.Plan),
+        m.HasLastTakenUnixMs ? FromUnixMs(m.LastTakenUnixMs) : null);
+
+    static BacklogHeld FromProto(W.BacklogHeld m) => new(m.SrvId, m.Holder, FromUnixMs(m.OldestUnixMs), m.Snapshots);
 }

@@ -17,6 +17,9 @@ public static class WireFormats
     /// <summary>The first version that reads wire.proto. Older nodes set no app-version: Akka gives them 0.0.0.</summary>
     public static readonly AppVersion FirstProtobuf = AppVersion.Create("0.2.0");
 
+    /// <summary>The first version that reads ServerStateShared, BacklogHeld and BacklogDrained: they are sent to such nodes only.</summary>
+    public static readonly AppVersion FirstStateSharing = AppVersion.Create("0.3.0");
+
     public static WireFormat For(IEnumerable<AppVersion> members) =>
         members.Any(v => v.CompareTo(FirstProtobuf) < 0) ? WireFormat.Legacy : WireFormat.Protobuf;
 }

@@ -24,6 +24,7 @@ public sealed class ServerSpool
     public int Count { get { lock (_node.SyncRoot) return _entries.Count; } }
     public long Bytes { get { lock (_node.SyncRoot) return _bytes; } }
     public DateTime? OldestUtc { get { lock (_node.SyncRoot) return OldestUnlocked; } }
+    public DateTime? NewestUtc { get { lock (_node.SyncRoot) return _entries.Count > 0 ? _entries[^1].TakenAtUtc : null; } }
 
     /// <summary>Snapshots of this server dropped by the bounds since it last had an empty spool.</summary>
     public long Dropped { get { lock (_node.SyncRoot) return _dropped; } }

@@ -1,11 +1,15 @@
 using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Spooling;
 
 namespace PowaCluster.Host.Startup;
 
 /// <summary>What the start-up check found: the SQL of the repository's powa, and what the repository is (RepositoryQueries.IdentityAsync).</summary>
-public sealed record RepositoryFound(PowaSql Powa, string? Identity);
+public sealed record RepositoryFound(PowaSql Powa, string? Identity, bool FromSavedState = false);
+
+/// <summary>The repository did not answer (refused, unreachable, timed out): a node that saved its state may start without it.</summary>
+public sealed class RepositoryUnreachableException(string message) : StartupException(message);
 
 /// <summary>Before anything starts: the repository answers and has a powa this collector serves (4 or 5); its SQL.</summary>
 public static class RepositoryCheck
@@ -23,7 +27,29 @@ public static class RepositoryCheck
         }
         catch (Exception e) when (e is NpgsqlException or OperationCanceledException or System.Net.Sockets.SocketException or ArgumentException)
         {
-            throw new StartupException($"cannot connect to the repository {Dsn.Describe(csb)}: {PgSession.Describe(e)}");
+            throw new RepositoryUnreachableException($"cannot connect to the repository {Dsn.Describe(csb)}: {PgSession.Describe(e)}");
+        }
+    }
+
+    /// <summary>
+    /// VerifyAsync, or when the repository cannot be reached, what this node saved of it the last time it could
+    /// (NodeState, beside the spool): a node restarted during an outage collects into its spool. A node that
+    /// never reached this repository, or has no spool, still refuses to start, with the connection's error.
+    /// </summary>
+    public static async Task<RepositoryFound> VerifyOrSavedAsync(NpgsqlConnectionStringBuilder repository, CollectorSettings settings,
+        Action<string> warn, CancellationToken ct)
+    {
+        try { return await VerifyAsync(repository, settings, ct); }
+        catch (RepositoryUnreachableException e)
+        {
+            if (settings.SpoolMaxBytes <= 0) throw new StartupException(e.Message);
+            var saved = NodeState.Load(settings.SpoolDirectoryOrDefault, Dsn.Describe(repository), out var problem);
+            if (saved is null || saved.Servers.Count == 0 || PowaVersion.Parse(saved.PowaVersion) is not { } powa)
+                throw new StartupException(e.Message + (problem is null ? "" : $" (and {problem})"));
+            warn($"{e.Message}; starting with the {saved.Servers.Count} servers this node saved at {saved.SavedUtc:yyyy-MM-dd HH:mm:ss} UTC " +
+                 $"({NodeState.PathFor(settings.SpoolDirectoryOrDefault, saved.Repository)}): collecting into the spool until the repository is back");
+            try { return new RepositoryFound(PowaSql.For(powa, saved.PowaSchema), saved.Identity, FromSavedState: true); }
+            catch (UnsupportedPowaException u) { throw new StartupException(e.Message + $" (the saved state has {u.Message})"); }
         }
     }
 

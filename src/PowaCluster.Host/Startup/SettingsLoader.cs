@@ -7,7 +7,7 @@ namespace PowaCluster.Host.Startup;
 
 /// <summary>A configuration problem found before start; the message is the one line printed.</summary>
 /// <param name="exitCode">1; SetupExitCode for a set-up that starting again will not fix (systemd does not restart it)</param>
-public sealed class StartupException(string message, int exitCode = 1) : Exception(message)
+public class StartupException(string message, int exitCode = 1) : Exception(message)
 {
     /// <summary>EX_CONFIG (sysexits.h): the unit's RestartPreventExitStatus, so that systemd does not loop on it.</summary>
     public const int SetupExitCode = 78;

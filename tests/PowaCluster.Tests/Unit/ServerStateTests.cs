@@ -3,6 +3,7 @@ using Microsoft.Extensions.Time.Testing;
 using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Spooling;
 using static PowaCluster.Collector.Actors.ServerDo;
 
 namespace PowaCluster.Tests.Unit;
@@ -18,6 +19,8 @@ public class ServerStateTests
         public bool RemoteBroken { get; set; }
         public bool RoomToReadAhead { get; set; } = true;
         public BacklogView? Backlog { get; set; }
+        public CachedServer? Saved { get; set; }
+        public bool BacklogElsewhere { get; set; }
     }
 
     // Any instant: nothing here depends on the day it runs.
@@ -214,6 +217,82 @@ public class ServerStateTests
         var a = s.Restored(null, SnapshotPlan.Empty, "repository: connection refused");
         Assert.Equal(ServerPhase.Waiting, s.Phase);
         Assert.Contains(a, x => x is ScheduleReconnect);
+    }
+
+    static readonly SnapshotPlan SavedPlan =
+        new([new Datasource("pg_stat_statements", false, "powa_statements_src", null, "powa_statements_snapshot", "public")], []);
+
+    [Fact]
+    public void A_start_during_an_outage_collects_into_the_spool_with_the_row_plan_and_last_time_the_node_saved()
+    {
+        var lastTaken = Now.AddSeconds(-4);
+        _world.Saved = new CachedServer(new ServerRow(Row, "v1"), SavedPlan, Now.AddSeconds(-14));
+        _world.Backlog = new BacklogView(1, 100, lastTaken, "/spool", lastTaken); // spooled before the restart
+        var s = NewState();
+        s.Ensure(7, "v1", false);
+        var a = s.RowRead(null, "cannot connect to the repository: connection refused", null);
+        Assert.Equal(ServerPhase.Connecting, s.Phase);
+        Assert.Contains(a, x => x is Say { Text: var t } && t.Contains("the row this node saved", StringComparison.Ordinal));
+        Assert.Equal(Row, s.Config);
+        s.Connected(One<AskToConnect>(a).Generation);
+        a = s.Restored(null, SnapshotPlan.Empty, "repository: connection refused");
+        Assert.Equal(ServerPhase.Collecting, s.Phase);
+        // One interval after the last one taken (on this node before its restart, or on the node that handed it off).
+        _due = One<ScheduleTick>(a).DueUtc;
+        Assert.Equal(lastTaken.AddSeconds(Row.Frequency), _due);
+        a = TickNow(s);
+        var read = One<Read>(a);
+        Assert.Same(SavedPlan, read.Plan);
+        Assert.True(read.ToSpool);
+        Assert.Single(a.OfType<Replay>()); // the spool's oldest probes the repository
+        Assert.Equal(CollectorStatus.NoRepository, s.Record.Status);
+    }
+
+    [Fact]
+    public void A_start_during_an_outage_without_a_saved_plan_or_spool_waits_for_the_repository()
+    {
+        _world.Saved = new CachedServer(new ServerRow(Row, "v1"), null, null);
+        _world.Backlog = new BacklogView(0, 0, null, "/spool");
+        var s = NewState();
+        s.Ensure(7, "v1", false);
+        s.Connected(One<AskToConnect>(s.RowRead(null, "refused", null)).Generation);
+        Assert.Contains(s.Restored(null, SnapshotPlan.Empty, "refused"), x => x is ScheduleReconnect);
+        Assert.Equal(ServerPhase.Waiting, s.Phase);
+
+        _world.Saved = new CachedServer(new ServerRow(Row, "v1"), SavedPlan, null);
+        _world.Backlog = null;
+        var t = NewState();
+        t.Ensure(7, "v1", false);
+        t.Connected(One<AskToConnect>(t.RowRead(null, "refused", null)).Generation);
+        t.Restored(null, SnapshotPlan.Empty, "refused");
+        Assert.Equal(ServerPhase.Waiting, t.Phase);
+    }
+
+    [Fact]
+    public void A_handed_off_server_keeps_its_schedule_from_the_time_its_last_snapshot_was_taken_not_from_the_repositorys()
+    {
+        // The old node's last snapshot (taken 3 s ago) is not stored yet: the repository's snapts is 13 s old.
+        _world.Saved = new CachedServer(null, null, Now.AddSeconds(-3));
+        var s = Restoring();
+        _due = One<ScheduleTick>(s.Restored(new LastSnapshot(true, _time.GetUtcNow().AddSeconds(-13), 1), SnapshotPlan.Empty, null)).DueUtc;
+        Assert.Equal(Now.AddSeconds(7), _due);
+    }
+
+    [Fact]
+    public void While_another_node_holds_an_older_backlog_nothing_is_stored_and_reads_go_to_the_spool()
+    {
+        _world.Backlog = new BacklogView(0, 0, null, "/spool");
+        var s = Collecting();
+        _world.BacklogElsewhere = true;
+        var seq = TickRead(s);
+        Assert.Empty(ReadDone(s, seq).OfType<Store>()); // read before it was known: waits in memory
+        var read = One<Read>(TickNow(s));
+        Assert.True(read.ToSpool);
+        _world.Backlog = new BacklogView(1, 100, Now, "/spool", Now);
+        Assert.Empty(s.Read(read.Sequence, Now, new HashSet<string>(), spooled: true, null, "").OfType<Replay>());
+
+        _world.BacklogElsewhere = false;
+        Assert.Equal(seq, One<Store>(s.BacklogElsewhereGone()).Sequence); // the oldest first: the one in memory
     }
 
     // ---- reads and stores ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@ using Akka.Serialization;
 using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Hosting;
+using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Serialization;
 using Xunit;
 
@@ -27,6 +28,15 @@ public sealed class WireFormatTests() : Akka.TestKit.Xunit2.TestKit(AkkaConfigur
         new RefreshCatalogsResult(7, true, "Catalogs will be refreshed during the next snapshot"),
         new ServerHandedOff(7),
         Reload.Instance,
+        new ServerStateShared(7, new SnapshotPlan(
+            [new Datasource("pg_stat_statements", false, "powa_statements_src", null, "powa_statements_snapshot", "public"),
+             new Datasource("pg_qualstats", true, "powa_qualstats_src", "SELECT pg_qualstats_reset()", "powa_qualstats_snapshot", null)],
+            [new DbDatasource("pg_class", true, "SELECT oid, relname FROM pg_class", "\"public\".\"powa_catalog_class_src_tmp\"", ["oid", "name"], null, ["template1"]),
+             new DbDatasource("all_tables", false, "SELECT relid FROM pg_stat_all_tables", null, ["oid"], ["db1", "db ü"], [])]),
+            new DateTime(2026, 12, 6, 22, 30, 1, 250, DateTimeKind.Utc)),
+        new ServerStateShared(8, null, null),
+        new BacklogHeld(7, "akka.ssl.tcp://powa-cluster@10.0.0.5:4053", new DateTime(2026, 12, 6, 22, 0, 0, 500, DateTimeKind.Utc), 42),
+        new BacklogDrained(7, "akka.ssl.tcp://powa-cluster@10.0.0.5:4053"),
     };
 
     [Theory]
