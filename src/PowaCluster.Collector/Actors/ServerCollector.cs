@@ -36,7 +36,10 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     Link? _remote;
     CachedServer? _saved;  // what the node's StateKeeper saved of this server
     SnapshotPlan? _planShared;
-    readonly Dictionary<string, DateTime> _backlogHolders = []; // other nodes with an older backlog of this server -> last heard
+    readonly Dictionary<string, Holder> _backlogHolders = []; // other nodes with spooled snapshots of this server
+
+    /// <summary>A node that holds spooled snapshots of this server: when it last said so, its oldest, its SpoolKeeper.</summary>
+    sealed record Holder(DateTime HeardUtc, DateTime OldestUtc, IActorRef Keeper);
     ServerPhase _behaviour = ServerPhase.New;
 
     /// <summary>What the node gives every entity: its settings and its node-local actors.</summary>
@@ -72,7 +75,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     BacklogView? IServerSurroundings.Backlog =>
         _spool is { } s ? new BacklogView(s.Count, s.Bytes, s.OldestUtc, _deps.Spool!.Directory, s.NewestUtc) : null;
     CachedServer? IServerSurroundings.Saved => _saved;
-    bool IServerSurroundings.BacklogElsewhere => _backlogHolders.Count > 0;
+    DateTime? IServerSurroundings.OldestElsewhere => _backlogHolders.Count > 0 ? _backlogHolders.Values.Min(h => h.OldestUtc) : null;
 
     // ---- behaviours, one per phase (each its own messages first, then the common ones) ----------
 
@@ -159,11 +162,14 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     void OnBacklogHeld(BacklogHeld m)
     {
         if (m.Holder == _node || _deps.Spool is not { Usable: true }) return; // its own node's; or nowhere to keep its own meanwhile
-        if (_backlogHolders.TryAdd(m.Holder, _time.GetUtcNow().UtcDateTime))
-            _log.Info("Server {0}: node {1} holds {2} older spooled snapshots of it (the oldest taken at {3:HH:mm:ss} UTC): " +
-                      "its own are stored after them", m.SrvId, m.Holder, m.Snapshots, m.OldestUtc);
-        else _backlogHolders[m.Holder] = _time.GetUtcNow().UtcDateTime;
-        Timers.StartPeriodicTimer("holders", HoldersExpire.Instance, HolderSilence);
+        if (!_backlogHolders.ContainsKey(m.Holder))
+            _log.Info("Server {0}: node {1} holds {2} spooled snapshots of it (the oldest taken at {3:HH:mm:ss} UTC): " +
+                      "this server's snapshots are stored oldest first, whichever node holds them", m.SrvId, m.Holder, m.Snapshots, m.OldestUtc);
+        _backlogHolders[m.Holder] = new Holder(_time.GetUtcNow().UtcDateTime, m.OldestUtc, Sender);
+        if (!Timers.IsTimerActive("holders")) Timers.StartPeriodicTimer("holders", HoldersExpire.Instance, HolderSilence);
+        // The holder of the oldest snapshot stores it now, if it is older than anything this entity holds.
+        var first = _backlogHolders.MinBy(h => h.Value.OldestUtc);
+        if (first.Key == m.Holder && _state.YieldsTo(m.OldestUtc)) Sender.Tell(new BacklogTurn(SrvId > 0 ? SrvId : m.SrvId));
     }
 
     void OnBacklogDrained(BacklogDrained m)
@@ -177,7 +183,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     {
         var now = _time.GetUtcNow().UtcDateTime;
         foreach (var (holder, heard) in _backlogHolders.ToList())
-            if (now - heard > HolderSilence)
+            if (now - heard.HeardUtc > HolderSilence)
             {
                 _backlogHolders.Remove(holder);
                 _log.Warning("Server {0}: no word for {1:F0} s from node {2}, which held older snapshots of it: storing its own " +

@@ -78,11 +78,16 @@ internal sealed record QueueSpooled(int Written, IReadOnlyList<(long Sequence, P
 
 /// <summary>
 /// From the SpoolKeeper of a node (Holder, its address) that holds spooled snapshots of this server, which is
-/// collected elsewhere now: the entity stores none of its own until that backlog, older than its own, is
-/// stored (BacklogDrained), so that the fence does not drop it. Sent again every sweep while it holds some:
-/// the entity forgets a holder it has not heard from for three sweeps. Sent when every member is 0.3.0 or later.
+/// collected elsewhere now (its shard moved during an outage). A server's snapshots are stored oldest first
+/// whichever node holds them (the fence drops one older than the last stored): the entity answers the holder
+/// of the oldest with BacklogTurn when that is older than anything it holds itself, and stores nothing of its
+/// own meanwhile (its reads go to its spool). Sent again every sweep while the node holds some: the entity
+/// forgets a holder it has not heard from for three sweeps. Sent when every member is 0.3.0 or later.
 /// </summary>
 public sealed record BacklogHeld(int SrvId, string Holder, DateTime OldestUtc, int Snapshots) : IServerMessage, IWireMessage;
 
 /// <summary>The holder's backlog of this server is stored (or dropped): the entity may store its own.</summary>
 public sealed record BacklogDrained(int SrvId, string Holder) : IServerMessage, IWireMessage;
+
+/// <summary>From the entity to the SpoolKeeper that holds the oldest of its server's snapshots: store them now.</summary>
+public sealed record BacklogTurn(int SrvId) : IWireMessage;

@@ -17,8 +17,11 @@ public interface IServerSurroundings
     BacklogView? Backlog { get; }
     /// <summary>What this node saved of the server (StateKeeper): to collect it while the repository is down.</summary>
     CachedServer? Saved { get; }
-    /// <summary>Another node holds an older backlog of this server (BacklogHeld): this one stores nothing until it is stored.</summary>
-    bool BacklogElsewhere { get; }
+    /// <summary>
+    /// The oldest snapshot of this server that another node holds spooled (BacklogHeld), null when none does:
+    /// what this entity holds is stored only when it is older; until then its reads go to the spool.
+    /// </summary>
+    DateTime? OldestElsewhere { get; }
 }
 
 /// <summary>A server's spooled snapshots, as the state needs to see them.</summary>
@@ -94,7 +97,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     DateTime CurrentUtc => time.GetUtcNow().UtcDateTime;
     TimeSpan Frequency => TimeSpan.FromSeconds(Config!.Frequency);
     bool CanQueue => Unstored == 0 || (Unstored < settings.MaxQueuedSnapshots && world.RoomToReadAhead);
-    bool Spooling => world.Backlog is { } b && (_repositoryDown || b.Count > 0 || world.BacklogElsewhere);
+    bool Spooling => world.Backlog is { } b && (_repositoryDown || b.Count > 0 || world.OldestElsewhere is not null);
 
     /// <summary>The plan the repository gave last (Restored, Stored), for the node's StateKeeper; null before.</summary>
     public SnapshotPlan? RepositoryPlan { get; private set; }
@@ -213,6 +216,8 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     });
 
     static DateTime? Latest(DateTime? a, DateTime? b) => a is null ? b : b is null ? a : a > b ? a : b;
+
+    static DateTime? Earliest(DateTime? a, DateTime? b) => a is null ? b : b is null ? a : a < b ? a : b;
 
     /// <summary>Restoring ends: the first snapshot is due from the last one (ServerSchedule.FirstDue).</summary>
     void StartCollecting(DateTime? lastUtc)
@@ -487,6 +492,12 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     /// <summary>The older backlog another node held is stored, or that node is gone: this server's own goes on.</summary>
     public IReadOnlyList<ServerAction> BacklogElsewhereGone() => Run(() => StoreNext());
 
+    /// <summary>The oldest snapshot this entity holds (its spool's, or its queue's head), null when it holds none.</summary>
+    public DateTime? OldestOwnUtc => Earliest(world.Backlog?.OldestUtc, _queue.TryPeek(out var head) ? head.TakenAtUtc : null);
+
+    /// <summary>Whether a node holding spooled snapshots of this server from <paramref name="oldestUtc"/> on stores them before this entity's.</summary>
+    public bool YieldsTo(DateTime oldestUtc) => OldestOwnUtc is not { } mine || oldestUtc <= mine;
+
     public IReadOnlyList<ServerAction> LeaseCheck() => Run(() =>
     {
         var lease = settings.ResyncInterval * settings.EntityLeaseIntervals;
@@ -709,7 +720,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
             return;
         }
         if (_storing is not null || _toSpool is not null) return;
-        if (world.BacklogElsewhere && world.Backlog is not null) return; // after the older backlog (BacklogHeld)
+        if (world.OldestElsewhere is { } elsewhere && world.Backlog is not null && YieldsTo(elsewhere)) return; // an older one first (BacklogHeld)
         _queue.TryPeek(out var head);
         if (world.Backlog?.OldestUtc is { } oldest && (head is null || oldest <= head.TakenAtUtc))
         {

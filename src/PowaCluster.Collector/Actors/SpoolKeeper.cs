@@ -18,7 +18,10 @@ public sealed record BacklogClaimed(int SrvId, bool Claimed);
 /// server collected elsewhere now (its shard moved while the repository was down, or this node restarted and
 /// the server went to another node). Each such backlog is stored oldest first, one snapshot at a time, through
 /// the node's writers (as replays: live snapshots go first). A server whose entity starts here meanwhile
-/// claims its spool, and the keeper leaves it after the snapshot in flight. The repository's fence keeps the
+/// claims its spool, and the keeper leaves it after the snapshot in flight. When every member is 0.3.0 or
+/// later, each sweep tells the server's entity, wherever it runs, what this node holds (BacklogHeld), and the
+/// backlog is stored when the entity gives it the turn (BacklogTurn: it is the oldest of that server's); else
+/// the backlogs are replayed two resync intervals after the node starts. The repository's fence keeps the
 /// history in order whoever stores first: a spooled snapshot older than the server's last stored one is
 /// dropped (counted), never stored back in time.
 /// </summary>
@@ -45,10 +48,14 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     {
         (_spool, _writers, _grace, _startedUtc) = (spool, writers, grace, CurrentUtc);
         Receive<Sweep>(_ => OnSweep());
+        Receive<BacklogTurn>(m =>
+        {
+            if (!_inFlight.ContainsKey(m.SrvId)) Replay(_spool.For(m.SrvId));
+        });
         Receive<BacklogClaimed>(m =>
         {
             if (m.Claimed) _claimed.Add(m.SrvId);
-            else _claimed.Remove(m.SrvId);
+            else if (_claimed.Remove(m.SrvId)) Announce(m.SrvId); // handed off: its new node hears of this backlog before it stores
         });
         Receive<SnapshotStored>(m =>
         {
@@ -79,7 +86,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     void OnSweep()
     {
         _spool.Expire();
-        Announce();
+        if (Announce()) return; // every member takes part: each backlog is stored when its entity gives it the turn
         if (CurrentUtc - _startedUtc < _grace) return;
         foreach (var server in _spool.WithBacklog())
             if (!_claimed.Contains(server.SrvId) && !_inFlight.ContainsKey(server.SrvId)) Replay(server);
@@ -100,15 +107,23 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     /// node would otherwise store a live snapshot first and the fence drop this backlog. Only when every member
     /// reads the message (0.3.0 and later).
     /// </summary>
-    void Announce()
+    bool Announce()
     {
-        if (NodeCluster.Of(Context.System) is not { } cluster || _region is null && !ActorRegistry.For(Context.System).TryGet<ServerCollector>(out _region))
-            return;
-        if (cluster.State.Members.Any(m => m.AppVersion.CompareTo(WireFormats.FirstStateSharing) < 0)) return;
+        if (_region is null && !ActorRegistry.For(Context.System).TryGet<ServerCollector>(out _region) || !AllTakePart()) return false;
         foreach (var server in _spool.WithBacklog())
             if (!_claimed.Contains(server.SrvId) && server.OldestUtc is { } oldest)
                 _region.Tell(new BacklogHeld(server.SrvId, _self, oldest, server.Count));
+        return true;
     }
+
+    void Announce(int srvid)
+    {
+        var server = _spool.For(srvid);
+        if (server.OldestUtc is { } oldest && _region is not null && AllTakePart()) _region.Tell(new BacklogHeld(srvid, _self, oldest, server.Count));
+    }
+
+    bool AllTakePart() => NodeCluster.Of(Context.System) is { } cluster
+        && cluster.State.Members.All(m => m.AppVersion.CompareTo(WireFormats.FirstStateSharing) >= 0);
 
     void Tell(BacklogDrained m)
     {

@@ -27,6 +27,7 @@ static class ProtobufWire
         ServerStateShared => "1:server-state",
         BacklogHeld => "1:backlog-held",
         BacklogDrained => "1:backlog-drained",
+        BacklogTurn => "1:backlog-turn",
         _ => throw new ArgumentException($"{o.GetType().Name} has no message in wire.proto"),
     };
 
@@ -66,6 +67,7 @@ static class ProtobufWire
                 return shared;
             case BacklogHeld m: return new W.BacklogHeld { SrvId = m.SrvId, Holder = m.Holder, OldestUnixMs = UnixMs(m.OldestUtc), Snapshots = m.Snapshots };
             case BacklogDrained m: return new W.BacklogDrained { SrvId = m.SrvId, Holder = m.Holder };
+            case BacklogTurn m: return new W.BacklogTurn { SrvId = m.SrvId };
             default: throw new ArgumentException($"{o.GetType().Name} has no message in wire.proto");
         }
     }
@@ -88,6 +90,7 @@ static class ProtobufWire
                 "1:handed-off" => new ServerHandedOff(W.ServerHandedOff.Parser.ParseFrom(bytes).SrvId),
                 "1:server-state" => FromProto(W.ServerStateShared.Parser.ParseFrom(bytes)),
                 "1:backlog-held" => FromProto(W.BacklogHeld.Parser.ParseFrom(bytes)),
+                "1:backlog-turn" => new BacklogTurn(W.BacklogTurn.Parser.ParseFrom(bytes).SrvId),
                 "1:backlog-drained" => W.BacklogDrained.Parser.ParseFrom(bytes) is var d ? new BacklogDrained(d.SrvId, d.Holder) : null,
                 "1:reload" => W.Reload.Parser.ParseFrom(bytes) is not null ? Reload.Instance : null, // parsed: malformed bytes are refused
                 _ => null,

@@ -75,6 +75,9 @@ public sealed class ClusterNodes : IAsyncDisposable
 
     readonly List<string> _spools = [];
 
+    /// <summary>The spool directory ClusterNodes made for a node (null when the settings named one).</summary>
+    public string? SpoolDirectory(Node n) => _spools.FirstOrDefault(d => Path.GetFileName(d).StartsWith($"powa-cluster-spool-node{n.Index}-", StringComparison.Ordinal));
+
     /// <summary>How a node's process is started: the same again when it restarts.</summary>
     internal sealed record Launch(NpgsqlConnectionStringBuilder Repo, int PoolSize, bool Debug, IReadOnlyList<string> Args,
         IReadOnlyDictionary<string, string> Env)

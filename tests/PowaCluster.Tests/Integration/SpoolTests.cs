@@ -230,6 +230,67 @@ public sealed class SpoolTests(OutageFixture fx, ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Shards_moved_during_an_outage_keep_every_interval_in_order_whichever_node_spooled_it()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var ids = new List<int>();
+        for (var i = 0; i < 6; i++) ids.Add(await repo.RegisterAsync(fx.Remote, 31 + i, $"moved-{i}", frequency: Frequency));
+        var logs = Directory.CreateTempSubdirectory("powa-cluster-moved-").FullName;
+        var settings = new Dictionary<string, string> { ["StableAfter"] = "00:00:05", ["HeartbeatPause"] = "00:00:03", ["RetryMinDelay"] = "00:00:01" };
+        var passed = false;
+        try
+        {
+            await using var nodes = ClusterNodes.Start(repo.ConnectionString, 2, poolSize: 2, debug: false, settings, logs);
+            await nodes.WaitReadyAsync(TimeSpan.FromSeconds(90));
+            await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(60), "a first snapshot of every server");
+            var spools = nodes.Nodes.Select(n => nodes.SpoolDirectory(n)!).ToList();
+            int Spooled() => spools.Sum(d => Directory.GetFiles(d, "*.snap", SearchOption.AllDirectories).Length);
+            // Each node knows every server's row and plan (the other node's plans are shared with it).
+            await Eventually.HoldsAsync(() => Task.FromResult(spools.All(d => NodeState.Load(d, Dsn.Describe(repo.ConnectionString), out _) is { } saved
+                && ids.All(id => saved.Servers.TryGetValue(id, out var s) && s.Row is not null && s.Plan is not null))),
+                TimeSpan.FromSeconds(60), "both nodes' states saved with every server's row and plan");
+
+            await fx.Repository.StopAsync();
+            var stoppedAt = DateTime.UtcNow;
+            await Eventually.HoldsAsync(() => Task.FromResult(Spooled() >= ids.Count * 2), TimeSpan.FromSeconds(60), "two snapshots of each server spooled");
+            // A rollout's step during the outage: node 2 stops (its servers move to node 1, its backlog stays on its
+            // disk), starts again from its saved state, and takes servers back by rebalancing.
+            var second = nodes.Nodes[1];
+            Assert.Equal(0, await nodes.TerminateAsync(second, TimeSpan.FromSeconds(60)));
+            var again = nodes.Restart(second, null, Path.Combine(logs, "node2-again.log"));
+            var atRestart = Spooled();
+            await Eventually.HoldsAsync(() => Task.FromResult(Spooled() >= atRestart + ids.Count * 4), TimeSpan.FromSeconds(90),
+                "four more snapshots of each server spooled after node 2's restart");
+            Assert.Null(again.ExitCode);
+            await fx.Repository.StartAgainAsync();
+            var backAt = DateTime.UtcNow;
+            await Eventually.HoldsAsync(() => Task.FromResult(Spooled() == 0), TimeSpan.FromSeconds(120), "both spools replayed");
+            var outage = (backAt - stoppedAt).TotalSeconds;
+            foreach (var id in ids)
+            {
+                var times = (await HistoryTimesAsync(repo, id)).Select(t => t.ToUniversalTime()).Where(t => t < backAt).ToList();
+                var during = times.Count(t => t > stoppedAt);
+                var gaps = times.Zip(times.Skip(1), (a, b) => (b - a).TotalSeconds).ToList();
+                output.WriteLine($"server {id}: {during} snapshots of the {outage:F0} s outage (expected {outage / Frequency:F1}), " +
+                                 $"gaps {gaps.DefaultIfEmpty(0).Min():F1} to {gaps.DefaultIfEmpty(0).Max():F1} s");
+                Assert.True(gaps.Count > 1, $"server {id}: {times.Count} snapshots in its history");
+                Assert.True(gaps.Max() < Frequency * 1.5, $"server {id}: a hole of {gaps.Max():F1} s in its history");
+                Assert.True(gaps.Min() > Frequency / 2.0, $"server {id}: two snapshots {gaps.Min():F1} s apart");
+                Assert.InRange(during, Math.Floor(outage / Frequency) - 1, Math.Ceiling(outage / Frequency) + 1);
+            }
+            passed = true;
+        }
+        finally
+        {
+            if (!fx.Repository.IsRunning) await fx.Repository.StartAgainAsync();
+            if (!passed)
+                foreach (var f in Directory.GetFiles(logs))
+                    output.WriteLine($"--- {f} (end)\n{string.Join('\n', File.ReadLines(f).Where(l => !l.Contains("[DEBUG]")).TakeLast(60))}");
+            Directory.Delete(logs, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Beyond_its_bound_the_spool_drops_the_oldest_counts_them_and_collection_goes_on()
     {
         var repo = await fx.NewRepositoryAsync();

@@ -16,7 +16,7 @@ public sealed class OutageFixture : IAsyncLifetime
     public LocalPostgres Repository => (LocalPostgres)Lab.Repository;
     public IPostgresInstance Remote => Lab.Remotes[0];
 
-    public async Task InitializeAsync() => Lab = await PowaLab.StartAsync(remotes: 1, loopbackAddresses: 24, factory: LocalPostgres.Factory);
+    public async Task InitializeAsync() => Lab = await PowaLab.StartAsync(remotes: 1, loopbackAddresses: 40, factory: LocalPostgres.Factory);
 
     public async Task DisposeAsync()
     {

@@ -20,7 +20,7 @@ public class ServerStateTests
         public bool RoomToReadAhead { get; set; } = true;
         public BacklogView? Backlog { get; set; }
         public CachedServer? Saved { get; set; }
-        public bool BacklogElsewhere { get; set; }
+        public DateTime? OldestElsewhere { get; set; }
     }
 
     // Any instant: nothing here depends on the day it runs.
@@ -279,20 +279,22 @@ public class ServerStateTests
     }
 
     [Fact]
-    public void While_another_node_holds_an_older_backlog_nothing_is_stored_and_reads_go_to_the_spool()
+    public void While_another_node_holds_an_older_backlog_it_goes_first_and_reads_go_to_the_spool()
     {
         _world.Backlog = new BacklogView(0, 0, null, "/spool");
         var s = Collecting();
-        _world.BacklogElsewhere = true;
-        var seq = TickRead(s);
-        Assert.Empty(ReadDone(s, seq).OfType<Store>()); // read before it was known: waits in memory
+        var heldFrom = Now.AddSeconds(-30);
+        _world.OldestElsewhere = heldFrom;
+        Assert.True(s.YieldsTo(heldFrom));                      // this entity holds nothing yet
         var read = One<Read>(TickNow(s));
         Assert.True(read.ToSpool);
         _world.Backlog = new BacklogView(1, 100, Now, "/spool", Now);
         Assert.Empty(s.Read(read.Sequence, Now, new HashSet<string>(), spooled: true, null, "").OfType<Replay>());
+        Assert.True(s.YieldsTo(heldFrom));
+        Assert.False(s.YieldsTo(Now.AddSeconds(1)));            // a newer backlog elsewhere waits for this one
 
-        _world.BacklogElsewhere = false;
-        Assert.Equal(seq, One<Store>(s.BacklogElsewhereGone()).Sequence); // the oldest first: the one in memory
+        _world.OldestElsewhere = null;
+        Assert.Single(s.BacklogElsewhereGone().OfType<Replay>());
     }
 
     // ---- reads and stores ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ public sealed class WireFormatTests() : Akka.TestKit.Xunit2.TestKit(AkkaConfigur
         new ServerStateShared(8, null, null),
         new BacklogHeld(7, "akka.ssl.tcp://powa-cluster@10.0.0.5:4053", new DateTime(2026, 12, 6, 22, 0, 0, 500, DateTimeKind.Utc), 42),
         new BacklogDrained(7, "akka.ssl.tcp://powa-cluster@10.0.0.5:4053"),
+        new BacklogTurn(7),
     };
 
     [Theory]
