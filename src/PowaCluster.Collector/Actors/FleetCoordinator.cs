@@ -190,8 +190,10 @@ public sealed class FleetCoordinator : ReceiveActor, IWithTimers
     void OnLoadFailed(string error)
     {
         _loading = false;
+        // Said when it starts or changes; while the same outage lasts, every resync says it in the debug log only.
+        if (error != _lastError) _log.Error(error);
+        else _log.Debug(error);
         _lastError = error;
-        _log.Error(error);
         // Keep the entities we know alive: a repository outage must not stop the fleet. A coordinator that
         // starts during one knows none yet: its node's saved state has them (StateKeeper).
         if (_known.Count == 0) _stateKeeper.Tell(CachedFleetWanted.Instance);

@@ -60,6 +60,12 @@ public sealed class DeploymentConfigTests
         var sts = docs.Single(d => d.Kind == "StatefulSet");
         var spec = At(sts.Root, "spec");
         Assert.Equal("Parallel", spec["podManagementPolicy"]);
+        // Pods are replaced by k8s/rollout.sh, youngest first (the singletons move once), not by RollingUpdate's ordinal order.
+        Assert.Equal("OnDelete", At(spec, "updateStrategy")["type"]);
+        var rollout = File.ReadAllText(Path.Combine(Root, "k8s", "rollout.sh"));
+        Assert.Contains("--sort-by=.status.startTime", rollout);
+        Assert.Contains("| tac)", rollout);
+        Assert.True(File.GetUnixFileMode(Path.Combine(Root, "k8s", "rollout.sh")).HasFlag(UnixFileMode.UserExecute), "k8s/rollout.sh is not executable");
         var podLabels = At(spec, "template", "metadata", "labels");
         Assert.Equal(At(spec, "selector", "matchLabels"), podLabels);
 
