@@ -38,8 +38,8 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     SnapshotPlan? _planShared;
     readonly Dictionary<string, Holder> _backlogHolders = []; // other nodes with spooled snapshots of this server
 
-    /// <summary>A node that holds spooled snapshots of this server: when it last said so, its oldest, its SpoolKeeper.</summary>
-    sealed record Holder(DateTime HeardUtc, DateTime OldestUtc, IActorRef Keeper);
+    /// <summary>A node that holds spooled snapshots of this server: when it last said so, and its oldest.</summary>
+    sealed record Holder(DateTime HeardUtc, DateTime OldestUtc);
     ServerPhase _behaviour = ServerPhase.New;
 
     /// <summary>What the node gives every entity: its settings and its node-local actors.</summary>
@@ -165,9 +165,9 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         if (!_backlogHolders.ContainsKey(m.Holder))
             _log.Info("Server {0}: node {1} holds {2} spooled snapshots of it (the oldest taken at {3:HH:mm:ss} UTC): " +
                       "this server's snapshots are stored oldest first, whichever node holds them", m.SrvId, m.Holder, m.Snapshots, m.OldestUtc);
-        _backlogHolders[m.Holder] = new Holder(_time.GetUtcNow().UtcDateTime, m.OldestUtc, Sender);
+        _backlogHolders[m.Holder] = new Holder(_time.GetUtcNow().UtcDateTime, m.OldestUtc);
         if (!Timers.IsTimerActive("holders")) Timers.StartPeriodicTimer("holders", HoldersExpire.Instance, HolderSilence);
-        // The holder of the oldest snapshot stores it now, if it is older than anything this entity holds.
+        // The holder of the oldest snapshot (the sender is its SpoolKeeper) stores it now, if it is older than anything this entity holds.
         var first = _backlogHolders.MinBy(h => h.Value.OldestUtc);
         if (first.Key == m.Holder && _state.YieldsTo(m.OldestUtc)) Sender.Tell(new BacklogTurn(SrvId > 0 ? SrvId : m.SrvId));
     }
@@ -396,10 +396,10 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         _stages.Clear();
         if (_spool is not null) _deps.Keeper.Tell(new BacklogClaimed(SrvId, false)); // what is left there, the keeper replays
         _metrics.Untrack(_state.Record);
-        // Sharding starts the server again only when a message comes for it: the coordinator sends it at once
-        // (docs/architecture.md, ServerCollector and ServerState).
         // When its last snapshot was taken, for the node that takes it over (it may not be stored yet).
         if (SrvId > 0 && _state.LastTakenUtc is { } taken) _deps.StateKeeper.Tell(new ServerPlanSeen(SrvId, null, taken));
+        // Sharding starts the server again only when a message comes for it: the coordinator sends it at once
+        // (docs/architecture.md, ServerCollector and ServerState).
         if (_state.HandedOff && SrvId > 0) _deps.Coordinator.Tell(new ServerHandedOff(SrvId));
         Close();
     }

@@ -1,7 +1,7 @@
-using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Scheduling;
+using PowaCluster.Collector.Spooling;
 using static PowaCluster.Collector.Actors.ServerDo;
 
 namespace PowaCluster.Collector.Actors;

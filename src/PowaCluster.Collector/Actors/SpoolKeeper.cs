@@ -1,12 +1,11 @@
 using Akka.Actor;
 using Akka.Event;
-using PowaCluster.Collector.Configuration;
-using PowaCluster.Collector.Postgres;
-using PowaCluster.Collector.Spooling;
-
 using Akka.Hosting;
+using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Hosting;
+using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Serialization;
+using PowaCluster.Collector.Spooling;
 
 namespace PowaCluster.Collector.Actors;
 
