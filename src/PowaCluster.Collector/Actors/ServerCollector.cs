@@ -38,8 +38,11 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     SnapshotPlan? _planShared;
     readonly Dictionary<string, Holder> _backlogHolders = []; // other nodes with spooled snapshots of this server
 
-    /// <summary>A node that holds spooled snapshots of this server: when it last said so, and its oldest.</summary>
-    sealed record Holder(DateTime HeardUtc, DateTime OldestUtc);
+    /// <summary>A node that holds spooled snapshots of this server: when it last said so, its oldest, its SpoolKeeper.</summary>
+    sealed record Holder(DateTime HeardUtc, DateTime OldestUtc, IActorRef Keeper);
+
+    /// <summary>The holder that stands for the nodes not heard yet, while this entity listens (ListenForHolders).</summary>
+    const string NotHeardYet = "";
     ServerPhase _behaviour = ServerPhase.New;
 
     /// <summary>What the node gives every entity: its settings and its node-local actors.</summary>
@@ -115,7 +118,11 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     void Common()
     {
         Receive<EnsureCollecting>(OnEnsure);
-        Receive<ServerRead>(m => Perform(_state.RowRead(m.Row, m.Error, m.RepositoryPowa)));
+        Receive<ServerRead>(m =>
+        {
+            if (m.Error is not null) ListenForHolders(); // the repository is down: other nodes may be spooling this server
+            Perform(_state.RowRead(m.Row, m.Error, m.RepositoryPowa));
+        });
         Receive<GetServerStatus>(_ => Sender.Tell(_state.Status(_node)));
         Receive<ForceSnapshot>(m =>
         {
@@ -150,6 +157,11 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         Receive<HandOffDeadline>(_ => Perform(_state.HandOffDeadline()));
         Receive<LeaseCheck>(_ => Perform(_state.LeaseCheck()));
         Receive<CachedServerFound>(m => _saved = m.Server);
+        Receive<HoldersHeard>(_ =>
+        {
+            _backlogHolders.Remove(NotHeardYet);
+            AfterHolders();
+        });
         Receive<BacklogHeld>(OnBacklogHeld);
         Receive<BacklogDrained>(OnBacklogDrained);
         Receive<HoldersExpire>(_ => ExpireHolders());
@@ -165,12 +177,35 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         if (!_backlogHolders.ContainsKey(m.Holder))
             _log.Info("Server {0}: node {1} holds {2} spooled snapshots of it (the oldest taken at {3:HH:mm:ss} UTC): " +
                       "this server's snapshots are stored oldest first, whichever node holds them", m.SrvId, m.Holder, m.Snapshots, m.OldestUtc);
-        _backlogHolders[m.Holder] = new Holder(_time.GetUtcNow().UtcDateTime, m.OldestUtc);
+        _backlogHolders[m.Holder] = new Holder(_time.GetUtcNow().UtcDateTime, m.OldestUtc, Sender);
         if (!Timers.IsTimerActive("holders")) Timers.StartPeriodicTimer("holders", HoldersExpire.Instance, HolderSilence);
-        // The holder of the oldest snapshot (the sender is its SpoolKeeper) stores it now, if it is older than anything this entity holds.
-        var first = _backlogHolders.MinBy(h => h.Value.OldestUtc);
-        if (first.Key == m.Holder && _state.YieldsTo(m.OldestUtc)) Sender.Tell(new BacklogTurn(SrvId > 0 ? SrvId : m.SrvId));
+        GiveTurn(m.SrvId);
     }
+
+    /// <summary>The holder of the oldest snapshot stores it now, if it is older than anything this entity holds.</summary>
+    void GiveTurn(int srvid)
+    {
+        if (_backlogHolders.Count == 0 || _backlogHolders.ContainsKey(NotHeardYet)) return;
+        var first = _backlogHolders.Values.MinBy(h => h.OldestUtc)!;
+        if (_state.YieldsTo(first.OldestUtc)) first.Keeper.Tell(new BacklogTurn(SrvId > 0 ? SrvId : srvid));
+    }
+
+    /// <summary>
+    /// This server's snapshots were spooled (here, or the repository is down now): other nodes may hold some too,
+    /// and each says so within a sweep (10 s). Until then this entity stores nothing, so that an older backlog
+    /// elsewhere is not dropped by the fence because this one's newer snapshots went first.
+    /// </summary>
+    void ListenForHolders()
+    {
+        if (_listened || NodeCluster.Of(Context.System) is not { } cluster || cluster.State.Members.Count < 2
+            || cluster.State.Members.Any(m => m.AppVersion.CompareTo(Serialization.WireFormats.FirstStateSharing) < 0)) return;
+        _listened = true;
+        _backlogHolders[NotHeardYet] = new Holder(_time.GetUtcNow().UtcDateTime, DateTime.MinValue, ActorRefs.Nobody);
+        Timers.StartSingleTimer("listen", HoldersHeard.Instance, ListenFor);
+    }
+
+    static readonly TimeSpan ListenFor = TimeSpan.FromSeconds(12); // a SpoolKeeper's sweep, and some
+    bool _listened;
 
     void OnBacklogDrained(BacklogDrained m)
     {
@@ -194,7 +229,11 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
 
     void AfterHolders()
     {
-        if (_backlogHolders.Count > 0) return;
+        if (_backlogHolders.Count > 0)
+        {
+            GiveTurn(SrvId);
+            return;
+        }
         Timers.Cancel("holders");
         if (_state.Phase != ServerPhase.New) Perform(_state.BacklogElsewhereGone());
     }
@@ -314,6 +353,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         _spool = node.For(SrvId);
         _deps.Keeper.Tell(new BacklogClaimed(SrvId, true));
         _state.Record.Backlog = _spool;
+        if (_spool.Count > 0) ListenForHolders();
         if (_spool.Count > 0)
             _log.Info("Server {0}: {1} snapshots spooled on this node ({2:F1} MB, the oldest taken at {3:yyyy-MM-dd HH:mm:ss} UTC) are replayed before its next one",
                 SrvId, _spool.Count, _spool.Bytes / 1048576.0, _spool.OldestUtc);
@@ -410,6 +450,11 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         var deps = new Deps(settings, repositoryPowa, writers, stages, coordinator ?? ActorRefs.Nobody, ramp ?? ActorRefs.Nobody, spool,
             keeper ?? ActorRefs.Nobody, stateKeeper ?? ActorRefs.Nobody);
         return Akka.Actor.Props.Create(() => new ServerCollector(deps));
+    }
+
+    sealed record HoldersHeard
+    {
+        public static readonly HoldersHeard Instance = new();
     }
 
     sealed record HoldersExpire

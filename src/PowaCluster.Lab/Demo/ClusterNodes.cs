@@ -97,10 +97,14 @@ public sealed class ClusterNodes : IAsyncDisposable
         var again = n with { LogFile = logFile, Process = n.How.Start($"node {n.Index}", logFile, buildDirectory), How = n.How };
         _nodes[i] = again;
         _exited.Add(n);
+        Restarts++;
         return again;
     }
 
     readonly List<Node> _exited = [];
+
+    /// <summary>How many times a node was started again (Restart).</summary>
+    public int Restarts { get; private set; }
 
     /// <summary>Distinct free loopback ports, held open together while they are picked.</summary>
     public static List<int> FreePorts(int n)

@@ -60,9 +60,14 @@ public static class RolloutCommand
             var exited = sw.Elapsed;
             var log = Path.Combine(logDir, $"node{old.Index}-new.log");
             var now = nodes.Restart(old, buildDirectory: null, log);
-            var ready = await ReadyOrRestartedAsync(nodes, now, o.Outage ? 2 * freq : TimeSpan.FromSeconds(120), log, stop.Token);
+            // During an outage no node is ready (/ready needs the repository): an Up member is what k8s/rollout.sh
+            // --during-outage waits for, its container running.
+            var restarts = nodes.Restarts;
+            var ready = await ReadyOrRestartedAsync(nodes, now, TimeSpan.FromSeconds(120), log, stop.Token, upIsEnough: o.Outage);
+            restarts = nodes.Restarts - restarts;
             Say($"{now.Name}: SIGTERM, exited {(code is null ? "only to SIGKILL" : $"with {code}")} in {exited.TotalSeconds:F1} s; this build " +
-                (ready ? $"ready {sw.Elapsed.TotalSeconds:F1} s after the SIGTERM" : "not ready (the repository is down): restarted as a service manager would"));
+                (ready ? $"{(o.Outage ? "an Up member" : "ready")} {sw.Elapsed.TotalSeconds:F1} s after the SIGTERM" : "neither ready nor Up after 120 s") +
+                (restarts > 0 ? $", after it exited and was started again {restarts} times" : ""));
             await Task.Delay(freq, stop.Token);
         }
         if (o.Outage)
@@ -95,7 +100,9 @@ public static class RolloutCommand
     }
 
     /// <summary>Ready within the timeout; a process that exits meanwhile is started again after 10 s (Restart=on-failure).</summary>
-    static async Task<bool> ReadyOrRestartedAsync(ClusterNodes nodes, ClusterNodes.Node n, TimeSpan timeout, string log, CancellationToken ct)
+    /// <param name="upIsEnough">an Up member that is not ready (the repository is down) will do</param>
+    static async Task<bool> ReadyOrRestartedAsync(ClusterNodes nodes, ClusterNodes.Node n, TimeSpan timeout, string log, CancellationToken ct,
+        bool upIsEnough = false)
     {
         var sw = Stopwatch.StartNew();
         while (sw.Elapsed < timeout && !ct.IsCancellationRequested)
@@ -107,7 +114,8 @@ public static class RolloutCommand
                 n = nodes.Restart(n, null, log + $".{(int)sw.Elapsed.TotalSeconds}");
                 continue;
             }
-            if ((await ClusterNodes.GetAsync(n)).Status == 200) return true;
+            var (status, body) = await ClusterNodes.GetAsync(n);
+            if (status == 200 || upIsEnough && body.Contains("member: Up", StringComparison.Ordinal)) return true;
             await Task.Delay(500, ct);
         }
         return false;
