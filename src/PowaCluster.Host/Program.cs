@@ -126,6 +126,10 @@ public static class Program
                 Console.Error.WriteLine("powa-cluster: this node's NumberOfShards differs from its cluster's (its log says which): " +
                                         "it left the cluster without collecting. Set the cluster's value and start it again.");
                 return (1, false);
+            case RepositoryMismatchReason:
+                Console.Error.WriteLine("powa-cluster: this node's repository is not its cluster's (its log says which): " +
+                                        "it left the cluster without collecting. Give it the cluster's repository DSN and start it again.");
+                return (1, false);
             case JoinFailedReason:
                 Console.Error.WriteLine("powa-cluster: could not join the cluster in time (its log says why). Exiting: start it again.");
                 return (1, false);

@@ -143,7 +143,11 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         // A snapshot's read and its store are answered in every phase: the queue is stored through a reconnection.
         Receive<SnapshotRead>(OnRead);
         Receive<SnapshotReadFailed>(m => Perform(_state.ReadFailed(m.Sequence, m.Error)));
-        Receive<SnapshotStored>(m => Perform(_state.Stored(m.Sequence, m.Result, m.Replayed?.Sequence)));
+        Receive<SnapshotStored>(m =>
+        {
+            Perform(_state.Stored(m.Sequence, m.Result, m.Replayed?.Sequence));
+            GiveTurn(SrvId); // its own stored up to another node's oldest: that node's turn
+        });
         Receive<SnapshotNotStored>(m => Perform(_state.NotStored(m.Sequence, m.Error, m.Spooled, m.Replayed?.TakenAtUtc, m.SpoolError)));
         Receive<StoreWatchdog>(m => Perform(_state.StoreTimedOut(m.Sequence)));
         Receive<QueueSpooled>(m =>
@@ -180,14 +184,22 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         _backlogHolders[m.Holder] = new Holder(_time.GetUtcNow().UtcDateTime, m.OldestUtc, Sender);
         if (!Timers.IsTimerActive("holders")) Timers.StartPeriodicTimer("holders", HoldersExpire.Instance, HolderSilence);
         GiveTurn(m.SrvId);
+        if (_state.Phase != ServerPhase.New) Perform(_state.BacklogElsewhereGone()); // its own may be the oldest now
     }
 
-    /// <summary>The holder of the oldest snapshot stores it now, if it is older than anything this entity holds.</summary>
+    /// <summary>
+    /// The holder of the oldest snapshot stores what it holds up to the next oldest anyone else holds (another
+    /// node, or this entity), if its oldest is older than anything this entity holds: backlogs of one server on
+    /// several nodes interleave in time when its shard moved more than once.
+    /// </summary>
     void GiveTurn(int srvid)
     {
         if (_backlogHolders.Count == 0 || _backlogHolders.ContainsKey(NotHeardYet)) return;
         var first = _backlogHolders.Values.MinBy(h => h.OldestUtc)!;
-        if (_state.YieldsTo(first.OldestUtc)) first.Keeper.Tell(new BacklogTurn(SrvId > 0 ? SrvId : srvid));
+        if (!_state.YieldsTo(first.OldestUtc)) return;
+        var others = _backlogHolders.Values.Where(h => !ReferenceEquals(h, first)).Select(h => (DateTime?)h.OldestUtc).Append(_state.OldestOwnUtc)
+            .Where(t => t is not null).DefaultIfEmpty(null).Min();
+        first.Keeper.Tell(new BacklogTurn(SrvId > 0 ? SrvId : srvid, others));
     }
 
     /// <summary>

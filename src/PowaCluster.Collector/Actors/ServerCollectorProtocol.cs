@@ -89,5 +89,8 @@ public sealed record BacklogHeld(int SrvId, string Holder, DateTime OldestUtc, i
 /// <summary>The holder's backlog of this server is stored (or dropped): the entity may store its own.</summary>
 public sealed record BacklogDrained(int SrvId, string Holder) : IServerMessage, IWireMessage;
 
-/// <summary>From the entity to the SpoolKeeper that holds the oldest of its server's snapshots: store them now.</summary>
-public sealed record BacklogTurn(int SrvId) : IWireMessage;
+/// <summary>
+/// From the entity to the SpoolKeeper that holds the oldest of its server's snapshots: store them now, those
+/// taken before UntilUtc (the oldest another node, or the entity, holds; null: all), then say what is left.
+/// </summary>
+public sealed record BacklogTurn(int SrvId, DateTime? UntilUtc = null) : IWireMessage;

@@ -39,13 +39,16 @@ public sealed class ShardCountGuard : ReceiveActor
             .FirstOrDefault(n => n is not null);
 
     /// <summary>The cluster's number of shards: the one most Up members have; on a tie, the oldest member's.</summary>
-    public static int? ClusterShards(IEnumerable<Member> members)
+    public static int? ClusterShards(IEnumerable<Member> members) => ClusterValue(members, ShardsOf);
+
+    /// <summary>What most Up members that carry one have (their role); on a tie, the oldest member's; null when none does.</summary>
+    public static T? ClusterValue<T>(IEnumerable<Member> members, Func<Member, T?> valueOf) where T : struct
     {
-        var up = members.Where(m => m.Status == MemberStatus.Up && ShardsOf(m) is not null).ToList();
+        var up = members.Where(m => m.Status == MemberStatus.Up && valueOf(m) is not null).ToList();
         if (up.Count == 0) return null;
-        var oldest = ShardsOf(up.OrderBy(m => m, Member.AgeOrdering).First());
-        return up.GroupBy(m => ShardsOf(m)!.Value)
-            .OrderByDescending(g => g.Count()).ThenByDescending(g => g.Key == oldest)
+        var oldest = valueOf(up.OrderBy(m => m, Member.AgeOrdering).First());
+        return up.GroupBy(m => valueOf(m)!.Value)
+            .OrderByDescending(g => g.Count()).ThenByDescending(g => g.Key.Equals(oldest))
             .First().Key;
     }
 

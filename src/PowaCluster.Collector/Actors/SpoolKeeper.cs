@@ -36,6 +36,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     readonly Dictionary<int, SpoolEntry> _inFlight = [];   // srvid -> the orphan snapshot at a writer
     readonly HashSet<int> _announced = [];
     readonly HashSet<int> _claimed = [];                   // servers whose entity on this node replays their spool
+    readonly Dictionary<int, DateTime> _turnUntil = [];    // srvid -> the turn its entity gave: what was taken before this
     long _sequence;
     IActorRef? _region;                                    // the shard region, once it exists: BacklogHeld goes to the entity wherever it runs
     readonly string _self = NodeCluster.Of(Context.System)?.SelfAddress.ToString() ?? "";
@@ -49,6 +50,8 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
         Receive<Sweep>(_ => OnSweep());
         Receive<BacklogTurn>(m =>
         {
+            // The turn covers what was taken before Until: another node (or the entity) holds the next ones.
+            _turnUntil[m.SrvId] = m.UntilUtc ?? DateTime.MaxValue;
             if (!_inFlight.ContainsKey(m.SrvId)) Replay(_spool.For(m.SrvId));
         });
         Receive<BacklogClaimed>(m =>
@@ -69,6 +72,12 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
                     }, m.Result.SkipReason);
             var server = _spool.For(m.SrvId);
             if (server.Count == 0) Tell(new BacklogDrained(m.SrvId, _self));
+            else if (_turnUntil.TryGetValue(m.SrvId, out var until) && server.OldestUtc >= until)
+            {
+                _turnUntil.Remove(m.SrvId);
+                Announce(m.SrvId); // its turn is over: what is left waits for the next
+                return;
+            }
             Replay(server); // the next one at once
         });
         Receive<SnapshotNotStored>(m =>
@@ -93,7 +102,9 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
 
     void Replay(ServerSpool server)
     {
-        if (_claimed.Contains(server.SrvId) || server.TakeOldest() is not { } entry) return;
+        if (_claimed.Contains(server.SrvId)) return;
+        if (_turnUntil.TryGetValue(server.SrvId, out var until) && server.OldestUtc >= until) return;
+        if (server.TakeOldest() is not { } entry) return;
         if (_announced.Add(server.SrvId))
             _log.Info("Server {0}: {1} snapshots spooled on this node, where it is not collected now, are replayed by this node", server.SrvId, server.Count);
         _inFlight[server.SrvId] = entry;

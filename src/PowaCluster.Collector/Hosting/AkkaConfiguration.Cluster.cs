@@ -19,7 +19,9 @@ public static partial class AkkaConfiguration
         var s = rt.Settings;
         var seeds = s.Discovery == DiscoveryModes.Seeds ? s.Seeds.Select(x => $"{Protocol(rt)}://{SystemName}@{x}").ToArray() : [];
         // The node's NumberOfShards as a role: shards and the coordinator go only to nodes of the same number.
-        b.WithClustering(new ClusterOptions { SeedNodes = seeds, LogInfo = s.Debug, Roles = [ShardRole(s)] });
+        // And what its repository is: every node of a cluster collects into the same one (RepositoryGuard).
+        string[] roles = rt.RepositoryIdentity is { } id ? [ShardRole(s), RepositoryGuard.RolePrefix + id] : [ShardRole(s)];
+        b.WithClustering(new ClusterOptions { SeedNodes = seeds, LogInfo = s.Debug, Roles = roles });
         b.AddHocon(SplitBrainHocon(s), HoconAddMode.Prepend);
         b.AddHocon(FailureDetectionHocon(s), HoconAddMode.Prepend);
         b.AddHocon(AppVersionHocon, HoconAddMode.Prepend);
@@ -47,6 +49,11 @@ public static partial class AkkaConfiguration
     /// <summary>A node whose NumberOfShards is not its cluster's leaves it (exit code 1): ShardCountGuard.</summary>
     public static AkkaConfigurationBuilder WithShardCountGuard(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithActors((system, _) => system.ActorOf(ShardCountGuard.Props(rt.Settings.NumberOfShards), "shard-count-guard"));
+
+    /// <summary>A node whose repository is not its cluster's leaves it (exit code 1): RepositoryGuard.</summary>
+    public static AkkaConfigurationBuilder WithRepositoryGuard(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
+        rt.RepositoryIdentity is not { } id ? b
+            : b.WithActors((system, _) => system.ActorOf(RepositoryGuard.Props(id, Configuration.Dsn.Describe(rt.Repository)), "repository-guard"));
 
     /// <summary>
     /// keep-majority: when nodes become unreachable and membership stays so for stable-after, the side with

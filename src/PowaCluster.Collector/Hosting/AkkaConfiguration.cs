@@ -291,6 +291,7 @@ public static partial class AkkaConfiguration
          .WithPowaSerialization()
          .WithPowaClustering(rt)
          .WithShardCountGuard(rt)
+         .WithRepositoryGuard(rt)
          .WithKubernetesJoin(rt)
          .WithPowaSharding(rt)
          .WithSnapshotWriters(rt)

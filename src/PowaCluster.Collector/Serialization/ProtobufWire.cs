@@ -67,7 +67,10 @@ static class ProtobufWire
                 return shared;
             case BacklogHeld m: return new W.BacklogHeld { SrvId = m.SrvId, Holder = m.Holder, OldestUnixMs = UnixMs(m.OldestUtc), Snapshots = m.Snapshots };
             case BacklogDrained m: return new W.BacklogDrained { SrvId = m.SrvId, Holder = m.Holder };
-            case BacklogTurn m: return new W.BacklogTurn { SrvId = m.SrvId };
+            case BacklogTurn m:
+                var turn = new W.BacklogTurn { SrvId = m.SrvId };
+                if (m.UntilUtc is { } until) turn.UntilUnixMs = UnixMs(until);
+                return turn;
             default: throw new ArgumentException($"{o.GetType().Name} has no message in wire.proto");
         }
     }
@@ -90,7 +93,7 @@ static class ProtobufWire
                 "1:handed-off" => new ServerHandedOff(W.ServerHandedOff.Parser.ParseFrom(bytes).SrvId),
                 "1:server-state" => FromProto(W.ServerStateShared.Parser.ParseFrom(bytes)),
                 "1:backlog-held" => FromProto(W.BacklogHeld.Parser.ParseFrom(bytes)),
-                "1:backlog-turn" => new BacklogTurn(W.BacklogTurn.Parser.ParseFrom(bytes).SrvId),
+                "1:backlog-turn" => W.BacklogTurn.Parser.ParseFrom(bytes) is var t ? new BacklogTurn(t.SrvId, t.HasUntilUnixMs ? FromUnixMs(t.UntilUnixMs) : null) : null,
                 "1:backlog-drained" => W.BacklogDrained.Parser.ParseFrom(bytes) is var d ? new BacklogDrained(d.SrvId, d.Holder) : null,
                 "1:reload" => W.Reload.Parser.ParseFrom(bytes) is not null ? Reload.Instance : null, // parsed: malformed bytes are refused
                 _ => null,

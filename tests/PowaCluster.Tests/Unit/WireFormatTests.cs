@@ -38,6 +38,7 @@ public sealed class WireFormatTests() : Akka.TestKit.Xunit2.TestKit(AkkaConfigur
         new BacklogHeld(7, "akka.ssl.tcp://powa-cluster@10.0.0.5:4053", new DateTime(2026, 12, 6, 22, 0, 0, 500, DateTimeKind.Utc), 42),
         new BacklogDrained(7, "akka.ssl.tcp://powa-cluster@10.0.0.5:4053"),
         new BacklogTurn(7),
+        new BacklogTurn(8, new DateTime(2026, 12, 6, 22, 5, 0, 750, DateTimeKind.Utc)),
     };
 
     [Theory]
