@@ -122,6 +122,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         {
             if (m.Error is not null) ListenForHolders(); // the repository is down: other nodes may be spooling this server
             Perform(_state.RowRead(m.Row, m.Error, m.RepositoryPowa));
+            GiveTurn(SrvId);
         });
         Receive<GetServerStatus>(_ => Sender.Tell(_state.Status(_node)));
         Receive<ForceSnapshot>(m =>
@@ -194,7 +195,8 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     /// </summary>
     void GiveTurn(int srvid)
     {
-        if (_backlogHolders.Count == 0 || _backlogHolders.ContainsKey(NotHeardYet)) return;
+        // Not before this entity knows what it holds itself (its spool is claimed when it starts).
+        if (_backlogHolders.Count == 0 || _backlogHolders.ContainsKey(NotHeardYet) || _state.Phase == ServerPhase.New) return;
         var first = _backlogHolders.Values.MinBy(h => h.OldestUtc)!;
         if (!_state.YieldsTo(first.OldestUtc)) return;
         var others = _backlogHolders.Values.Where(h => !ReferenceEquals(h, first)).Select(h => (DateTime?)h.OldestUtc).Append(_state.OldestOwnUtc)
@@ -241,13 +243,9 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
 
     void AfterHolders()
     {
-        if (_backlogHolders.Count > 0)
-        {
-            GiveTurn(SrvId);
-            return;
-        }
-        Timers.Cancel("holders");
-        if (_state.Phase != ServerPhase.New) Perform(_state.BacklogElsewhereGone());
+        if (_backlogHolders.Count == 0) Timers.Cancel("holders");
+        GiveTurn(SrvId);
+        if (_state.Phase != ServerPhase.New) Perform(_state.BacklogElsewhereGone()); // its own, when they are the oldest now
     }
 
     void OnEnsure(EnsureCollecting m) => Perform(_state.Ensure(m.SrvId, m.RowVersion, m.Refresh));

@@ -120,16 +120,30 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     bool Announce()
     {
         if (_region is null && !ActorRegistry.For(Context.System).TryGet<ServerCollector>(out _region) || !AllTakePart()) return false;
+        var held = new HashSet<int>();
         foreach (var server in _spool.WithBacklog())
             if (!_claimed.Contains(server.SrvId) && server.OldestUtc is { } oldest)
+            {
                 _region.Tell(new BacklogHeld(server.SrvId, _self, oldest, server.Count));
+                held.Add(server.SrvId);
+            }
+        // A backlog announced before and gone since without this keeper's replay (its entity here stored it
+        // before it handed the server off): its entity elsewhere need not wait for it.
+        foreach (var gone in _held.Where(id => !held.Contains(id) && !_claimed.Contains(id)))
+            _region.Tell(new BacklogDrained(gone, _self));
+        _held.Clear();
+        _held.UnionWith(held);
         return true;
     }
+
+    readonly HashSet<int> _held = []; // the servers whose backlog the last sweep announced
 
     void Announce(int srvid)
     {
         var server = _spool.For(srvid);
-        if (server.OldestUtc is { } oldest && _region is not null && AllTakePart()) _region.Tell(new BacklogHeld(srvid, _self, oldest, server.Count));
+        if (server.OldestUtc is not { } oldest || _region is null || !AllTakePart()) return;
+        _region.Tell(new BacklogHeld(srvid, _self, oldest, server.Count));
+        _held.Add(srvid);
     }
 
     bool AllTakePart() => NodeCluster.Of(Context.System) is { } cluster
