@@ -64,9 +64,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         Receive<RefreshCatalogs>(m => Sender.Tell(new RefreshCatalogsResult(m.SrvId, false, CollectorProtocol.ServerNotFound(m.SrvId))));
         Receive<StopCollecting>(_ => Context.Stop(Self));
         Receive<StopEntity>(_ => Context.Stop(Self));
-        Receive<BacklogHeld>(OnBacklogHeld);
-        Receive<BacklogDrained>(OnBacklogDrained);
-        Receive<HoldersExpire>(_ => ExpireHolders());
+        HolderMessages();
     }
 
     int SrvId => _state.SrvId;
@@ -162,14 +160,20 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         Receive<HandOffDeadline>(_ => Perform(_state.HandOffDeadline()));
         Receive<LeaseCheck>(_ => Perform(_state.LeaseCheck()));
         Receive<CachedServerFound>(m => _saved = m.Server);
+        HolderMessages();
+    }
+
+    /// <summary>Other nodes' backlogs of this server, in every phase (an entity may hear of them before it starts).</summary>
+    void HolderMessages()
+    {
+        Receive<BacklogHeld>(OnBacklogHeld);
+        Receive<BacklogDrained>(OnBacklogDrained);
+        Receive<HoldersExpire>(_ => ExpireHolders());
         Receive<HoldersHeard>(_ =>
         {
             _backlogHolders.Remove(NotHeardYet);
             AfterHolders();
         });
-        Receive<BacklogHeld>(OnBacklogHeld);
-        Receive<BacklogDrained>(OnBacklogDrained);
-        Receive<HoldersExpire>(_ => ExpireHolders());
     }
 
     // ---- another node's older backlog of this server (BacklogHeld) ----------------------------------
@@ -182,6 +186,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         if (!_backlogHolders.ContainsKey(m.Holder))
             _log.Info("Server {0}: node {1} holds {2} spooled snapshots of it (the oldest taken at {3:HH:mm:ss} UTC): " +
                       "this server's snapshots are stored oldest first, whichever node holds them", m.SrvId, m.Holder, m.Snapshots, m.OldestUtc);
+        ListenForHolders(); // one node holds some: others may too, and each says so within a sweep
         _backlogHolders[m.Holder] = new Holder(_time.GetUtcNow().UtcDateTime, m.OldestUtc, Sender);
         if (!Timers.IsTimerActive("holders")) Timers.StartPeriodicTimer("holders", HoldersExpire.Instance, HolderSilence);
         GiveTurn(m.SrvId);
