@@ -36,13 +36,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     Link? _remote;
     CachedServer? _saved;  // what the node's StateKeeper saved of this server
     SnapshotPlan? _planShared;
-    readonly Dictionary<string, Holder> _backlogHolders = []; // other nodes with spooled snapshots of this server
-
-    /// <summary>A node that holds spooled snapshots of this server: when it last said so, its oldest, its SpoolKeeper.</summary>
-    sealed record Holder(DateTime HeardUtc, DateTime OldestUtc, IActorRef Keeper);
-
-    /// <summary>The holder that stands for the nodes not heard yet, while this entity listens (ListenForHolders).</summary>
-    const string NotHeardYet = "";
+    readonly BacklogHolders<IActorRef> _holders; // other nodes with spooled snapshots of this server
     ServerPhase _behaviour = ServerPhase.New;
 
     /// <summary>What the node gives every entity: its settings and its node-local actors.</summary>
@@ -55,6 +49,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     {
         _deps = deps;
         _clock = new SnapshotClock(_time);
+        _holders = new BacklogHolders<IActorRef>(_time);
         _state = new ServerState(deps.Settings, deps.RepositoryPowa, this, _time, Random.Shared.NextDouble);
         var address = ((ExtendedActorSystem)Context.System).Provider.DefaultAddress;
         _node = address.HasGlobalScope ? address.ToString() : null; // null: not in a cluster
@@ -76,7 +71,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     BacklogView? IServerSurroundings.Backlog =>
         _spool is { } s ? new BacklogView(s.Count, s.Bytes, s.OldestUtc, _deps.Spool!.Directory, s.NewestUtc) : null;
     CachedServer? IServerSurroundings.Saved => _saved;
-    DateTime? IServerSurroundings.OldestElsewhere => _backlogHolders.Count > 0 ? _backlogHolders.Values.Min(h => h.OldestUtc) : null;
+    DateTime? IServerSurroundings.OldestElsewhere => _holders.OldestElsewhere;
 
     // ---- behaviours, one per phase (each its own messages first, then the common ones) ----------
 
@@ -120,7 +115,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         {
             if (m.Error is not null) ListenForHolders(); // the repository is down: other nodes may be spooling this server
             Perform(_state.RowRead(m.Row, m.Error, m.RepositoryPowa));
-            GiveTurn(SrvId);
+            if (_holders.Any) AfterHolders(SrvId);
         });
         Receive<GetServerStatus>(_ => Sender.Tell(_state.Status(_node)));
         Receive<ForceSnapshot>(m =>
@@ -145,7 +140,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         Receive<SnapshotStored>(m =>
         {
             Perform(_state.Stored(m.Sequence, m.Result, m.Replayed?.Sequence));
-            GiveTurn(SrvId); // its own stored up to another node's oldest: that node's turn
+            if (_holders.Any) AfterHolders(SrvId); // its own stored up to another node's oldest: that node's turn
         });
         Receive<SnapshotNotStored>(m => Perform(_state.NotStored(m.Sequence, m.Error, m.Spooled, m.Replayed?.TakenAtUtc, m.SpoolError)));
         Receive<StoreWatchdog>(m => Perform(_state.StoreTimedOut(m.Sequence)));
@@ -171,86 +166,58 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
         Receive<HoldersExpire>(_ => ExpireHolders());
         Receive<HoldersHeard>(_ =>
         {
-            _backlogHolders.Remove(NotHeardYet);
-            AfterHolders();
+            _holders.Listened();
+            AfterHolders(SrvId);
         });
     }
 
-    // ---- another node's older backlog of this server (BacklogHeld) ----------------------------------
-
-    static readonly TimeSpan HolderSilence = TimeSpan.FromSeconds(35); // three of the holder's sweeps, and some
+    // ---- other nodes' backlogs of this server (BacklogHeld; what to do: BacklogHolders) -----------------
 
     void OnBacklogHeld(BacklogHeld m)
     {
         if (m.Holder == _node || _deps.Spool is not { Usable: true }) return; // its own node's; or nowhere to keep its own meanwhile
-        if (!_backlogHolders.ContainsKey(m.Holder))
+        ListenForHolders(); // one node holds some: others may too, and each says so within a sweep
+        if (_holders.Heard(m.Holder, m.OldestUtc, Sender))
             _log.Info("Server {0}: node {1} holds {2} spooled snapshots of it (the oldest taken at {3:HH:mm:ss} UTC): " +
                       "this server's snapshots are stored oldest first, whichever node holds them", m.SrvId, m.Holder, m.Snapshots, m.OldestUtc);
-        ListenForHolders(); // one node holds some: others may too, and each says so within a sweep
-        _backlogHolders[m.Holder] = new Holder(_time.GetUtcNow().UtcDateTime, m.OldestUtc, Sender);
-        if (!Timers.IsTimerActive("holders")) Timers.StartPeriodicTimer("holders", HoldersExpire.Instance, HolderSilence);
-        GiveTurn(m.SrvId);
-        if (_state.Phase != ServerPhase.New) Perform(_state.BacklogElsewhereGone()); // its own may be the oldest now
+        if (!Timers.IsTimerActive("holders")) Timers.StartPeriodicTimer("holders", HoldersExpire.Instance, BacklogHolders<IActorRef>.Silence);
+        AfterHolders(m.SrvId);
     }
 
     /// <summary>
-    /// The holder of the oldest snapshot stores what it holds up to the next oldest anyone else holds (another
-    /// node, or this entity), if its oldest is older than anything this entity holds: backlogs of one server on
-    /// several nodes interleave in time when its shard moved more than once.
-    /// </summary>
-    void GiveTurn(int srvid)
-    {
-        // Not before this entity knows what it holds itself (its spool is claimed when it starts).
-        if (_backlogHolders.Count == 0 || _backlogHolders.ContainsKey(NotHeardYet) || _state.Phase == ServerPhase.New) return;
-        var first = _backlogHolders.Values.MinBy(h => h.OldestUtc)!;
-        if (!_state.YieldsTo(first.OldestUtc)) return;
-        var others = _backlogHolders.Values.Where(h => !ReferenceEquals(h, first)).Select(h => (DateTime?)h.OldestUtc).Append(_state.OldestOwnUtc)
-            .Where(t => t is not null).DefaultIfEmpty(null).Min();
-        first.Keeper.Tell(new BacklogTurn(SrvId > 0 ? SrvId : srvid, others));
-    }
-
-    /// <summary>
-    /// This server's snapshots were spooled (here, or the repository is down now): other nodes may hold some too,
-    /// and each says so within a sweep (10 s). Until then this entity stores nothing, so that an older backlog
-    /// elsewhere is not dropped by the fence because this one's newer snapshots went first.
+    /// This server's snapshots were spooled (here, or the repository is down now, or another node says it holds
+    /// some): other nodes may hold some too, and each says so within a sweep (10 s). Until then this entity stores
+    /// nothing, so that an older backlog elsewhere is not dropped by the fence because newer snapshots went first.
     /// </summary>
     void ListenForHolders()
     {
-        if (_listened || NodeCluster.Of(Context.System) is not { } cluster || cluster.State.Members.Count < 2
+        if (NodeCluster.Of(Context.System) is not { } cluster || cluster.State.Members.Count < 2
             || cluster.State.Members.Any(m => m.AppVersion.CompareTo(Serialization.WireFormats.FirstStateSharing) < 0)) return;
-        _listened = true;
-        _backlogHolders[NotHeardYet] = new Holder(_time.GetUtcNow().UtcDateTime, DateTime.MinValue, ActorRefs.Nobody);
-        Timers.StartSingleTimer("listen", HoldersHeard.Instance, ListenFor);
+        if (_holders.Listen()) Timers.StartSingleTimer("listen", HoldersHeard.Instance, BacklogHolders<IActorRef>.ListenFor);
     }
-
-    static readonly TimeSpan ListenFor = TimeSpan.FromSeconds(12); // a SpoolKeeper's sweep, and some
-    bool _listened;
 
     void OnBacklogDrained(BacklogDrained m)
     {
-        if (!_backlogHolders.Remove(m.Holder)) return;
+        if (!_holders.Drained(m.Holder)) return;
         _log.Info("Server {0}: node {1} has stored its older snapshots", m.SrvId, m.Holder);
-        AfterHolders();
+        AfterHolders(m.SrvId);
     }
 
     void ExpireHolders()
     {
-        var now = _time.GetUtcNow().UtcDateTime;
-        foreach (var (holder, heard) in _backlogHolders.ToList())
-            if (now - heard.HeardUtc > HolderSilence)
-            {
-                _backlogHolders.Remove(holder);
-                _log.Warning("Server {0}: no word for {1:F0} s from node {2}, which held older snapshots of it: storing its own " +
-                             "(what that node still holds is older than them, and will be dropped)", SrvId, HolderSilence.TotalSeconds, holder);
-            }
-        AfterHolders();
+        foreach (var holder in _holders.Expire())
+            _log.Warning("Server {0}: no word for {1:F0} s from node {2}, which held older snapshots of it: storing its own " +
+                         "(what that node may still hold is older than them, and would be dropped)", SrvId, BacklogHolders<IActorRef>.Silence.TotalSeconds, holder);
+        AfterHolders(SrvId);
     }
 
-    void AfterHolders()
+    /// <summary>The holder whose turn it is stores (not before this entity knows its own spool: it is claimed at start); then its own, if they are the oldest.</summary>
+    void AfterHolders(int srvid)
     {
-        if (_backlogHolders.Count == 0) Timers.Cancel("holders");
-        GiveTurn(SrvId);
-        if (_state.Phase != ServerPhase.New) Perform(_state.BacklogElsewhereGone()); // its own, when they are the oldest now
+        if (!_holders.Any) Timers.Cancel("holders");
+        if (_state.Phase == ServerPhase.New) return;
+        if (_holders.Turn(_state.OldestOwnUtc) is { } turn) turn.Keeper.Tell(new BacklogTurn(SrvId > 0 ? SrvId : srvid, turn.UntilUtc));
+        Perform(_state.BacklogElsewhereGone());
     }
 
     void OnEnsure(EnsureCollecting m) => Perform(_state.Ensure(m.SrvId, m.RowVersion, m.Refresh));
