@@ -20,7 +20,7 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
     readonly CollectorSettings _settings;
     readonly ILoggingAdapter _log = Context.GetLogger();
     CancellationTokenSource? _stop;
-    int _generation, _failures;
+    int _generation;
     bool _wasListening;
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -38,24 +38,16 @@ public sealed class NotifyListener : ReceiveActor, IWithTimers
         Receive<Ended>(m =>
         {
             if (m.Generation != _generation) return;
-            // Said once per outage, then in the debug log: a repository down for minutes is one line, not one a second.
-            _failures = _wasListening ? 1 : _failures + 1;
-            if (_failures == 1)
+            if (_wasListening || m.Error is not null)
                 _log.Warning("LISTEN {0} connection lost: {1}; reconnecting", CollectorProtocol.Channel, m.Error ?? "closed");
-            else _log.Debug("LISTEN {0}: attempt {1} failed: {2}", CollectorProtocol.Channel, _failures, m.Error ?? "closed");
             _wasListening = false;
-            // Backing off, but never more than the connection check's period: powa-web's requests wait for it.
-            var max = _settings.RetryMaxDelay < CheckEvery ? _settings.RetryMaxDelay : CheckEvery;
-            Timers.StartSingleTimer("relisten", Listen.Instance,
-                Scheduling.ServerSchedule.Backoff(_failures, _settings.RetryMinDelay, max < _settings.RetryMinDelay ? _settings.RetryMinDelay : max, Random.Shared.NextDouble()));
+            Timers.StartSingleTimer("relisten", Listen.Instance, _settings.RetryMinDelay);
         });
         Receive<Started>(m =>
         {
             if (m.Generation != _generation) return;
             _wasListening = true;
-            if (_failures > 1) _log.Info("Listening on channel {0} again, after {1} attempts", CollectorProtocol.Channel, _failures);
-            else _log.Info("Listening on channel {0}", CollectorProtocol.Channel);
-            _failures = 0;
+            _log.Info("Listening on channel {0}", CollectorProtocol.Channel);
         });
     }
 
