@@ -192,7 +192,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
     void ListenForHolders()
     {
         if (NodeCluster.Of(Context.System) is not { } cluster || cluster.State.Members.Count < 2
-            || cluster.State.Members.Any(m => m.AppVersion.CompareTo(Serialization.WireFormats.FirstStateSharing) < 0)) return;
+            || !Serialization.WireFormats.AllShareState(cluster.State.Members.Select(m => m.AppVersion))) return;
         if (_holders.Listen()) Timers.StartSingleTimer("listen", HoldersHeard.Instance, BacklogHolders<IActorRef>.ListenFor);
     }
 

@@ -147,7 +147,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     }
 
     bool AllTakePart() => NodeCluster.Of(Context.System) is { } cluster
-        && cluster.State.Members.All(m => m.AppVersion.CompareTo(WireFormats.FirstStateSharing) >= 0);
+        && WireFormats.AllShareState(cluster.State.Members.Select(m => m.AppVersion));
 
     void Tell(BacklogDrained m)
     {

@@ -20,6 +20,9 @@ public static class WireFormats
     /// <summary>The first version that reads ServerStateShared, BacklogHeld and BacklogDrained: they are sent to such nodes only.</summary>
     public static readonly AppVersion FirstStateSharing = AppVersion.Create("0.3.0");
 
+    /// <summary>Every member reads what FirstStateSharing brought: the backlog handshake and shared state may be used.</summary>
+    public static bool AllShareState(IEnumerable<AppVersion> members) => members.All(v => v.CompareTo(FirstStateSharing) >= 0);
+
     public static WireFormat For(IEnumerable<AppVersion> members) =>
         members.Any(v => v.CompareTo(FirstProtobuf) < 0) ? WireFormat.Legacy : WireFormat.Protobuf;
 }
