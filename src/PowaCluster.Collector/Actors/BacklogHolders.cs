@@ -8,8 +8,12 @@ namespace PowaCluster.Collector.Actors;
 /// <typeparam name="TKeeper">how a holder is answered (its SpoolKeeper's actor reference)</typeparam>
 public sealed class BacklogHolders<TKeeper>(TimeProvider time)
 {
-    /// <summary>A holder not heard from for this long (three of its sweeps, and some) is forgotten.</summary>
-    public static readonly TimeSpan Silence = TimeSpan.FromSeconds(35);
+    /// <summary>
+    /// A holder not heard from for this long is forgotten: longer than a node's restart, since a node that stops
+    /// with snapshots its writers could not store spools them (after up to HandOffTimeout, 30 s), and says so
+    /// within a sweep (10 s) of its start again; meanwhile the entity's own wait in its spool.
+    /// </summary>
+    public static readonly TimeSpan Silence = TimeSpan.FromSeconds(90);
 
     /// <summary>How long an entity listens for holders before it stores or gives a turn (a sweep, and some).</summary>
     public static readonly TimeSpan ListenFor = TimeSpan.FromSeconds(12);

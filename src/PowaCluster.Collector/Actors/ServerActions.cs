@@ -40,8 +40,12 @@ public static class ServerDo
     public sealed record Store(long Sequence) : ServerAction;
     /// <summary>The spool's oldest goes to the writers, stored as Sequence (ReplayNotTaken when the keeper has it).</summary>
     public sealed record Replay(long Sequence) : ServerAction;
-    /// <summary>Handed off: these go to the node's writers, which store (or spool) them with no one to answer.</summary>
-    public sealed record HandOver(IReadOnlyList<long> Sequences) : ServerAction;
+    /// <summary>
+    /// Handed off: these go to the node's writers, which store (or spool) them with no one to answer; with the
+    /// one at a writer already, Left snapshots from OldestUtc on are this node's to store (the node's SpoolKeeper
+    /// tells the server's new entity, which stores none of its own before them).
+    /// </summary>
+    public sealed record HandOver(IReadOnlyList<long> Sequences, DateTime OldestUtc, int Left) : ServerAction;
     /// <summary>These go to the spool, in order (QueueSpooled answers with how many were written).</summary>
     public sealed record SpoolQueue(IReadOnlyList<long> Sequences) : ServerAction;
     public sealed record DropStages(IReadOnlyList<long> Sequences) : ServerAction;

@@ -298,6 +298,7 @@ public sealed class ServerCollector : ReceiveActor, IWithTimers, IServerSurround
                 break;
             case HandOver h:
                 foreach (var seq in h.Sequences) _deps.Writers.Tell(new StoreSnapshot(Take(seq), seq, ActorRefs.Nobody, _spool));
+                if (SrvId > 0) _deps.Keeper.Tell(new LeftToWriters(SrvId, h.OldestUtc, h.Left));
                 break;
             case ServerDo.SpoolQueue q: SpoolQueue(q.Sequences); break;
             case DropStages d:

@@ -60,7 +60,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     sealed record Queued(long Sequence, DateTime TakenAtUtc);
 
     /// <summary>The snapshot at a writer: one read here, or the spool's oldest.</summary>
-    sealed record AtWriter(long Sequence, bool Replay);
+    sealed record AtWriter(long Sequence, bool Replay, DateTime? TakenAtUtc = null);
 
     readonly List<ServerAction> _out = [];
     readonly Queue<Queued> _queue = new();       // oldest first
@@ -713,7 +713,10 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     {
         if (HandedOff)
         {
-            if (_queue.Count > 0) Do(new HandOver(_queue.Select(q => q.Sequence).ToList()));
+            // The one at a writer was the queue's head: the oldest left.
+            var atWriter = _storing is { Replay: false, TakenAtUtc: { } taken } ? taken : (DateTime?)null;
+            if ((atWriter ?? (_queue.TryPeek(out var first) ? first.TakenAtUtc : null)) is { } leftFrom)
+                Do(new HandOver(_queue.Select(q => q.Sequence).ToList(), leftFrom, _queue.Count + (atWriter is null ? 0 : 1)));
             _queue.Clear();
             if (_storing is not null) Do(new CancelWatchdog());
             _storing = null; // stored or not, by the writers
@@ -730,7 +733,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         }
         else if (_queue.TryDequeue(out var next))
         {
-            _storing = new AtWriter(next.Sequence, Replay: false);
+            _storing = new AtWriter(next.Sequence, Replay: false, next.TakenAtUtc);
             Do(new Store(next.Sequence));
         }
     }

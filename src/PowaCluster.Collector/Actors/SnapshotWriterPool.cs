@@ -3,6 +3,7 @@ using Akka.Event;
 using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Telemetry;
 
 using PowaCluster.Collector.Hosting;
@@ -60,6 +61,14 @@ public sealed class SnapshotWriterPool : ReceiveActor
             _drainWaiting.Add(Sender);
             AnswerDrained();
         });
+        Receive<SpoolUnstored>(_ =>
+        {
+            var live = TakePending();
+            SpoolAsync(live, _busy.Count).PipeTo(Sender);
+            AnswerDrained();
+        });
+        Receive<GetWorkPendingFor>(m => Sender.Tell(new WorkPendingFor(m.SrvIds
+            .Where(id => _storingFor.ContainsValue(id) || _pending.Any(w => w.Work is StoreSnapshot s && s.SrvId == id)).ToHashSet())));
         Receive<RepositoryOutcome>(OnOutcome);
         Receive<GetRepositoryHealth>(_ => OnHealthRequest());
         Receive<GetWriterPoolStats>(_ => Sender.Tell(
@@ -166,6 +175,45 @@ public sealed class SnapshotWriterPool : ReceiveActor
             _metrics.WriterQueueWait.Record(waited.TotalSeconds);
         }
         _metrics.WriterPool(_pending.Count, _busy.Count);
+    }
+
+    /// <summary>
+    /// The stopping node's queue, out of it: the live snapshots in queue order (so a server's stay in order), to
+    /// be spooled as when the repository is down; spooled ones stay where they are; other work is dropped.
+    /// </summary>
+    List<StoreSnapshot> TakePending()
+    {
+        var live = new List<StoreSnapshot>();
+        foreach (var w in _pending)
+            if (w.Work is StoreSnapshot { Replay: { } e } replay) replay.Spool!.Release(e);
+            else if (w.Work is StoreSnapshot { Stage: not null } s) live.Add(s);
+        _pending.Clear();
+        _metrics.WriterPool(0, _busy.Count);
+        return live;
+    }
+
+    /// <summary>Off the actor: writes the stages to their servers' spools, and disposes them.</summary>
+    static async Task<UnstoredSpooled> SpoolAsync(List<StoreSnapshot> live, int storing)
+    {
+        int spooled = 0, lost = 0;
+        string? error = null;
+        foreach (var s in live)
+            try
+            {
+                if (s.Spool is not { } spool) lost++;
+                else
+                {
+                    await spool.WriteAsync(s.Stage!, s.Sequence, CancellationToken.None).ConfigureAwait(false);
+                    spooled++;
+                }
+            }
+            catch (SpoolException x)
+            {
+                lost++;
+                error ??= x.Message;
+            }
+            finally { s.Stage!.Dispose(); }
+        return new UnstoredSpooled(spooled, lost, storing, error);
     }
 
     /// <summary>Staged snapshots still queued when the node stops give their memory back.</summary>

@@ -113,6 +113,26 @@ public sealed record WritersDrained
     public static readonly WritersDrained Instance = new();
 }
 
+/// <summary>Which of these servers still have work queued or being done at the writers: answered with WorkPendingFor.</summary>
+public sealed record GetWorkPendingFor(IReadOnlyList<int> SrvIds);
+
+public sealed record WorkPendingFor(IReadOnlySet<int> SrvIds);
+
+/// <summary>
+/// The node stops and the repository did not store its queue in time: the live snapshots still queued go to
+/// their servers' spools (replayed in order when the node starts again, or by the node that collects the server
+/// then), the rest of the queue is dropped. Answered with UnstoredSpooled.
+/// </summary>
+public sealed record SpoolUnstored
+{
+    public static readonly SpoolUnstored Instance = new();
+}
+
+/// <param name="Spooled">snapshots written to the spool</param>
+/// <param name="Lost">snapshots that could not be (no spool, or Error when it cannot be written)</param>
+/// <param name="Storing">snapshots a writer is storing still (committed or rolled back with its connection)</param>
+public sealed record UnstoredSpooled(int Spooled, int Lost, int Storing, string? Error);
+
 public sealed record GetWriterPoolStats
 {
     public static readonly GetWriterPoolStats Instance = new();

@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Cluster;
 using Akka.Event;
 using Akka.Hosting;
 using PowaCluster.Collector.Configuration;
@@ -11,6 +12,12 @@ namespace PowaCluster.Collector.Actors;
 
 /// <summary>A server's entity on this node replays its spool from now on (Claimed), or no longer does (it stopped).</summary>
 public sealed record BacklogClaimed(int SrvId, bool Claimed);
+
+/// <summary>
+/// A server's entity on this node was handed off and left Count snapshots, from OldestUtc on, to the node's
+/// writers: the keeper tells the server's new entity (BacklogHeld) until the writers have stored them.
+/// </summary>
+public sealed record LeftToWriters(int SrvId, DateTime OldestUtc, int Count);
 
 /// <summary>
 /// One per node: applies the spool's age bound, and replays the backlogs no entity of this node claims: a
@@ -52,8 +59,21 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
         {
             // The turn covers what was taken before Until: another node (or the entity) holds the next ones.
             _turnUntil[m.SrvId] = m.UntilUtc ?? DateTime.MaxValue;
+            _turnFrom[m.SrvId] = Sender;
             if (!_inFlight.ContainsKey(m.SrvId)) Replay(_spool.For(m.SrvId));
         });
+        Receive<LeftToWriters>(m =>
+        {
+            _leftToWriters[m.SrvId] = m;
+            Announce(m.SrvId);
+            if (!Timers.IsTimerActive("writers")) Timers.StartPeriodicTimer("writers", AskWriters.Instance, TimeSpan.FromSeconds(2));
+        });
+        Receive<AskWriters>(_ =>
+        {
+            if (_leftToWriters.Count > 0) _writers.Tell(new GetWorkPendingFor(_leftToWriters.Keys.ToList()));
+            else Timers.Cancel("writers");
+        });
+        Receive<WorkPendingFor>(OnWorkPending);
         Receive<BacklogClaimed>(m =>
         {
             if (m.Claimed) _claimed.Add(m.SrvId);
@@ -71,7 +91,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
                         _ => "skipped",
                     }, m.Result.SkipReason);
             var server = _spool.For(m.SrvId);
-            if (server.Count == 0) Tell(new BacklogDrained(m.SrvId, _self));
+            if (server.Count == 0 && !_leftToWriters.ContainsKey(m.SrvId)) Tell(new BacklogDrained(m.SrvId, _self));
             else if (_turnUntil.TryGetValue(m.SrvId, out var until) && server.OldestUtc >= until)
             {
                 _turnUntil.Remove(m.SrvId);
@@ -84,7 +104,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
         {
             if (!_inFlight.Remove(m.SrvId)) return;
             if (!m.Spooled) _log.Warning("Server {0}: a spooled snapshot is refused by the repository and dropped: {1}", m.SrvId, m.Error);
-            if (_spool.For(m.SrvId).Count == 0) Tell(new BacklogDrained(m.SrvId, _self));
+            if (_spool.For(m.SrvId).Count == 0 && !_leftToWriters.ContainsKey(m.SrvId)) Tell(new BacklogDrained(m.SrvId, _self));
             else _log.Debug("Server {0}: spooled snapshot not replayed yet: {1}", m.SrvId, m.Error);
         });
     }
@@ -94,6 +114,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     void OnSweep()
     {
         _spool.Expire();
+        _announceLeft = true; // the writers' next word says again what they still hold
         if (Announce()) return; // every member takes part: each backlog is stored when its entity gives it the turn
         if (CurrentUtc - _startedUtc < _grace) return;
         foreach (var server in _spool.WithBacklog())
@@ -129,7 +150,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
             }
         // A backlog announced before and gone since without this keeper's replay (its entity here stored it
         // before it handed the server off): its entity elsewhere need not wait for it.
-        foreach (var gone in _held.Where(id => !held.Contains(id) && !_claimed.Contains(id)))
+        foreach (var gone in _held.Where(id => !held.Contains(id) && !_claimed.Contains(id) && !_leftToWriters.ContainsKey(id)))
             _region.Tell(new BacklogDrained(gone, _self));
         _held.Clear();
         _held.UnionWith(held);
@@ -138,20 +159,69 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
 
     readonly HashSet<int> _held = []; // the servers whose backlog the last sweep announced
 
+    /// <summary>What this node holds of one server (its spool, and what its entity left to the writers when handed off), to its entity.</summary>
     void Announce(int srvid)
     {
         var server = _spool.For(srvid);
-        if (server.OldestUtc is not { } oldest || _region is null || !AllTakePart()) return;
-        _region.Tell(new BacklogHeld(srvid, _self, oldest, server.Count));
+        var left = _leftToWriters.GetValueOrDefault(srvid);
+        var oldest = new[] { server.OldestUtc, left?.OldestUtc }.Min();
+        if (oldest is not { } from || _region is null || !AllTakePart() || !OthersUp()) return;
+        _region.Tell(new BacklogHeld(srvid, _self, from, server.Count + (left?.Count ?? 0)));
         _held.Add(srvid);
     }
+
+    /// <summary>
+    /// The writers' word on what handed-off entities left them: still there, said again (the new entity keeps
+    /// waiting); stored, and nothing spooled either, the new entity goes on (BacklogDrained).
+    /// </summary>
+    void OnWorkPending(WorkPendingFor m)
+    {
+        foreach (var srvid in _leftToWriters.Keys.ToList())
+        {
+            if (m.SrvIds.Contains(srvid))
+            {
+                if (_announceLeft) Announce(srvid);
+                continue;
+            }
+            _leftToWriters.Remove(srvid);
+            if (_spool.For(srvid).Count == 0 && !_inFlight.ContainsKey(srvid))
+            {
+                _held.Remove(srvid);
+                Tell(new BacklogDrained(srvid, _self));
+            }
+        }
+        _announceLeft = false;
+    }
+
+    bool _announceLeft;
+
+    readonly Dictionary<int, LeftToWriters> _leftToWriters = []; // handed-off servers whose snapshots the writers still hold
+
+    /// <summary>
+    /// Another member can take a handed-off server: alone, this node's region would hold the message for a shard
+    /// that has no new home, and its shutdown would wait for it until the hand-off timeout.
+    /// </summary>
+    bool OthersUp() => NodeCluster.Of(Context.System) is { } cluster
+        && cluster.State.Members.Any(m => m.Status == MemberStatus.Up && m.Address != cluster.SelfAddress);
 
     bool AllTakePart() => NodeCluster.Of(Context.System) is { } cluster
         && WireFormats.AllShareState(cluster.State.Members.Select(m => m.AppVersion));
 
+    /// <summary>
+    /// Through the shard region, and to the entity that gave the turn, if one did: a stopping node's region is
+    /// gone while its writers drain, and the entity waiting for them hears it all the same.
+    /// </summary>
     void Tell(BacklogDrained m)
     {
         if (_region is not null) _region.Tell(m);
+        if (_turnFrom.Remove(m.SrvId, out var entity)) entity.Tell(m);
+    }
+
+    readonly Dictionary<int, IActorRef> _turnFrom = []; // srvid -> the entity that gave the last turn
+
+    sealed record AskWriters
+    {
+        public static readonly AskWriters Instance = new();
     }
 
     sealed record Sweep

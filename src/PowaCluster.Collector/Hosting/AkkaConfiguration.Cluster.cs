@@ -117,7 +117,8 @@ public static partial class AkkaConfiguration
             : b.WithActors((system, _) => system.ActorOf(KubernetesJoiner.Props(rt.Settings.Kubernetes), "kubernetes-joiner"));
 
     /// <summary>
-    /// Shards and hand-off: least-shard allocation, rebalancing at most 5 shards every 10 s; on SIGTERM a shard's entities get HandOffTimeout to finish their snapshot in flight.
+    /// Shards and hand-off: least-shard allocation, rebalancing at most 5 shards every 10 s; on SIGTERM a shard's entities get HandOffTimeout to finish their snapshot in flight,
+    /// then the node's writers store what they left (StoreWhatWasReadPhase) before the node leaves the cluster.
     /// </summary>
     public static AkkaConfigurationBuilder WithPowaSharding(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.AddHocon(ShardingHocon(rt.Settings), HoconAddMode.Prepend);
@@ -134,6 +135,10 @@ public static partial class AkkaConfiguration
           handoff-timeout = {{(int)s.HandOffTimeout.TotalMilliseconds}}ms
         }
         akka.coordinated-shutdown.phases.cluster-sharding-shutdown-region.timeout = {{(int)(s.HandOffTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds}}ms
-        akka.coordinated-shutdown.phases.before-actor-system-terminate.timeout = {{(int)(s.HandOffTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds}}ms
+        akka.coordinated-shutdown.phases.{{AkkaConfiguration.StoreWhatWasReadPhase}} {
+          depends-on = [cluster-sharding-shutdown-region]
+          timeout = {{(int)(s.HandOffTimeout + 2 * AkkaConfiguration.UnstoredSpoolTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds}}ms
+        }
+        akka.coordinated-shutdown.phases.cluster-leave.depends-on = [cluster-sharding-shutdown-region, {{AkkaConfiguration.StoreWhatWasReadPhase}}]
         """;
 }

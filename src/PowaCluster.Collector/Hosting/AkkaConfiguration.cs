@@ -159,6 +159,12 @@ public static partial class AkkaConfiguration
             });
         });
 
+    /// <summary>The CoordinatedShutdown phase in which a stopping node's writers store what its servers left: after the hand-off, before it leaves.</summary>
+    public const string StoreWhatWasReadPhase = "powa-store-what-was-read";
+
+    /// <summary>How long a stopping node spools what its writers did not store (and then waits for the stores in flight).</summary>
+    public static readonly TimeSpan UnstoredSpoolTimeout = TimeSpan.FromSeconds(10);
+
     /// <summary>The node-local pool of repository writers, drained when the node stops.</summary>
     public static AkkaConfigurationBuilder WithSnapshotWriters(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
         b.WithActors((system, registry) =>
@@ -166,15 +172,31 @@ public static partial class AkkaConfiguration
             var pool = system.ActorOf(SnapshotWriterPool.Props(rt.Settings, rt.Repository, rt.Powa, rt.RepositoryIdentity), "snapshot-writers");
             registry.Register<SnapshotWriterPool>(pool);
             // A stopping node stores what its servers read before it goes (they leave it to the pool when their
-            // shards are handed off), within the hand-off timeout.
+            // shards are handed off), within the hand-off timeout, while it is still a member: its SpoolKeeper's
+            // word that a server's snapshots are stored reaches the server's new entity.
             var cs = CoordinatedShutdown.Get(system);
-            cs.AddTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate, "store-what-was-read", async () =>
+            cs.AddTask(StoreWhatWasReadPhase, "store-what-was-read", async () =>
             {
-                try { await pool.Ask<WritersDrained>(DrainWriters.Instance, rt.Settings.HandOffTimeout).ConfigureAwait(false); }
+                try
+                {
+                    await pool.Ask<WritersDrained>(DrainWriters.Instance, rt.Settings.HandOffTimeout).ConfigureAwait(false);
+                    return Done.Instance;
+                }
+                catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { }
+                // What the repository did not take in time is not dropped: it goes to the spool, as in an outage.
+                try
+                {
+                    var left = await pool.Ask<UnstoredSpooled>(SpoolUnstored.Instance, UnstoredSpoolTimeout).ConfigureAwait(false);
+                    system.Log.Warning("Stopping: {0} snapshots the repository did not store within {1:F0} s (HandOffTimeout) are spooled in {2}, " +
+                                       "to be replayed in order{3}{4}", left.Spooled, rt.Settings.HandOffTimeout.TotalSeconds,
+                        rt.Spool.Directory, left.Lost > 0 ? $"; {left.Lost} lost: {left.Error ?? "this node has no spool"}" : "",
+                        left.Storing > 0 ? $"; {left.Storing} being stored still" : "");
+                    if (left.Storing > 0)
+                        await pool.Ask<WritersDrained>(DrainWriters.Instance, UnstoredSpoolTimeout).ConfigureAwait(false);
+                }
                 catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
                 {
-                    system.Log.Warning("Stopping with snapshots not stored: the repository did not store them within {0:F0} s (HandOffTimeout)",
-                        rt.Settings.HandOffTimeout.TotalSeconds);
+                    system.Log.Warning("Stopping with snapshots not stored nor spooled within {0:F0} s", (rt.Settings.HandOffTimeout + UnstoredSpoolTimeout).TotalSeconds);
                 }
                 return Done.Instance;
             });

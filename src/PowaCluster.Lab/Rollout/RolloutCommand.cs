@@ -80,10 +80,15 @@ public static class RolloutCommand
         }
         await WaitReadyRestartingAsync(nodes, TimeSpan.FromSeconds(180), logDir, stop.Token);
         var rollTo = await SnapshotLog.NowAsync(monitor);
-        // What the roll left to store (queues, spools) lands, with the time it was taken: wait for it.
-        var settle = o.Outage ? TimeSpan.FromSeconds(Math.Max(300, 3 * o.Frequency)) : 3 * freq;
-        Say($"rolled in {rolled.Elapsed.TotalSeconds:F0} s; {settle.TotalSeconds:F0} s for what is queued or spooled to land");
-        await Task.Delay(settle, stop.Token);
+        // What the roll left to store (queues, spools) lands, with the time it was taken: a server's snapshots are
+        // stored in order, so once one taken after the window is stored, the window is complete (or lost).
+        var settle = TimeSpan.FromSeconds(Math.Max(o.Outage ? 900 : 600, 10 * o.Frequency));
+        Say($"rolled in {rolled.Elapsed.TotalSeconds:F0} s; waiting (at most {settle.TotalSeconds:F0} s) for every server's snapshot taken after the roll to be stored");
+        var settling = Stopwatch.StartNew();
+        var landed = 0;
+        while (settling.Elapsed < settle && (landed = await SnapshotLog.LandedAfterAsync(monitor, ids, rollTo + freq)) < ids.Count)
+            await Task.Delay(TimeSpan.FromSeconds(5), stop.Token);
+        Say($"{landed} of {ids.Count} servers have a snapshot taken after the roll stored, {settling.Elapsed.TotalSeconds:F0} s after it");
 
         var times = await SnapshotLog.TimesAsync(monitor, rollFrom - freq, rollTo + freq);
         var figures = RolloutFigures.From(ids, times, rollFrom - freq, rollTo + freq, freq);

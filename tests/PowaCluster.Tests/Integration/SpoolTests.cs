@@ -291,6 +291,60 @@ public sealed class SpoolTests(OutageFixture fx, ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_node_that_stops_before_a_slow_repository_stored_its_queue_spools_it_and_stores_it_in_order_when_it_starts_again()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var ids = new List<int>();
+        for (var i = 0; i < 3; i++) ids.Add(await repo.RegisterAsync(fx.Remote, 21 + i, $"slow-{i}", frequency: Frequency));
+        var spool = Directory.CreateTempSubdirectory("powa-cluster-test-spool-").FullName;
+        int Spooled() => Directory.GetFiles(spool, "*.snap", SearchOption.AllDirectories).Length;
+        var s = CollectorNode.FastSettings();
+        s.SpoolDirectory = spool;
+        s.WriterPoolSize = 1;
+        s.HandOffTimeout = TimeSpan.FromSeconds(2);
+        s.ResyncInterval = TimeSpan.FromSeconds(60); // the writer's queue holds snapshots only
+        try
+        {
+            DateTime stoppingAt;
+            await using (var node = await CollectorNode.StartAsync(repo, s))
+            {
+                await Eventually.HoldsAsync(() => repo.AllSnapshottedAsync(ids), TimeSpan.FromSeconds(30), "a first snapshot of every server");
+                // A slow repository, not a down one: each store takes 4 s more, so one writer falls behind three
+                // servers at 5 s and the snapshots queue.
+                await repo.ExecAsync(SlowStores);
+                var pool = ActorRegistry.For(node.System).Get<SnapshotWriterPool>();
+                await Eventually.HoldsAsync(async () => (await pool.Ask<WriterPoolStats>(GetWriterPoolStats.Instance, TimeSpan.FromSeconds(3))).Queued >= 2,
+                    TimeSpan.FromSeconds(60), "two snapshots waiting for the writer");
+                stoppingAt = DateTime.UtcNow;
+            } // stopped: the writer stores for HandOffTimeout (2 s), then what is left goes to the spool
+            var atStop = Spooled();
+            output.WriteLine($"stopped in {(DateTime.UtcNow - stoppingAt).TotalSeconds:F1} s with {atStop} snapshots spooled");
+            Assert.True(atStop >= 1, $"{atStop} snapshots spooled at the stop");
+
+            await repo.ExecAsync("DROP TRIGGER powa_test_slow ON powa_stat_bgwriter_history_current");
+            await using (var again = await CollectorNode.StartAsync(repo, s))
+                await Eventually.HoldsAsync(() => Task.FromResult(Spooled() == 0), TimeSpan.FromSeconds(60), "the spool replayed by the node started again");
+            foreach (var id in ids)
+            {
+                var times = (await HistoryTimesAsync(repo, id)).Select(t => t.ToUniversalTime()).Where(t => t < stoppingAt).ToList();
+                var gaps = times.Zip(times.Skip(1), (a, b) => (b - a).TotalSeconds).ToList();
+                var beforeStop = (stoppingAt - times[^1]).TotalSeconds;
+                output.WriteLine($"server {id}: {times.Count} snapshots before the stop, longest gap {gaps.Max():F1} s, shortest {gaps.Min():F1} s, " +
+                                 $"the last {beforeStop:F1} s before the stop");
+                Assert.True(gaps.Max() < Frequency * 1.5, $"server {id}: a hole of {gaps.Max():F1} s");
+                Assert.True(gaps.Min() > Frequency / 2.0, $"server {id}: two snapshots {gaps.Min():F1} s apart");
+                Assert.True(beforeStop < Frequency * 1.5, $"server {id}: its last {beforeStop:F1} s before the stop: the ones read after it were lost");
+            }
+        }
+        finally { Directory.Delete(spool, recursive: true); }
+    }
+
+    /// <summary>Every snapshot's store waits 4 s more (a statement trigger on the table powa_take_snapshot fills once per snapshot).</summary>
+    const string SlowStores =
+        "CREATE FUNCTION powa_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM pg_sleep(4); RETURN NULL; END$$; " +
+        "CREATE TRIGGER powa_test_slow AFTER INSERT ON powa_stat_bgwriter_history_current FOR EACH STATEMENT EXECUTE FUNCTION powa_test_slow()";
+
+    [Fact]
     public async Task Beyond_its_bound_the_spool_drops_the_oldest_counts_them_and_collection_goes_on()
     {
         var repo = await fx.NewRepositoryAsync();

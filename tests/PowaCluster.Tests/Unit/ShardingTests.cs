@@ -87,6 +87,9 @@ public sealed class ShardingTests
         Assert.Equal(TimeSpan.FromSeconds(20), sh.GetTimeSpan("akka.cluster.sharding.handoff-timeout"));
         Assert.True(sh.GetInt("akka.cluster.sharding.least-shard-allocation-strategy.rebalance-absolute-limit") > 0);
         Assert.Equal(TimeSpan.FromSeconds(25), sh.GetTimeSpan("akka.coordinated-shutdown.phases.cluster-sharding-shutdown-region.timeout"));
+        // A stopping node's writers store (or spool) what its servers left while it is still a member.
+        Assert.Equal(TimeSpan.FromSeconds(45), sh.GetTimeSpan($"akka.coordinated-shutdown.phases.{AkkaConfiguration.StoreWhatWasReadPhase}.timeout"));
+        Assert.Contains(AkkaConfiguration.StoreWhatWasReadPhase, sh.GetStringList("akka.coordinated-shutdown.phases.cluster-leave.depends-on"));
         Assert.True(Host.Startup.CollectorHost.ShutdownTimeout(s) > s.HandOffTimeout + TimeSpan.FromSeconds(5));
     }
 }
