@@ -67,7 +67,7 @@ public sealed class SnapshotWriterPool : ReceiveActor
             SpoolAsync(live, _busy.Count).PipeTo(Sender);
             AnswerDrained();
         });
-        Receive<GetWorkPendingFor>(m => Sender.Tell(new WorkPendingFor(m.SrvIds
+        Receive<GetWorkPendingFor>(m => Sender.Tell(new WorkPendingFor(m.SrvIds, m.SrvIds
             .Where(id => _storingFor.ContainsValue(id) || _pending.Any(w => w.Work is StoreSnapshot s && s.SrvId == id)).ToHashSet())));
         Receive<RepositoryOutcome>(OnOutcome);
         Receive<GetRepositoryHealth>(_ => OnHealthRequest());

@@ -116,7 +116,9 @@ public sealed record WritersDrained
 /// <summary>Which of these servers still have work queued or being done at the writers: answered with WorkPendingFor.</summary>
 public sealed record GetWorkPendingFor(IReadOnlyList<int> SrvIds);
 
-public sealed record WorkPendingFor(IReadOnlySet<int> SrvIds);
+/// <param name="Asked">the servers asked about (the others were not looked at)</param>
+/// <param name="SrvIds">those of them with work at the writers</param>
+public sealed record WorkPendingFor(IReadOnlyList<int> Asked, IReadOnlySet<int> SrvIds);
 
 /// <summary>
 /// The node stops and the repository did not store its queue in time: the live snapshots still queued go to

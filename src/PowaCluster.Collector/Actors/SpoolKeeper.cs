@@ -176,7 +176,8 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     /// </summary>
     void OnWorkPending(WorkPendingFor m)
     {
-        foreach (var srvid in _leftToWriters.Keys.ToList())
+        // Only the servers asked about: one left to the writers since the question is in their queue, unseen.
+        foreach (var srvid in m.Asked.Where(_leftToWriters.ContainsKey))
         {
             if (m.SrvIds.Contains(srvid))
             {

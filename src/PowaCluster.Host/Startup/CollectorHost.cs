@@ -41,10 +41,11 @@ public static class CollectorHost
     }
 
     /// <summary>
-    /// How long SIGTERM may take: the hand-off of the shards (a snapshot in flight may commit), then leaving
-    /// the cluster. Kubernetes' terminationGracePeriodSeconds must be longer.
+    /// How long SIGTERM may take: the hand-off of the shards (a snapshot being read gets half of HandOffTimeout),
+    /// the writers' drain (HandOffTimeout, then spooling what is left: AkkaConfiguration.UnstoredSpoolTimeout
+    /// twice), then leaving the cluster. Kubernetes' terminationGracePeriodSeconds must be longer.
     /// </summary>
-    public static TimeSpan ShutdownTimeout(CollectorSettings s) => s.HandOffTimeout + TimeSpan.FromSeconds(30);
+    public static TimeSpan ShutdownTimeout(CollectorSettings s) => s.HandOffTimeout + TimeSpan.FromSeconds(45);
 
     /// <summary>appsettings.json beside the executable, then environment variables.</summary>
     public static HostApplicationBuilder CreateBuilder() => Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(

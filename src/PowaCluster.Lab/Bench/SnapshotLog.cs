@@ -28,17 +28,20 @@ public static class SnapshotLog
         return times;
     }
 
-    /// <summary>How many of these servers have a snapshot taken after <paramref name="afterUtc"/> stored.</summary>
-    public static async Task<int> LandedAfterAsync(NpgsqlConnection repo, IReadOnlyCollection<int> ids, DateTime afterUtc)
+    /// <summary>Which of these servers have a snapshot taken after <paramref name="afterUtc"/> stored.</summary>
+    public static async Task<HashSet<int>> LandedAfterAsync(NpgsqlConnection repo, IReadOnlyCollection<int> ids, DateTime afterUtc)
     {
         await using var cmd = new NpgsqlCommand("""
-            SELECT count(DISTINCT srvid) FROM (
+            SELECT DISTINCT srvid FROM (
               SELECT srvid, (record).ts AS ts FROM powa_stat_bgwriter_history_current
               UNION ALL
               SELECT srvid, (unnest(records)).ts FROM powa_stat_bgwriter_history) s
             WHERE ts > $1 AND srvid = ANY($2)
             """, repo) { Parameters = { new() { Value = afterUtc }, new() { Value = ids.ToArray() } } };
-        return Convert.ToInt32(await cmd.ExecuteScalarAsync());
+        await using var r = await cmd.ExecuteReaderAsync();
+        var landed = new HashSet<int>();
+        while (await r.ReadAsync()) landed.Add(r.GetInt32(0));
+        return landed;
     }
 
     /// <summary>Every gap between two snapshots of one server, as |gap - frequency| / frequency.</summary>

@@ -3,16 +3,22 @@ using System.Text.RegularExpressions;
 
 namespace PowaCluster.Lab.Rollout;
 
-/// <summary>Per server, the gaps between its snapshots in the roll's window (edges included): lost intervals and doubles.</summary>
-public sealed record RolloutFigures(int Servers, int ServersWithLoss, int Lost, int Doubles, double LongestGap, int LongestGapSrvId)
+/// <summary>
+/// Per server whose roll has landed, the gaps between its snapshots in the roll's window (edges included): lost
+/// intervals and doubles. A server whose backlog the repository has not taken yet is not counted, only said.
+/// </summary>
+public sealed record RolloutFigures(int Servers, int Landed, int ServersWithLoss, int Lost, int Doubles, double LongestGap, int LongestGapSrvId)
 {
-    public static RolloutFigures From(IReadOnlyList<int> ids, Dictionary<int, List<DateTime>> times, DateTime from, DateTime to, TimeSpan frequency)
+    /// <param name="landed">the servers with a snapshot taken after the window stored: the window is complete (a server's snapshots are stored in order)</param>
+    public static RolloutFigures From(IReadOnlyList<int> ids, IReadOnlySet<int> landed, Dictionary<int, List<DateTime>> times, DateTime from, DateTime to,
+        TimeSpan frequency)
     {
         var f = frequency.TotalSeconds;
         int lost = 0, doubles = 0, withLoss = 0, longestId = 0;
         var longest = 0.0;
         foreach (var id in ids)
         {
+            if (!landed.Contains(id)) continue; // its backlog may still be on its way: neither lost nor whole
             var t = times.GetValueOrDefault(id) ?? [];
             var marks = t.Prepend(from).Append(to).ToList();
             var mine = 0;
@@ -27,13 +33,13 @@ public sealed record RolloutFigures(int Servers, int ServersWithLoss, int Lost, 
             lost += mine;
             if (mine > 0) withLoss++;
         }
-        return new(ids.Count, withLoss, lost, doubles, longest, longestId);
+        return new(ids.Count, ids.Count(landed.Contains), withLoss, lost, doubles, longest, longestId);
     }
 
     public string Table() => new StringBuilder()
-        .AppendLine("| servers | servers that lost intervals | intervals lost (gap > 1.5 F) | doubles (gap < 0.5 F) | longest gap |")
-        .AppendLine("| --- | --- | --- | --- | --- |")
-        .Append($"| {Servers} | {ServersWithLoss} | {Lost} | {Doubles} | {LongestGap:F1} s (srvid {LongestGapSrvId}) |")
+        .AppendLine("| servers | landed (counted) | servers that lost intervals | intervals lost (gap > 1.5 F) | doubles (gap < 0.5 F) | longest gap |")
+        .AppendLine("| --- | --- | --- | --- | --- | --- |")
+        .Append($"| {Servers} | {Landed} | {ServersWithLoss} | {Lost} | {Doubles} | {LongestGap:F1} s (srvid {LongestGapSrvId}) |")
         .ToString();
 }
 
