@@ -176,7 +176,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     /// </summary>
     void OnWorkPending(WorkPendingFor m)
     {
-        // Only the servers asked about: one left to the writers since the question is in their queue, unseen.
+        // Only the servers asked about: one left to the writers after the question was sent is not in the answer.
         foreach (var srvid in m.Asked.Where(_leftToWriters.ContainsKey))
         {
             if (m.SrvIds.Contains(srvid))
