@@ -64,8 +64,9 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
         });
         Receive<LeftToWriters>(m =>
         {
+            // Announced only if the writers still hold them at their first answer (2 s): a snapshot whose store
+            // was just in flight is not worth the new entity's wait.
             _leftToWriters[m.SrvId] = m;
-            Announce(m.SrvId);
             if (!Timers.IsTimerActive("writers")) Timers.StartPeriodicTimer("writers", AskWriters.Instance, TimeSpan.FromSeconds(2));
         });
         Receive<AskWriters>(_ =>
@@ -163,7 +164,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     void Announce(int srvid)
     {
         var server = _spool.For(srvid);
-        var left = _leftToWriters.GetValueOrDefault(srvid);
+        var left = _leftAnnounced.Contains(srvid) ? _leftToWriters.GetValueOrDefault(srvid) : null;
         var oldest = new[] { server.OldestUtc, left?.OldestUtc }.Min();
         if (oldest is not { } from || _region is null || !AllTakePart() || !OthersUp()) return;
         _region.Tell(new BacklogHeld(srvid, _self, from, server.Count + (left?.Count ?? 0)));
@@ -181,11 +182,11 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
         {
             if (m.SrvIds.Contains(srvid))
             {
-                if (_announceLeft) Announce(srvid);
+                if (_leftAnnounced.Add(srvid) || _announceLeft) Announce(srvid);
                 continue;
             }
             _leftToWriters.Remove(srvid);
-            if (_spool.For(srvid).Count == 0 && !_inFlight.ContainsKey(srvid))
+            if (_leftAnnounced.Remove(srvid) && _spool.For(srvid).Count == 0 && !_inFlight.ContainsKey(srvid))
             {
                 _held.Remove(srvid);
                 Tell(new BacklogDrained(srvid, _self));
@@ -197,6 +198,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     bool _announceLeft;
 
     readonly Dictionary<int, LeftToWriters> _leftToWriters = []; // handed-off servers whose snapshots the writers still hold
+    readonly HashSet<int> _leftAnnounced = [];                     // those of them whose new entity was told
 
     /// <summary>
     /// Another member can take a handed-off server: alone, this node's region would hold the message for a shard
