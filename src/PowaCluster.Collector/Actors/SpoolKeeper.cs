@@ -92,7 +92,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
                         _ => "skipped",
                     }, m.Result.SkipReason);
             var server = _spool.For(m.SrvId);
-            if (server.Count == 0 && !_leftToWriters.ContainsKey(m.SrvId)) Tell(new BacklogDrained(m.SrvId, _self));
+            if (HoldsNone(m.SrvId)) Tell(new BacklogDrained(m.SrvId, _self));
             else if (_turnUntil.TryGetValue(m.SrvId, out var until) && server.OldestUtc >= until)
             {
                 _turnUntil.Remove(m.SrvId);
@@ -105,7 +105,7 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
         {
             if (!_inFlight.Remove(m.SrvId)) return;
             if (!m.Spooled) _log.Warning("Server {0}: a spooled snapshot is refused by the repository and dropped: {1}", m.SrvId, m.Error);
-            if (_spool.For(m.SrvId).Count == 0 && !_leftToWriters.ContainsKey(m.SrvId)) Tell(new BacklogDrained(m.SrvId, _self));
+            if (HoldsNone(m.SrvId)) Tell(new BacklogDrained(m.SrvId, _self));
             else _log.Debug("Server {0}: spooled snapshot not replayed yet: {1}", m.SrvId, m.Error);
         });
     }
@@ -196,6 +196,9 @@ public sealed class SpoolKeeper : ReceiveActor, IWithTimers
     }
 
     bool _announceLeft;
+
+    /// <summary>Nothing of the server is left on this node: its spool is empty, and its writers hold none of what its entity left them.</summary>
+    bool HoldsNone(int srvid) => _spool.For(srvid).Count == 0 && !_leftToWriters.ContainsKey(srvid);
 
     readonly Dictionary<int, LeftToWriters> _leftToWriters = []; // handed-off servers whose snapshots the writers still hold
     readonly HashSet<int> _leftAnnounced = [];                     // those of them whose new entity was told
