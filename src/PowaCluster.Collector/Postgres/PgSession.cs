@@ -46,7 +46,14 @@ public static class PgSession
     public static async Task<NpgsqlConnection> OpenAsync(NpgsqlConnectionStringBuilder csb, CancellationToken ct,
         IReadOnlyDictionary<string, string>? sessionSettings = null)
     {
-        var conn = new NpgsqlConnection(csb.ConnectionString);
+        var source = SourceOf(csb);
+        var conn = source.CreateConnection();
+        // The data source lives as long as its connection: Npgsql says Closed once, when the connection is
+        // closed, disposed or broken.
+        conn.StateChange += (_, e) =>
+        {
+            if (e.CurrentState == System.Data.ConnectionState.Closed) source.Dispose();
+        };
         try
         {
             await conn.OpenAsync(ct).ConfigureAwait(false);
@@ -56,10 +63,15 @@ public static class PgSession
             await using var cmdScope = cmd.ConfigureAwait(false);
             if (sessionSettings is { Count: > 0 })
             {
-                // One round trip: the settings travel as parameters, never as SQL text.
-                cmd.CommandText += " UNION ALL SELECT pg_catalog.set_config(k, v, false) FROM unnest($1::text[], $2::text[]) AS s(k, v)";
-                cmd.Parameters.Add(new NpgsqlParameter { Value = sessionSettings.Keys.ToArray() });
-                cmd.Parameters.Add(new NpgsqlParameter { Value = sessionSettings.Values.ToArray() });
+                // One round trip: the settings travel as parameters, never as SQL text; text ones, not arrays
+                // (the first array a connection's data source sees makes it build every array type's mapping:
+                // ~160 kB per server, docs/architecture.md "Memory").
+                foreach (var (k, v) in sessionSettings)
+                {
+                    cmd.CommandText += $" UNION ALL SELECT pg_catalog.set_config(${cmd.Parameters.Count + 1}, ${cmd.Parameters.Count + 2}, false)";
+                    cmd.Parameters.Add(new NpgsqlParameter { Value = k });
+                    cmd.Parameters.Add(new NpgsqlParameter { Value = v });
+                }
             }
             await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             return conn;
@@ -67,8 +79,28 @@ public static class PgSession
         catch
         {
             await conn.DisposeAsync().ConfigureAwait(false);
+            await source.DisposeAsync().ConfigureAwait(false); // never opened: no Closed to say
             throw;
         }
+    }
+
+    /// <summary>
+    /// A data source of its own for one connection, dropped with it: Npgsql's slim builder (the plain types, arrays,
+    /// TLS and Kerberos; none of the JSON, range, network or geometric mappings a collector never reads) and no
+    /// type loading (every column read is a built-in type). Why not <c>new NpgsqlConnection(string)</c>: Npgsql
+    /// keeps a data source per distinct connection string for the life of the process, pooled or not, each with
+    /// all its type mappings and the server's whole pg_type: memory per server and per PoWA 5 database that grew
+    /// with the fleet and was never given back when a server left or its password changed (docs/architecture.md,
+    /// "Memory").
+    /// </summary>
+    static NpgsqlDataSource SourceOf(NpgsqlConnectionStringBuilder csb)
+    {
+        var b = new NpgsqlSlimDataSourceBuilder(csb.ConnectionString);
+        b.ConfigureTypeLoading(t => t.EnableTypeLoading(false));
+        b.EnableArrays();
+        b.EnableTransportSecurity();
+        b.EnableIntegratedSecurity();
+        return b.Build();
     }
 
     /// <summary>

@@ -105,17 +105,25 @@ public static class SnapshotReader
         }
         // PoWA 5's per-database datasources: the databases to visit and the snapshot's one timestamp come from
         // this transaction, then each database is read on a connection of its own.
-        (DateTime RemoteNow, string[] Databases)? perDb = null;
+        // One row per database, not an array: the remote connection's data source then never builds the array
+        // types' mappings (docs/architecture.md, "Memory").
+        (DateTime RemoteNow, List<string> Databases)? perDb = null;
         if (job.Plan.PerDatabase.Count > 0)
             perDb = await RemoteDeadline.RunAsync(conn, callTimeout, async () =>
             {
-                var cmd = new NpgsqlCommand("SELECT pg_catalog.now(), ARRAY(SELECT datname::text FROM pg_catalog.pg_database " +
-                                                        "WHERE datallowconn ORDER BY datname)", conn);
+                var cmd = new NpgsqlCommand("SELECT pg_catalog.now(), datname::text FROM pg_catalog.pg_database " +
+                                            "WHERE datallowconn ORDER BY datname", conn);
                 await using var cmdScope = cmd.ConfigureAwait(false);
                 var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
                 await using var rScope = r.ConfigureAwait(false);
-                await r.ReadAsync().ConfigureAwait(false);
-                return (r.GetFieldValue<DateTime>(0), r.GetFieldValue<string[]>(1));
+                var now = DateTime.MinValue;
+                var databases = new List<string>();
+                while (await r.ReadAsync().ConfigureAwait(false))
+                {
+                    now = r.GetFieldValue<DateTime>(0);
+                    databases.Add(r.GetString(1));
+                }
+                return (now, databases);
             }).ConfigureAwait(false);
         await ExecAsync(conn, "COMMIT", callTimeout).ConfigureAwait(false);
         if (perDb is { } p) await DatabaseReader.ReadAsync(job, stage, p.RemoteNow, p.Databases, abort).ConfigureAwait(false);
