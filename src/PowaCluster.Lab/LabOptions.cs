@@ -20,6 +20,7 @@ public sealed record LabOptions(
     int FrozenSeconds = 45,
     IReadOnlyList<int>? Loads = null,
     int IdleSeconds = 10,
+    bool IdleGiven = false,
     bool Quick = false,
     bool FrozenGiven = false,
     int Powa = 4,
@@ -55,8 +56,8 @@ public sealed record LabOptions(
           powa-lab bench [--servers N] [--frequency S] [--seconds N] [--warmup N] [--frozen N] [--idle N]
                          [--loads N,N,...] [--pool-size N] [--remotes N] [--quick]
               Defaults: 20 servers at 5 s, a 30 s window after 15 s of warm-up, 45 s frozen, 10 s idle.
-              --quick: powa-cluster alone at --servers, then the --loads, and the frozen-remote run if
-              --frozen is given; nothing else (for experiments).
+              --quick: powa-cluster alone at --servers, then the --loads, the idle rows if --idle is given
+              and the frozen-remote run if --frozen is given; nothing else (for experiments).
               powa-cluster and the reference collectors one after the other on the same servers, one
               table: snapshots, interval error, CPU per snapshot, memory, threads, connections; the
               repository's own limit and our throughput at saturation; a frozen-remote run.
@@ -102,6 +103,7 @@ public sealed record LabOptions(
             "outage" => new LabOptions(args[0]) { Servers = 20, Seconds = 300, Warmup = 60 },
             "scale" => new LabOptions(args[0]) { Servers = 1000, Frequency = 60, Seconds = 300, Nodes = 3 },
             "rollout" => new LabOptions(args[0]) { Servers = 300, Frequency = 30, Nodes = 3 },
+            "stack-node" when args.Count == 1 => new LabOptions(args[0]), // the bench's stack floor (Bench/StackNode.cs)
             "--help" or "-h" or "help" => new LabOptions("help"),
             var c => throw new UsageException($"unknown command \"{c}\""),
         };
@@ -137,7 +139,7 @@ public sealed record LabOptions(
                 "--prometheus" when o.Command == "demo" => o with { Prometheus = true },
                 "--warmup" when o.Command is "bench" or "outage" => o with { Warmup = Int(0, 600) },
                 "--frozen" when o.Command == "bench" => o with { FrozenSeconds = Int(0, 3600), FrozenGiven = true },
-                "--idle" when o.Command == "bench" => o with { IdleSeconds = Int(0, 600) },
+                "--idle" when o.Command == "bench" => o with { IdleSeconds = Int(0, 600), IdleGiven = true },
                 "--loads" when o.Command == "bench" => o with { Loads = ParseList(Value()) },
                 "--quick" when o.Command == "bench" => o with { Quick = true },
                 "--statements" when o.Command == "outage" => o with { Statements = Int(0, 5000) },

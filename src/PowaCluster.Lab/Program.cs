@@ -27,6 +27,7 @@ public static class Program
                 "outage" => await Outage.OutageCommand.RunAsync(options),
                 "scale" => await Scale.ScaleCommand.RunAsync(options),
                 "rollout" => await Rollout.RolloutCommand.RunAsync(options),
+                "stack-node" => await StackNode.RunAsync(),
                 _ => Help(),
             };
         }

@@ -45,11 +45,12 @@ public static class BenchCommand
 
         var rows = new List<BenchRow>();
         var notes = new List<string>();
-        // Idle: no server registered yet.
-        if (o.IdleSeconds > 0 && !o.Quick)
+        // Idle: no server registered yet; beside it the stack's floor, measured the same way.
+        if (o.IdleSeconds > 0 && (!o.Quick || o.IdleGiven))
         {
             var idle = await bench.RunAsync(Ours(o, repoDsn), 0, o.Frequency, TimeSpan.FromSeconds(o.Warmup), TimeSpan.FromSeconds(o.IdleSeconds));
             rows.Add(idle with { Collector = "powa-cluster, idle (no server)" });
+            rows.Add(await bench.RunAsync(StackNodeProcess.StartAsync, 0, o.Frequency, TimeSpan.FromSeconds(o.Warmup), TimeSpan.FromSeconds(o.IdleSeconds)));
         }
         await bench.EnsureServersAsync(most);
 
