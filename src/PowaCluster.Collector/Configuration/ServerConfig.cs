@@ -85,8 +85,9 @@ public sealed record ServerConfig(
         Pooling = false,
         // Should a cancellation reach Npgsql anyway, do not wait for a hung server's answer to it.
         CancellationTimeout = -1,
-        // A snapshot is hundreds of kB of COPY: read it in large pieces, not 8 kB ones (fewer system calls
-        // and wake-ups per snapshot).
+        // A snapshot is hundreds of kB of COPY: read it in pieces larger than 8 kB (fewer system calls per
+        // snapshot), but not so large that the buffer, which the connection keeps for its whole life, weighs
+        // on each server's memory (docs/architecture.md, "Memory").
         ReadBufferSize = RemoteReadBuffer,
     };
 
@@ -99,7 +100,7 @@ public sealed record ServerConfig(
     public const string SrvIdSetting = "powa_cluster.srvid";
 
     /// <summary>The remote connection's read buffer (Npgsql's default is 8 kB).</summary>
-    public const int RemoteReadBuffer = 64 * 1024;
+    public const int RemoteReadBuffer = 16 * 1024;
 
     bool PrintMembers(StringBuilder sb)
     {
