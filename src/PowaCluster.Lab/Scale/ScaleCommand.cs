@@ -63,7 +63,9 @@ public static class ScaleCommand
         Console.WriteLine(LogCounts.Table(nodes, since: null));
         Console.WriteLine(fleet.Summary(o.Nodes, watch));
         if (cpuFrom is not null) Console.WriteLine(MachineCpu.Split(cpuFrom, cpuTo));
-        var ok = fleet.Pass && watch.Pass;
+        var (memory, memoryOk) = watch.Memory();
+        Console.WriteLine(memory);
+        var ok = fleet.Pass && watch.Pass && memoryOk;
         if (o.Kill && !stop.IsCancellationRequested) ok &= await KillAsync(o, nodes, watch, monitor, ids, settings, stop.Token);
         Console.WriteLine($"scale: {(ok ? "PASS" : "FAIL")}");
         return ok ? 0 : 1;
@@ -119,11 +121,13 @@ public static class ScaleCommand
         var late = resumed.Count(s => s > bound.TotalSeconds);
         Console.WriteLine(watch.NodeTable(since: TimeSpan.FromSeconds(o.Seconds!.Value)));
         Console.WriteLine(LogCounts.Table(nodes, since: marks));
+        var (memory, memoryOk) = watch.Memory(since: TimeSpan.FromSeconds(o.Seconds!.Value));
+        Console.WriteLine(memory);
         var survivorsDowned = nodes.Nodes.Count(n => n != victim && n.ExitCode is not null);
         Console.WriteLine($"scale kill -9: {victim.Name} killed; every server's first snapshot after the kill: latest " +
                           $"{(resumed.Max() is var m && double.IsInfinity(m) ? "never" : $"{m:F1} s")} (bound stable-after + frequency + 10 s = " +
                           $"{bound.TotalSeconds:F0} s), {late} servers later than the bound; surviving nodes downed {survivorsDowned}");
-        return late == 0 && survivorsDowned == 0;
+        return late == 0 && survivorsDowned == 0 && memoryOk;
     }
 
     /// <summary>README, "A large fleet: the repository": the *_src_tmp tables vacuumed as soon as 1,000 rows are dead.</summary>

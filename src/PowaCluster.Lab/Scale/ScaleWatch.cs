@@ -81,6 +81,29 @@ public sealed class ScaleWatch(ClusterNodes nodes, IReadOnlySet<int> remotePorts
         return sb.ToString();
     }
 
+    /// <summary>
+    /// Each node's peak resident memory against README's limit for the most servers it held (PodMemory), from
+    /// <paramref name="since"/> on; the line and whether every node kept under it.
+    /// </summary>
+    public (string Line, bool Pass) Memory(TimeSpan? since = null)
+    {
+        var rows = _samples.Where(s => s.At >= (since ?? TimeSpan.Zero)).ToList();
+        var parts = new List<string>();
+        var pass = true;
+        foreach (var n in nodes.Nodes)
+        {
+            var alive = rows.Select(r => r.Samples.First(x => x.Node == n.Index)).Where(x => x.Alive).ToList();
+            if (alive.Count == 0) continue;
+            var peak = alive.Max(x => x.RssBytes) / 1048576.0;
+            var held = alive.Max(Held);
+            var limit = PodMemory.LimitForHeld(held);
+            pass &= peak <= limit;
+            parts.Add($"node {n.Index} {peak:F0} MiB at most {held} servers (limit {limit} MiB)");
+        }
+        return ($"memory against README's formula ({PodMemory.BaseMiB} MiB + {PodMemory.PerServerMiB} MiB per server + " +
+                $"{PodMemory.StageMiB} MiB of stages): {string.Join("; ", parts)}", pass);
+    }
+
     static string Min(List<NodeSample> s, Func<NodeSample, int> f) => s.Count == 0 ? "-" : s.Min(f).ToString();
     static string Max(List<NodeSample> s, Func<NodeSample, int> f) => s.Count == 0 ? "-" : s.Max(f).ToString();
 }
