@@ -80,17 +80,19 @@ public static class BenchCommand
         // The repository's own limit, then our throughput when asked for more than it can do.
         var pool = o.PoolSize ?? new Collector.Configuration.CollectorSettings().WriterPoolSize;
         Say("measuring the repository's own limit: stored snapshots back to back, no collector");
-        var stages = await RepositoryLimit.ReadStagesAsync(repoDsn, bench.ServerDsns(16));
+        var limitServers = await bench.LimitServersAsync(16);
+        var stages = await RepositoryLimit.ReadStagesAsync(repoDsn, limitServers);
         var limits = new Dictionary<int, double>();
         foreach (var c in new[] { 1, 2, 4, 8 }.Append(pool).Distinct().Order())
         {
             limits[c] = await RepositoryLimit.MeasureAsync(repoDsn, stages, c, TimeSpan.FromSeconds(5));
             Say($"repository's limit on {c} connection(s): {limits[c]:F1} snapshots/s");
         }
-        foreach (var s in stages) s.Dispose();
         // The most any collector could store here: the same, each snapshot read off its remote first (the
         // remotes share this machine's cores with the repository), with no actor system in between.
-        var withReads = await RepositoryLimit.MeasureWithReadsAsync(repoDsn, bench.ServerDsns(16), pool, TimeSpan.FromSeconds(10));
+        var withReads = await RepositoryLimit.MeasureWithReadsAsync(repoDsn, limitServers, pool, TimeSpan.FromSeconds(10),
+            notBeforeUtc: stages.Max(s => s.TakenAtUtc));
+        foreach (var s in stages) s.Dispose();
         Say($"read and store back to back on {pool} connection(s): {withReads:F1} snapshots/s");
         var limit = limits[pool];
         var saturating = (int)Math.Ceiling(limit * o.Frequency * 1.5);

@@ -87,9 +87,23 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
         return cts;
     }
 
-    /// <summary>The first n servers and their remote's DSN.</summary>
-    public IReadOnlyList<(int, NpgsqlConnectionStringBuilder)> ServerDsns(int n) =>
-        _servers.Take(n).Select((id, i) => (id, _where[i].Remote.ConnectionString(PowaLab.Database, _where[i].Address))).ToList();
+    /// <summary>
+    /// n servers of their own for the repository's limit, on the lab's remotes: those measures store each
+    /// server's snapshots a minute apart, back to back, so its history ends in the future, where a collector's
+    /// snapshots of the same server would be refused as going back in time. The runs after them deactivate
+    /// these (ActivateAsync).
+    /// </summary>
+    public async Task<IReadOnlyList<(int, NpgsqlConnectionStringBuilder)>> LimitServersAsync(int n)
+    {
+        var list = new List<(int, NpgsqlConnectionStringBuilder)>();
+        for (var i = 0; i < n; i++)
+        {
+            var (remote, address) = (lab.Remotes[i % lab.Remotes.Count], i / lab.Remotes.Count + 1);
+            var id = await lab.RegisterAsync(remote.Host(address), remote.Port, $"bench-limit-{i + 1}", o.Frequency, remote.Password);
+            list.Add((id, remote.ConnectionString(PowaLab.Database, address)));
+        }
+        return list;
+    }
 
     /// <summary>The first n registered servers active at the frequency, the others deactivated (frequency -1).</summary>
     async Task ActivateAsync(int n, int frequency)

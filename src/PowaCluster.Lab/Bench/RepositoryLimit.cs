@@ -54,8 +54,11 @@ public static class RepositoryLimit
     /// <paramref name="connections"/> workers: the floor of the whole path on this machine, without the
     /// collector's actors, schedule or queue.
     /// </summary>
+    /// <param name="notBeforeUtc">the last time the limit's measure stored for these servers: the snapshots here
+    /// are stored as taken a minute after it and after each other, or they would be refused as going back in time</param>
     public static async Task<double> MeasureWithReadsAsync(NpgsqlConnectionStringBuilder repo,
-        IReadOnlyList<(int SrvId, NpgsqlConnectionStringBuilder Remote)> servers, int connections, TimeSpan duration)
+        IReadOnlyList<(int SrvId, NpgsqlConnectionStringBuilder Remote)> servers, int connections, TimeSpan duration,
+        DateTime notBeforeUtc)
     {
         var budget = new StageBudget(long.MaxValue, null);
         var sw = Stopwatch.StartNew();
@@ -73,6 +76,7 @@ public static class RepositoryLimit
             {
                 var (c, job) = await OpenRemoteAsync(sql, r, srvid, dsn);
                 remotes.Add((srvid, dsn.Host!, c, job));
+                taken[srvid] = notBeforeUtc;
             }
             for (var i = 0; sw.Elapsed < duration; i++)
             {
