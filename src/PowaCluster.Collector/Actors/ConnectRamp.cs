@@ -97,7 +97,7 @@ public sealed class ConnectRamp : ReceiveActor, IWithTimers
             _granted++;
             w.Entity.Tell(new ConnectGranted(w.Generation));
             var step = TimeSpan.FromSeconds((0.5 + _random.NextDouble()) / rate);
-            // From the previous due time, not from now: Akka's timers tick every 500 ms, and grants due meanwhile
+            // From the previous due time, not from now: Akka's timers tick every 100 ms, and grants due meanwhile
             // are caught up; at most a quarter of a second of them after an idle spell.
             _nextGrantUtc = (_nextGrantUtc > now - CatchUp ? _nextGrantUtc : now - CatchUp) + step;
         }
