@@ -31,7 +31,7 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
             var i = _servers.Count;
             IPostgresInstance remote;
             int address;
-            if (i < inLab) (remote, address) = (lab.Remotes[i % lab.Remotes.Count], i / lab.Remotes.Count + 1);
+            if (i < inLab) (remote, address) = InLab(i);
             else
             {
                 var k = (i - inLab) / PerInstance;
@@ -87,6 +87,9 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
         return cts;
     }
 
+    /// <summary>The i-th server on the lab's remotes: alternately on each, one loopback address after the other.</summary>
+    (IPostgresInstance Remote, int Address) InLab(int i) => (lab.Remotes[i % lab.Remotes.Count], i / lab.Remotes.Count + 1);
+
     /// <summary>
     /// n servers of their own for the repository's limit, on the lab's remotes: those measures store each
     /// server's snapshots a minute apart, back to back, so its history ends in the future, where a collector's
@@ -98,7 +101,7 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
         var list = new List<(int, NpgsqlConnectionStringBuilder)>();
         for (var i = 0; i < n; i++)
         {
-            var (remote, address) = (lab.Remotes[i % lab.Remotes.Count], i / lab.Remotes.Count + 1);
+            var (remote, address) = InLab(i);
             var id = await lab.RegisterAsync(remote.Host(address), remote.Port, $"bench-limit-{i + 1}", o.Frequency, remote.Password);
             list.Add((id, remote.ConnectionString(PowaLab.Database, address)));
         }

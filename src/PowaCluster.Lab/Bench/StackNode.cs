@@ -19,7 +19,7 @@ public static class StackNode
 {
     public static async Task<int> RunAsync()
     {
-        var port = FreePort();
+        var port = Embedded.LocalPostgres.FreePort();
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
         builder.Logging.ClearProviders().AddConsole();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
@@ -33,13 +33,6 @@ public static class StackNode
         using var host = builder.Build();
         await host.RunAsync();
         return 0;
-    }
-
-    static int FreePort()
-    {
-        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        l.Start();
-        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
     }
 
     sealed class Idle : ReceiveActor

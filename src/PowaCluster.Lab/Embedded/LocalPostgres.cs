@@ -242,7 +242,8 @@ public sealed partial class LocalPostgres : IPostgresInstance
         try { System.IO.Directory.Delete(dir, recursive: true); } catch (Exception) { }
     }
 
-    static int FreePort()
+    /// <summary>A loopback port free now (the lab's instances and its stack node take theirs this way).</summary>
+    internal static int FreePort()
     {
         var l = new TcpListener(IPAddress.Loopback, 0);
         l.Start();
