@@ -68,12 +68,18 @@ public sealed class PowaWebTests(PowaReleasesFixture fx, ITestOutputHelper outpu
             string[] metrics = powa5
                 ? ["databases_globals", "by_databases", "bgwriter", "wal", "all_relations", "databases_waits"]
                 : ["databases_globals", "by_databases", "bgwriter", "databases_waits"];
-            // A page whose rows are rates of events (waits) may have none yet: more workload and snapshots until it does.
+            // A page whose rows are rates of events may have none yet: more workload and snapshots until it does.
+            // The lab's instances run with fsync off, so its workload seldom waits while pg_wait_sampling looks
+            // (every 10 ms): a 50 ms sleep in a tracked statement is a wait (Timeout) it samples for sure.
             foreach (var m in metrics)
                 await Eventually.HoldsAsync(async () => (await web.RowsAsync($"server/{id}/metrics/{m}/", range)).Count > 0,
                     TimeSpan.FromSeconds(60), $"powa-web {webRelease}: rows in /server/{id}/metrics/{m}/", async () =>
                     {
-                        foreach (var r in lab.Remotes) await PowaLab.WorkAsync(r);
+                        foreach (var r in lab.Remotes)
+                        {
+                            await PowaLab.WorkAsync(r);
+                            await r.ExecAsync(PowaLab.Database, "SELECT pg_sleep(0.05)");
+                        }
                     });
             foreach (var m in metrics) await Rows($"server/{id}/metrics/{m}/");
             // A database's queries, then one query's detail and its quals.
