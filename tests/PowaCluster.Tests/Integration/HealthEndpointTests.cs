@@ -16,6 +16,17 @@ public sealed class HealthEndpointTests(LabFixture fx, ITestOutputHelper output)
         return ((int)r.StatusCode, await r.Content.ReadAsStringAsync());
     }
 
+    /// <summary>The repository's sessions of a database, from another database (this one may refuse connections).</summary>
+    async Task<string> SessionsAsync(string database)
+    {
+        await using var conn = new Npgsql.NpgsqlConnection(fx.Lab.Repository.ConnectionString("postgres").ConnectionString);
+        await conn.OpenAsync();
+        await using var cmd = new Npgsql.NpgsqlCommand("SELECT string_agg(format('%s %s %s %s', pid, application_name, state, backend_start), '; ') " +
+                                                      "FROM pg_stat_activity WHERE datname = $1", conn)
+        { Parameters = { new() { Value = database } } };
+        return (await cmd.ExecuteScalarAsync()) as string ?? "none";
+    }
+
     [Fact]
     public async Task Ready_follows_the_repository_and_healthz_the_process()
     {
@@ -37,14 +48,23 @@ public sealed class HealthEndpointTests(LabFixture fx, ITestOutputHelper output)
         await fx.Lab.Repository.ExecAsync("postgres", $"ALTER DATABASE {repo.Database} ALLOW_CONNECTIONS false");
         try
         {
-            // Terminated again at each poll: a connection whose backend passed the database's check before the
-            // ALTER but was not yet in pg_stat_activity (it appears at the end of its startup) escapes one pass.
+            // Every session of the database (only this node uses it), again at each poll: a connection whose backend
+            // passed the database's check before the ALTER but was not yet in pg_stat_activity escapes one pass.
             Task Terminate() => fx.Lab.Repository.ExecAsync("postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity " +
-                $"WHERE datname = '{repo.Database}' AND application_name LIKE 'PoWA collector%'");
+                $"WHERE datname = '{repo.Database}' AND pid <> pg_backend_pid()");
             await Terminate();
             (int Status, string Body) ready = default;
-            await Eventually.HoldsAsync(async () => (ready = await GetAsync(port, "/ready")).Status == 503, TimeSpan.FromSeconds(40), "/ready answers 503",
-                Terminate);
+            try
+            {
+                await Eventually.HoldsAsync(async () => (ready = await GetAsync(port, "/ready")).Status == 503, TimeSpan.FromSeconds(40), "/ready answers 503",
+                    Terminate);
+            }
+            catch (Xunit.Sdk.XunitException e)
+            {
+                // What /ready said last and which sessions of the node the repository still has.
+                throw new Xunit.Sdk.XunitException($"{e.Message}; last /ready: {ready.Status} {ready.Body.ReplaceLineEndings(" | ")}; " +
+                                                   $"sessions: {await SessionsAsync(repo.Database)}");
+            }
             output.WriteLine(ready.Body);
             // Anyone who reaches the port reads it: no host, database, user or error text of the repository.
             Assert.Equal("not ready\nmember: Up\nrepository: unreachable (the node's log says why)\nservers: 2\n", ready.Body);
