@@ -32,7 +32,8 @@ public sealed record LabOptions(
     bool Prometheus = false,
     int Statements = 300,
     string? From = null,
-    bool Outage = false)
+    bool Outage = false,
+    bool Pin = false)
 {
     public const string Usage = """
         usage:
@@ -54,10 +55,13 @@ public sealed record LabOptions(
               Prometheus (Debian's package) scrape every node's /metrics every 5 s and, at the end,
               reports promtool's verdict, the main series per node and every dashboard expression.
           powa-lab bench [--servers N] [--frequency S] [--seconds N] [--warmup N] [--frozen N] [--idle N]
-                         [--loads N,N,...] [--pool-size N] [--remotes N] [--quick]
+                         [--loads N,N,...] [--pool-size N] [--remotes N] [--quick] [--pin]
               Defaults: 20 servers at 5 s, a 30 s window after 15 s of warm-up, 45 s frozen, 10 s idle.
               --quick: powa-cluster alone at --servers, then the --loads, the idle rows if --idle is given
               and the frozen-remote run if --frozen is given; nothing else (for experiments).
+              --pin: the repository's instance alone on the first core, the remotes, the collectors and the
+              bench on the others (taskset), for every row; the saturated collector then runs with pool
+              sizes 1, 2 and 4, and at 50 % and 80 % of the repository's limit.
               powa-cluster and the reference collectors one after the other on the same servers, one
               table: snapshots, interval error, CPU per snapshot, memory, threads, connections; the
               repository's own limit and our throughput at saturation; a frozen-remote run.
@@ -142,6 +146,7 @@ public sealed record LabOptions(
                 "--idle" when o.Command == "bench" => o with { IdleSeconds = Int(0, 600), IdleGiven = true },
                 "--loads" when o.Command == "bench" => o with { Loads = ParseList(Value()) },
                 "--quick" when o.Command == "bench" => o with { Quick = true },
+                "--pin" when o.Command == "bench" => o with { Pin = true },
                 "--statements" when o.Command == "outage" => o with { Statements = Int(0, 5000) },
                 "--only" when o.Command == "faults" => o with { Only = ParseFaults(Value()) },
                 "--long-freeze" when o.Command == "faults" => o with { LongFreezeSeconds = Int(1, 3600) },

@@ -30,11 +30,17 @@ public static class BenchCommand
             System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
         var loads = o.Loads ?? [];
         var most = new[] { o.Servers }.Concat(loads).Max();
+        if (o.Pin) CoreSplit.PinThisProcess();
         Say($"starting a throwaway repository and {o.Remotes} remote instance(s), 300 statements each");
         PowaLab lab;
         try { lab = await PowaLab.StartAsync(o.Remotes, LocalPostgres.MaxLoopbackAddresses); }
         catch (InvalidOperationException e) { throw new StartupException($"cannot start the throwaway PostgreSQL instances: {e.Message}"); }
         await using var _ = lab;
+        if (o.Pin)
+        {
+            CoreSplit.PinRepository(lab.Repository);
+            Say($"pinned: {CoreSplit.Describe}");
+        }
         foreach (var r in lab.Remotes) await PowaLab.MakeStatementsAsync(r, 300);
         var repoDsn = lab.Repository.ConnectionString(PowaLab.Database);
         await using var repo = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(repoDsn.ConnectionString)
@@ -95,10 +101,26 @@ public static class BenchCommand
         foreach (var s in stages) s.Dispose();
         Say($"read and store back to back on {pool} connection(s): {withReads:F1} snapshots/s");
         var limit = limits[pool];
-        var saturating = (int)Math.Ceiling(limit * o.Frequency * 1.5);
+        var saturating = (int)Math.Ceiling(limits.Values.Max() * o.Frequency * 1.5);
         await bench.EnsureServersAsync(saturating);
-        var sat = await bench.RunAsync(Ours(o, repoDsn), saturating, o.Frequency);
-        rows.Add(sat with { Collector = "powa-cluster, saturated" });
+        // Pinned, the pool sizes side by side (the one that stores most is the default's measure) and loads
+        // below the limit (their interval error); else the pool of the run only.
+        var saturated = new Dictionary<int, BenchRow>();
+        foreach (var size in o.Pin ? new[] { 1, 2, 4 }.Append(pool).Distinct().Order().ToArray() : [pool])
+        {
+            var row = await bench.RunAsync(Ours(o with { PoolSize = size }, repoDsn), saturating, o.Frequency);
+            saturated[size] = row with { Collector = $"powa-cluster, saturated, pool {size}" };
+            rows.Add(saturated[size]);
+        }
+        var sat = saturated[pool];
+        if (o.Pin)
+            foreach (var share in new[] { 50, 80 })
+            {
+                var n = (int)Math.Floor(limit * o.Frequency * share / 100);
+                if (n < 1) continue;
+                var below = await bench.RunAsync(Ours(o, repoDsn), n, o.Frequency);
+                rows.Add(below with { Collector = $"powa-cluster, {share} % of the limit, pool {pool}" });
+            }
 
         // One remote frozen: the other remote's servers must keep their schedule.
         string? frozen = null;
@@ -106,6 +128,13 @@ public static class BenchCommand
             frozen = await bench.FrozenRemoteAsync(Ours(o, repoDsn), victim, TimeSpan.FromSeconds(o.FrozenSeconds));
 
         Print(rows, limits, pool, limit, sat, frozen, notes, o);
+        if (saturated.Count > 1)
+        {
+            var best = saturated.MaxBy(kv => kv.Value.PerSecond);
+            Console.WriteLine("saturated by pool size: " + string.Join(", ", saturated.Select(kv =>
+                $"{kv.Key}: {kv.Value.PerSecond:F1}/s = {kv.Value.PerSecond / limits[kv.Key] * 100:F0} % of the limit on {kv.Key}")) +
+                $"; most stored with pool {best.Key} ({best.Value.PerSecond / limits.Values.Max() * 100:F0} % of the repository's best)");
+        }
         Console.WriteLine($"read and store back to back, no collector, {pool} connection(s): {withReads:F1}/s; powa-cluster saturated: " +
                           $"{sat.PerSecond / withReads * 100:F0} % of it");
         return 0;
@@ -130,7 +159,8 @@ public static class BenchCommand
         List<string> notes, LabOptions o)
     {
         Console.WriteLine();
-        Console.WriteLine($"## powa-lab bench: steady-state window {o.Seconds} s after {o.Warmup} s of warm-up, each collector started fresh");
+        Console.WriteLine($"## powa-lab bench: steady-state window {o.Seconds} s after {o.Warmup} s of warm-up, each collector started fresh" +
+                          (o.Pin ? $"; {CoreSplit.Describe}" : ""));
         Console.WriteLine();
         Console.WriteLine("| collector | servers at frequency | snapshots (due) | interval error p50 / p99 | CPU per snapshot | CPU % of a core | resident memory | threads | repository connections |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
