@@ -62,7 +62,7 @@ public sealed class HealthEndpointTests(LabFixture fx, ITestOutputHelper output)
             catch (Xunit.Sdk.XunitException e)
             {
                 // What /ready said last and which sessions of the node the repository still has.
-                throw new Xunit.Sdk.XunitException($"{e.Message}; last /ready: {ready.Status} {ready.Body.ReplaceLineEndings(" | ")}; " +
+                throw new Xunit.Sdk.XunitException($"{e.Message}; last /ready: {ready.Status} {ready.Body?.ReplaceLineEndings(" | ")}; " +
                                                    $"sessions: {await SessionsAsync(repo.Database)}");
             }
             output.WriteLine(ready.Body);
