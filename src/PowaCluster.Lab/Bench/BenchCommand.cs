@@ -99,6 +99,7 @@ public static class BenchCommand
         var withReads = await RepositoryLimit.MeasureWithReadsAsync(repoDsn, limitServers, pool, TimeSpan.FromSeconds(10),
             notBeforeUtc: stages.Max(s => s.TakenAtUtc));
         foreach (var s in stages) s.Dispose();
+        await bench.DropLimitServersAsync(limitServers.Select(s => s.Item1));
         Say($"read and store back to back on {pool} connection(s): {withReads:F1} snapshots/s");
         var limit = limits[pool];
         var saturating = (int)Math.Ceiling(limits.Values.Max() * o.Frequency * 1.5);

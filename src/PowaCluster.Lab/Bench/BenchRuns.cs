@@ -19,36 +19,37 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
     public IReadOnlyList<int> AllServers => _servers;
     IEnumerable<IPostgresInstance> Remotes => lab.Remotes.Concat(_extra);
 
-    /// <summary>
-    /// At least n servers registered: alternately on the lab's remotes (the comparison's servers are shared
-    /// evenly), then on extra instances of 60 servers each (one per loopback address).
-    /// </summary>
+    /// <summary>At least n servers registered, placed by <see cref="PlaceAsync"/>.</summary>
     public async Task EnsureServersAsync(int n)
     {
-        var inLab = lab.Remotes.Count * PerInstance;
         while (_servers.Count < n)
         {
             var i = _servers.Count;
-            IPostgresInstance remote;
-            int address;
-            if (i < inLab) (remote, address) = InLab(i);
-            else
-            {
-                var k = (i - inLab) / PerInstance;
-                if (k >= _extra.Count)
-                {
-                    BenchCommand.Say($"starting another remote instance for servers {i + 1} to {i + PerInstance}");
-                    var pg = await LocalPostgres.StartAsync($"remote{lab.Remotes.Count + k + 1}", PerInstance);
-                    _extra.Add(pg);
-                    await PowaLab.InstallPowaAsync(pg, withStatsExtensions: true);
-                    await PowaLab.MakeWorkloadAsync(pg);
-                    await PowaLab.MakeStatementsAsync(pg, 300);
-                }
-                (remote, address) = (_extra[k], (i - inLab) % PerInstance + 1);
-            }
+            var (remote, address) = await PlaceAsync(i);
             _servers.Add(await lab.RegisterAsync(remote.Host(address), remote.Port, $"bench-{i + 1}", o.Frequency, remote.Password));
             _where.Add((remote, address));
         }
+    }
+
+    /// <summary>
+    /// Where the i-th server is: alternately on the lab's remotes (the comparison's servers are shared evenly),
+    /// one loopback address after the other, then on extra instances of 60 servers each (one per address).
+    /// </summary>
+    async Task<(IPostgresInstance Remote, int Address)> PlaceAsync(int i)
+    {
+        var inLab = lab.Remotes.Count * PerInstance;
+        if (i < inLab) return (lab.Remotes[i % lab.Remotes.Count], i / lab.Remotes.Count + 1);
+        var k = (i - inLab) / PerInstance;
+        if (k >= _extra.Count)
+        {
+            BenchCommand.Say($"starting another remote instance for servers {i + 1} to {i + PerInstance}");
+            var pg = await LocalPostgres.StartAsync($"remote{lab.Remotes.Count + k + 1}", PerInstance);
+            _extra.Add(pg);
+            await PowaLab.InstallPowaAsync(pg, withStatsExtensions: true);
+            await PowaLab.MakeWorkloadAsync(pg);
+            await PowaLab.MakeStatementsAsync(pg, 300);
+        }
+        return (_extra[k], (i - inLab) % PerInstance + 1);
     }
 
     public async ValueTask DisposeAsync()
@@ -87,25 +88,32 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
         return cts;
     }
 
-    /// <summary>The i-th server on the lab's remotes: alternately on each, one loopback address after the other.</summary>
-    (IPostgresInstance Remote, int Address) InLab(int i) => (lab.Remotes[i % lab.Remotes.Count], i / lab.Remotes.Count + 1);
-
     /// <summary>
-    /// n servers of their own for the repository's limit, on the lab's remotes: those measures store each
-    /// server's snapshots a minute apart, back to back, so its history ends in the future, where a collector's
-    /// snapshots of the same server would be refused as going back in time. The runs after them deactivate
-    /// these (ActivateAsync).
+    /// n servers of their own for the repository's limit, on the addresses after the fleet's: those measures store
+    /// each server's snapshots a minute apart, back to back, so its history ends in the future, where a
+    /// collector's snapshots would be refused as going back in time. Dropped after the measures
+    /// (DropLimitServersAsync), so that the fleet can grow onto their addresses.
     /// </summary>
     public async Task<IReadOnlyList<(int, NpgsqlConnectionStringBuilder)>> LimitServersAsync(int n)
     {
         var list = new List<(int, NpgsqlConnectionStringBuilder)>();
         for (var i = 0; i < n; i++)
         {
-            var (remote, address) = InLab(i);
+            var (remote, address) = await PlaceAsync(_servers.Count + i);
             var id = await lab.RegisterAsync(remote.Host(address), remote.Port, $"bench-limit-{i + 1}", o.Frequency, remote.Password);
             list.Add((id, remote.ConnectionString(PowaLab.Database, address)));
         }
         return list;
+    }
+
+    /// <summary>The limit's servers and their history gone (powa_delete_and_purge_server).</summary>
+    public async Task DropLimitServersAsync(IEnumerable<int> srvids)
+    {
+        foreach (var id in srvids)
+        {
+            await using var cmd = new NpgsqlCommand("SELECT powa_delete_and_purge_server($1)", repo) { Parameters = { new() { Value = id } } };
+            await cmd.ExecuteNonQueryAsync();
+        }
     }
 
     /// <summary>The first n registered servers active at the frequency, the others deactivated (frequency -1).</summary>
