@@ -30,7 +30,7 @@ public static class BenchCommand
             System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
         var loads = o.Loads ?? [];
         var most = new[] { o.Servers }.Concat(loads).Max();
-        if (o.Pin) CoreSplit.PinThisProcess();
+        if (o.Pin) await CoreSplit.PinThisProcessAsync();
         Say($"starting a throwaway repository and {o.Remotes} remote instance(s), 300 statements each");
         PowaLab lab;
         try { lab = await PowaLab.StartAsync(o.Remotes, LocalPostgres.MaxLoopbackAddresses); }
@@ -38,7 +38,7 @@ public static class BenchCommand
         await using var _ = lab;
         if (o.Pin)
         {
-            CoreSplit.PinRepository(lab.Repository);
+            await CoreSplit.PinRepositoryAsync(lab.Repository);
             Say($"pinned: {CoreSplit.Describe}");
         }
         foreach (var r in lab.Remotes) await PowaLab.MakeStatementsAsync(r, 300);
@@ -104,8 +104,8 @@ public static class BenchCommand
         var limit = limits[pool];
         var saturating = (int)Math.Ceiling(limits.Values.Max() * o.Frequency * 1.5);
         await bench.EnsureServersAsync(saturating);
-        // Pinned, the pool sizes side by side (the one that stores most is the default's measure) and loads
-        // below the limit (their interval error); else the pool of the run only.
+        // Pinned, the pool sizes side by side and loads below the limit (their interval error); else the pool
+        // of the run only.
         var saturated = new Dictionary<int, BenchRow>();
         foreach (var size in o.Pin ? new[] { 1, 2, 4 }.Append(pool).Distinct().Order().ToArray() : [pool])
         {

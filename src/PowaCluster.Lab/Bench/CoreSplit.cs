@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using PowaCluster.Host.Startup;
 using PowaCluster.Lab.Embedded;
 
@@ -18,37 +17,29 @@ static class CoreSplit
     public static string Describe => $"repository on core {RepositoryCores}, remotes and collectors on core(s) {OtherCores}";
 
     /// <summary>This process (all its threads) off the repository's core, before anything is started.</summary>
-    public static void PinThisProcess()
+    public static Task PinThisProcessAsync()
     {
         if (Environment.ProcessorCount < 2)
             throw new StartupException($"--pin needs 2 cores or more: this machine has {Environment.ProcessorCount}");
-        Taskset(Environment.ProcessId, OtherCores);
+        return TasksetAsync(Environment.ProcessId, OtherCores);
     }
 
     /// <summary>The repository's postmaster and its processes on their core (backends forked later inherit it).</summary>
-    public static void PinRepository(IPostgresInstance repository)
+    public static async Task PinRepositoryAsync(IPostgresInstance repository)
     {
         if (repository is not LocalPostgres pg)
             throw new StartupException("--pin needs the lab's own PostgreSQL instances (their processes are on this machine), not containers");
         var pids = pg.ProcessIds();
         if (pids.Count == 0) throw new StartupException($"--pin: no process found for the repository instance {pg.Name}");
-        foreach (var pid in pids) Taskset(pid, RepositoryCores, mayBeGone: pid != pids[0]);
+        foreach (var pid in pids) await TasksetAsync(pid, RepositoryCores, mayBeGone: pid != pids[0]);
     }
 
-    static void Taskset(int pid, string cores, bool mayBeGone = false)
+    static async Task TasksetAsync(int pid, string cores, bool mayBeGone = false)
     {
-        var psi = new ProcessStartInfo("taskset") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "-a", "-c", "-p", cores, pid.ToString(System.Globalization.CultureInfo.InvariantCulture) }) psi.ArgumentList.Add(a);
-        Process p;
-        try { p = Process.Start(psi)!; }
+        (bool Ok, string Output) run;
+        try { run = await LabProcess.RunAsync("taskset", ["-a", "-c", "-p", cores, pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]); }
         catch (System.ComponentModel.Win32Exception e) { throw new StartupException($"--pin needs taskset (util-linux): {e.Message}"); }
-        using (p)
-        {
-            var err = p.StandardError.ReadToEnd();
-            p.StandardOutput.ReadToEnd();
-            p.WaitForExit();
-            if (p.ExitCode != 0 && !(mayBeGone && !Directory.Exists($"/proc/{pid}")))
-                throw new StartupException($"--pin: taskset could not move process {pid} to core(s) {cores}: {err.Trim()}");
-        }
+        if (!run.Ok && !(mayBeGone && !Directory.Exists($"/proc/{pid}")))
+            throw new StartupException($"--pin: taskset could not move process {pid} to core(s) {cores}: {run.Output}");
     }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using PowaCluster.Host.Startup;
 
 namespace PowaCluster.Lab.Rollout;
@@ -10,7 +9,7 @@ public sealed record FromBuild(string Directory, string Version)
     {
         if (!File.Exists("PowaCluster.sln") || !System.IO.Directory.Exists(".git"))
             throw new StartupException("--from builds a git ref of this repository: run powa-lab from the clone's top directory (scripts/rollout.sh does)");
-        var (ok, sha) = await RunAsync("git", ["rev-parse", "--verify", "--quiet", gitRef + "^{commit}"]);
+        var (ok, sha) = await LabProcess.RunAsync("git", ["rev-parse", "--verify", "--quiet", gitRef + "^{commit}"]);
         if (!ok) throw new StartupException($"--from {gitRef}: not a commit of this repository");
         sha = sha.Trim();
         var dir = Path.Combine(Path.GetTempPath(), $"powa-rollout-from-{sha[..12]}");
@@ -20,24 +19,13 @@ public sealed record FromBuild(string Directory, string Version)
             var src = Path.Combine(dir, "src");
             System.IO.Directory.CreateDirectory(src);
             Console.WriteLine($"rollout: building {gitRef} ({sha[..12]}) into {output}");
-            var (archived, why) = await RunAsync("bash", ["-c", $"git archive --format=tar {sha} | tar -x -C '{src}'"]);
+            var (archived, why) = await LabProcess.RunAsync("bash", ["-c", $"git archive --format=tar {sha} | tar -x -C '{src}'"]);
             if (!archived) throw new StartupException($"--from {gitRef}: git archive failed: {why}");
-            var (built, log) = await RunAsync("dotnet", ["build", Path.Combine(src, "src", "PowaCluster.Host"), "-c", "Release", "-o", output,
+            var (built, log) = await LabProcess.RunAsync("dotnet", ["build", Path.Combine(src, "src", "PowaCluster.Host"), "-c", "Release", "-o", output,
                 "--nologo", "-v", "q", "-clp:ErrorsOnly"]);
             if (!built) throw new StartupException($"--from {gitRef}: its build failed: {log}");
         }
-        var (ran, version) = await RunAsync("dotnet", [Path.Combine(output, "powa-cluster.dll"), "version"]);
+        var (ran, version) = await LabProcess.RunAsync("dotnet", [Path.Combine(output, "powa-cluster.dll"), "version"]);
         return new FromBuild(output, ran ? version.Trim() : "its version unknown");
-    }
-
-    static async Task<(bool Ok, string Output)> RunAsync(string file, IReadOnlyList<string> args)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return (p.ExitCode == 0, p.ExitCode == 0 ? await stdout : (await stdout + await stderr).Trim());
     }
 }

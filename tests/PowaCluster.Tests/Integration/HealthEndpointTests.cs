@@ -16,17 +16,6 @@ public sealed class HealthEndpointTests(LabFixture fx, ITestOutputHelper output)
         return ((int)r.StatusCode, await r.Content.ReadAsStringAsync());
     }
 
-    /// <summary>The repository's sessions of a database, from another database (this one may refuse connections).</summary>
-    async Task<string> SessionsAsync(string database)
-    {
-        await using var conn = new Npgsql.NpgsqlConnection(fx.Lab.Repository.ConnectionString("postgres").ConnectionString);
-        await conn.OpenAsync();
-        await using var cmd = new Npgsql.NpgsqlCommand("SELECT string_agg(format('%s %s %s %s', pid, application_name, state, backend_start), '; ') " +
-                                                      "FROM pg_stat_activity WHERE datname = $1", conn)
-        { Parameters = { new() { Value = database } } };
-        return (await cmd.ExecuteScalarAsync()) as string ?? "none";
-    }
-
     [Fact]
     public async Task Ready_follows_the_repository_and_healthz_the_process()
     {
@@ -63,7 +52,8 @@ public sealed class HealthEndpointTests(LabFixture fx, ITestOutputHelper output)
             {
                 // What /ready said last and which sessions of the node the repository still has.
                 throw new Xunit.Sdk.XunitException($"{e.Message}; last /ready: {ready.Status} {ready.Body?.ReplaceLineEndings(" | ")}; " +
-                                                   $"sessions: {await SessionsAsync(repo.Database)}");
+                                                   $"sessions: {await fx.Lab.Repository.ScalarAsync<string>("postgres", "SELECT string_agg(format('%s %s %s %s', " +
+                                                       $"pid, application_name, state, backend_start), '; ') FROM pg_stat_activity WHERE datname = '{repo.Database}'") ?? "none"}");
             }
             output.WriteLine(ready.Body);
             // Anyone who reaches the port reads it: no host, database, user or error text of the repository.
