@@ -14,16 +14,18 @@ public sealed class LogFormatterOptions : ConsoleFormatterOptions
 
 /// <summary>
 /// The console provider's formatter: each event as the node's log line (LogLine, plain or JSON). An Akka event
-/// (AkkaLogState) brings its own time, source, srvid and alias; any other, now and its category.
+/// (AkkaLogState) brings its own time, source, srvid and alias; any other, the node's clock's now and its category.
 /// </summary>
 public sealed class LogFormatter : ConsoleFormatter, IDisposable
 {
     public const string FormatterName = "powa";
     readonly IDisposable? _reload;
+    readonly TimeProvider _time;
     LogFormatterOptions _options;
 
-    public LogFormatter(IOptionsMonitor<LogFormatterOptions> options) : base(FormatterName)
+    public LogFormatter(IOptionsMonitor<LogFormatterOptions> options, TimeProvider time) : base(FormatterName)
     {
+        _time = time;
         _options = options.CurrentValue;
         _reload = options.OnChange(o => _options = o);
     }
@@ -32,8 +34,8 @@ public sealed class LogFormatter : ConsoleFormatter, IDisposable
     {
         var message = entry.Formatter?.Invoke(entry.State, entry.Exception) ?? entry.State?.ToString() ?? "";
         var akka = entry.State as AkkaLogState;
-        // A line from outside Akka is stamped when it is written, by the wall clock: a log's time is the wall's.
-        writer.WriteLine(LogLine.Format(_options.Json, akka?.TimestampUtc ?? DateTime.UtcNow, entry.LogLevel, akka?.Source ?? entry.Category,
+        // A line from outside Akka is stamped when it is written, on the node's clock (CollectorRuntime.Time).
+        writer.WriteLine(LogLine.Format(_options.Json, akka?.TimestampUtc ?? _time.GetUtcNow().UtcDateTime, entry.LogLevel, akka?.Source ?? entry.Category,
             akka?.SrvId, akka?.Alias, message, entry.Exception));
     }
 
