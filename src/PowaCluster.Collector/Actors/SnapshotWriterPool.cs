@@ -3,6 +3,7 @@ using Akka.Event;
 using Npgsql;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
+using PowaCluster.Collector.Scheduling;
 using PowaCluster.Collector.Spooling;
 using PowaCluster.Collector.Telemetry;
 
@@ -37,10 +38,13 @@ public sealed class SnapshotWriterPool : ReceiveActor
     RepositoryHealth? _health;              // the writers' latest word on the repository
     readonly List<IActorRef> _healthWaiting = [];
     readonly TimeSpan _healthFreshFor;      // how long the writers' latest word answers /ready without a check
+    readonly StagingUpkeep _upkeep;
+    IActorRef? _vacuuming;                  // the writer that vacuums the staging tables
 
     public SnapshotWriterPool(CollectorSettings settings, NpgsqlConnectionStringBuilder repository, PowaSql sql, string? identity)
     {
         _size = settings.WriterPoolSize;
+        _upkeep = new StagingUpkeep(settings.StagingVacuumInterval);
         _healthFreshFor = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(15).Ticks, settings.ResyncInterval.Ticks / 2));
         for (var i = 1; i <= _size; i++)
             Context.ActorOf(SnapshotWriter.Props(settings, repository, sql, i, identity), $"writer-{i}");
@@ -52,6 +56,12 @@ public sealed class SnapshotWriterPool : ReceiveActor
             _metrics.WriterPool(_pending.Count, _busy.Count);
             _storingFor.Remove(m.Writer);
             if (m.Stored) _stored++;
+            if (m.Writer.Equals(_vacuuming))
+            {
+                _vacuuming = null;
+                if (_upkeep.Finished(CurrentUtc)) Vacuum();
+            }
+            if (m.Stored && _upkeep.Stored(CurrentUtc)) Vacuum();
             if (!_idle.Contains(m.Writer)) _idle.AddLast(m.Writer);
             Dispatch();
             AnswerDrained();
@@ -96,6 +106,12 @@ public sealed class SnapshotWriterPool : ReceiveActor
         }
         _healthWaiting.Add(Sender);
         if (_healthWaiting.Count == 1) Enqueue(CheckRepository.Instance);
+    }
+
+    void Vacuum()
+    {
+        _upkeep.Started(CurrentUtc);
+        Add(_pending, VacuumStaging.Instance, CurrentUtc);
     }
 
     void Enqueue(IWriterWork work)
@@ -159,6 +175,7 @@ public sealed class SnapshotWriterPool : ReceiveActor
             _pending.Remove(next);
             var work = next.Value;
             if (work.Work is StoreSnapshot store) _storingFor[writer] = store.SrvId;
+            if (work.Work is VacuumStaging) _vacuuming = writer;
             var waited = CurrentUtc - work.EnqueuedAtUtc;
             _dispatched++;
             _totalWait += waited;

@@ -100,6 +100,16 @@ internal sealed record CheckRepository : IWriterWork
     public int SrvId => 0;
 }
 
+/// <summary>
+/// VACUUM (SKIP_LOCKED) the repository's *_src_tmp tables this role may vacuum: queued by the pool itself
+/// (StagingUpkeep), not answered. Why: docs/architecture.md, "Staging tables".
+/// </summary>
+internal sealed record VacuumStaging : IWriterWork
+{
+    public static readonly VacuumStaging Instance = new();
+    public int SrvId => 0;
+}
+
 // ---- Pool statistics and node health -------------------------------------------------------------
 
 /// <summary>Answered with WritersDrained once no work is queued or running (the node stops: what its servers left is stored first).</summary>

@@ -61,6 +61,7 @@ internal sealed class WriterSession(CollectorSettings settings, NpgsqlConnection
                 SaveVersions v => await InTransaction(conn, c => RepositoryQueries.SaveVersionsAsync(sql, c, v.SrvId, v.Versions, cts.Token), cts.Token).ConfigureAwait(false),
                 ReportErrors e => await ReportAsync(conn, e, cts.Token).ConfigureAwait(false),
                 CheckRepository => await InTransaction(conn, c => PgSession.ExecAsync(c, "SELECT 1", cts.Token), cts.Token).ConfigureAwait(false),
+                VacuumStaging => await VacuumAsync(conn, sw, cts.Token).ConfigureAwait(false),
                 _ => throw new ArgumentException($"unknown writer work {work.GetType().Name}"),
             };
             return new WorkDone(work, reply, sw.Elapsed, work is StoreSnapshot, new RepositoryOutcome(true, null));
@@ -186,6 +187,22 @@ internal sealed class WriterSession(CollectorSettings settings, NpgsqlConnection
     }
 
     /// <summary>Runs a short job in its own transaction; null: nothing to answer.</summary>
+    bool _vacuumRefusedSaid;
+
+    /// <summary>Not answered: the pool hears the writer is idle. Said once a session: the tables it may not vacuum.</summary>
+    async Task<object?> VacuumAsync(NpgsqlConnection conn, Stopwatch sw, CancellationToken ct)
+    {
+        var (vacuumed, notAllowed) = await RepositoryQueries.VacuumStagingAsync(conn, ct).ConfigureAwait(false);
+        log.Debug("Vacuumed {0} staging tables in {1:F0} ms", vacuumed, sw.Elapsed.TotalMilliseconds);
+        if (notAllowed > 0 && !_vacuumRefusedSaid)
+        {
+            _vacuumRefusedSaid = true;
+            log.Info("The repository role may not vacuum {0} of the *_src_tmp tables (it is not their owner): they are left to " +
+                     "autovacuum, and at high snapshot rates they bloat and slow every snapshot (README, StagingVacuumInterval)", notAllowed);
+        }
+        return null;
+    }
+
     static async Task<object?> InTransaction(NpgsqlConnection conn, Func<NpgsqlConnection, Task> job, CancellationToken ct)
     {
         var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);

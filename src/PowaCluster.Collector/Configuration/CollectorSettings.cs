@@ -177,6 +177,13 @@ public sealed class CollectorSettings
     public int MaxConcurrentConnects { get; set; } = 16;
 
     /// <summary>
+    /// How often a node's writers VACUUM the repository's *_src_tmp tables while they store snapshots (each
+    /// store deletes the rows it copied there: at high rates autovacuum falls behind, the tables bloat and every
+    /// snapshot scans them). Zero: never (autovacuum alone).
+    /// </summary>
+    public TimeSpan StagingVacuumInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// How long another node may stay silent (no cluster heartbeat) before it is marked unreachable (Akka's
     /// acceptable-heartbeat-pause; Akka's own default, 3 s, marks a node busy for a few seconds on a loaded
     /// machine: powa-lab scale measured heartbeats 3.5 s apart on a saturated 2-core machine). A dead node's
@@ -227,6 +234,7 @@ public sealed class CollectorSettings
         if (ExpectedNodesWait < TimeSpan.Zero) throw new ArgumentException("ExpectedNodesWait must not be negative");
         if (ConnectRate < 0) throw new ArgumentException("ConnectRate must be 0 (derived) or connections per second");
         if (MaxConcurrentConnects < 1) throw new ArgumentException("MaxConcurrentConnects must be at least 1");
+        if (StagingVacuumInterval < TimeSpan.Zero) throw new ArgumentException("StagingVacuumInterval must be zero (never) or positive");
         if (HeartbeatPause < TimeSpan.FromSeconds(1)) throw new ArgumentException("HeartbeatPause must be at least 1 second");
         foreach (var seed in Seeds)
         {

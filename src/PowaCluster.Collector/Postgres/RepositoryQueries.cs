@@ -151,6 +151,40 @@ public static class RepositoryQueries
         await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// The extensions' *_src_tmp tables (as ResolveTargets finds targets), quoted, and whether this role may
+    /// vacuum each: it is a member of the table's owner or of the database's, or a superuser (PostgreSQL 15 and
+    /// older; 16's MAINTAIN privilege is not looked at).
+    /// </summary>
+    const string StagingTables =
+        "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), " +
+        "pg_catalog.pg_has_role(c.relowner, 'USAGE') OR pg_catalog.pg_has_role((SELECT datdba FROM pg_catalog.pg_database " +
+        "WHERE datname = pg_catalog.current_database()), 'USAGE') OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) " +
+        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
+        "WHERE c.relkind = 'r' AND c.relname LIKE '%\\_src\\_tmp' AND EXISTS (SELECT FROM pg_catalog.pg_depend d " +
+        "WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e') ORDER BY 1";
+
+    /// <summary>
+    /// VACUUM (SKIP_LOCKED) of the *_src_tmp tables this role may vacuum, outside any transaction; a table that
+    /// another vacuum holds is skipped. Returns how many were vacuumed and how many this role may not vacuum.
+    /// </summary>
+    public static async Task<(int Vacuumed, int NotAllowed)> VacuumStagingAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        var may = new List<string>();
+        var notAllowed = 0;
+        var cmd = new NpgsqlCommand(StagingTables, conn);
+        await using (cmd.ConfigureAwait(false))
+        {
+            var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            await using var rScope = r.ConfigureAwait(false);
+            while (await r.ReadAsync(ct).ConfigureAwait(false))
+                if (!r.IsDBNull(1) && r.GetBoolean(1)) may.Add(r.GetString(0));
+                else notAllowed++;
+        }
+        if (may.Count > 0) await PgSession.ExecAsync(conn, "VACUUM (SKIP_LOCKED) " + string.Join(", ", may), ct).ConfigureAwait(false);
+        return (may.Count, notAllowed);
+    }
+
     /// <summary>Double-quotes an identifier read from powa_functions; rejects anything but a plain name.</summary>
     public static string QuoteIdentifier(string name)
     {

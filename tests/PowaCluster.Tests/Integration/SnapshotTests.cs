@@ -47,6 +47,28 @@ public sealed class SnapshotTests(LabFixture fx)
     }
 
     [Fact]
+    public async Task The_writers_vacuum_the_staging_tables_they_store_through()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var remote = fx.Lab.Remotes[0];
+        var srvid = await repo.RegisterAsync(remote, 1, "vacuum");
+        var settings = CollectorNode.FastSettings();
+        settings.StagingVacuumInterval = TimeSpan.FromSeconds(2);
+        const string vacuums = "SELECT coalesce(sum(vacuum_count), 0)::bigint FROM pg_stat_user_tables WHERE relname LIKE '%\\_src\\_tmp'";
+        const string statementsVacuumed =
+            "SELECT vacuum_count::bigint FROM pg_stat_user_tables WHERE relname = 'powa_statements_src_tmp'";
+        Assert.Equal(0, await repo.ScalarAsync<long>(vacuums));
+        await using (await CollectorNode.StartAsync(repo, settings))
+        {
+            // vacuum_count counts VACUUM commands, not autovacuum's: ours.
+            await Eventually.HoldsAsync(async () => await repo.ScalarAsync<long>(statementsVacuumed) >= 2,
+                TimeSpan.FromSeconds(45), "powa_statements_src_tmp vacuumed twice", () => PowaLab.WorkAsync(remote));
+        }
+        Assert.True((await repo.SnapshotTimesAsync(srvid)).Count >= 2);
+        Assert.Empty(await repo.ErrorsAsync(srvid));
+    }
+
+    [Fact]
     public async Task Remote_without_pg_qualstats_records_that_error_and_stores_the_other_datasources()
     {
         var repo = await fx.NewRepositoryAsync();
