@@ -105,7 +105,7 @@ public static class Program
         using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, ctx =>
         {
             ctx.Cancel = true;
-            AkkaConfiguration.RequestReload(system);
+            ShardingConfiguration.RequestReload(system);
         });
         using var stopped = new CancellationTokenSource();
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();

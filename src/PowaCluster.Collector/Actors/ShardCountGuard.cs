@@ -34,8 +34,8 @@ public sealed class ShardCountGuard : ReceiveActor
 
     /// <summary>The number of shards of a member, from its role; null for a member without one.</summary>
     public static int? ShardsOf(Member m) =>
-        m.Roles.Select(r => r.StartsWith(AkkaConfiguration.ShardRolePrefix, StringComparison.Ordinal)
-                && int.TryParse(r.AsSpan(AkkaConfiguration.ShardRolePrefix.Length), out var n) ? n : (int?)null)
+        m.Roles.Select(r => r.StartsWith(ClusterConfiguration.ShardRolePrefix, StringComparison.Ordinal)
+                && int.TryParse(r.AsSpan(ClusterConfiguration.ShardRolePrefix.Length), out var n) ? n : (int?)null)
             .FirstOrDefault(n => n is not null);
 
     /// <summary>The cluster's number of shards: the one most Up members have; on a tie, the oldest member's.</summary>

@@ -42,7 +42,7 @@ public static class CollectorHost
 
     /// <summary>
     /// How long SIGTERM may take: the hand-off of the shards (a snapshot being read gets half of HandOffTimeout),
-    /// the writers' drain (HandOffTimeout, then spooling what is left: AkkaConfiguration.UnstoredSpoolTimeout
+    /// the writers' drain (HandOffTimeout, then spooling what is left: NodeActorsConfiguration.UnstoredSpoolTimeout
     /// twice), then leaving the cluster. Kubernetes' terminationGracePeriodSeconds must be longer.
     /// </summary>
     public static TimeSpan ShutdownTimeout(CollectorSettings s) => s.HandOffTimeout + TimeSpan.FromSeconds(45);

@@ -23,7 +23,7 @@ public sealed class MixedVersionTests
             akka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = 0 }
             akka.cluster.app-version = "{{appVersion}}"
             akka.cluster.min-nr-of-members = 1
-            """).WithFallback(ConfigurationFactory.ParseString(AkkaConfiguration.SerializationHocon)));
+            """).WithFallback(ConfigurationFactory.ParseString(RemotingConfiguration.SerializationHocon)));
 
     /// <summary>Answers a server's status with its srvid, as an entity does.</summary>
     sealed class StatusAnswer : ReceiveActor
@@ -41,7 +41,7 @@ public sealed class MixedVersionTests
     [Fact]
     public async Task A_new_node_writes_0_1_0s_format_while_a_0_1_0_node_is_a_member_and_wire_proto_after()
     {
-        Assert.Equal(CollectorVersion.Text, AkkaConfiguration.AppVersionHocon.Split('"')[1]);
+        Assert.Equal(CollectorVersion.Text, ClusterConfiguration.AppVersionHocon.Split('"')[1]);
         var current = Node(CollectorVersion.Text);
         var older = Node("0.1.0");
         try

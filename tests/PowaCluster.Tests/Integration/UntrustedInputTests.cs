@@ -266,7 +266,7 @@ public sealed class UntrustedInputTests(OutageFixture fx, ITestOutputHelper outp
         // ...the collector's other actors do not: nothing but those paths is reachable (nor is a PoisonPill, a
         // Kill or a remote deployment accepted, which untrusted mode drops as well).
         Assert.False(await AnswersAsync("/user/connect-ramp"));
-        Assert.False(await AnswersAsync(Collector.Hosting.AkkaConfiguration.CoordinatorPath + "/control-desk/notify-listener"));
+        Assert.False(await AnswersAsync(Collector.Hosting.ShardingConfiguration.CoordinatorPath + "/control-desk/notify-listener"));
         Assert.True(await AnswersAsync("/system/cluster/core/daemon"));
     }
 

@@ -79,17 +79,17 @@ public sealed class ShardingTests
     public void Split_brain_resolver_and_sharding_settings_follow_the_settings()
     {
         var s = new CollectorSettings { StableAfter = TimeSpan.FromSeconds(7), HandOffTimeout = TimeSpan.FromSeconds(20) };
-        var sbr = Akka.Configuration.ConfigurationFactory.ParseString(AkkaConfiguration.SplitBrainHocon(s));
+        var sbr = Akka.Configuration.ConfigurationFactory.ParseString(ClusterConfiguration.SplitBrainHocon(s));
         Assert.Equal("keep-majority", sbr.GetString("akka.cluster.split-brain-resolver.active-strategy"));
         Assert.Equal(TimeSpan.FromSeconds(7), sbr.GetTimeSpan("akka.cluster.split-brain-resolver.stable-after"));
         Assert.Equal(TimeSpan.FromSeconds(3), sbr.GetTimeSpan("akka.cluster.down-removal-margin"));
-        var sh = Akka.Configuration.ConfigurationFactory.ParseString(AkkaConfiguration.ShardingHocon(s));
+        var sh = Akka.Configuration.ConfigurationFactory.ParseString(ShardingConfiguration.ShardingHocon(s));
         Assert.Equal(TimeSpan.FromSeconds(20), sh.GetTimeSpan("akka.cluster.sharding.handoff-timeout"));
         Assert.True(sh.GetInt("akka.cluster.sharding.least-shard-allocation-strategy.rebalance-absolute-limit") > 0);
         Assert.Equal(TimeSpan.FromSeconds(25), sh.GetTimeSpan("akka.coordinated-shutdown.phases.cluster-sharding-shutdown-region.timeout"));
         // A stopping node's writers store (or spool) what its servers left while it is still a member.
-        Assert.Equal(TimeSpan.FromSeconds(45), sh.GetTimeSpan($"akka.coordinated-shutdown.phases.{AkkaConfiguration.StoreWhatWasReadPhase}.timeout"));
-        Assert.Contains(AkkaConfiguration.StoreWhatWasReadPhase, sh.GetStringList("akka.coordinated-shutdown.phases.cluster-leave.depends-on"));
+        Assert.Equal(TimeSpan.FromSeconds(45), sh.GetTimeSpan($"akka.coordinated-shutdown.phases.{NodeActorsConfiguration.StoreWhatWasReadPhase}.timeout"));
+        Assert.Contains(NodeActorsConfiguration.StoreWhatWasReadPhase, sh.GetStringList("akka.coordinated-shutdown.phases.cluster-leave.depends-on"));
         Assert.True(Host.Startup.CollectorHost.ShutdownTimeout(s) > s.HandOffTimeout + TimeSpan.FromSeconds(5));
     }
 }

@@ -13,7 +13,7 @@ namespace PowaCluster.Tests.Unit;
 /// of format is a new file, never an edit), and 0.1.0's is what it still writes to a 0.1.0 node during a
 /// rollout. A new version's file is written by running these tests with POWA_WRITE_WIRE_FIXTURES=1.
 /// </summary>
-public sealed class WireFixtureTests() : Akka.TestKit.Xunit2.TestKit(AkkaConfiguration.SerializationHocon)
+public sealed class WireFixtureTests() : Akka.TestKit.Xunit2.TestKit(RemotingConfiguration.SerializationHocon)
 {
     const string WriteVariable = "POWA_WRITE_WIRE_FIXTURES";
     const string Legacy = "0.1.0";

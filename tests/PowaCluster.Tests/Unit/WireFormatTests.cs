@@ -12,7 +12,7 @@ namespace PowaCluster.Tests.Unit;
 /// What crosses the network between nodes: the collector's messages in their explicit format, no secret in
 /// any of them, and nothing through Akka's JSON fallback (which builds whatever type a payload names).
 /// </summary>
-public sealed class WireFormatTests() : Akka.TestKit.Xunit2.TestKit(AkkaConfiguration.SerializationHocon)
+public sealed class WireFormatTests() : Akka.TestKit.Xunit2.TestKit(RemotingConfiguration.SerializationHocon)
 {
     public static TheoryData<object> Messages => new()
     {

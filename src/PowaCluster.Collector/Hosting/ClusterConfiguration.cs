@@ -1,13 +1,19 @@
+using Akka;
+using Akka.Actor;
 using Akka.Cluster;
 using Akka.Cluster.Hosting;
+using Akka.Event;
 using Akka.Hosting;
 using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Configuration;
 
 namespace PowaCluster.Collector.Hosting;
 
-/// <summary>The node's cluster set-up (AkkaConfiguration.cs has the rest): membership, failure detection, the threads of Akka's internals, sharding.</summary>
-public static partial class AkkaConfiguration
+/// <summary>
+/// Cluster membership: joining (seeds, Kubernetes), failure detection, downing, and the guards that make a node
+/// that does not belong leave.
+/// </summary>
+public static class ClusterConfiguration
 {
     /// <summary>
     /// Cluster membership: with no seed and no discovery the node forms a cluster of its own by joining
@@ -17,7 +23,7 @@ public static partial class AkkaConfiguration
     public static AkkaConfigurationBuilder WithPowaClustering(this AkkaConfigurationBuilder b, CollectorRuntime rt)
     {
         var s = rt.Settings;
-        var seeds = s.Discovery == DiscoveryModes.Seeds ? s.Seeds.Select(x => $"{Protocol(rt)}://{SystemName}@{x}").ToArray() : [];
+        var seeds = s.Discovery == DiscoveryModes.Seeds ? s.Seeds.Select(x => $"{RemotingConfiguration.Protocol(rt)}://{AkkaConfiguration.SystemName}@{x}").ToArray() : [];
         // The node's NumberOfShards as a role: shards and the coordinator go only to nodes of the same number.
         // And what its repository is: every node of a cluster collects into the same one (RepositoryGuard).
         string[] roles = rt.RepositoryIdentity is { } id ? [ShardRole(s), RepositoryGuard.RolePrefix + id] : [ShardRole(s)];
@@ -100,26 +106,6 @@ public static partial class AkkaConfiguration
     public static string FailureDetectionHocon(CollectorSettings s) =>
         $"akka.cluster.failure-detector.acceptable-heartbeat-pause = {(int)s.HeartbeatPause.TotalMilliseconds}ms";
 
-    /// <summary>
-    /// Akka's cluster and remoting internals (heartbeats, gossip, the shard coordinator, the endpoints) run on
-    /// threads of their own instead of the .NET thread pool, where they would queue behind the collection's
-    /// work (Npgsql's continuations, COPY parsing) when a node is busy: a heartbeat waits for a CPU, never for
-    /// a queue of snapshots.
-    /// </summary>
-    public static AkkaConfigurationBuilder WithPowaDispatchers(this AkkaConfigurationBuilder b) =>
-        b.AddHocon(DispatchersHocon, HoconAddMode.Prepend);
-
-    public const string DispatchersHocon = """
-        akka.actor.internal-dispatcher {
-          executor = fork-join-executor
-          fork-join-executor { parallelism-min = 2, parallelism-factor = 1.0, parallelism-max = 4 }
-        }
-        akka.remote.default-remote-dispatcher {
-          executor = fork-join-executor
-          fork-join-executor { parallelism-min = 2, parallelism-factor = 0.5, parallelism-max = 2 }
-        }
-        """;
-
     public static TimeSpan DownRemovalMargin(CollectorSettings s) =>
         s.StableAfter < TimeSpan.FromSeconds(3) ? s.StableAfter : TimeSpan.FromSeconds(3);
 
@@ -132,28 +118,23 @@ public static partial class AkkaConfiguration
             : b.WithActors((system, _) => system.ActorOf(KubernetesJoiner.Props(rt.Settings.Kubernetes), "kubernetes-joiner"));
 
     /// <summary>
-    /// Shards and hand-off: least-shard allocation, rebalancing at most 5 shards every 10 s; on SIGTERM a shard's entities get HandOffTimeout to finish their snapshot in flight,
-    /// then the node's writers store what they left (StoreWhatWasReadPhase) before the node leaves the cluster.
+    /// A node that is downed (the minority side of a partition, or one the others found unreachable) stops its
+    /// servers at once, first thing in its CoordinatedShutdown: the majority starts them elsewhere after
+    /// down-removal-margin, and the graceful hand-off would wait for a shard coordinator that is on the other
+    /// side, collecting meanwhile. A snapshot in flight is rolled back.
     /// </summary>
-    public static AkkaConfigurationBuilder WithPowaSharding(this AkkaConfigurationBuilder b, CollectorRuntime rt) =>
-        b.AddHocon(ShardingHocon(rt.Settings), HoconAddMode.Prepend);
-
-    public static string ShardingHocon(CollectorSettings s) => $$"""
-        akka.cluster.sharding {
-          least-shard-allocation-strategy {
-            # A node that joins a running cluster takes its share a few shards at a time (each moved server
-            # stops, reads its row and connects again on its new node, through that node's ConnectRamp).
-            rebalance-absolute-limit = 5
-            rebalance-relative-limit = 0.2
-          }
-          rebalance-interval = 10s
-          handoff-timeout = {{(int)s.HandOffTimeout.TotalMilliseconds}}ms
-        }
-        akka.coordinated-shutdown.phases.cluster-sharding-shutdown-region.timeout = {{(int)(s.HandOffTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds}}ms
-        akka.coordinated-shutdown.phases.{{AkkaConfiguration.StoreWhatWasReadPhase}} {
-          depends-on = [cluster-sharding-shutdown-region]
-          timeout = {{(int)(s.HandOffTimeout + 2 * AkkaConfiguration.UnstoredSpoolTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds}}ms
-        }
-        akka.coordinated-shutdown.phases.cluster-leave.depends-on = [cluster-sharding-shutdown-region, {{AkkaConfiguration.StoreWhatWasReadPhase}}]
-        """;
+    public static AkkaConfigurationBuilder WithStopWhenDowned(this AkkaConfigurationBuilder b) =>
+        b.AddStartup((system, _) =>
+        {
+            var cs = CoordinatedShutdown.Get(system);
+            cs.AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "stop-servers-when-downed", async () =>
+            {
+                if (cs.ShutdownReason is not CoordinatedShutdown.ClusterDowningReason) return Done.Instance;
+                if (!ActorRegistry.For(system).TryGet<ServerCollector>(out var region)) return Done.Instance;
+                system.Log.Warning("This node was downed: stopping its servers now; the other nodes take them over");
+                try { await region.GracefulStop(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }
+                catch (TaskCanceledException) { /* stopped anyway when the actor system terminates */ }
+                return Done.Instance;
+            });
+        });
 }
