@@ -186,7 +186,6 @@ internal sealed class WriterSession(CollectorSettings settings, NpgsqlConnection
         return new ErrorsReported(e.SrvId, done.Written, done.Sequence);
     }
 
-    /// <summary>Runs a short job in its own transaction; null: nothing to answer.</summary>
     bool _vacuumRefusedSaid;
 
     /// <summary>Not answered: the pool hears the writer is idle. Said once a session: the tables it may not vacuum.</summary>
@@ -203,6 +202,7 @@ internal sealed class WriterSession(CollectorSettings settings, NpgsqlConnection
         return null;
     }
 
+    /// <summary>Runs a short job in its own transaction; null: nothing to answer.</summary>
     static async Task<object?> InTransaction(NpgsqlConnection conn, Func<NpgsqlConnection, Task> job, CancellationToken ct)
     {
         var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);

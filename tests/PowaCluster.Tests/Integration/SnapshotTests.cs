@@ -69,6 +69,34 @@ public sealed class SnapshotTests(LabFixture fx)
     }
 
     [Fact]
+    public async Task A_role_that_owns_no_staging_table_vacuums_none_and_says_how_many_it_may_not()
+    {
+        var repo = await fx.NewRepositoryAsync();
+        var role = $"vacuum_stranger_{repo.Database}";
+        await repo.ExecAsync($"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'stranger-pw-7'");
+        var owner = new Npgsql.NpgsqlConnectionStringBuilder(repo.ConnectionString.ConnectionString);
+        var stranger = new Npgsql.NpgsqlConnectionStringBuilder(owner.ConnectionString) { Username = role, Password = "stranger-pw-7" };
+        try
+        {
+            await using (var c = new Npgsql.NpgsqlConnection(stranger.ConnectionString))
+            {
+                await c.OpenAsync();
+                var (vacuumed, notAllowed) = await Collector.Postgres.RepositoryQueries.VacuumStagingAsync(c, CancellationToken.None);
+                Assert.Equal(0, vacuumed);
+                Assert.True(notAllowed >= 5, $"{notAllowed} staging tables seen as not allowed");
+            }
+            await using (var c = new Npgsql.NpgsqlConnection(owner.ConnectionString))
+            {
+                await c.OpenAsync();
+                var (vacuumed, notAllowed) = await Collector.Postgres.RepositoryQueries.VacuumStagingAsync(c, CancellationToken.None);
+                Assert.True(vacuumed >= 5, $"{vacuumed} staging tables vacuumed");
+                Assert.Equal(0, notAllowed);
+            }
+        }
+        finally { await repo.ExecAsync($"DROP ROLE IF EXISTS {role}"); }
+    }
+
+    [Fact]
     public async Task Remote_without_pg_qualstats_records_that_error_and_stores_the_other_datasources()
     {
         var repo = await fx.NewRepositoryAsync();
