@@ -164,23 +164,28 @@ public static class RepositoryQueries
         "WHERE c.relkind = 'r' AND c.relname LIKE '%\\_src\\_tmp' AND EXISTS (SELECT FROM pg_catalog.pg_depend d " +
         "WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e') ORDER BY 1";
 
+    /// <summary>The *_src_tmp tables this role may vacuum (quoted), and how many others there are.</summary>
+    public static async Task<(List<string> May, int NotAllowed)> StagingTablesAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        var may = new List<string>();
+        var notAllowed = 0;
+        var cmd = new NpgsqlCommand(StagingTables, conn);
+        await using var cmdScope = cmd.ConfigureAwait(false);
+        var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        await using var rScope = r.ConfigureAwait(false);
+        while (await r.ReadAsync(ct).ConfigureAwait(false))
+            if (!r.IsDBNull(1) && r.GetBoolean(1)) may.Add(r.GetString(0));
+            else notAllowed++;
+        return (may, notAllowed);
+    }
+
     /// <summary>
     /// VACUUM (SKIP_LOCKED) of the *_src_tmp tables this role may vacuum, outside any transaction; a table that
     /// another vacuum holds is skipped. Returns how many were vacuumed and how many this role may not vacuum.
     /// </summary>
     public static async Task<(int Vacuumed, int NotAllowed)> VacuumStagingAsync(NpgsqlConnection conn, CancellationToken ct)
     {
-        var may = new List<string>();
-        var notAllowed = 0;
-        var cmd = new NpgsqlCommand(StagingTables, conn);
-        await using (cmd.ConfigureAwait(false))
-        {
-            var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
-            await using var rScope = r.ConfigureAwait(false);
-            while (await r.ReadAsync(ct).ConfigureAwait(false))
-                if (!r.IsDBNull(1) && r.GetBoolean(1)) may.Add(r.GetString(0));
-                else notAllowed++;
-        }
+        var (may, notAllowed) = await StagingTablesAsync(conn, ct).ConfigureAwait(false);
         if (may.Count > 0) await PgSession.ExecAsync(conn, "VACUUM (SKIP_LOCKED) " + string.Join(", ", may), ct).ConfigureAwait(false);
         return (may.Count, notAllowed);
     }
