@@ -155,14 +155,15 @@ public abstract class PowaSql
         $"SELECT {L(Q("powa_snapshot_metas"))}, p, pg_catalog.has_table_privilege({L(Q("powa_snapshot_metas"))}, p) FROM unnest(ARRAY['SELECT', 'UPDATE']) p UNION ALL " +
         $"SELECT {L(Q("powa_take_snapshot") + "(integer)")}, 'EXECUTE', pg_catalog.has_function_privilege({L(Q("powa_take_snapshot") + "(integer)")}, 'EXECUTE') UNION ALL " +
         "SELECT c.oid::regclass::text, p, pg_catalog.has_table_privilege(c.oid, p) FROM pg_catalog.pg_class c " +
-        "JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e' " +
-        "CROSS JOIN unnest(ARRAY['INSERT', 'DELETE']) p " +
-        "WHERE c.relkind IN ('r', 'p') AND c.relname LIKE '%\\_src\\_tmp') x WHERE NOT ok ORDER BY o, p";
+        $"CROSS JOIN unnest(ARRAY['INSERT', 'DELETE']) p WHERE {IsStagingTable}) x WHERE NOT ok ORDER BY o, p";
 
-    /// <summary>The number of *_src_tmp tables of installed extensions (what MissingRepositoryPrivileges looked at).</summary>
-    public const string SrcTmpTableCount =
-        "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass " +
-        "AND d.objid = c.oid AND d.deptype = 'e' WHERE c.relkind IN ('r', 'p') AND c.relname LIKE '%\\_src\\_tmp'";
+    /// <summary>
+    /// Whether the pg_class row c is a staging table: a *_src_tmp table of an installed extension, where the
+    /// collector copies snapshots (the stores' targets, the privileges check looks at, the vacuum's tables).
+    /// </summary>
+    public const string IsStagingTable =
+        "c.relkind IN ('r', 'p') AND c.relname LIKE '%\\_src\\_tmp' AND EXISTS (SELECT FROM pg_catalog.pg_depend d " +
+        "WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')";
 
     static string L(string text) => "'" + text.Replace("'", "''") + "'";
 

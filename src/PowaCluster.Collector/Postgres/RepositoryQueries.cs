@@ -152,7 +152,7 @@ public static class RepositoryQueries
     }
 
     /// <summary>
-    /// The extensions' *_src_tmp tables (as ResolveTargets finds targets), quoted, and whether this role may
+    /// The staging tables (PowaSql.IsStagingTable), quoted, and whether this role may
     /// vacuum each: it is a member of the table's owner or of the database's, or a superuser (PostgreSQL 15 and
     /// older; 16's MAINTAIN privilege is not looked at).
     /// </summary>
@@ -160,9 +160,7 @@ public static class RepositoryQueries
         "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), " +
         "pg_catalog.pg_has_role(c.relowner, 'USAGE') OR pg_catalog.pg_has_role((SELECT datdba FROM pg_catalog.pg_database " +
         "WHERE datname = pg_catalog.current_database()), 'USAGE') OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) " +
-        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
-        "WHERE c.relkind = 'r' AND c.relname LIKE '%\\_src\\_tmp' AND EXISTS (SELECT FROM pg_catalog.pg_depend d " +
-        "WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e') ORDER BY 1";
+        $"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE {PowaSql.IsStagingTable} ORDER BY 1";
 
     /// <summary>The *_src_tmp tables this role may vacuum (quoted), and how many others there are.</summary>
     public static async Task<(List<string> May, int NotAllowed)> StagingTablesAsync(NpgsqlConnection conn, CancellationToken ct)

@@ -246,8 +246,7 @@ public static class SnapshotStore
     const string ResolveTargets =
         "SELECT (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) FROM pg_catalog.pg_class c " +
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass(t.name) " +
-        "AND c.relkind IN ('r', 'p') AND c.relname LIKE '%\\_src\\_tmp' AND EXISTS (SELECT FROM pg_catalog.pg_depend d " +
-        "WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')) " +
+        $"AND {PowaSql.IsStagingTable}) " +
         "FROM unnest($1::text[]) WITH ORDINALITY t(name, i) ORDER BY t.i";
 
     /// <summary>A text from a stage, for a message: at most 200 characters, no control character.</summary>

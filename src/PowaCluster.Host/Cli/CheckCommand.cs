@@ -85,16 +85,16 @@ public static class CheckCommand
                 return lines;
             }
             var missing = await ListAsync(conn, sql.MissingRepositoryPrivileges, null, r => (r.GetString(0), r.GetString(1)), cts.Token);
-            var tables = await ScalarAsync<long>(conn, PowaSql.SrcTmpTableCount, cts.Token);
+            var (vacuumable, notAllowed) = await RepositoryQueries.StagingTablesAsync(conn, cts.Token);
+            var tables = vacuumable.Count + notAllowed;
             lines.Add(missing.Count == 0
                 ? new("repository privileges", true, $"powa_servers, powa_snapshot_metas, powa_take_snapshot and {tables} *_src_tmp tables")
                 : new("repository privileges", false, $"{csb.Username ?? "the user"} lacks {Grouped(missing)}"));
             // Not a failure: the tables this role may not vacuum are left to autovacuum (README, StagingVacuumInterval).
-            var (vacuumable, notAllowed) = await RepositoryQueries.StagingTablesAsync(conn, cts.Token);
             lines.Add(new("staging tables vacuum", true, settings.StagingVacuumInterval <= TimeSpan.Zero
                 ? "off (StagingVacuumInterval 0): left to autovacuum"
                 : notAllowed == 0 ? $"every {settings.StagingVacuumInterval.TotalSeconds:F0} s, all {vacuumable.Count} *_src_tmp tables"
-                : $"{csb.Username ?? "the user"} may not vacuum {notAllowed} of the {vacuumable.Count + notAllowed} *_src_tmp tables " +
+                : $"{csb.Username ?? "the user"} may not vacuum {notAllowed} of the {tables} *_src_tmp tables " +
                   "(not their owner): they are left to autovacuum, which needs tuning for a large fleet (README, \"A large fleet\")"));
 
             IReadOnlyList<ServerRow> servers;
