@@ -137,10 +137,25 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
         return row;
     }
 
+    /// <summary>
+    /// VACUUM of the repository's database, before every measure (the limit's too): each row starts on the same
+    /// clean repository instead of the dead rows the rows before it left (powa_statements' last_present_ts,
+    /// updated by every snapshot, and the purge of the limit's servers), which the bench's throwaway repository,
+    /// with autovacuum's defaults, would otherwise charge to whichever row came later.
+    /// </summary>
+    public static async Task VacuumAsync(NpgsqlConnection repo)
+    {
+        var sw = Stopwatch.StartNew();
+        await using var cmd = new NpgsqlCommand("VACUUM", repo) { CommandTimeout = 600 };
+        await cmd.ExecuteNonQueryAsync();
+        if (sw.Elapsed > TimeSpan.FromSeconds(1)) BenchCommand.Say($"repository vacuumed in {sw.Elapsed.TotalSeconds:F1} s");
+    }
+
     async Task<BenchRow> MeasureAsync(Func<Task<IDemoCollector>> start, int servers, int frequency, TimeSpan warmup, TimeSpan window)
     {
         if (servers > 0) await EnsureServersAsync(servers);
         if (AllServers.Count > 0) await ActivateAsync(servers, frequency);
+        await VacuumAsync(repo);
         await using var collector = await start();
         BenchCommand.Say($"{collector.Name}: {servers} servers at {frequency} s, {warmup.TotalSeconds:F0} s of warm-up then {window.TotalSeconds:F0} s measured");
         await WaitAsync(warmup, collector);
@@ -173,6 +188,7 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
     public async Task<string> FrozenRemoteAsync(Func<Task<IDemoCollector>> start, LocalPostgres victim, TimeSpan frozenFor)
     {
         await ActivateAsync(o.Servers, o.Frequency);
+        await VacuumAsync(repo);
         var healthy = AllServers.Take(o.Servers).Where((_, i) => _where[i].Remote != victim).ToList();
         await using var collector = await start();
         BenchCommand.Say($"{collector.Name}: {o.Servers} servers at {o.Frequency} s; {victim.Name} frozen for {frozenFor.TotalSeconds:F0} s after {o.Warmup} s");

@@ -61,7 +61,7 @@ public static class RepositoryLimit
         DateTime notBeforeUtc)
     {
         var budget = new StageBudget(long.MaxValue, null);
-        await VacuumStagingAsync(repo);
+        await VacuumRepositoryAsync(repo);
         var sw = Stopwatch.StartNew();
         var stored = 0;
         var workers = Enumerable.Range(0, connections).Select(async w =>
@@ -102,7 +102,7 @@ public static class RepositoryLimit
     public static async Task<double> MeasureAsync(NpgsqlConnectionStringBuilder repo, IReadOnlyList<SnapshotStage> stages,
         int connections, TimeSpan duration)
     {
-        await VacuumStagingAsync(repo);
+        await VacuumRepositoryAsync(repo);
         var sw = Stopwatch.StartNew();
         var stored = 0;
         var workers = Enumerable.Range(0, connections).Select(async w =>
@@ -129,14 +129,11 @@ public static class RepositoryLimit
         return stored / sw.Elapsed.TotalSeconds;
     }
 
-    /// <summary>
-    /// Each measure starts on clean staging tables, as the collector keeps them (StagingVacuumInterval): what the
-    /// rows before left dead is not the repository's limit.
-    /// </summary>
-    static async Task VacuumStagingAsync(NpgsqlConnectionStringBuilder repo)
+    /// <summary>Each measure starts on a vacuumed repository, as every collector run does (<see cref="BenchRuns.VacuumAsync"/>).</summary>
+    static async Task VacuumRepositoryAsync(NpgsqlConnectionStringBuilder repo)
     {
         await using var c = new NpgsqlConnection(repo.ConnectionString);
         await c.OpenAsync();
-        await RepositoryQueries.VacuumStagingAsync(c, CancellationToken.None);
+        await BenchRuns.VacuumAsync(c);
     }
 }
