@@ -31,11 +31,19 @@ public sealed record BacklogView(int Count, long Bytes, DateTime? OldestUtc, str
 /// One server's collection, decided: a plain class, no Akka, no PostgreSQL. Each event method (a message the
 /// entity received, its time from the TimeProvider) updates the state and returns what to do, as
 /// ServerActions. How the phases follow each other, and why, is in docs/architecture.md
-/// (its ServerCollector section); <see cref="Allowed"/> is the table, and a move outside it throws.
+/// (its ServerCollector section); <see cref="Allowed"/> is the table, and a move outside it throws. What
+/// becomes of a snapshot once read (queue, writer, spool, hand-over) is <see cref="SnapshotDelivery"/>'s.
 /// </summary>
-public sealed class ServerState(CollectorSettings settings, PowaVersion repositoryPowa, IServerSurroundings world,
-    TimeProvider time, Func<double> random)
+public sealed class ServerState
 {
+    public ServerState(CollectorSettings settings, PowaVersion repositoryPowa, IServerSurroundings world, TimeProvider time, Func<double> random)
+    {
+        (_settings, RepositoryPowa, _world, _time, _random) = (settings, repositoryPowa, world, time, random);
+        Record = new ServerRecord(time.GetUtcNow().UtcDateTime);
+        // What is read goes on to the delivery, which writes its actions to the same list as the state's.
+        _delivery = new SnapshotDelivery(settings, world, Record, () => SrvId, _out.Add);
+    }
+
     //   New ─► Loading ─► Connecting ─► Restoring ─► Collecting
     //             │          ▲   │           │          │
     //             │          │   ▼           ▼          ▼
@@ -56,48 +64,41 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
 
     public static bool Allowed(ServerPhase from, ServerPhase to) => Moves[from].Contains(to);
 
-    /// <summary>A snapshot read and waiting for the repository (its stage is the actor's).</summary>
-    sealed record Queued(long Sequence, DateTime TakenAtUtc);
-
-    /// <summary>The snapshot at a writer: one read here, or the spool's oldest.</summary>
-    sealed record AtWriter(long Sequence, bool Replay, DateTime? TakenAtUtc = null);
-
     readonly List<ServerAction> _out = [];
-    readonly Queue<Queued> _queue = new();       // oldest first
-    List<Queued>? _toSpool;                      // being written to the spool (the repository just went down)
-    AtWriter? _storing;
+    readonly CollectorSettings _settings;
+    readonly IServerSurroundings _world;
+    readonly TimeProvider _time;
+    readonly Func<double> _random;
+    readonly SnapshotDelivery _delivery;
     long? _reading;                              // the sequence of the snapshot being read
     CatalogRefresh? _refresh, _readingRefresh;   // REFRESH_DB_CAT asked for; the one the read in progress takes care of
     long _catalogSequence;                       // a snapshot read with the catalogs that are due, not stored yet (0: none)
     SnapshotPlan _plan = SnapshotPlan.Empty;
     IReadOnlySet<string> _guarded = new HashSet<string>();
-    long _sequence, _seenSequence = long.MinValue;
+    long _seenSequence = long.MinValue;
     int _skipped, _failures;
     DateTime? _dueUtc;                           // the pending tick's, while scheduled
     DateTime _lastStartUtc = DateTime.MinValue, _lastEnsureUtc;
     ServerConfig? _pendingConfig;                // a changed row that waits for the snapshot being read
-    bool _readingRow, _refreshAfterRead, _repositoryDown, _spoolErrorSaid;
-    int _notStoredInARow;
-    long _spooledInOutage, _replayed;
+    bool _readingRow, _refreshAfterRead;
 
     public ServerPhase Phase { get; private set; } = ServerPhase.New;
     public int SrvId { get; private set; }
     public ServerConfig? Config { get; private set; }
     public string RowVersion { get; private set; } = "";
-    public PowaVersion RepositoryPowa { get; private set; } = repositoryPowa;
+    public PowaVersion RepositoryPowa { get; private set; }
     /// <summary>Bumps on every connection attempt: answers and ticks of an older one are ignored.</summary>
     public int Generation { get; private set; }
-    public bool HandedOff { get; private set; }
-    public ServerRecord Record { get; } = new(time.GetUtcNow().UtcDateTime);
+    public bool HandedOff => _delivery.HandedOff;
+    public ServerRecord Record { get; }
     /// <summary>Snapshots read and not stored yet: queued, and the one at a writer.</summary>
-    public int Unstored => _queue.Count + (_storing is null ? 0 : 1);
+    public int Unstored => _delivery.Unstored;
     /// <summary>A snapshot is being read, waits for the repository, is being spooled or stored: a stop waits for it.</summary>
-    public bool Busy => _reading is not null || Unstored > 0 || _toSpool is not null;
+    public bool Busy => _reading is not null || _delivery.Busy;
 
-    DateTime CurrentUtc => time.GetUtcNow().UtcDateTime;
+    DateTime CurrentUtc => _time.GetUtcNow().UtcDateTime;
     TimeSpan Frequency => TimeSpan.FromSeconds(Config!.Frequency);
-    bool CanQueue => Unstored == 0 || (Unstored < settings.MaxQueuedSnapshots && world.RoomToReadAhead);
-    bool Spooling => world.Backlog is { } b && (_repositoryDown || b.Count > 0 || world.OldestElsewhere is not null);
+    bool CanQueue => _delivery.CanQueue;
 
     /// <summary>The plan the repository gave last (Restored, Stored), for the node's StateKeeper; null before.</summary>
     public SnapshotPlan? RepositoryPlan { get; private set; }
@@ -185,14 +186,14 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
             StartCollecting(_lastStartUtc);
             return;
         }
-        if (last is null && world.Saved?.Plan is { } savedPlan && world.Backlog is not null)
+        if (last is null && _world.Saved?.Plan is { } savedPlan && _world.Backlog is not null)
         {
             // Started here during an outage (a restart, a moved shard): the plan and the last time taken that
             // the node saved, or another node shared, and what the spool holds.
             _plan = _catalogSequence != 0 ? savedPlan.WithoutCatalogs() : savedPlan;
-            _repositoryDown = true; // reads go to the spool; from the second on, its oldest probes the repository
+            _delivery.StartInOutage();
             Record.Status = CollectorStatus.NoRepository;
-            var lastKnown = Latest(world.Saved.LastTakenUtc, world.Backlog.NewestUtc);
+            var lastKnown = Latest(_world.Saved.LastTakenUtc, _world.Backlog.NewestUtc);
             Say(NoteLevel.Warning, $"Server {SrvId}: the repository cannot give its schedule ({error}); collecting into the spool with the plan " +
                                    $"this node saved{(lastKnown is { } l ? $", the last snapshot taken at {l:HH:mm:ss} UTC" : "")}, until it is back");
             StartCollecting(lastKnown);
@@ -201,7 +202,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         if (last is null || !last.Registered)
         {
             Disconnected(CollectorStatus.NoRepository, error ?? $"server {SrvId} is not correctly registered: it has no powa_snapshot_metas row",
-                report: false, delay: last is null ? null : settings.RetryMaxDelay);
+                report: false, delay: last is null ? null : _settings.RetryMaxDelay);
             return;
         }
         Saw(last.Sequence);
@@ -212,19 +213,17 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         if (plan.IsEmpty) Say(NoteLevel.Info, $"No datasource configured for server {SrvId}");
         // A snapshot taken on the node that handed the server off may not be stored yet: its time, shared by that
         // node, keeps the schedule (the repository's snapts would make it look overdue).
-        StartCollecting(Latest(last.At?.UtcDateTime, world.Saved?.LastTakenUtc));
+        StartCollecting(Latest(last.At?.UtcDateTime, _world.Saved?.LastTakenUtc));
     });
 
     static DateTime? Latest(DateTime? a, DateTime? b) => a is null ? b : b is null ? a : a > b ? a : b;
-
-    static DateTime? Earliest(DateTime? a, DateTime? b) => a is null ? b : b is null ? a : a < b ? a : b;
 
     /// <summary>Restoring ends: the first snapshot is due from the last one (ServerSchedule.FirstDue).</summary>
     void StartCollecting(DateTime? lastUtc)
     {
         _failures = 0;
-        StoreNext(); // what the spool holds (a restart during an outage) is replayed first
-        var due = ServerSchedule.FirstDue(lastUtc, Frequency, CurrentUtc, random());
+        _delivery.StoreNext(); // what the spool holds (a restart during an outage) is replayed first
+        var due = ServerSchedule.FirstDue(lastUtc, Frequency, CurrentUtc, _random());
         Say(NoteLevel.Debug, $"Server {SrvId}: first snapshot in {(due - CurrentUtc).TotalSeconds:F1} s");
         ScheduleAt(due);
         MoveTo(ServerPhase.Collecting);
@@ -240,15 +239,9 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     {
         if (Phase != ServerPhase.Collecting || generation != Generation) return;
         ScheduleAt(ServerSchedule.NextDue(_dueUtc!.Value, Frequency, CurrentUtc));
-        if (_repositoryDown)
-        {
-            // With nothing spooled or waiting (the bounds dropped them, or the disk refused them), this tick's
-            // snapshot goes to a writer as a live one.
-            if (world.Backlog is not { } backlog || (backlog.Count == 0 && Unstored == 0)) _repositoryDown = false;
-            else StoreNext(probe: true);
-        }
+        _delivery.Tick();
         if (_reading is not null) Skip("read");
-        else if (!CanQueue && world.Backlog is null) Skip("stored");
+        else if (!CanQueue && _world.Backlog is null) Skip("stored");
         else StartRead(); // with a full queue (a slow or hung repository), to the spool
     });
 
@@ -293,29 +286,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         if (sequence != _reading) return;
         _reading = null;
         _guarded = failedSteps;
-        if (spoolError is not null) SpoolFailed(spoolError);
-        if (spooled)
-        {
-            Do(new DropStages([sequence])); // on the disk: the memory goes back
-            _spooledInOutage++;
-            Do(new Count("spooled"));
-            if (_repositoryDown) Record.Status = CollectorStatus.NoRepository;
-        }
-        else if (spoolError is not null && Unstored >= settings.MaxQueuedSnapshots)
-        {
-            // Read for the spool because the queue is full, and the spool refused it: no room anywhere.
-            Do(new DropStages([sequence]));
-            Record.Error(CollectorStatus.NoRepository, spoolError, snapshotLost: true);
-            Do(new Count("not_stored"));
-            Settle();
-            return;
-        }
-        else
-        {
-            _queue.Enqueue(new Queued(sequence, takenAtUtc));
-            Say(NoteLevel.Debug, $"Server {SrvId}: snapshot read{detail}; {Unstored} waiting for the repository");
-        }
-        StoreNext();
+        _delivery.Read(sequence, takenAtUtc, spooled, spoolError, detail);
         Settle();
     });
 
@@ -332,26 +303,12 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     /// <summary>The repository's answer to a store; <paramref name="replayedSequence"/>: the spooled snapshot's own, when it was one.</summary>
     public IReadOnlyList<ServerAction> Stored(long sequence, StoreResult result, long? replayedSequence) => Run(() =>
     {
-        if (_storing?.Sequence != sequence) return;
+        if (!_delivery.AtWriterNow(sequence)) return;
         Saw(result.Sequence);
-        Do(new CancelWatchdog());
-        _storing = null;
-        _repositoryDown = false;
-        if (_notStoredInARow > 0)
-            Say(NoteLevel.Info, $"Server {SrvId}: the repository stores snapshots again; {_notStoredInARow} could not be stored before" +
-                                (_spooledInOutage > 0 ? $", {_spooledInOutage} spooled on this node are replayed now" : ""));
-        _notStoredInARow = 0;
-        _spoolErrorSaid = false;
+        var replayed = replayedSequence is not null;
+        _delivery.Stored(result, replayed);
         Record.Stored(result, CurrentUtc);
         FollowRepositoryPowa(result.RepositoryPowa);
-        Do(new Count(result.Outcome switch
-        {
-            StoreOutcome.Skipped => "skipped",
-            StoreOutcome.Refused => "refused",
-            StoreOutcome.Rejected => "rejected",
-            _ => "stored",
-        }));
-        var replayed = replayedSequence is not null;
         if (result.Outcome == StoreOutcome.Skipped)
             Say(NoteLevel.Warning, $"Server {SrvId}: {(replayed ? "spooled " : "")}snapshot skipped: {result.SkipReason}");
         else if (result.Outcome == StoreOutcome.Rejected && replayed)
@@ -364,19 +321,10 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
             _plan = _catalogSequence != 0 ? result.Plan.WithoutCatalogs() : result.Plan;
             RepositoryPlan = result.Plan;
         }
-        if (replayed)
-        {
-            _replayed++;
-            if (world.Backlog?.Count == 0)
-            {
-                Say(NoteLevel.Info, $"Server {SrvId}: its spooled snapshots are replayed ({_replayed} stored from the spool)");
-                (_replayed, _spooledInOutage) = (0, 0);
-            }
-        }
         foreach (var e in result.Errors) Say(NoteLevel.Warning, $"Server {SrvId}: {e}");
         if (result.TakeSnapshotErrors != 0)
             Say(NoteLevel.Warning, $"powa_take_snapshot({SrvId}) reported {result.TakeSnapshotErrors} error(s); see the repository server's log");
-        StoreNext();
+        _delivery.StoreNext();
         Settle();
     });
 
@@ -384,52 +332,9 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     /// <param name="replayedTakenAtUtc">set when it was a spooled one</param>
     public IReadOnlyList<ServerAction> NotStored(long sequence, string error, bool spooled, DateTime? replayedTakenAtUtc, string? spoolError) => Run(() =>
     {
-        if (_storing?.Sequence != sequence) return;
-        Do(new CancelWatchdog());
-        var stored = _storing;
-        _storing = null;
-        if (spooled)
-        {
-            // It waits in the spool, and so do the next ones.
-            var entering = !_repositoryDown;
-            _repositoryDown = true;
-            Record.Error(CollectorStatus.NoRepository, error, snapshotLost: false);
-            if (replayedTakenAtUtc is null)
-            {
-                _spooledInOutage++;
-                Do(new Count("spooled"));
-            }
-            if (_notStoredInARow++ == 0)
-                Say(NoteLevel.Warning, $"Server {SrvId}: the repository cannot store snapshots ({error}); they are spooled in {world.Backlog?.Directory} and replayed when it can");
-            if (entering) SpoolQueue();
-            Settle();
-            return;
-        }
-        if (replayedTakenAtUtc is { } taken)
-        {
-            // The repository refuses this spooled snapshot for good: it is deleted, and the next one goes.
-            Record.Error(CollectorStatus.NoRepository, error, snapshotLost: true);
-            Do(new Count("not_stored"));
-            Say(NoteLevel.Warning, $"Server {SrvId}: the spooled snapshot taken at {taken:yyyy-MM-dd HH:mm:ss} UTC is refused by the repository and dropped: {error}");
-            StoreNext();
-            Settle();
-            return;
-        }
-        if (spoolError is not null) SpoolFailed(spoolError);
-        if (_catalogSequence == sequence) _catalogSequence = 0; // the next stored plan says they are due
-        Record.Error(CollectorStatus.NoRepository, error, snapshotLost: true);
-        Do(new Count("not_stored"));
-        // Once per outage, not once per snapshot; Stored says how many were lost when the repository takes them again.
-        Say(_notStoredInARow++ == 0 ? NoteLevel.Warning : NoteLevel.Debug, $"Server {SrvId}: snapshot not stored: {error}");
-        if (Phase == ServerPhase.Stopping && _queue.Count > 0 && stored is { Replay: false })
-        {
-            // Stopping, and the repository fails: the others are not waited for.
-            Say(NoteLevel.Warning, $"Server {SrvId}: {_queue.Count} snapshots read and not stored are dropped: the server is stopping and the repository failed");
-            Do(new DropStages(_queue.Select(q => q.Sequence).ToList()));
-            foreach (var _ in _queue) Record.Error(CollectorStatus.NoRepository, error, snapshotLost: true);
-            _queue.Clear();
-        }
-        StoreNext();
+        var what = _delivery.NotStored(sequence, error, spooled, replayedTakenAtUtc, spoolError, stopping: Phase == ServerPhase.Stopping);
+        if (what == SnapshotDelivery.NotStoredAs.NotOurs) return;
+        if (what == SnapshotDelivery.NotStoredAs.Lost && _catalogSequence == sequence) _catalogSequence = 0; // the next stored plan says they are due
         Settle();
     });
 
@@ -437,28 +342,12 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         NotStored(sequence, "the repository did not answer in time", spooled: false, null, null);
 
     /// <summary>The spool's oldest could not be taken (the node's keeper is storing it): the next tick tries again.</summary>
-    public IReadOnlyList<ServerAction> ReplayNotTaken(long sequence) => Run(() =>
-    {
-        if (_storing is { Replay: true } s && s.Sequence == sequence) _storing = null;
-    });
+    public IReadOnlyList<ServerAction> ReplayNotTaken(long sequence) => Run(() => _delivery.ReplayNotTaken(sequence));
 
     /// <summary>The queue went to the spool: the first <paramref name="written"/> are there; the rest, back in memory.</summary>
     public IReadOnlyList<ServerAction> QueueSpooled(int written, string? error) => Run(() =>
     {
-        if (_toSpool is null) return;
-        var left = _toSpool.Skip(written).ToList();
-        _toSpool = null;
-        _spooledInOutage += written;
-        if (written > 0) Do(new Count("spooled", written));
-        if (left.Count > 0)
-        {
-            // Back in memory, first: older than anything read meanwhile.
-            var rest = _queue.ToList();
-            _queue.Clear();
-            foreach (var q in left.Concat(rest)) _queue.Enqueue(q);
-        }
-        if (error is not null) SpoolFailed(error);
-        StoreNext();
+        _delivery.QueueSpooled(written, error);
         Settle();
     });
 
@@ -475,44 +364,43 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
     public IReadOnlyList<ServerAction> HandOff() => Run(() =>
     {
         if (HandedOff || Phase is ServerPhase.Stopped) return;
-        HandedOff = true;
-        StoreNext();
+        _delivery.HandOff();
         RequestStop("its shard is handed off to another node");
-        if (_reading is not null) Do(new StartHandOffDeadline(settings.HandOffTimeout / 2));
+        if (_reading is not null) Do(new StartHandOffDeadline(_settings.HandOffTimeout / 2));
     });
 
     public IReadOnlyList<ServerAction> HandOffDeadline() => Run(() =>
     {
         if (Phase == ServerPhase.Stopped) return;
-        Say(NoteLevel.Warning, $"Server {SrvId}: its snapshot is still being read {(settings.HandOffTimeout / 2).TotalSeconds:F0} s after its shard was handed off: given up, the server goes on on its new node");
+        Say(NoteLevel.Warning, $"Server {SrvId}: its snapshot is still being read {(_settings.HandOffTimeout / 2).TotalSeconds:F0} s after its shard was handed off: given up, the server goes on on its new node");
         MoveTo(ServerPhase.Stopped);
         Do(new Stop());
     });
 
     /// <summary>The older backlog another node held is stored, or that node is gone: this server's own goes on.</summary>
-    public IReadOnlyList<ServerAction> BacklogElsewhereGone() => Run(() => StoreNext());
+    public IReadOnlyList<ServerAction> BacklogElsewhereGone() => Run(() => _delivery.StoreNext());
 
-    /// <summary>The oldest snapshot this entity holds (its spool's, or its queue's head), null when it holds none.</summary>
-    public DateTime? OldestOwnUtc => Earliest(world.Backlog?.OldestUtc, _queue.TryPeek(out var head) ? head.TakenAtUtc : null);
+    /// <inheritdoc cref="SnapshotDelivery.OldestOwnUtc"/>
+    public DateTime? OldestOwnUtc => _delivery.OldestOwnUtc;
 
-    /// <summary>Whether a node holding spooled snapshots of this server from <paramref name="oldestUtc"/> on stores them before this entity's.</summary>
-    public bool YieldsTo(DateTime oldestUtc) => OldestOwnUtc is not { } mine || oldestUtc <= mine;
+    /// <inheritdoc cref="SnapshotDelivery.YieldsTo"/>
+    public bool YieldsTo(DateTime oldestUtc) => _delivery.YieldsTo(oldestUtc);
 
     public IReadOnlyList<ServerAction> LeaseCheck() => Run(() =>
     {
-        var lease = settings.ResyncInterval * settings.EntityLeaseIntervals;
+        var lease = _settings.ResyncInterval * _settings.EntityLeaseIntervals;
         if (CurrentUtc - _lastEnsureUtc > lease) RequestStop($"no word from the coordinator for {lease.TotalSeconds:F0} s");
     });
 
     public ServerStatus Status(string? node) => Phase == ServerPhase.New
         ? new ServerStatus(SrvId, CollectorStatus.Stopped, node, null, null, 0, 0)
-        : Record.ToStatus(SrvId, node, Phase == ServerPhase.Stopping, world.Backlog);
+        : Record.ToStatus(SrvId, node, Phase == ServerPhase.Stopping, _world.Backlog);
 
     // ---- decisions ---------------------------------------------------------------------------------
 
     void FirstRow(ServerRow? row, string? error, string? repositoryPowa)
     {
-        if (error is not null && world.Saved?.Row is { } saved)
+        if (error is not null && _world.Saved?.Row is { } saved)
         {
             // The repository is down (a restart, or a move of the shard, during an outage): the row this node
             // saved lets it collect into the spool; the row is read again at the next EnsureCollecting that differs.
@@ -524,7 +412,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         {
             _failures++;
             Record.Error(CollectorStatus.NoRepository, error, snapshotLost: false);
-            var wait = ServerSchedule.Backoff(_failures, settings.RetryMinDelay, settings.RetryMaxDelay, random());
+            var wait = ServerSchedule.Backoff(_failures, _settings.RetryMinDelay, _settings.RetryMaxDelay, _random());
             Say(NoteLevel.Warning, $"Server {SrvId}: cannot read its powa_servers row: {error}; retrying in {wait.TotalSeconds:F0} s");
             Do(new RetryRowRead(wait));
             return;
@@ -585,7 +473,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         Config = cfg;
         if (old.Alias != cfg.Alias) Do(new Track(cfg.Alias));
         // A row that cannot be collected (a frequency no timer can wait, among others): Connect says why.
-        var loopback = settings.ClusterOnLoopback;
+        var loopback = _settings.ClusterOnLoopback;
         if (old.ConnectionDiffers(cfg) || (cfg.Problem(loopback) is not null && old.Problem(loopback) is null))
         {
             if (old.ConnectionDiffers(cfg))
@@ -606,11 +494,11 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
 
     void Connect()
     {
-        if (Config!.Problem(settings.ClusterOnLoopback) is { } problem)
+        if (Config!.Problem(_settings.ClusterOnLoopback) is { } problem)
         {
             // Not a row to connect with (a socket path, a host list): said in powa_snapshot_metas.errors and the
             // log, tried again after the longest backoff, and at once when the row changes.
-            Disconnected(CollectorStatus.NoRemote, problem, report: true, delay: settings.RetryMaxDelay);
+            Disconnected(CollectorStatus.NoRemote, problem, report: true, delay: _settings.RetryMaxDelay);
             return;
         }
         Generation++;
@@ -630,7 +518,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
             Settle(); // snapshots read before are still stored
             return;
         }
-        var wait = delay ?? ServerSchedule.Backoff(_failures, settings.RetryMinDelay, settings.RetryMaxDelay, random());
+        var wait = delay ?? ServerSchedule.Backoff(_failures, _settings.RetryMinDelay, _settings.RetryMaxDelay, _random());
         Say(NoteLevel.Warning, $"Server {SrvId}: {error}; retrying in {wait.TotalSeconds:F0} s");
         if (report) Do(new Report(error, _seenSequence == long.MinValue ? null : _seenSequence));
         Do(new ScheduleReconnect(wait));
@@ -652,7 +540,7 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
 
     void StartRead(bool forced = false)
     {
-        if (world.RemoteBroken)
+        if (_world.RemoteBroken)
         {
             Disconnected(CollectorStatus.NoRemote, "the remote connection was lost", report: false, delay: TimeSpan.Zero);
             return;
@@ -660,8 +548,8 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
         if (_skipped > 1) Say(NoteLevel.Info, $"Server {SrvId}: back on schedule after {_skipped} skipped snapshots");
         _skipped = 0;
         _lastStartUtc = CurrentUtc;
-        var seq = ++_sequence;
-        var read = new Read(seq, forced, Spooling || !CanQueue, _plan, _guarded, _refresh);
+        var seq = _delivery.NextSequence();
+        var read = new Read(seq, forced, _delivery.Spooling || !CanQueue, _plan, _guarded, _refresh);
         (_readingRefresh, _refresh) = (_refresh, null);
         if (_plan.HasCatalogs || read.Refresh is not null)
         {
@@ -701,59 +589,6 @@ public sealed class ServerState(CollectorSettings settings, PowaVersion reposito
             if (ApplyConfig(pending)) return;
         }
         if (Phase == ServerPhase.Collecting && _skipped > 0 && _reading is null && CanQueue && _dueUtc - CurrentUtc > Frequency / 2) StartRead();
-    }
-
-    /// <summary>
-    /// The oldest snapshot goes to the writers, unless one of this server's is being stored: the queue's head
-    /// or the spool's oldest, whichever was taken first. While the repository is down a spooled one goes only
-    /// as the tick's probe. Handed off, what was read goes to the node's writers, which store (or spool) it in
-    /// order without this entity; what it spooled is replayed by the node's SpoolKeeper.
-    /// </summary>
-    void StoreNext(bool probe = false)
-    {
-        if (HandedOff)
-        {
-            // The one at a writer was the queue's head: the oldest left.
-            var atWriter = _storing is { Replay: false, TakenAtUtc: { } taken } ? taken : (DateTime?)null;
-            if ((atWriter ?? (_queue.TryPeek(out var first) ? first.TakenAtUtc : null)) is { } leftFrom)
-                Do(new HandOver(_queue.Select(q => q.Sequence).ToList(), leftFrom, _queue.Count + (atWriter is null ? 0 : 1)));
-            _queue.Clear();
-            if (_storing is not null) Do(new CancelWatchdog());
-            _storing = null; // stored or not, by the writers
-            return;
-        }
-        if (_storing is not null || _toSpool is not null) return;
-        if (world.OldestElsewhere is { } elsewhere && world.Backlog is not null && YieldsTo(elsewhere)) return; // an older one first (BacklogHeld)
-        _queue.TryPeek(out var head);
-        if (world.Backlog?.OldestUtc is { } oldest && (head is null || oldest <= head.TakenAtUtc))
-        {
-            if (_repositoryDown && !probe) return;
-            _storing = new AtWriter(++_sequence, Replay: true);
-            Do(new Replay(_storing.Sequence));
-        }
-        else if (_queue.TryDequeue(out var next))
-        {
-            _storing = new AtWriter(next.Sequence, Replay: false, next.TakenAtUtc);
-            Do(new Store(next.Sequence));
-        }
-    }
-
-    /// <summary>The repository just went down: the snapshots waiting in memory go to the spool too (a crash loses none).</summary>
-    void SpoolQueue()
-    {
-        if (world.Backlog is null || _queue.Count == 0) return;
-        _toSpool = _queue.ToList();
-        _queue.Clear();
-        Do(new ServerDo.SpoolQueue(_toSpool.Select(q => q.Sequence).ToList()));
-    }
-
-    /// <summary>A snapshot could not be written to the spool (a full or read-only disk): said once per outage.</summary>
-    void SpoolFailed(string error)
-    {
-        if (_spoolErrorSaid) return;
-        _spoolErrorSaid = true;
-        Say(NoteLevel.Error, $"Server {SrvId}: the spool cannot be written: {error}; until it can, snapshots the repository cannot store are lost " +
-                             $"(the ones read meanwhile wait in memory, {settings.MaxQueuedSnapshots} at most)");
     }
 
     /// <summary>

@@ -16,7 +16,7 @@ namespace PowaCluster.Collector.Actors;
 /// Work waits in one queue and goes to the first idle writer, short work first (NextWork), so no server starves: a server's actor
 /// gives its staged snapshots one at a time (it waits for the answer before it sends the next). Snapshots
 /// of one server are never stored by two writers at once, and are stored in the order they came: a handed-off
-/// server leaves its whole queue here (ServerState.StoreNext). The wait and the writers' busy time are
+/// server leaves its whole queue here (SnapshotDelivery.StoreNext). The wait and the writers' busy time are
 /// measured (GetWriterPoolStats). DrainWriters answers once nothing is queued or being stored (a node that
 /// stops stores what its servers left it).
 /// </summary>
