@@ -71,7 +71,7 @@ public static class BenchCommand
             string? frozenOnly = null;
             if (o.FrozenGiven && o.FrozenSeconds > 0 && lab.Remotes.Count >= 2 && lab.Remotes[1] is LocalPostgres v)
                 frozenOnly = await bench.FrozenRemoteAsync(Ours(o, repoDsn), v, TimeSpan.FromSeconds(o.FrozenSeconds));
-            Print(rows, null, 0, 0, null, frozenOnly, [], o);
+            Print(rows, null, null, 0, null, frozenOnly, [], o);
             return 0;
         }
         if (ReferenceCollector.VendorTarball() is { } vendor)
@@ -101,13 +101,27 @@ public static class BenchCommand
         foreach (var s in stages) s.Dispose();
         await bench.DropLimitServersAsync(limitServers.Select(s => s.Item1));
         Say($"read and store back to back on {pool} connection(s): {withReads:F1} snapshots/s");
-        var limit = limits[pool];
         var saturating = (int)Math.Ceiling(limits.Values.Max() * o.Frequency * 1.5);
         await bench.EnsureServersAsync(saturating);
         // Pinned, the pool sizes side by side and loads below the limit (their interval error); else the pool
         // of the run only.
+        var sizes = o.Pin ? new[] { 1, 2, 4 }.Append(pool).Distinct().Order().ToArray() : [pool];
+        // The limit again on the saturated run's own servers, for as long as its window: a repository that holds
+        // that many servers' statements, and rewrites them for every snapshot all along a run, stores fewer a
+        // second than one with 16 servers for 5 s. This is the limit the saturated rows are measured against.
+        Say($"measuring the repository's limit on the saturated run's {saturating} servers, {o.Seconds ?? 60} s on each pool size");
+        var fleetStages = await RepositoryLimit.ReadStagesAsync(repoDsn, bench.Fleet(saturating));
+        var fleetLimits = new Dictionary<int, double>();
+        foreach (var c in sizes)
+        {
+            fleetLimits[c] = await RepositoryLimit.MeasureAsync(repoDsn, fleetStages, c, TimeSpan.FromSeconds(o.Seconds ?? 60),
+                TimeSpan.FromSeconds(o.Frequency));
+            Say($"repository's limit on {saturating} servers on {c} connection(s): {fleetLimits[c]:F1} snapshots/s");
+        }
+        foreach (var s in fleetStages) s.Dispose();
+        var limit = fleetLimits[pool];
         var saturated = new Dictionary<int, BenchRow>();
-        foreach (var size in o.Pin ? new[] { 1, 2, 4 }.Append(pool).Distinct().Order().ToArray() : [pool])
+        foreach (var size in sizes)
         {
             var row = await bench.RunAsync(Ours(o with { PoolSize = size }, repoDsn), saturating, o.Frequency);
             saturated[size] = row with { Collector = $"powa-cluster, saturated, pool {size}" };
@@ -128,13 +142,13 @@ public static class BenchCommand
         if (o.FrozenSeconds > 0 && lab.Remotes.Count >= 2 && lab.Remotes[1] is LocalPostgres victim)
             frozen = await bench.FrozenRemoteAsync(Ours(o, repoDsn), victim, TimeSpan.FromSeconds(o.FrozenSeconds));
 
-        Print(rows, limits, pool, limit, sat, frozen, notes, o);
+        Print(rows, limits, fleetLimits, pool, sat, frozen, notes, o);
         if (saturated.Count > 1)
         {
             var best = saturated.MaxBy(kv => kv.Value.PerSecond);
             Console.WriteLine("saturated by pool size: " + string.Join(", ", saturated.Select(kv =>
-                $"{kv.Key}: {kv.Value.PerSecond:F1}/s = {kv.Value.PerSecond / limits[kv.Key] * 100:F0} % of the limit on {kv.Key}")) +
-                $"; most stored with pool {best.Key} ({best.Value.PerSecond / limits.Values.Max() * 100:F0} % of the repository's best)");
+                $"{kv.Key}: {kv.Value.PerSecond:F1}/s = {kv.Value.PerSecond / fleetLimits[kv.Key] * 100:F0} % of the limit on {kv.Key}")) +
+                $"; most stored with pool {best.Key} ({best.Value.PerSecond / fleetLimits.Values.Max() * 100:F0} % of the repository's best)");
         }
         Console.WriteLine($"read and store back to back, no collector, {pool} connection(s): {withReads:F1}/s; powa-cluster saturated: " +
                           $"{sat.PerSecond / withReads * 100:F0} % of it");
@@ -156,8 +170,8 @@ public static class BenchCommand
 
     internal static void Say(string m) => Console.WriteLine($"bench: {m}");
 
-    static void Print(List<BenchRow> rows, Dictionary<int, double>? limits, int pool, double limit, BenchRow? sat, string? frozen,
-        List<string> notes, LabOptions o)
+    static void Print(List<BenchRow> rows, Dictionary<int, double>? limits, Dictionary<int, double>? fleetLimits, int pool, BenchRow? sat,
+        string? frozen, List<string> notes, LabOptions o)
     {
         Console.WriteLine();
         Console.WriteLine($"## powa-lab bench: steady-state window {o.Seconds} s after {o.Warmup} s of warm-up, each collector started fresh" +
@@ -170,17 +184,20 @@ public static class BenchCommand
                               (double.IsNaN(r.ErrP50) ? "- | " : $"{r.ErrP50 * 100:F1} % / {r.ErrP99 * 100:F1} % | ") +
                               (r.Snapshots > 0 ? $"{r.CpuMsPerSnapshot:F2} ms" : "-") + $" | {r.CpuPercent:F2} % | " +
                               $"{r.RssBytes / 1048576.0:F0} MB | {r.Threads} | {r.RepoConnections} |");
-        if (limits is null || sat is null)
+        if (limits is null || fleetLimits is null || sat is null)
         {
             if (frozen is not null) Console.WriteLine(frozen);
             return;
         }
         Console.WriteLine();
-        Console.WriteLine("repository's own limit (binary COPY in + powa_take_snapshot back to back, no collector): " +
+        Console.WriteLine("repository's own limit (binary COPY in + powa_take_snapshot back to back, no collector), 16 servers, 5 s each: " +
                           string.Join(", ", limits.Select(kv => $"{kv.Value:F1}/s on {kv.Key} connection(s)")));
+        Console.WriteLine($"the same on the saturated run's {sat.Servers} servers, {o.Seconds ?? 60} s each: " +
+                          string.Join(", ", fleetLimits.Select(kv => $"{kv.Value:F1}/s on {kv.Key} connection(s)")));
+        var limit = fleetLimits[pool];
         Console.WriteLine($"saturation: {sat.Servers} servers at {sat.Frequency} s ask {sat.Servers / (double)sat.Frequency:F1}/s; " +
-                          $"powa-cluster (pool {pool}) stored {sat.PerSecond:F1}/s = {sat.PerSecond / limit * 100:F0} % of the repository's limit on {pool} connections " +
-                          $"({sat.PerSecond / limits.Values.Max() * 100:F0} % of its best)");
+                          $"powa-cluster (pool {pool}) stored {sat.PerSecond:F1}/s = {sat.PerSecond / limit * 100:F0} % of the repository's limit on those servers on {pool} connections " +
+                          $"({sat.PerSecond / fleetLimits.Values.Max() * 100:F0} % of its best; {sat.PerSecond / limits[pool] * 100:F0} % of the 16 servers' limit)");
         if (frozen is not null) Console.WriteLine(frozen);
         foreach (var n in notes) Console.WriteLine(n);
     }

@@ -106,6 +106,10 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
         return list;
     }
 
+    /// <summary>The first n servers of the fleet, and where each one is: for the limit measured on a fleet's own servers.</summary>
+    public IReadOnlyList<(int, NpgsqlConnectionStringBuilder)> Fleet(int n) =>
+        _servers.Take(n).Select((id, i) => (id, _where[i].Remote.ConnectionString(PowaLab.Database, _where[i].Address))).ToList();
+
     /// <summary>The limit's servers and their history gone (powa_delete_and_purge_server).</summary>
     public async Task DropLimitServersAsync(IEnumerable<int> srvids)
     {

@@ -99,12 +99,17 @@ public static class RepositoryLimit
     }
 
     /// <summary>Snapshots per second stored on <paramref name="connections"/> connections for <paramref name="duration"/>.</summary>
+    /// <param name="frequency">null: each store of a stage is taken a minute after its last (servers of the
+    /// limit's own, purged afterwards); given: at the frequency or now, whichever is later, as a collector would
+    /// take them (a fleet's own servers, whose history must not end in the future)</param>
     public static async Task<double> MeasureAsync(NpgsqlConnectionStringBuilder repo, IReadOnlyList<SnapshotStage> stages,
-        int connections, TimeSpan duration)
+        int connections, TimeSpan duration, TimeSpan? frequency = null)
     {
         await VacuumRepositoryAsync(repo);
         var sw = Stopwatch.StartNew();
         var stored = 0;
+        using var upkeep = new CancellationTokenSource();
+        var vacuums = VacuumStagingWhileAsync(repo, upkeep.Token);
         var workers = Enumerable.Range(0, connections).Select(async w =>
         {
             // Each connection stores its own servers, so that two never wait for one server's lock.
@@ -115,10 +120,12 @@ public static class RepositoryLimit
             var sql = await PowaOfAsync(c);
             for (var i = 0; sw.Elapsed < duration; i++)
             {
-                // Each store of a stage as a snapshot taken a minute after its last one: the same time again would
-                // be fenced (skipped in a few milliseconds), which is not a store.
+                // Each store of a stage as a snapshot taken later than its last one: the same time again would be
+                // fenced (skipped in a few milliseconds), which is not a store.
                 var stage = mine[i % mine.Count];
-                stage.TakenAtUtc = stage.TakenAtUtc.AddMinutes(1);
+                stage.TakenAtUtc = frequency is { } f
+                    ? new[] { stage.TakenAtUtc + f, LabClock.Utc }.Max()
+                    : stage.TakenAtUtc.AddMinutes(1);
                 var result = await SnapshotStore.StoreAsync(sql, c, stage, CancellationToken.None);
                 if (result.Outcome != StoreOutcome.Stored)
                     throw new InvalidOperationException($"the repository limit's store of server {stage.SrvId} was {result.Outcome}: {result.SkipReason}");
@@ -126,7 +133,27 @@ public static class RepositoryLimit
             }
         }).ToList();
         await Task.WhenAll(workers);
-        return stored / sw.Elapsed.TotalSeconds;
+        var rate = stored / sw.Elapsed.TotalSeconds;
+        await upkeep.CancelAsync();
+        await vacuums;
+        return rate;
+    }
+
+    /// <summary>
+    /// The staging tables vacuumed at the collector's default interval (StagingVacuumInterval) while a measure
+    /// stores, as a node's writers keep them: a measure longer than that would otherwise pay for bloat the
+    /// collector does not have.
+    /// </summary>
+    static async Task VacuumStagingWhileAsync(NpgsqlConnectionStringBuilder repo, CancellationToken ct)
+    {
+        var every = new Collector.Configuration.CollectorSettings().StagingVacuumInterval;
+        await using var c = new NpgsqlConnection(repo.ConnectionString);
+        await c.OpenAsync(CancellationToken.None);
+        while (!ct.IsCancellationRequested)
+        {
+            await Task.Delay(every, ct).ContinueWith(_ => { }, CancellationToken.None);
+            if (!ct.IsCancellationRequested) await RepositoryQueries.VacuumStagingAsync(c, CancellationToken.None);
+        }
     }
 
     /// <summary>Each measure starts on a vacuumed repository, as every collector run does (<see cref="BenchRuns.VacuumAsync"/>).</summary>
