@@ -142,24 +142,39 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
     }
 
     /// <summary>
-    /// VACUUM of the repository's database, before every measure (the limit's too): each row starts on the same
-    /// clean repository instead of the dead rows the rows before it left (powa_statements' last_present_ts,
-    /// updated by every snapshot, and the purge of the limit's servers), which the bench's throwaway repository,
-    /// with autovacuum's defaults, would otherwise charge to whichever row came later.
+    /// Every measure (the limit's too) starts on the same repository: the current history the rows before it
+    /// stored emptied (TRUNCATE of the powa_*_history_current tables but powa_stat_bgwriter's, which
+    /// SnapshotLog counts), then a VACUUM of the database. Otherwise a row pays for what the rows before it left:
+    /// each snapshot adds its statements to history tables larger than shared_buffers, and rewrites
+    /// powa_statements' last_present_ts, which the bench's throwaway repository, with autovacuum's defaults,
+    /// charges to whichever row comes later.
     /// </summary>
-    public static async Task VacuumAsync(NpgsqlConnection repo)
+    public static async Task ResetAsync(NpgsqlConnection repo)
     {
         var sw = Stopwatch.StartNew();
-        await using var cmd = new NpgsqlCommand("VACUUM", repo) { CommandTimeout = 600 };
+        await using var cmd = new NpgsqlCommand("""
+            DO $$
+            DECLARE t regclass;
+            BEGIN
+              FOR t IN SELECT c.oid::regclass FROM pg_class c
+                       WHERE c.relname LIKE 'powa\_%\_history\_current%' AND c.relname NOT LIKE 'powa\_stat\_bgwriter%'
+                         AND c.relkind IN ('r', 'p') LOOP
+                EXECUTE format('TRUNCATE %s', t);
+              END LOOP;
+            END $$
+            """, repo) { CommandTimeout = 600 };
         await cmd.ExecuteNonQueryAsync();
-        if (sw.Elapsed > TimeSpan.FromSeconds(1)) BenchCommand.Say($"repository vacuumed in {sw.Elapsed.TotalSeconds:F1} s");
+        // A statement of its own: VACUUM cannot run in a batch's implicit transaction.
+        await using var vacuum = new NpgsqlCommand("VACUUM", repo) { CommandTimeout = 600 };
+        await vacuum.ExecuteNonQueryAsync();
+        if (sw.Elapsed > TimeSpan.FromSeconds(1)) BenchCommand.Say($"repository reset in {sw.Elapsed.TotalSeconds:F1} s");
     }
 
     async Task<BenchRow> MeasureAsync(Func<Task<IDemoCollector>> start, int servers, int frequency, TimeSpan warmup, TimeSpan window)
     {
         if (servers > 0) await EnsureServersAsync(servers);
         if (AllServers.Count > 0) await ActivateAsync(servers, frequency);
-        await VacuumAsync(repo);
+        await ResetAsync(repo);
         await using var collector = await start();
         BenchCommand.Say($"{collector.Name}: {servers} servers at {frequency} s, {warmup.TotalSeconds:F0} s of warm-up then {window.TotalSeconds:F0} s measured");
         await WaitAsync(warmup, collector);
@@ -192,7 +207,7 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
     public async Task<string> FrozenRemoteAsync(Func<Task<IDemoCollector>> start, LocalPostgres victim, TimeSpan frozenFor)
     {
         await ActivateAsync(o.Servers, o.Frequency);
-        await VacuumAsync(repo);
+        await ResetAsync(repo);
         var healthy = AllServers.Take(o.Servers).Where((_, i) => _where[i].Remote != victim).ToList();
         await using var collector = await start();
         BenchCommand.Say($"{collector.Name}: {o.Servers} servers at {o.Frequency} s; {victim.Name} frozen for {frozenFor.TotalSeconds:F0} s after {o.Warmup} s");

@@ -61,7 +61,7 @@ public static class RepositoryLimit
         DateTime notBeforeUtc)
     {
         var budget = new StageBudget(long.MaxValue, null);
-        await VacuumRepositoryAsync(repo);
+        await ResetRepositoryAsync(repo);
         var sw = Stopwatch.StartNew();
         var stored = 0;
         var workers = Enumerable.Range(0, connections).Select(async w =>
@@ -105,7 +105,7 @@ public static class RepositoryLimit
     public static async Task<double> MeasureAsync(NpgsqlConnectionStringBuilder repo, IReadOnlyList<SnapshotStage> stages,
         int connections, TimeSpan duration, TimeSpan? frequency = null)
     {
-        await VacuumRepositoryAsync(repo);
+        await ResetRepositoryAsync(repo);
         var sw = Stopwatch.StartNew();
         var stored = 0;
         using var upkeep = new CancellationTokenSource();
@@ -156,11 +156,11 @@ public static class RepositoryLimit
         }
     }
 
-    /// <summary>Each measure starts on a vacuumed repository, as every collector run does (<see cref="BenchRuns.VacuumAsync"/>).</summary>
-    static async Task VacuumRepositoryAsync(NpgsqlConnectionStringBuilder repo)
+    /// <summary>Each measure starts on the same repository as every collector run does (<see cref="BenchRuns.ResetAsync"/>).</summary>
+    static async Task ResetRepositoryAsync(NpgsqlConnectionStringBuilder repo)
     {
         await using var c = new NpgsqlConnection(repo.ConnectionString);
         await c.OpenAsync();
-        await BenchRuns.VacuumAsync(c);
+        await BenchRuns.ResetAsync(c);
     }
 }
