@@ -106,16 +106,17 @@ public static class BenchCommand
         // Pinned, the pool sizes side by side and loads below the limit (their interval error); else the pool
         // of the run only.
         var sizes = o.Pin ? new[] { 1, 2, 4 }.Append(pool).Distinct().Order().ToArray() : [pool];
-        // The limit again on the saturated run's own servers, for as long as its window: a repository that holds
-        // that many servers' statements, and rewrites them for every snapshot all along a run, stores fewer a
-        // second than one with 16 servers for 5 s. This is the limit the saturated rows are measured against.
-        Say($"measuring the repository's limit on the saturated run's {saturating} servers, {o.Seconds ?? 60} s on each pool size");
+        // The limit again on the saturated run's own servers, counted over the same window after the same
+        // warm-up: a repository that holds that many servers' statements, and rewrites them for every snapshot
+        // all along a run, stores fewer a second than one with 16 servers for 5 s, and fewer the longer it runs.
+        // This is the limit the saturated rows are measured against.
+        Say($"measuring the repository's limit on the saturated run's {saturating} servers, {o.Warmup} s then {o.Seconds ?? 60} s counted, on each pool size");
         var fleetStages = await RepositoryLimit.ReadStagesAsync(repoDsn, bench.Fleet(saturating));
         var fleetLimits = new Dictionary<int, double>();
         foreach (var c in sizes)
         {
             fleetLimits[c] = await RepositoryLimit.MeasureAsync(repoDsn, fleetStages, c, TimeSpan.FromSeconds(o.Seconds ?? 60),
-                TimeSpan.FromSeconds(o.Frequency));
+                TimeSpan.FromSeconds(o.Frequency), TimeSpan.FromSeconds(o.Warmup));
             Say($"repository's limit on {saturating} servers on {c} connection(s): {fleetLimits[c]:F1} snapshots/s");
         }
         foreach (var s in fleetStages) s.Dispose();
@@ -192,7 +193,7 @@ public static class BenchCommand
         Console.WriteLine();
         Console.WriteLine("repository's own limit (binary COPY in + powa_take_snapshot back to back, no collector), 16 servers, 5 s each: " +
                           string.Join(", ", limits.Select(kv => $"{kv.Value:F1}/s on {kv.Key} connection(s)")));
-        Console.WriteLine($"the same on the saturated run's {sat.Servers} servers, {o.Seconds ?? 60} s each: " +
+        Console.WriteLine($"the same on the saturated run's {sat.Servers} servers, {o.Seconds ?? 60} s counted after {o.Warmup} s, as its rows: " +
                           string.Join(", ", fleetLimits.Select(kv => $"{kv.Value:F1}/s on {kv.Key} connection(s)")));
         var limit = fleetLimits[pool];
         Console.WriteLine($"saturation: {sat.Servers} servers at {sat.Frequency} s ask {sat.Servers / (double)sat.Frequency:F1}/s; " +

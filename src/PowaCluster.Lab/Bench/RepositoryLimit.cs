@@ -102,8 +102,10 @@ public static class RepositoryLimit
     /// <param name="frequency">null: each store of a stage is taken a minute after its last (servers of the
     /// limit's own, purged afterwards); given: at the frequency or now, whichever is later, as a collector would
     /// take them (a fleet's own servers, whose history must not end in the future)</param>
+    /// <param name="warmup">stores before <paramref name="duration"/> that are not counted: a collector row counts
+    /// its window after its warm-up, on a repository that has grown since the reset, and so does this</param>
     public static async Task<double> MeasureAsync(NpgsqlConnectionStringBuilder repo, IReadOnlyList<SnapshotStage> stages,
-        int connections, TimeSpan duration, TimeSpan? frequency = null)
+        int connections, TimeSpan duration, TimeSpan? frequency = null, TimeSpan warmup = default)
     {
         await ResetRepositoryAsync(repo);
         var sw = Stopwatch.StartNew();
@@ -118,7 +120,7 @@ public static class RepositoryLimit
             await using var c = new NpgsqlConnection(repo.ConnectionString);
             await c.OpenAsync();
             var sql = await PowaOfAsync(c);
-            for (var i = 0; sw.Elapsed < duration; i++)
+            for (var i = 0; sw.Elapsed < warmup + duration; i++)
             {
                 // Each store of a stage as a snapshot taken later than its last one: the same time again would be
                 // fenced (skipped in a few milliseconds), which is not a store.
@@ -129,11 +131,11 @@ public static class RepositoryLimit
                 var result = await SnapshotStore.StoreAsync(sql, c, stage, CancellationToken.None);
                 if (result.Outcome != StoreOutcome.Stored)
                     throw new InvalidOperationException($"the repository limit's store of server {stage.SrvId} was {result.Outcome}: {result.SkipReason}");
-                Interlocked.Increment(ref stored);
+                if (sw.Elapsed >= warmup) Interlocked.Increment(ref stored);
             }
         }).ToList();
         await Task.WhenAll(workers);
-        var rate = stored / sw.Elapsed.TotalSeconds;
+        var rate = stored / (sw.Elapsed - warmup).TotalSeconds;
         await upkeep.CancelAsync();
         await vacuums;
         return rate;
