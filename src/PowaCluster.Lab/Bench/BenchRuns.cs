@@ -179,6 +179,7 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
         BenchCommand.Say($"{collector.Name}: {servers} servers at {frequency} s, {warmup.TotalSeconds:F0} s of warm-up then {window.TotalSeconds:F0} s measured");
         await WaitAsync(warmup, collector);
         var from = await SnapshotLog.NowAsync(repo);
+        var stored0 = await SnapshotLog.StoredAsync(repo);
         var cpu0 = ProcessProbe.Cpu(collector.Pid);
         var sw = Stopwatch.StartNew();
         long rss = 0;
@@ -194,9 +195,10 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
         var cpu = ProcessProbe.Cpu(collector.Pid) - cpu0;
         var seconds = sw.Elapsed.TotalSeconds;
         var to = from + sw.Elapsed;
+        // Stored within the window, not taken within it (SnapshotLog.StoredAsync).
+        var snapshots = (int)(await SnapshotLog.StoredAsync(repo) - stored0);
         await collector.StopAsync();
         var times = await SnapshotLog.TimesAsync(repo, from, to);
-        var snapshots = times.Values.Sum(t => t.Count);
         var errors = SnapshotLog.IntervalErrors(times, TimeSpan.FromSeconds(frequency));
         return new BenchRow(collector.Name, servers, frequency, snapshots, (int)(servers * seconds / frequency),
             SnapshotLog.Percentile(errors, 0.5), SnapshotLog.Percentile(errors, 0.99),

@@ -28,6 +28,20 @@ public static class SnapshotLog
         return times;
     }
 
+    /// <summary>
+    /// Snapshots stored so far, whenever taken: two readings bracket what a window stored. Snapshots taken in a
+    /// window may be stored after it (a saturated collector's queue, stored while it stops): counted by their
+    /// times, those would count as the window's throughput.
+    /// </summary>
+    public static async Task<long> StoredAsync(NpgsqlConnection repo)
+    {
+        await using var cmd = new NpgsqlCommand("""
+            SELECT (SELECT count(*) FROM powa_stat_bgwriter_history_current)
+                 + (SELECT coalesce(sum(cardinality(records)), 0) FROM powa_stat_bgwriter_history)
+            """, repo);
+        return Convert.ToInt64(await cmd.ExecuteScalarAsync());
+    }
+
     /// <summary>Which of these servers have a snapshot taken after <paramref name="afterUtc"/> stored.</summary>
     public static async Task<HashSet<int>> LandedAfterAsync(NpgsqlConnection repo, IReadOnlyCollection<int> ids, DateTime afterUtc)
     {
