@@ -303,10 +303,9 @@ public sealed class ServerState
     /// <summary>The repository's answer to a store; <paramref name="replayedSequence"/>: the spooled snapshot's own, when it was one.</summary>
     public IReadOnlyList<ServerAction> Stored(long sequence, StoreResult result, long? replayedSequence) => Run(() =>
     {
-        if (!_delivery.AtWriterNow(sequence)) return;
-        Saw(result.Sequence);
         var replayed = replayedSequence is not null;
-        _delivery.Stored(result, replayed);
+        if (!_delivery.Stored(sequence, result, replayed)) return;
+        Saw(result.Sequence);
         Record.Stored(result, CurrentUtc);
         FollowRepositoryPowa(result.RepositoryPowa);
         if (result.Outcome == StoreOutcome.Skipped)

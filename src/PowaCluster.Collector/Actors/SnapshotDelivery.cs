@@ -99,9 +99,13 @@ public sealed class SnapshotDelivery(CollectorSettings settings, IServerSurround
     /// <summary>Whether <paramref name="sequence"/> is the snapshot at a writer (an answer for another is stale).</summary>
     public bool AtWriterNow(long sequence) => _storing?.Sequence == sequence;
 
-    /// <summary>The repository answered the store at a writer (<see cref="AtWriterNow"/>): the outage, if any, is over.</summary>
-    public void Stored(StoreResult result, bool replayed)
+    /// <summary>
+    /// The repository answered a store: the outage, if any, is over. False, and nothing done, when
+    /// <paramref name="sequence"/> is not the snapshot at a writer (a stale answer).
+    /// </summary>
+    public bool Stored(long sequence, StoreResult result, bool replayed)
     {
+        if (!AtWriterNow(sequence)) return false;
         @do(new CancelWatchdog());
         _storing = null;
         _repositoryDown = false;
@@ -117,13 +121,14 @@ public sealed class SnapshotDelivery(CollectorSettings settings, IServerSurround
             StoreOutcome.Rejected => "rejected",
             _ => "stored",
         }));
-        if (!replayed) return;
+        if (!replayed) return true;
         _replayed++;
         if (world.Backlog?.Count == 0)
         {
             @do(new Say(NoteLevel.Info, $"Server {SrvId}: its spooled snapshots are replayed ({_replayed} stored from the spool)"));
             (_replayed, _spooledInOutage) = (0, 0);
         }
+        return true;
     }
 
     /// <summary>The store at a writer failed: spooled (the repository failed), a spooled one dropped, or lost.</summary>

@@ -4,6 +4,7 @@ using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Spooling;
+using PowaCluster.Tests.Support;
 using static PowaCluster.Collector.Actors.ServerDo;
 
 namespace PowaCluster.Tests.Unit;
@@ -14,18 +15,9 @@ namespace PowaCluster.Tests.Unit;
 /// </summary>
 public class ServerStateTests
 {
-    sealed class World : IServerSurroundings
-    {
-        public bool RemoteBroken { get; set; }
-        public bool RoomToReadAhead { get; set; } = true;
-        public BacklogView? Backlog { get; set; }
-        public CachedServer? Saved { get; set; }
-        public DateTime? OldestElsewhere { get; set; }
-    }
-
     // Any instant: nothing here depends on the day it runs.
     readonly FakeTimeProvider _time = new(new DateTimeOffset(2031, 3, 4, 5, 6, 7, TimeSpan.Zero));
-    readonly World _world = new();
+    readonly FakeServerSurroundings _world = new();
     readonly CollectorSettings _settings = new() { MaxQueuedSnapshots = 3 };
     static readonly PowaVersion Powa = new(4, 1, "4.1.4");
     static readonly ServerConfig Row = new(7, "127.0.0.7", 5432, "powa", "secret", "powa", 10, "seven");

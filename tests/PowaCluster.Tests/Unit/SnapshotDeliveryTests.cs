@@ -3,6 +3,7 @@ using PowaCluster.Collector.Actors;
 using PowaCluster.Collector.Configuration;
 using PowaCluster.Collector.Postgres;
 using PowaCluster.Collector.Spooling;
+using PowaCluster.Tests.Support;
 using static PowaCluster.Collector.Actors.ServerDo;
 
 namespace PowaCluster.Tests.Unit;
@@ -13,19 +14,10 @@ namespace PowaCluster.Tests.Unit;
 /// </summary>
 public class SnapshotDeliveryTests
 {
-    sealed class World : IServerSurroundings
-    {
-        public bool RemoteBroken => false;
-        public bool RoomToReadAhead { get; set; } = true;
-        public BacklogView? Backlog { get; set; }
-        public CachedServer? Saved => null;
-        public DateTime? OldestElsewhere { get; set; }
-    }
-
     // Any instant: nothing here depends on the day it runs.
     static readonly DateTime T0 = new(2031, 3, 4, 5, 6, 7, DateTimeKind.Utc);
     static readonly StoreResult StoredOk = new(StoreOutcome.Stored, SnapshotPlan.Empty, 0, [], Sequence: 100);
-    readonly World _world = new() { Backlog = new BacklogView(0, 0, null, "/spool/7") };
+    readonly FakeServerSurroundings _world = new() { Backlog = new BacklogView(0, 0, null, "/spool/7") };
     readonly List<ServerAction> _actions = [];
     readonly SnapshotDelivery _d;
 
@@ -56,7 +48,9 @@ public class SnapshotDeliveryTests
         Assert.True(_d.AtWriterNow(first));
         Assert.False(_d.AtWriterNow(second));
 
-        _d.Stored(StoredOk, replayed: false);
+        Assert.False(_d.Stored(second, StoredOk, replayed: false)); // not at a writer: a stale answer, nothing done
+        Assert.Empty(Take());
+        Assert.True(_d.Stored(first, StoredOk, replayed: false));
         _d.StoreNext();
         Assert.Equal(second, Assert.Single(Take().OfType<Store>()).Sequence);
     }
@@ -101,7 +95,7 @@ public class SnapshotDeliveryTests
         _world.Backlog = new BacklogView(0, 0, null, "/spool/7");
         _d.Tick();
         Assert.Equal(third, Assert.Single(Take().OfType<Store>()).Sequence);
-        _d.Stored(StoredOk, replayed: false);
+        Assert.True(_d.Stored(third, StoredOk, replayed: false));
         _d.StoreNext();
         Assert.Equal(fourth, Assert.Single(Take().OfType<Store>()).Sequence);
     }
