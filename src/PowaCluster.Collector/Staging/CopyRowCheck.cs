@@ -34,6 +34,7 @@ public sealed class CopyRowCheck(int srvId, bool text, string datasource)
     {
         while (!data.IsEmpty)
         {
+            if (_part == Part.FieldCount && _have == 0 && (data = WholeRows(data)).IsEmpty) return;
             switch (_part)
             {
                 case Part.Header:
@@ -101,6 +102,41 @@ public sealed class CopyRowCheck(int srvId, bool text, string datasource)
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// Passes the whole, valid rows at the start of <paramref name="data"/> reading their lengths in place: the
+    /// state machine below, a step and a copy per field, cost 6 % of a node's CPU at 20 servers. It stops at a row
+    /// cut by the end of the data or one that is not valid, which the state machine then takes from its start
+    /// (and refuses with its message).
+    /// </summary>
+    ReadOnlySpan<byte> WholeRows(ReadOnlySpan<byte> data)
+    {
+        while (data.Length >= 2)
+        {
+            int count = BinaryPrimitives.ReadInt16BigEndian(data);
+            if (count < 1) return data;
+            var at = 2;
+            for (var field = 0; field < count; field++)
+            {
+                if (data.Length - at < 4) return data;
+                var length = BinaryPrimitives.ReadInt32BigEndian(data[at..]);
+                at += 4;
+                if (field == 0)
+                {
+                    if (length != 4 || data.Length - at < 4 || BinaryPrimitives.ReadInt32BigEndian(data[at..]) != srvId) return data;
+                }
+                else if (length < -1) return data;
+                if (length > 0)
+                {
+                    if (data.Length - at < length) return data;
+                    at += length;
+                }
+            }
+            Rows++;
+            data = data[at..];
+        }
+        return data;
     }
 
     /// <summary>The data ended: it must end at a row's end (binary: with its trailer, or at least between rows).</summary>

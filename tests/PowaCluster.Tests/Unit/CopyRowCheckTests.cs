@@ -55,6 +55,17 @@ public sealed class CopyRowCheckTests
     }
 
     [Fact]
+    public void Many_rows_in_large_writes_are_counted_and_a_foreign_one_among_them_refused()
+    {
+        var ids = Enumerable.Repeat<int?>(7, 1000).ToArray();
+        foreach (var piece in new[] { 777, 4096, 65536 })
+            Assert.Equal(1000, Check(Binary(ids), 7, text: false, piece));
+        ids[600] = 8;
+        foreach (var piece in new[] { 777, 65536 })
+            Assert.Contains("is for srvid 8", Assert.Throws<StageRejectedException>(() => Check(Binary(ids), 7, text: false, piece)).Message);
+    }
+
+    [Fact]
     public void A_row_of_another_server_or_without_srvid_is_refused_wherever_it_is()
     {
         foreach (var piece in new[] { 1, 4, 1000 })
