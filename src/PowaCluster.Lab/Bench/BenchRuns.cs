@@ -136,7 +136,7 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
     {
         var row = await MeasureAsync(start, servers, frequency, warmup, window);
         BenchCommand.Say($"{row.Collector}: {row.Snapshots} snapshots ({row.Due} due), interval error p50 {row.ErrP50 * 100:F1} % p99 {row.ErrP99 * 100:F1} %, " +
-            $"CPU {row.CpuMsPerSnapshot:F2} ms per snapshot ({row.CpuPercent:F2} % of a core), {row.RssBytes / 1048576.0:F0} MB resident, " +
+            $"CPU {row.CpuMsPerSnapshot:F2} ms per snapshot ({row.KernelMsPerSnapshot:F2} in the kernel; {row.CpuPercent:F2} % of a core), {row.RssBytes / 1048576.0:F0} MB resident, " +
             $"{row.Threads} threads, {row.RepoConnections} repository connections");
         return row;
     }
@@ -192,7 +192,8 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
             conns = Math.Max(conns, await SnapshotLog.CollectorConnectionsAsync(repo));
             await WaitAsync(TimeSpan.FromMilliseconds(500), collector);
         }
-        var cpu = ProcessProbe.Cpu(collector.Pid) - cpu0;
+        var cpu1 = ProcessProbe.Cpu(collector.Pid);
+        var (cpu, kernel) = (cpu1.Total - cpu0.Total, cpu1.Kernel - cpu0.Kernel);
         var seconds = sw.Elapsed.TotalSeconds;
         var to = from + sw.Elapsed;
         // Stored within the window, not taken within it (SnapshotLog.StoredAsync).
@@ -202,7 +203,8 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
         var errors = SnapshotLog.IntervalErrors(times, TimeSpan.FromSeconds(frequency));
         return new BenchRow(collector.Name, servers, frequency, snapshots, (int)(servers * seconds / frequency),
             SnapshotLog.Percentile(errors, 0.5), SnapshotLog.Percentile(errors, 0.99),
-            snapshots == 0 ? 0 : cpu.TotalMilliseconds / snapshots, cpu.TotalSeconds / seconds * 100, rss, threads, conns, seconds);
+            snapshots == 0 ? 0 : cpu.TotalMilliseconds / snapshots, cpu.TotalSeconds / seconds * 100, rss, threads, conns, seconds,
+            snapshots == 0 ? 0 : kernel.TotalMilliseconds / snapshots);
     }
 
     /// <summary>One remote frozen (SIGSTOP) for a while: how many snapshots the other remote's servers got, against their schedule.</summary>

@@ -5,14 +5,15 @@ namespace PowaCluster.Lab.Bench;
 /// <summary>What a process uses, read from /proc: CPU time, resident memory, threads.</summary>
 public static class ProcessProbe
 {
-    public static TimeSpan Cpu(int pid)
+    /// <summary>CPU time used so far, in all and of it in the kernel (system calls, the socket stack, scheduling).</summary>
+    public static (TimeSpan Total, TimeSpan Kernel) Cpu(int pid)
     {
         try
         {
             using var p = Process.GetProcessById(pid);
-            return p.TotalProcessorTime;
+            return (p.TotalProcessorTime, p.PrivilegedProcessorTime);
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException) { return TimeSpan.Zero; }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException) { return (TimeSpan.Zero, TimeSpan.Zero); }
     }
 
     /// <summary>VmRSS in bytes and Threads, from /proc/PID/status; zeros when the process is gone.</summary>
