@@ -136,7 +136,8 @@ sealed class BenchRuns(PowaLab lab, NpgsqlConnection repo, LabOptions o, Cancell
     {
         var row = await MeasureAsync(start, servers, frequency, warmup, window);
         BenchCommand.Say($"{row.Collector}: {row.Snapshots} snapshots ({row.Due} due), interval error p50 {row.ErrP50 * 100:F1} % p99 {row.ErrP99 * 100:F1} %, " +
-            $"CPU {row.CpuMsPerSnapshot:F2} ms per snapshot ({row.KernelMsPerSnapshot:F2} in the kernel; {row.CpuPercent:F2} % of a core), {row.RssBytes / 1048576.0:F0} MB resident, " +
+            (row.Snapshots > 0 ? $"CPU {row.CpuMsPerSnapshot:F2} ms per snapshot ({row.KernelMsPerSnapshot:F2} in the kernel; " : "CPU (") +
+            $"{row.CpuPercent:F2} % of a core), {row.RssBytes / 1048576.0:F0} MB resident, " +
             $"{row.Threads} threads, {row.RepoConnections} repository connections");
         return row;
     }
